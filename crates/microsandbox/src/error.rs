@@ -1,0 +1,42 @@
+//! The SDK's one public error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the SDK.
+#[derive(Debug, thiserror::Error)]
+pub enum MicrosandboxError {
+    /// The request is invalid (bad name, resources, rootfs …).
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// The root filesystem directory is missing or not a directory.
+    #[error("rootfs {path} {problem}")]
+    Rootfs {
+        /// The path given.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The VMM could not start or run the VM.
+    #[error(transparent)]
+    Vmm(#[from] msb_vmm::VmmError),
+    /// Talking to the guest agent failed.
+    #[error(transparent)]
+    Agent(#[from] msb_protocol::client::ClientError),
+    /// The guest did not become ready in time.
+    #[error("the guest agent did not answer within {secs} s (console log: {log})")]
+    BootTimeout {
+        /// Seconds waited.
+        secs: u64,
+        /// Where the console log is.
+        log: PathBuf,
+    },
+    /// Host I/O failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}

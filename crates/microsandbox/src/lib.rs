@@ -1,0 +1,15 @@
+//! microsandbox: run untrusted code in hardware-isolated microVMs with container ergonomics.
+//!
+//! This release boots a VM from a host directory and runs processes in it; named, managed
+//! sandboxes and OCI images build on [`vm::BootedVm`].
+
+mod error;
+pub mod vm;
+
+pub use error::MicrosandboxError;
+pub use msb_protocol::client::{ExecControl, ExecEvent, ExecSession};
+pub use msb_protocol::{BootTimings, ExecRequest, ExitStatus, SpawnErrorKind, WindowSize};
+pub use msb_types::{parse_env, Paths, Resources, RootSpec, SandboxSpec};
+
+/// Result with [`MicrosandboxError`].
+pub type MicrosandboxResult<T> = Result<T, MicrosandboxError>;

@@ -1,0 +1,142 @@
+//! Booting a sandbox's VM and talking to its agent.
+
+use crate::{MicrosandboxError, MicrosandboxResult};
+use msb_protocol::client::{AgentClient, ExecSession};
+use msb_protocol::{ExecRequest, GuestConfig, Ready, RootSource};
+use msb_types::{Paths, RootSpec, SandboxSpec};
+use msb_vmm::{accel, Qemu, VmProcess, VmSpec, Vmm};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a guest may take from launch to a ready agent (generous: TCG is slow).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+const ROOT_TAG: &str = "msb-root";
+
+/// A running VM with a connected agent.
+#[derive(Debug)]
+pub struct BootedVm {
+    process: VmProcess,
+    client: AgentClient,
+    /// Host-measured time from launching the VMM to the agent's `Ready`.
+    pub boot_time: Duration,
+    /// The accelerator in use.
+    pub accel: msb_vmm::Accel,
+    /// Why KVM is not in use, when it is not.
+    pub accel_note: Option<String>,
+    dir: PathBuf,
+}
+
+impl BootedVm {
+    /// Validates the spec's root, launches the VM and completes the agent handshake.
+    pub async fn boot(spec: &SandboxSpec, paths: &Paths) -> MicrosandboxResult<BootedVm> {
+        let RootSpec::Bind(root) = &spec.root;
+        let root = check_root_dir(root)?;
+        let choice = accel::detect().map_err(MicrosandboxError::InvalidConfig)?;
+        let dir = paths.sandbox_dir(&spec.name);
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs).map_err(|source| MicrosandboxError::Io {
+            context: format!("creating {}", logs.display()),
+            source,
+        })?;
+        let vm_spec = VmSpec {
+            kernel: paths.kernel(),
+            initramfs: paths.initramfs(),
+            cpus: spec.resources.cpus,
+            memory_mib: spec.resources.memory_mib,
+            shares: vec![(ROOT_TAG.to_string(), root)],
+            runtime_dir: dir.join("runtime"),
+            console_log: logs.join("console.log"),
+            accel: choice.accel,
+        };
+        let started = Instant::now();
+        let mut process = Qemu::locate()?.launch(&vm_spec).await?;
+        let stream = process.connect_agent(Duration::from_secs(10)).await?;
+        let config = GuestConfig {
+            root: RootSource::VirtioFs { tag: ROOT_TAG.into() },
+            hostname: spec.hostname.clone(),
+            host_time: now(),
+        };
+        let handshake = AgentClient::handshake(stream, config);
+        let client = tokio::select! {
+            r = tokio::time::timeout(BOOT_TIMEOUT, handshake) => match r {
+                Ok(Ok(client)) => client,
+                Ok(Err(e)) => {
+                    process.check_running()?;
+                    return Err(e.into());
+                }
+                Err(_) => return Err(MicrosandboxError::BootTimeout { secs: BOOT_TIMEOUT.as_secs(), log: vm_spec.console_log }),
+            },
+            e = watch_exit(&mut process) => return Err(e.into()),
+        };
+        Ok(BootedVm {
+            process,
+            client,
+            boot_time: started.elapsed(),
+            accel: choice.accel,
+            accel_note: choice.reason,
+            dir,
+        })
+    }
+
+    /// The agent's handshake answer, with the guest's own boot timings.
+    pub fn ready(&self) -> &Ready {
+        self.client.ready()
+    }
+
+    /// Pids of the host processes behind this VM.
+    pub fn pids(&self) -> Vec<u32> {
+        self.process.pids()
+    }
+
+    /// The sandbox's directory (logs, sockets).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Starts a process in the guest.
+    pub async fn exec(&self, req: ExecRequest) -> MicrosandboxResult<ExecSession> {
+        Ok(self.client.exec(req).await?)
+    }
+
+    /// Asks the guest to stop its processes, sync and power off; kills the VM if it has not
+    /// exited within `grace`.
+    pub async fn shutdown(mut self, grace: Duration) {
+        if self.client.shutdown().await.is_err() || !self.process.wait_exit(grace).await {
+            self.process.kill().await;
+        }
+        // Helpers (virtiofsd) end when QEMU disconnects; make sure of it.
+        self.process.kill().await;
+    }
+}
+
+/// Resolves once the VMM has exited, with the reason.
+async fn watch_exit(process: &mut VmProcess) -> msb_vmm::VmmError {
+    loop {
+        if let Err(e) = process.check_running() {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn check_root_dir(root: &std::path::Path) -> MicrosandboxResult<PathBuf> {
+    let problem = match std::fs::metadata(root) {
+        Err(_) => "does not exist",
+        Ok(m) if !m.is_dir() => "is not a directory",
+        Ok(_) => {
+            return std::fs::canonicalize(root).map_err(|source| MicrosandboxError::Io {
+                context: format!("resolving {}", root.display()),
+                source,
+            })
+        }
+    };
+    Err(MicrosandboxError::Rootfs {
+        path: root.to_path_buf(),
+        problem,
+    })
+}
+
+fn now() -> (i64, u32) {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_nanos())
+}

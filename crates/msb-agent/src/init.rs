@@ -1,0 +1,136 @@
+//! Boot-time setup: basic mounts, switching into the root filesystem, hostname and clock.
+
+use msb_protocol::{GuestConfig, RootSource};
+use nix::mount::{mount, MsFlags};
+use std::io;
+use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
+use std::path::Path;
+
+const NEW_ROOT: &str = "/newroot";
+
+/// CLOCK_BOOTTIME in nanoseconds: time since the kernel started.
+pub fn boottime_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// Mounts /dev, /proc and /sys in the initramfs, enough to find the agent port.
+pub fn early_mounts() -> io::Result<()> {
+    mount_fs("devtmpfs", "/dev", "devtmpfs", MsFlags::MS_NOSUID, Some("mode=0755"))?;
+    mount_fs("proc", "/proc", "proc", nosuid_noexec(), None)?;
+    mount_fs("sysfs", "/sys", "sysfs", nosuid_noexec(), None)?;
+    Ok(())
+}
+
+/// Mounts the root the host asked for, moves the early mounts into it and chroots there.
+pub fn enter_root(config: &GuestConfig) -> io::Result<()> {
+    match &config.root {
+        RootSource::VirtioFs { tag } => mount_fs(tag, NEW_ROOT, "virtiofs", MsFlags::empty(), None)
+            .map_err(|e| io::Error::new(e.kind(), format!("mounting virtio-fs root '{tag}': {e}")))?,
+    }
+    let root = Path::new(NEW_ROOT);
+    for (dir, mode) in [
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("dev", 0o755),
+        ("tmp", 0o1777),
+        ("run", 0o755),
+    ] {
+        ensure_dir(&root.join(dir), mode)?;
+    }
+    for dir in ["/dev", "/proc", "/sys"] {
+        let target = format!("{NEW_ROOT}{dir}");
+        mount(Some(dir), target.as_str(), None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(errno)?;
+    }
+    std::env::set_current_dir(root)?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(errno)?;
+    nix::unistd::chroot(".").map_err(errno)?;
+    std::env::set_current_dir("/")?;
+    late_mounts()
+}
+
+/// The mounts a Linux userland expects below the new root.
+fn late_mounts() -> io::Result<()> {
+    ensure_dir(Path::new("/dev/pts"), 0o755)?;
+    ensure_dir(Path::new("/dev/shm"), 0o1777)?;
+    mount_fs(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        nosuid_noexec(),
+        Some("gid=5,mode=0620,ptmxmode=0666"),
+    )?;
+    mount_fs(
+        "shm",
+        "/dev/shm",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    mount_fs(
+        "tmpfs",
+        "/tmp",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    mount_fs(
+        "tmpfs",
+        "/run",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )?;
+    if Path::new("/sys/fs/cgroup").is_dir() {
+        mount_fs("cgroup2", "/sys/fs/cgroup", "cgroup2", nosuid_noexec(), None)?;
+    }
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        if std::fs::symlink_metadata(link).is_err() {
+            symlink(target, link)?;
+        }
+    }
+    if std::fs::symlink_metadata("/dev/ptmx").is_err() {
+        symlink("pts/ptmx", "/dev/ptmx")?;
+    }
+    Ok(())
+}
+
+/// Sets the hostname and the wall clock from the host's values.
+pub fn identity(config: &GuestConfig) -> io::Result<()> {
+    nix::unistd::sethostname(&config.hostname).map_err(errno)?;
+    let (secs, nanos) = config.host_time;
+    let ts = nix::sys::time::TimeSpec::new(secs, i64::from(nanos));
+    nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts).map_err(errno)?;
+    Ok(())
+}
+
+fn nosuid_noexec() -> MsFlags {
+    MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV
+}
+
+fn mount_fs(src: &str, target: &str, fstype: &str, flags: MsFlags, data: Option<&str>) -> io::Result<()> {
+    ensure_dir(Path::new(target), 0o755)?;
+    mount(Some(src), target, Some(fstype), flags, data)
+        .map_err(|e| io::Error::other(format!("mount {fstype} on {target}: {e}")))
+}
+
+fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(()),
+        Err(_) => {
+            std::fs::DirBuilder::new().mode(mode).create(path)?;
+            // The umask must not weaken sticky or world-writable modes like 1777.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        }
+    }
+}
+
+fn errno(e: nix::errno::Errno) -> io::Error {
+    io::Error::from(e)
+}

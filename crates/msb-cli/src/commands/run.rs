@@ -1,0 +1,109 @@
+//! `msb run`: boot a microVM, run one command in it, and exit with its status.
+
+use crate::session_io;
+use anyhow::{bail, Context, Result};
+use microsandbox::vm::BootedVm;
+use microsandbox::{ExecRequest, Paths, Resources, RootSpec, SandboxSpec};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments of `msb run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Host directory to boot as the guest's root filesystem (shared read-write).
+    #[arg(long, value_name = "DIR")]
+    rootfs: PathBuf,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy the host's value).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory inside the guest (absolute).
+    #[arg(short = 'w', long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// User to run as: uid[:gid] or name[:group] from the guest's /etc/passwd.
+    #[arg(short = 'u', long, value_name = "USER")]
+    user: Option<String>,
+    /// Number of virtual CPUs.
+    #[arg(short = 'c', long, default_value_t = 1)]
+    cpus: u32,
+    /// Guest memory in MiB.
+    #[arg(short = 'm', long, value_name = "MIB", default_value_t = 512)]
+    memory: u64,
+    /// Guest hostname (default: the sandbox name).
+    #[arg(short = 'H', long)]
+    hostname: Option<String>,
+    /// Allocate a pseudo-terminal and attach the host terminal to it (raw mode).
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Command and arguments to run in the guest.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+/// Runs the command and returns the exit status for msb.
+pub async fn run(args: RunArgs) -> Result<i32> {
+    let paths = Paths::from_env();
+    let spec = spec(&args)?;
+    let request = ExecRequest {
+        argv: args.command.clone(),
+        env: args
+            .env
+            .iter()
+            .map(|e| microsandbox::parse_env(e))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?,
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        tty: args.tty.then(crate::terminal::window_size),
+    };
+    if let Some(dir) = &request.workdir {
+        if !dir.starts_with('/') {
+            bail!("--workdir {dir}: must be an absolute path");
+        }
+    }
+    let vm = BootedVm::boot(&spec, &paths).await;
+    let dir = paths.sandbox_dir(&spec.name);
+    let vm = match vm {
+        Ok(vm) => vm,
+        Err(e) => {
+            // Keep the logs of a failed boot (the error names them); drop the rest.
+            let _ = std::fs::remove_dir_all(dir.join("runtime"));
+            return Err(e.into());
+        }
+    };
+    if let Some(reason) = &vm.accel_note {
+        session_io::notice(&format!(
+            "KVM is not usable ({reason}); running under TCG software emulation (slow)"
+        ));
+    }
+    let outcome = session_io::attach(&vm, request).await;
+    vm.shutdown(Duration::from_secs(5)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+fn spec(args: &RunArgs) -> Result<SandboxSpec> {
+    let resources = Resources::new(args.cpus, args.memory, host_memory_mib()?)?;
+    let name = format!("msb-{:08x}", random_u32()?);
+    Ok(SandboxSpec {
+        hostname: args.hostname.clone().unwrap_or_else(|| name.clone()),
+        name,
+        root: RootSpec::Bind(args.rootfs.clone()),
+        resources,
+    })
+}
+
+fn host_memory_mib() -> Result<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").context("reading /proc/meminfo")?;
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib / 1024)
+        .context("no MemTotal in /proc/meminfo")
+}
+
+fn random_u32() -> Result<u32> {
+    let mut buf = [0u8; 4];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut buf).context("reading /dev/urandom")?;
+    Ok(u32::from_ne_bytes(buf))
+}

@@ -1,0 +1,54 @@
+//! `msb`: run untrusted code in hardware-isolated microVMs.
+
+mod commands;
+mod session_io;
+mod terminal;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for failures of msb itself (docker's convention), as opposed to the guest
+/// command's own status.
+pub const EXIT_MSB_ERROR: i32 = 125;
+
+#[derive(Parser)]
+#[command(name = "msb", version, about = "Run untrusted code in hardware-isolated microVMs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot a microVM and run a command in it.
+    Run(commands::run::RunArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MSB_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let cli = Cli::parse();
+    // One thread: helper processes get PR_SET_PDEATHSIG from the thread that spawns them,
+    // and the main thread lives exactly as long as msb.
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("msb: error: starting the async runtime: {e}");
+            std::process::exit(EXIT_MSB_ERROR);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Run(args) => commands::run::run(args).await,
+        }
+    });
+    // Do not wait for a blocking read of the terminal that will never finish.
+    rt.shutdown_background();
+    let code = result.unwrap_or_else(|e| {
+        eprintln!("msb: error: {e:#}");
+        EXIT_MSB_ERROR
+    });
+    std::process::exit(code);
+}

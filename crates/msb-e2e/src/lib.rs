@@ -1,0 +1,1 @@
+//! End-to-end VM tests live in tests/.

@@ -1,0 +1,32 @@
+//! The host ⇄ guest-agent wire protocol.
+//!
+//! A connection carries length-prefixed frames (see [`codec`]); each frame names a session id
+//! and holds one postcard-encoded [`Message`]. Session 0 is the control session (handshake,
+//! shutdown); every exec gets a fresh id chosen by the host. Output and input streams are
+//! flow-controlled with per-stream credit windows so neither side can be made to buffer
+//! without bound.
+
+pub mod client;
+pub mod codec;
+pub mod message;
+
+pub use codec::{Frame, FrameCodec, ProtocolError};
+pub use message::*;
+
+/// Protocol version spoken by this build; the handshake rejects any other.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame body accepted (id + payload), in bytes. Bigger frames are a protocol error.
+pub const MAX_FRAME_LEN: usize = 1 << 20;
+
+/// Largest data chunk a sender puts into one stdin/stdout/stderr message.
+pub const MAX_CHUNK: usize = 32 * 1024;
+
+/// Bytes a sender may have in flight per stream before the receiver grants more credit.
+pub const STREAM_WINDOW: u32 = 256 * 1024;
+
+/// Session id of the control session (handshake, shutdown).
+pub const CONTROL_SESSION: u32 = 0;
+
+/// Name of the virtio-serial port the agent listens on.
+pub const AGENT_PORT_NAME: &str = "msb.agent";

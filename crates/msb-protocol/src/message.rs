@@ -1,0 +1,186 @@
+//! Message types exchanged between host and agent.
+
+use serde::{Deserialize, Serialize};
+
+/// One protocol message. The variant order is part of the wire format: append only,
+/// and bump [`crate::PROTOCOL_VERSION`] on any incompatible change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Host → agent, first message on the control session.
+    Hello(Hello),
+    /// Agent → host, answer to `Hello` once the guest root is ready.
+    Ready(Ready),
+    /// Host → agent: start a process; the frame's id names the new session.
+    Exec(ExecRequest),
+    /// Agent → host: the process of this session started.
+    Started {
+        /// Guest pid of the process.
+        pid: u32,
+    },
+    /// Agent → host: the process could not be started; the session is over.
+    SpawnFailed(SpawnFailure),
+    /// Host → agent: bytes for the process's stdin (or PTY input).
+    Stdin(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Host → agent: no more stdin.
+    StdinEof,
+    /// Agent → host: bytes the process wrote to stdout (or its PTY).
+    Stdout(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Agent → host: bytes the process wrote to stderr.
+    Stderr(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Either way: the receiver consumed `bytes` of `stream`; the sender may send that much more.
+    Credit {
+        /// Which stream the credit is for.
+        stream: StreamKind,
+        /// How many bytes were consumed.
+        bytes: u32,
+    },
+    /// Host → agent: deliver a signal to the process.
+    Signal(i32),
+    /// Host → agent: the terminal was resized.
+    Resize(WindowSize),
+    /// Agent → host: the process ended and all its output was sent; the session is over.
+    Exited(ExitStatus),
+    /// Host → agent (control session): stop processes, sync filesystems, power off.
+    Shutdown,
+    /// Agent → host: a request could not be served.
+    Error(String),
+}
+
+/// The handshake's opening: protocol version and how the guest should set itself up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The host's protocol version.
+    pub version: u32,
+    /// Guest setup to perform before answering `Ready`.
+    pub config: GuestConfig,
+}
+
+/// What the agent sets up at boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestConfig {
+    /// The root filesystem to switch into.
+    pub root: RootSource,
+    /// Hostname of the guest.
+    pub hostname: String,
+    /// Host wall-clock time (seconds, nanoseconds since the epoch) to set the guest clock.
+    pub host_time: (i64, u32),
+}
+
+/// Where the guest's root filesystem comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RootSource {
+    /// A host directory shared over virtio-fs under this tag.
+    VirtioFs {
+        /// The virtio-fs mount tag.
+        tag: String,
+    },
+}
+
+/// The agent's answer to `Hello`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready {
+    /// The agent's protocol version.
+    pub version: u32,
+    /// Boot timings measured in the guest.
+    pub timings: BootTimings,
+}
+
+/// Guest-side boot timings, as CLOCK_BOOTTIME nanoseconds (0 = kernel start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootTimings {
+    /// When the agent (PID 1) started.
+    pub agent_start_ns: u64,
+    /// When the agent had the root mounted and answered the handshake.
+    pub ready_ns: u64,
+}
+
+/// A process to run in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// Program and arguments; the program is looked up in the guest's PATH.
+    pub argv: Vec<String>,
+    /// Environment variables, in order; later entries win.
+    pub env: Vec<(String, String)>,
+    /// Working directory (absolute); `/` when absent.
+    pub workdir: Option<String>,
+    /// `uid[:gid]` or `name[:group]`, resolved in the guest; root when absent.
+    pub user: Option<String>,
+    /// Run on a pseudo-terminal of this size instead of pipes.
+    pub tty: Option<WindowSize>,
+}
+
+/// A terminal size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// The data streams of a session that credit applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StreamKind {
+    /// Host → process.
+    Stdin,
+    /// Process → host.
+    Stdout,
+    /// Process → host.
+    Stderr,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The status a shell would report: the code, or 128 + the signal number.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Why a process could not be started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnFailure {
+    /// The class of failure.
+    pub kind: SpawnErrorKind,
+    /// A human-readable explanation naming the program, directory or user.
+    pub message: String,
+}
+
+/// Classes of spawn failure; each maps to a conventional exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpawnErrorKind {
+    /// The program does not exist in the guest.
+    NotFound,
+    /// The program exists but cannot be executed.
+    NotExecutable,
+    /// The working directory does not exist or is not a directory.
+    BadWorkdir,
+    /// The user or group could not be resolved.
+    BadUser,
+    /// The request itself was invalid (empty argv, NUL bytes …).
+    InvalidRequest,
+    /// Anything else.
+    Other,
+}
+
+impl SpawnErrorKind {
+    /// Exit code a shell uses for this failure (127 not found, 126 not executable, else 125).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            SpawnErrorKind::NotFound => 127,
+            SpawnErrorKind::NotExecutable => 126,
+            _ => 125,
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Shared plain data: what a user asks of a sandbox, with validation, and where things live.
+
+mod name;
+mod paths;
+mod spec;
+
+pub use name::{validate_name, NameError};
+pub use paths::Paths;
+pub use spec::{parse_env, ResourceError, Resources, RootSpec, SandboxSpec};

@@ -1,0 +1,123 @@
+//! What a user asks for: the sandbox spec and its resource limits.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Where a sandbox's root filesystem comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RootSpec {
+    /// A host directory, shared read-write as the guest's `/`.
+    Bind(PathBuf),
+}
+
+/// CPU and memory of a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Virtual CPUs.
+    pub cpus: u8,
+    /// Guest RAM in MiB.
+    pub memory_mib: u32,
+}
+
+/// Limits that resources must respect.
+pub const MAX_CPUS: u8 = 64;
+/// Smallest guest RAM that boots our kernel and agent comfortably.
+pub const MIN_MEMORY_MIB: u32 = 64;
+
+/// Why resources were rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceError {
+    /// cpus out of range.
+    #[error("--cpus {0} is out of range: use 1 to {MAX_CPUS}")]
+    Cpus(u32),
+    /// memory out of range.
+    #[error("--memory {got} MiB is out of range: use {MIN_MEMORY_MIB} to {max} MiB (this host's RAM)")]
+    Memory {
+        /// Requested MiB.
+        got: u64,
+        /// Host RAM in MiB.
+        max: u64,
+    },
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            cpus: 1,
+            memory_mib: 512,
+        }
+    }
+}
+
+impl Resources {
+    /// Validates `cpus` and `memory_mib` against fixed bounds and the host's RAM.
+    pub fn new(cpus: u32, memory_mib: u64, host_memory_mib: u64) -> Result<Self, ResourceError> {
+        if cpus == 0 || cpus > u32::from(MAX_CPUS) {
+            return Err(ResourceError::Cpus(cpus));
+        }
+        let max = host_memory_mib.min(u64::from(u32::MAX));
+        if memory_mib < u64::from(MIN_MEMORY_MIB) || memory_mib > max {
+            return Err(ResourceError::Memory { got: memory_mib, max });
+        }
+        // Both checked above to fit.
+        Ok(Resources {
+            cpus: cpus as u8,
+            memory_mib: memory_mib as u32,
+        })
+    }
+}
+
+/// A validated request for a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// Sandbox name (also the default hostname).
+    pub name: String,
+    /// Root filesystem.
+    pub root: RootSpec,
+    /// CPUs and memory.
+    pub resources: Resources,
+    /// Guest hostname.
+    pub hostname: String,
+}
+
+/// Parses `KEY=VALUE`, or `KEY` alone to copy the host's value (an error when unset).
+pub fn parse_env(item: &str) -> Result<(String, String), String> {
+    let (key, value) = match item.split_once('=') {
+        Some((k, v)) => (k.to_string(), v.to_string()),
+        None => {
+            let v = std::env::var(item).map_err(|_| format!("--env {item}: not set on the host (use {item}=VALUE)"))?;
+            (item.to_string(), v)
+        }
+    };
+    if key.is_empty() || key.contains('\0') || value.contains('\0') {
+        return Err(format!(
+            "--env '{item}': the name must be non-empty and neither part may hold NUL"
+        ));
+    }
+    Ok((key, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_are_bounded() {
+        assert!(Resources::new(1, 512, 4096).is_ok());
+        assert_eq!(Resources::new(0, 512, 4096), Err(ResourceError::Cpus(0)));
+        assert_eq!(Resources::new(65, 512, 4096), Err(ResourceError::Cpus(65)));
+        assert!(matches!(Resources::new(1, 32, 4096), Err(ResourceError::Memory { .. })));
+        assert!(matches!(
+            Resources::new(1, 8192, 4096),
+            Err(ResourceError::Memory { .. })
+        ));
+    }
+
+    #[test]
+    fn env_items_parse() {
+        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(parse_env("A=").unwrap(), ("A".into(), "".into()));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("MSB_SURELY_UNSET_VARIABLE").is_err());
+    }
+}

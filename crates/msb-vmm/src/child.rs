@@ -1,0 +1,127 @@
+//! Helper processes (QEMU, virtiofsd) that must never outlive their owner.
+
+use crate::VmmError;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::net::UnixStream;
+use tokio::process::{Child, Command};
+
+/// Spawns `cmd` so it dies with us: SIGKILL on drop, SIGKILL when our thread dies
+/// (PR_SET_PDEATHSIG, which also covers `kill -9` of msb), and its own process group so a
+/// Ctrl-C at the terminal reaches msb — which shuts the VM down cleanly — and not QEMU.
+pub(crate) fn spawn_owned(cmd: &mut Command, what: &str) -> Result<Child, VmmError> {
+    cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
+    // SAFETY: runs between fork and exec; prctl and setpgid are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(VmmError::io(format!("starting {what}")))
+}
+
+/// Waits until `path` exists, failing early if `child` exits first.
+pub(crate) async fn wait_for_path(path: &Path, child: &mut Child, what: &str, log: &Path) -> Result<(), VmmError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(VmmError::Failed {
+                what: what.into(),
+                detail: format!("exited with {status}: {}", tail(log)),
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(VmmError::Failed {
+                what: what.into(),
+                detail: format!("{} did not appear within 10 s", path.display()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+/// The last lines of a log file, for error messages.
+pub(crate) fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(8).collect();
+    let joined = lines.into_iter().rev().collect::<Vec<_>>().join("\n  ");
+    if joined.is_empty() {
+        format!("(no output; see {})", log.display())
+    } else {
+        format!("\n  {joined}\n(full log: {})", log.display())
+    }
+}
+
+/// A launched VM: the VMM process, its helpers and the agent socket.
+#[derive(Debug)]
+pub struct VmProcess {
+    pub(crate) vmm: Child,
+    pub(crate) helpers: Vec<Child>,
+    pub(crate) agent_socket: PathBuf,
+    pub(crate) console_log: PathBuf,
+    pub(crate) stderr_log: PathBuf,
+}
+
+impl VmProcess {
+    /// Pids of the VMM and its helpers, for metrics and tests.
+    pub fn pids(&self) -> Vec<u32> {
+        std::iter::once(&self.vmm)
+            .chain(&self.helpers)
+            .filter_map(Child::id)
+            .collect()
+    }
+
+    /// The guest console log.
+    pub fn console_log(&self) -> &Path {
+        &self.console_log
+    }
+
+    /// Connects to the agent's socket, retrying while the VMM starts up.
+    pub async fn connect_agent(&mut self, timeout: Duration) -> Result<UnixStream, VmmError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match UnixStream::connect(&self.agent_socket).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(VmmError::io(format!("connecting to {}", self.agent_socket.display()))(
+                        e,
+                    ))
+                }
+                Err(_) => {}
+            }
+            self.check_running()?;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Fails with the VMM's own words if it has exited.
+    pub fn check_running(&mut self) -> Result<(), VmmError> {
+        match self.vmm.try_wait() {
+            Ok(Some(status)) => Err(VmmError::Failed {
+                what: "the VM".into(),
+                detail: format!(
+                    "exited with {status}: {}{}",
+                    tail(&self.stderr_log),
+                    tail(&self.console_log)
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits up to `timeout` for the VMM to exit by itself; true if it did.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.vmm.wait()).await.is_ok()
+    }
+
+    /// Kills the VMM and its helpers at once and reaps them.
+    pub async fn kill(&mut self) {
+        for child in std::iter::once(&mut self.vmm).chain(self.helpers.iter_mut()) {
+            let _ = child.kill().await;
+        }
+    }
+}

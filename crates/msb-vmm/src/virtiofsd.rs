@@ -1,0 +1,50 @@
+//! virtiofsd, the vhost-user daemon that serves a host directory to the guest's virtio-fs.
+
+use crate::child::{spawn_owned, wait_for_path};
+use crate::VmmError;
+use std::path::{Path, PathBuf};
+use tokio::process::{Child, Command};
+
+const HINT: &str =
+    "install it with `cargo install --locked virtiofsd` (or run `cargo xtask setup`), or set MSB_VIRTIOFSD";
+
+/// Finds the virtiofsd binary: `$MSB_VIRTIOFSD`, PATH, `~/.cargo/bin`, or distro locations.
+pub(crate) fn locate() -> Result<PathBuf, VmmError> {
+    if let Some(p) = std::env::var_os("MSB_VIRTIOFSD") {
+        return Ok(PathBuf::from(p));
+    }
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("virtiofsd")).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(Path::new(&home).join(".cargo/bin/virtiofsd"));
+    }
+    candidates.push("/usr/libexec/virtiofsd".into());
+    candidates.push("/usr/lib/qemu/virtiofsd".into());
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or(VmmError::NotInstalled {
+            program: "virtiofsd",
+            hint: HINT,
+        })
+}
+
+/// Starts virtiofsd for `dir` on `socket` and waits until it listens.
+pub(crate) async fn start(binary: &Path, dir: &Path, socket: &Path, log: &Path) -> Result<Child, VmmError> {
+    let log_file = std::fs::File::create(log).map_err(VmmError::io(format!("creating {}", log.display())))?;
+    let mut cmd = Command::new(binary);
+    cmd.arg("--socket-path").arg(socket).arg("--shared-dir").arg(dir);
+    // cache=auto: close-to-open consistency with the host, and fast metadata (see
+    // docs/architecture.md). xattrs pass through so file capabilities and ACLs survive.
+    cmd.args(["--cache=auto", "--xattr", "--log-level=error"]);
+    // Its namespace sandbox needs root; an unprivileged msb runs it without one.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        cmd.arg("--sandbox=none");
+    }
+    cmd.stdout(std::process::Stdio::null()).stderr(log_file);
+    let mut child = spawn_owned(&mut cmd, "virtiofsd")?;
+    wait_for_path(socket, &mut child, "virtiofsd", log).await?;
+    Ok(child)
+}

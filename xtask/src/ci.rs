@@ -1,0 +1,24 @@
+//! `cargo xtask ci`: set up and run every test, as CI does.
+
+use crate::{agent, demo, kernel, paths, rootfs, setup, util};
+use anyhow::Result;
+use std::process::Command;
+
+/// Installs what is needed, builds guest artefacts and runs the whole test suite.
+/// Under `CI`, VM tests are required to run (`MSB_REQUIRE_VM=1`): they fail rather than skip.
+pub fn run() -> Result<()> {
+    setup::run()?;
+    kernel::build()?;
+    agent::build()?;
+    let root = rootfs::build()?;
+    let msb = demo::build_msb(false)?;
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(paths::repo_root())
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env("MSB_TEST_ROOTFS", &root)
+        .env("MSB_BIN", &msb);
+    if std::env::var_os("CI").is_some() {
+        cmd.env("MSB_REQUIRE_VM", "1");
+    }
+    util::run(&mut cmd)
+}

@@ -1,0 +1,53 @@
+//! Project tasks: setup, guest kernel and agent builds, demo, CI and benchmarks.
+
+mod agent;
+mod bench;
+mod ci;
+mod demo;
+mod kernel;
+mod paths;
+mod rootfs;
+mod setup;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "microsandbox project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the Debian packages and tools the project needs (idempotent).
+    Setup,
+    /// Build the guest kernel (cached by source version + config hash).
+    Kernel,
+    /// Build the static guest agent and pack it into the initramfs.
+    Agent,
+    /// Build a small busybox root filesystem for demos and tests.
+    Rootfs,
+    /// Set everything up and run a command in a microVM.
+    Demo,
+    /// Set everything up and run every test (what CI runs).
+    Ci,
+    /// Run a benchmark.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::Kernel => kernel::build().map(drop),
+        Task::Agent => agent::build().map(drop),
+        Task::Rootfs => rootfs::build().map(drop),
+        Task::Demo => demo::run(),
+        Task::Ci => ci::run(),
+        Task::Bench { which } => bench::run(which),
+    }
+}

@@ -1,0 +1,38 @@
+//! Small helpers for running commands from tasks.
+
+use anyhow::{bail, Context, Result};
+use std::process::Command;
+
+/// Runs a command, inheriting stdio, and fails with its name if it does not succeed.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout as a string.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Writes `bytes` to `dest` atomically (temp file + rename) unless it already holds them.
+pub fn install_if_changed(bytes: &[u8], dest: &std::path::Path) -> Result<()> {
+    if std::fs::read(dest).ok().as_deref() == Some(bytes) {
+        return Ok(());
+    }
+    let dir = dest.parent().context("destination has no parent directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, dest).with_context(|| format!("installing {}", dest.display()))
+}
