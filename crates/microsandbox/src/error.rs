@@ -31,7 +31,7 @@ pub enum MicrosandboxError {
         log: PathBuf,
     },
     /// Host I/O failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,

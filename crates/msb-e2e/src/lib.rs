@@ -1,1 +1,169 @@
-//! End-to-end VM tests live in tests/.
+//! Harness for the end-to-end tests in `tests/`: they boot real microVMs (TCG on hosts
+//! without usable KVM) through the `msb` binary, each with its own `MSB_HOME` and rootfs copy.
+//!
+//! Without a built kernel, agent or rootfs the tests skip, unless `MSB_REQUIRE_VM=1` (set by
+//! CI), in which case they fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The guest kernel and initramfs the tests use (`MSB_KERNEL`/`MSB_INITRAMFS`, else the
+/// default install location of `cargo xtask kernel`/`agent`).
+fn guest_artifacts() -> (PathBuf, PathBuf) {
+    let lib = home_dir().join(".microsandbox/lib");
+    let pick = |var: &str, default: PathBuf| std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
+    (
+        pick("MSB_KERNEL", lib.join("vmlinux")),
+        pick("MSB_INITRAMFS", lib.join("initramfs.cpio")),
+    )
+}
+
+/// The busybox rootfs built by `cargo xtask rootfs`.
+pub fn base_rootfs() -> PathBuf {
+    std::env::var_os("MSB_TEST_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home_dir().join(".cache/msb/rootfs/busybox"))
+}
+
+/// True when VM tests can run; panics when they cannot but `MSB_REQUIRE_VM=1`.
+pub fn vm_available() -> bool {
+    let (kernel, initramfs) = guest_artifacts();
+    let missing: Vec<String> = [(&kernel, "cargo xtask kernel"), (&initramfs, "cargo xtask agent")]
+        .into_iter()
+        .chain([(&base_rootfs(), "cargo xtask rootfs")])
+        .filter(|(p, _)| !p.exists())
+        .map(|(p, fix)| format!("{} (run `{fix}`)", p.display()))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("VM test prerequisites missing: {}", missing.join(", "));
+    if std::env::var("MSB_REQUIRE_VM").as_deref() == Ok("1") {
+        panic!("{msg}");
+    }
+    eprintln!("skipping VM test: {msg}");
+    false
+}
+
+/// The `msb` binary (`MSB_BIN`, else `target/debug/msb`, built on demand).
+pub fn msb_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("MSB_BIN") {
+        return p.into();
+    }
+    let bin = workspace_root().join("target/debug/msb");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "msb-cli"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building msb failed");
+    }
+    bin
+}
+
+/// One test's world: a private `MSB_HOME` and a private copy of the rootfs.
+#[derive(Debug)]
+pub struct Sandbox {
+    home: tempfile::TempDir,
+    /// The rootfs directory the guest boots from.
+    pub rootfs: PathBuf,
+}
+
+impl Sandbox {
+    /// Makes a fresh home and rootfs copy.
+    pub fn new() -> Sandbox {
+        let home = tempfile::Builder::new()
+            .prefix("msb-e2e")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let rootfs = home.path().join("rootfs");
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(base_rootfs())
+            .arg(&rootfs)
+            .status()
+            .expect("cp");
+        assert!(status.success(), "copying the rootfs failed");
+        Sandbox { home, rootfs }
+    }
+
+    /// The private MSB_HOME.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// `msb` with this world's environment.
+    pub fn msb(&self) -> Command {
+        let (kernel, initramfs) = guest_artifacts();
+        let mut cmd = Command::new(msb_bin());
+        cmd.env("MSB_HOME", self.home())
+            .env("MSB_KERNEL", kernel)
+            .env("MSB_INITRAMFS", initramfs);
+        cmd
+    }
+
+    /// `msb run --rootfs <copy> [extra…] -- <command…>`.
+    pub fn run(&self, extra: &[&str], command: &[&str]) -> Command {
+        let mut cmd = self.msb();
+        cmd.arg("run")
+            .arg("--rootfs")
+            .arg(&self.rootfs)
+            .args(extra)
+            .arg("--")
+            .args(command);
+        cmd
+    }
+
+    /// Live (non-zombie) processes whose command line mentions this world's home: the QEMU
+    /// and virtiofsd of its VMs.
+    pub fn vm_processes(&self) -> Vec<String> {
+        live_processes_mentioning(&self.home().to_string_lossy())
+    }
+
+    /// Asserts that no VM process of this world is alive (waiting briefly for exits).
+    pub fn assert_no_vm_left(&self) {
+        for _ in 0..100 {
+            if self.vm_processes().is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("VM processes outlived msb: {:?}", self.vm_processes());
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox::new()
+    }
+}
+
+/// Processes that are not zombies and whose argv contains `needle`.
+pub fn live_processes_mentioning(needle: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?.to_string();
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (state != "Z" && cmdline.contains(needle) && !cmdline.contains("cargo")).then_some(cmdline)
+        })
+        .filter(|c| !c.contains("/msb run") && !c.starts_with("msb "))
+        .collect()
+}

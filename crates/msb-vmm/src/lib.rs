@@ -67,7 +67,7 @@ pub enum VmmError {
     #[error("socket path {0} is too long for a unix socket (108 bytes); use a shorter MSB_HOME")]
     SocketPathTooLong(PathBuf),
     /// An OS call failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,

@@ -65,8 +65,10 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     let vm = match vm {
         Ok(vm) => vm,
         Err(e) => {
-            // Keep the logs of a failed boot (the error names them); drop the rest.
-            let _ = std::fs::remove_dir_all(dir.join("runtime"));
+            // Keep the console log of a failed boot (the error names it); drop the rest.
+            let console = dir.join("logs/console.log");
+            let booted = std::fs::metadata(&console).map(|m| m.len() > 0).unwrap_or(false);
+            let _ = std::fs::remove_dir_all(if booted { dir.join("runtime") } else { dir });
             return Err(e.into());
         }
     };

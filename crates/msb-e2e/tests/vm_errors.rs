@@ -1,0 +1,92 @@
+//! Bad input gets one clear line on stderr and msb's own exit status.
+
+use msb_e2e::{vm_available, Sandbox};
+use std::process::{Command, Output};
+
+fn run(mut cmd: Command) -> (Option<i32>, String) {
+    let out: Output = cmd.output().expect("running msb");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn assert_error(cmd: Command, code: i32, needle: &str) {
+    let (got, stderr) = run(cmd);
+    assert_eq!(got, Some(code), "stderr: {stderr}");
+    assert!(stderr.contains(needle), "expected '{needle}' in: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn missing_or_wrong_rootfs_is_named() {
+    let sb = Sandbox::new();
+    let mut cmd = sb.msb();
+    cmd.args(["run", "--rootfs", "/nonexistent/dir", "--", "true"]);
+    assert_error(cmd, 125, "rootfs /nonexistent/dir does not exist");
+    let file = sb.home().join("file");
+    std::fs::write(&file, "x").expect("write");
+    let mut cmd = sb.msb();
+    cmd.arg("run").arg("--rootfs").arg(&file).args(["--", "true"]);
+    assert_error(cmd, 125, "is not a directory");
+}
+
+#[test]
+fn out_of_range_resources_are_refused() {
+    let sb = Sandbox::new();
+    assert_error(sb.run(&["--cpus", "0"], &["true"]), 125, "--cpus 0 is out of range");
+    assert_error(
+        sb.run(&["--cpus", "1000"], &["true"]),
+        125,
+        "--cpus 1000 is out of range",
+    );
+    assert_error(
+        sb.run(&["--memory", "16"], &["true"]),
+        125,
+        "--memory 16 MiB is out of range",
+    );
+    assert_error(sb.run(&["--memory", "99999999"], &["true"]), 125, "out of range");
+    assert_error(
+        sb.run(&["--workdir", "relative"], &["true"]),
+        125,
+        "must be an absolute path",
+    );
+}
+
+#[test]
+fn missing_kernel_or_qemu_says_how_to_fix_it() {
+    let sb = Sandbox::new();
+    let mut cmd = sb.run(&[], &["true"]);
+    cmd.env("MSB_KERNEL", "/nonexistent/vmlinux");
+    assert_error(cmd, 125, "cargo xtask kernel");
+    let mut cmd = sb.run(&[], &["true"]);
+    cmd.env("PATH", "/nonexistent");
+    assert_error(cmd, 125, "qemu-system-x86_64 is not installed");
+    assert!(
+        !sb.home().join("sandboxes").exists()
+            || sb
+                .home()
+                .join("sandboxes")
+                .read_dir()
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(true)
+    );
+}
+
+#[test]
+fn unknown_command_workdir_and_user_are_guest_errors() {
+    if !vm_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    assert_error(
+        sb.run(&[], &["no-such-program"]),
+        127,
+        "no-such-program: command not found",
+    );
+    assert_error(sb.run(&[], &["/etc/passwd"]), 126, "cannot execute");
+    assert_error(
+        sb.run(&["-w", "/nope"], &["true"]),
+        125,
+        "working directory '/nope' does not exist",
+    );
+    assert_error(sb.run(&["-u", "mallory"], &["true"]), 125, "user 'mallory' not found");
+    sb.assert_no_vm_left();
+}

@@ -1,0 +1,131 @@
+//! `msb run -t` driven through a pseudo-terminal pair: prompt, command, resize, Ctrl-C, exit.
+
+use msb_e2e::{vm_available, Sandbox};
+use nix::pty::{openpty, Winsize};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The test's side of the terminal: what msb printed so far, and a way to type.
+struct Terminal {
+    master: std::fs::File,
+    output: mpsc::Receiver<Vec<u8>>,
+    seen: Vec<u8>,
+}
+
+impl Terminal {
+    /// Waits until the output since the last match contains `needle`.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(pos) = find(&self.seen, needle.as_bytes()) {
+                let upto = pos + needle.len();
+                let text = String::from_utf8_lossy(&self.seen[..upto]).into_owned();
+                self.seen.drain(..upto);
+                return text;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(chunk) => self.seen.extend(chunk),
+                Err(_) => panic!(
+                    "timed out waiting for {needle:?}; got {:?}",
+                    String::from_utf8_lossy(&self.seen)
+                ),
+            }
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).expect("typing");
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        let ws = Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a valid winsize; the kernel then signals SIGWINCH to msb.
+        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws as *const Winsize) };
+        assert_eq!(rc, 0);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn interactive_shell_with_resize_and_ctrl_c() {
+    if !vm_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let size = Winsize {
+        ws_row: 30,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = openpty(Some(&size), None).expect("openpty");
+    let slave: OwnedFd = pty.slave;
+    let mut cmd = sb.run(&["-t", "-e", "PS1=prompt> "], &["sh"]);
+    cmd.stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave);
+    // SAFETY: setsid and TIOCSCTTY are async-signal-safe; they make the pty msb's terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn msb");
+    let master = std::fs::File::from(pty.master);
+    let mut reader = master.try_clone().expect("dup master");
+    let (tx, output) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut term = Terminal {
+        master,
+        output,
+        seen: Vec::new(),
+    };
+
+    term.expect("prompt> ");
+    term.send(b"stty size; tty\r");
+    let answer = term.expect("prompt> ");
+    assert!(answer.contains("30 100"), "{answer}");
+    assert!(answer.contains("/dev/pts/"), "{answer}");
+
+    term.resize(50, 160);
+    std::thread::sleep(Duration::from_millis(300));
+    term.send(b"stty size\r");
+    assert!(term.expect("prompt> ").contains("50 160"));
+
+    // Ctrl-C reaches the guest's foreground process, not msb.
+    term.send(b"sleep 100; echo after-$((40+2))\r");
+    std::thread::sleep(Duration::from_millis(500));
+    term.send(b"\x03");
+    let interrupted = term.expect("prompt> ");
+    assert!(
+        interrupted.contains("^C") && !interrupted.contains("after-42"),
+        "{interrupted}"
+    );
+
+    term.send(b"exit 7\r");
+    let status = child.wait().expect("wait msb");
+    assert_eq!(status.code(), Some(7));
+    sb.assert_no_vm_left();
+}
