@@ -37,44 +37,98 @@ pub fn build() -> Result<PathBuf> {
 }
 
 /// A newc cpio archive: the mount points the agent needs, /dev/console, and the agent as /init.
-/// Written by hand: the format is a few fixed-width hex fields, and this lets us add the
-/// console device node without root.
 fn initramfs(agent: &[u8]) -> Vec<u8> {
+    let mut entries: Vec<CpioEntry> = ["dev", "proc", "sys", "newroot"]
+        .into_iter()
+        .map(CpioEntry::dir)
+        .collect();
+    entries.push(CpioEntry::console());
+    entries.push(CpioEntry::file("init", 0o755, agent));
+    newc(&entries)
+}
+
+/// One member of a newc cpio archive.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpioEntry<'a> {
+    /// Path inside the archive, without a leading `/`.
+    pub name: &'a str,
+    /// File type and permission bits (`st_mode`).
+    pub mode: u32,
+    /// Device major and minor, for device nodes.
+    pub rdev: (u32, u32),
+    /// File contents (empty for directories and devices).
+    pub data: &'a [u8],
+}
+
+impl<'a> CpioEntry<'a> {
+    /// A directory, mode 0755.
+    pub fn dir(name: &'a str) -> Self {
+        CpioEntry {
+            name,
+            mode: 0o040755,
+            rdev: (0, 0),
+            data: &[],
+        }
+    }
+
+    /// `dev/console` (char 5:1), so the kernel can open the console for PID 1.
+    pub fn console() -> Self {
+        CpioEntry {
+            name: "dev/console",
+            mode: 0o020600,
+            rdev: (5, 1),
+            data: &[],
+        }
+    }
+
+    /// A regular file with permission bits `perm`.
+    pub fn file(name: &'a str, perm: u32, data: &'a [u8]) -> Self {
+        CpioEntry {
+            name,
+            mode: 0o100000 | perm,
+            rdev: (0, 0),
+            data,
+        }
+    }
+}
+
+/// A newc cpio archive of `entries` followed by the trailer.
+/// Written by hand: the format is a few fixed-width hex fields, and this lets us add device
+/// nodes without root.
+pub(crate) fn newc(entries: &[CpioEntry]) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut ino = 1;
-    let mut entry = |name: &str, mode: u32, rdev: (u32, u32), data: &[u8]| {
+    let trailer = CpioEntry {
+        name: "TRAILER!!!",
+        mode: 0,
+        rdev: (0, 0),
+        data: &[],
+    };
+    for (ino, e) in (1u32..).zip(entries.iter().chain([&trailer])) {
         let fields = [
             ino,
-            mode,
+            e.mode,
             0,
             0,
             1,
             0,
-            data.len() as u32,
+            e.data.len() as u32,
             0,
             0,
-            rdev.0,
-            rdev.1,
-            name.len() as u32 + 1,
+            e.rdev.0,
+            e.rdev.1,
+            e.name.len() as u32 + 1,
             0,
         ];
-        ino += 1;
         out.extend_from_slice(b"070701");
         for f in fields {
             out.extend_from_slice(format!("{f:08x}").as_bytes());
         }
-        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(e.name.as_bytes());
         out.push(0);
         pad4(&mut out);
-        out.extend_from_slice(data);
+        out.extend_from_slice(e.data);
         pad4(&mut out);
-    };
-    for dir in ["dev", "proc", "sys", "newroot"] {
-        entry(dir, 0o040755, (0, 0), &[]);
     }
-    entry("dev/console", 0o020600, (5, 1), &[]);
-    entry("init", 0o100755, (0, 0), agent);
-    entry("TRAILER!!!", 0, (0, 0), &[]);
     out
 }
 

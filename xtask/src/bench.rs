@@ -1,8 +1,0 @@
-//! Benchmarks.
-#[derive(clap::Subcommand)]
-pub enum Which {
-    Boot,
-}
-pub fn run(_w: Which) -> anyhow::Result<()> {
-    Ok(())
-}

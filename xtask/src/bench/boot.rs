@@ -1,0 +1,179 @@
+//! `cargo xtask bench boot`: boot time, exec round trip and idle memory, against the floor of
+//! the same kernel booted by bare QEMU, all measured in the same run.
+
+use super::floor::Floor;
+use super::report::Figures;
+use super::sdk::{self, BootSample};
+use super::{procs, report};
+use crate::{agent, demo, kernel, rootfs, util};
+use anyhow::{bail, Context, Result};
+use microsandbox::Paths;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Exec round trips timed in one running VM.
+const EXECS: usize = 100;
+/// How long the VM idles before its memory is read.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Everything the runs share: artefacts, the rootfs copy, a private `MSB_HOME`, the floor.
+struct Setup {
+    /// Root of every file and socket the bench creates; removed on drop.
+    tmp: tempfile::TempDir,
+    msb: PathBuf,
+    root: PathBuf,
+    paths: Paths,
+    floor: Floor,
+}
+
+/// Runs the benchmark with `runs` samples per boot figure; prints text or one JSON object.
+pub fn run(runs: usize, json: bool) -> Result<()> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let accel = msb_vmm::accel::detect().map_err(anyhow::Error::msg)?;
+    // Build output goes to stderr so that `--json` leaves stdout to the JSON object.
+    let setup = stdout_to_stderr(prepare)??;
+    let load_start = loadavg();
+    let measured = measure(&setup, runs);
+    let sweep = procs::sweep(setup.tmp.path());
+    let mut figures = measured?;
+    figures.accel = Some(accel);
+    figures.load = (load_start, loadavg());
+    figures.sweep = sweep;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report::json(&figures))?);
+    } else {
+        report::print(&figures);
+    }
+    Ok(())
+}
+
+/// Builds (or finds) the kernel, agent, rootfs and release `msb`, and lays out a temp dir.
+fn prepare() -> Result<Setup> {
+    let kernel = kernel::build()?;
+    let initramfs = agent::build()?;
+    let rootfs = rootfs::build()?;
+    let msb = demo::build_msb(true)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("msb-bench-")
+        .tempdir()
+        .context("creating a temp dir")?;
+    let root = tmp.path().join("rootfs");
+    // A copy: the guest shares its root read-write, and the cached tree must stay pristine.
+    util::run(Command::new("cp").arg("-a").arg(&rootfs).arg(&root))?;
+    let home = tmp.path().join("home");
+    let lib = home.join("lib");
+    std::fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
+    for (installed, name) in [(&kernel, "vmlinux"), (&initramfs, "initramfs.cpio")] {
+        std::os::unix::fs::symlink(installed, lib.join(name))
+            .with_context(|| format!("linking {} into {}", installed.display(), lib.display()))?;
+    }
+    let paths = Paths::new(home);
+    let floor = Floor::prepare(&tmp.path().join("floor"), &paths.kernel())?;
+    Ok(Setup { tmp, msb, root, paths, floor })
+}
+
+/// One warm-up round, then `runs` rounds of (floor, msb run, SDK boot) interleaved so that
+/// load from other work on the machine hits all three alike; then the running-VM figures.
+fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let memory_mib = sdk::spec("x", &setup.root).resources.memory_mib;
+    let mut f = Figures::default();
+    for round in 0..=runs {
+        progress(&format!("round {round}/{runs}{}", if round == 0 { " (warm-up)" } else { "" }));
+        let floor = setup.floor.boot(memory_mib)?;
+        let cli = msb_run_true(setup)?;
+        let spec = sdk::spec(&format!("bench-{round}"), &setup.root);
+        let boot: BootSample = rt.block_on(sdk::boot_once(&spec, &setup.paths))?;
+        if round > 0 {
+            f.floor.push(floor);
+            f.msb_run.push(cli);
+            f.boots.push(boot);
+        }
+    }
+    progress(&format!("{EXECS} exec round trips, then {} s idle", IDLE.as_secs()));
+    let spec = sdk::spec("bench-exec", &setup.root);
+    let (execs, memory) = rt.block_on(sdk::running_vm(&spec, &setup.paths, EXECS, IDLE))?;
+    progress_done();
+    f.exec = execs;
+    f.memory = Some(memory);
+    Ok(f)
+}
+
+/// Wall time of `msb run --rootfs ROOT -- true`, as a user would run it.
+fn msb_run_true(setup: &Setup) -> Result<Duration> {
+    let mut cmd = Command::new(&setup.msb);
+    cmd.arg("run")
+        .arg("--rootfs")
+        .arg(&setup.root)
+        .args(["--", "true"])
+        .env("MSB_HOME", setup.paths.home())
+        .env("MSB_KERNEL", setup.paths.kernel())
+        .env("MSB_INITRAMFS", setup.paths.initramfs())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let out = cmd.output().with_context(|| format!("starting {}", setup.msb.display()))?;
+    let elapsed = started.elapsed();
+    if !out.status.success() {
+        bail!(
+            "msb run -- true failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(elapsed)
+}
+
+/// Runs `f` with file descriptor 1 pointing at stderr (child processes included).
+fn stdout_to_stderr<T>(f: impl FnOnce() -> T) -> Result<T> {
+    std::io::stdout().flush().context("flushing stdout")?;
+    // SAFETY: dup of our own standard output; the copy is owned here and closed below.
+    let saved = unsafe { libc::dup(1) };
+    // SAFETY: dup2 onto fd 1, which Rust's Stdout (just flushed) writes through by number.
+    if saved < 0 || unsafe { libc::dup2(2, 1) } < 0 {
+        bail!("redirecting stdout: {}", std::io::Error::last_os_error());
+    }
+    let out = f();
+    let _ = std::io::stdout().flush();
+    // SAFETY: puts the saved descriptor back on fd 1 and closes the copy, which nothing else uses.
+    let restored = unsafe { libc::dup2(saved, 1) >= 0 && libc::close(saved) == 0 };
+    if !restored {
+        bail!("restoring stdout: {}", std::io::Error::last_os_error());
+    }
+    Ok(out)
+}
+
+/// The three load averages, as a noise indicator.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// A progress line on stderr, rewritten in place on a terminal.
+fn progress(what: &str) {
+    let mut err = std::io::stderr();
+    if err.is_terminal() {
+        let _ = write!(err, "\r\x1b[2Kbench boot: {what}");
+        let _ = err.flush();
+    } else {
+        let _ = writeln!(err, "bench boot: {what}");
+    }
+}
+
+/// Clears the progress line on a terminal.
+fn progress_done() {
+    let mut err = std::io::stderr();
+    if err.is_terminal() {
+        let _ = write!(err, "\r\x1b[2K");
+        let _ = err.flush();
+    }
+}

@@ -1,0 +1,134 @@
+//! Measurements through the SDK, in this process: boot, exec round trips, idle memory.
+
+use super::procmem::{field_kib, ProcMem};
+use anyhow::{bail, Context, Result};
+use microsandbox::vm::BootedVm;
+use microsandbox::{ExecEvent, ExecRequest, ExitStatus, Paths, Resources, RootSpec, SandboxSpec};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long a VM may take to power off before it is killed.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// One boot, measured on the host and reported by the guest.
+#[derive(Debug, Clone, Copy)]
+pub struct BootSample {
+    /// Host: launching the VMM → the agent's `Ready`.
+    pub host_ready: Duration,
+    /// Guest: kernel start → agent (PID 1) start.
+    pub agent_start: Duration,
+    /// Guest: kernel start → agent ready (root mounted, handshake answered).
+    pub guest_ready: Duration,
+    /// Host: asking the agent to shut down → VMM and helpers gone.
+    pub shutdown: Duration,
+}
+
+/// Memory of an idle VM.
+#[derive(Debug, Clone)]
+pub struct IdleMemory {
+    /// The VM's host processes (QEMU, virtiofsd).
+    pub vm: Vec<ProcMem>,
+    /// This process (the SDK side: agent client, tokio runtime).
+    pub host_side: ProcMem,
+    /// Guest RAM configured, MiB.
+    pub guest_configured_mib: u32,
+    /// Guest `MemTotal`, KiB.
+    pub guest_total_kib: u64,
+    /// Guest `MemTotal - MemFree`, KiB.
+    pub guest_used_kib: u64,
+}
+
+/// A spec for `root` with the default resources (1 vCPU, 512 MiB).
+pub fn spec(name: &str, root: &Path) -> SandboxSpec {
+    SandboxSpec {
+        name: name.to_string(),
+        hostname: name.to_string(),
+        root: RootSpec::Bind(root.to_path_buf()),
+        resources: Resources::default(),
+    }
+}
+
+/// Boots once, reads the timings and shuts the VM down.
+pub async fn boot_once(spec: &SandboxSpec, paths: &Paths) -> Result<BootSample> {
+    let vm = BootedVm::boot(spec, paths).await.context("booting the VM")?;
+    let timings = vm.ready().timings;
+    let host_ready = vm.boot_time;
+    let started = Instant::now();
+    vm.shutdown(GRACE).await;
+    Ok(BootSample {
+        host_ready,
+        agent_start: Duration::from_nanos(timings.agent_start_ns),
+        guest_ready: Duration::from_nanos(timings.ready_ns),
+        shutdown: started.elapsed(),
+    })
+}
+
+/// Boots one VM, times `execs` × exec `true`, then idles for `idle` and takes its memory.
+/// The VM is shut down whatever happens.
+pub async fn running_vm(
+    spec: &SandboxSpec,
+    paths: &Paths,
+    execs: usize,
+    idle: Duration,
+) -> Result<(Vec<Duration>, IdleMemory)> {
+    let vm = BootedVm::boot(spec, paths).await.context("booting the VM")?;
+    let result = measure_running(&vm, spec, execs, idle).await;
+    vm.shutdown(GRACE).await;
+    result
+}
+
+async fn measure_running(
+    vm: &BootedVm,
+    spec: &SandboxSpec,
+    execs: usize,
+    idle: Duration,
+) -> Result<(Vec<Duration>, IdleMemory)> {
+    let mut round_trips = Vec::with_capacity(execs);
+    for _ in 0..execs {
+        let started = Instant::now();
+        run(vm, &["true"]).await?;
+        round_trips.push(started.elapsed());
+    }
+    tokio::time::sleep(idle).await;
+    // Read the host side first: the meminfo exec below wakes the guest up.
+    let vm_procs = vm.pids().into_iter().map(ProcMem::read).collect::<Result<Vec<_>>>()?;
+    let host_side = ProcMem::this_process()?;
+    let meminfo = run(vm, &["cat", "/proc/meminfo"]).await?;
+    let total = field_kib(&meminfo, "MemTotal:").context("no MemTotal in the guest's /proc/meminfo")?;
+    let free = field_kib(&meminfo, "MemFree:").context("no MemFree in the guest's /proc/meminfo")?;
+    let memory = IdleMemory {
+        vm: vm_procs,
+        host_side,
+        guest_configured_mib: spec.resources.memory_mib,
+        guest_total_kib: total,
+        guest_used_kib: total.saturating_sub(free),
+    };
+    Ok((round_trips, memory))
+}
+
+/// Runs `argv` in the guest, reading events until it exits; returns its stdout.
+async fn run(vm: &BootedVm, argv: &[&str]) -> Result<String> {
+    let req = ExecRequest {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: Vec::new(),
+        workdir: None,
+        user: None,
+        tty: None,
+    };
+    let mut session = vm.exec(req).await.with_context(|| format!("exec {argv:?}"))?;
+    let mut stdout = Vec::new();
+    loop {
+        match session.next().await.with_context(|| format!("exec {argv:?}"))? {
+            Some(ExecEvent::Stdout(data)) => stdout.extend(data),
+            Some(ExecEvent::Exited(status)) => {
+                if status != ExitStatus::Code(0) {
+                    bail!("{argv:?} in the guest ended with {status:?}");
+                }
+                return Ok(String::from_utf8_lossy(&stdout).into_owned());
+            }
+            Some(ExecEvent::SpawnFailed(f)) => bail!("{argv:?} could not start in the guest: {f:?}"),
+            Some(_) => {}
+            None => bail!("{argv:?}: the event stream ended before the process exited"),
+        }
+    }
+}
