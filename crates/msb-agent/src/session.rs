@@ -40,27 +40,26 @@ pub async fn run(
         return;
     }
     let (exited_tx, exited) = watch::channel(false);
-    let credit_out = Arc::new(Semaphore::new(STREAM_WINDOW as usize));
-    let credit_err = Arc::new(Semaphore::new(STREAM_WINDOW as usize));
+    let credit = Credit::default();
     let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
-    let (pumps, input, pty) = match start_io(child.io) {
+    let io = match SessionIo::new(child.io) {
         Ok(io) => io,
         Err(e) => {
             crate::log(&format!("session {}: {e}", link.id));
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            (Vec::new(), None, None)
+            SessionIo {
+                pumps: Vec::new(),
+                input: None,
+                pty: None,
+            }
         }
     };
-    let mut tasks = Vec::new();
-    for (fd, kind) in pumps {
-        let credit = if kind == StreamKind::Stderr {
-            credit_err.clone()
-        } else {
-            credit_out.clone()
-        };
-        tasks.push(spawn_local(pump(fd, kind, credit, link.clone(), exited.clone())));
-    }
-    let feeder = input.map(|fd| spawn_local(feed(fd, stdin_rx, link.clone())));
+    let tasks: Vec<_> = io
+        .pumps
+        .into_iter()
+        .map(|(fd, kind)| spawn_local(pump(fd, kind, credit.semaphore(kind), link.clone(), exited.clone())))
+        .collect();
+    let feeder = io.input.map(|fd| spawn_local(feed(fd, stdin_rx, link.clone())));
     let mut stdin_tx = Some(stdin_tx);
     let mut exit = std::pin::pin!(exit);
     let status = loop {
@@ -69,34 +68,25 @@ pub async fn run(
             msg = inbox.recv() => match msg {
                 Some(Message::Stdin(data)) => { if let Some(tx) = &stdin_tx { let _ = tx.send(data); } }
                 Some(Message::StdinEof) => stdin_tx = None,
-                Some(Message::Credit { stream: StreamKind::Stdout, bytes }) => credit_out.add_permits(bytes as usize),
-                Some(Message::Credit { stream: StreamKind::Stderr, bytes }) => credit_err.add_permits(bytes as usize),
                 Some(Message::Signal(sig)) => {
                     if let Ok(sig) = Signal::try_from(sig) { let _ = kill(Pid::from_raw(pid), sig); }
                 }
                 Some(Message::Resize(size)) => {
-                    if let Some(master) = &pty { set_winsize(master.get_ref(), size); }
+                    if let Some(master) = &io.pty { set_winsize(master.get_ref(), size); }
                 }
-                Some(_) => {}
+                Some(msg) => credit.apply(&msg),
                 None => std::future::pending::<()>().await,
             },
         }
     };
     let _ = exited_tx.send(true);
     // Keep granting credit while the last output drains.
-    let drain = async {
-        for t in tasks {
-            let _ = t.await;
-        }
-    };
-    let mut drain = std::pin::pin!(drain);
+    let mut drain = std::pin::pin!(futures::future::join_all(tasks));
     loop {
         tokio::select! {
             _ = &mut drain => break,
             msg = inbox.recv() => match msg {
-                Some(Message::Credit { stream: StreamKind::Stdout, bytes }) => credit_out.add_permits(bytes as usize),
-                Some(Message::Credit { stream: StreamKind::Stderr, bytes }) => credit_err.add_permits(bytes as usize),
-                Some(_) => {}
+                Some(msg) => credit.apply(&msg),
                 None => std::future::pending::<()>().await,
             },
         }
@@ -107,26 +97,74 @@ pub async fn run(
     link.send(Message::Exited(status)).await;
 }
 
-type Pumps = Vec<(Rc<AsyncFd<OwnedFd>>, StreamKind)>;
+/// Output credit the host has granted, per stream.
+#[derive(Debug)]
+struct Credit {
+    stdout: Arc<Semaphore>,
+    stderr: Arc<Semaphore>,
+}
 
-fn start_io(io: ChildIo) -> io::Result<(Pumps, Option<Rc<AsyncFd<OwnedFd>>>, Option<Rc<AsyncFd<OwnedFd>>>)> {
-    match io {
-        ChildIo::Pipes { stdin, stdout, stderr } => Ok((
-            vec![
-                (async_fd(stdout)?, StreamKind::Stdout),
-                (async_fd(stderr)?, StreamKind::Stderr),
-            ],
-            Some(async_fd(stdin)?),
-            None,
-        )),
-        ChildIo::Pty { master } => {
-            let master = async_fd(master)?;
-            Ok((
-                vec![(master.clone(), StreamKind::Stdout)],
-                Some(master.clone()),
-                Some(master),
-            ))
+impl Default for Credit {
+    fn default() -> Self {
+        let window = || Arc::new(Semaphore::new(STREAM_WINDOW as usize));
+        Credit {
+            stdout: window(),
+            stderr: window(),
         }
+    }
+}
+
+impl Credit {
+    fn semaphore(&self, kind: StreamKind) -> Arc<Semaphore> {
+        if kind == StreamKind::Stderr {
+            self.stderr.clone()
+        } else {
+            self.stdout.clone()
+        }
+    }
+
+    /// Adds the credit a `Credit` message grants; other messages are ignored.
+    fn apply(&self, msg: &Message) {
+        if let Message::Credit {
+            stream: stream @ (StreamKind::Stdout | StreamKind::Stderr),
+            bytes,
+        } = msg
+        {
+            self.semaphore(*stream).add_permits(*bytes as usize);
+        }
+    }
+}
+
+/// The session's ends of the process's streams, registered with the reactor.
+struct SessionIo {
+    /// Output streams to copy to the host.
+    pumps: Vec<(Rc<AsyncFd<OwnedFd>>, StreamKind)>,
+    /// Where host input goes.
+    input: Option<Rc<AsyncFd<OwnedFd>>>,
+    /// The PTY master, for resizes.
+    pty: Option<Rc<AsyncFd<OwnedFd>>>,
+}
+
+impl SessionIo {
+    fn new(io: ChildIo) -> io::Result<SessionIo> {
+        Ok(match io {
+            ChildIo::Pipes { stdin, stdout, stderr } => SessionIo {
+                pumps: vec![
+                    (async_fd(stdout)?, StreamKind::Stdout),
+                    (async_fd(stderr)?, StreamKind::Stderr),
+                ],
+                input: Some(async_fd(stdin)?),
+                pty: None,
+            },
+            ChildIo::Pty { master } => {
+                let master = async_fd(master)?;
+                SessionIo {
+                    pumps: vec![(master.clone(), StreamKind::Stdout)],
+                    input: Some(master.clone()),
+                    pty: Some(master),
+                }
+            }
+        })
     }
 }
 

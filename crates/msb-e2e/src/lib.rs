@@ -4,6 +4,9 @@
 //! Without a built kernel, agent or rootfs the tests skip, unless `MSB_REQUIRE_VM=1` (set by
 //! CI), in which case they fail.
 
+// A test harness: failing loudly on a broken environment is its job.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

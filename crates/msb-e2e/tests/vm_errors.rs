@@ -1,5 +1,7 @@
 //! Bad input gets one clear line on stderr and msb's own exit status.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use msb_e2e::{vm_available, Sandbox};
 use std::process::{Command, Output};
 

@@ -1,5 +1,7 @@
 //! Stopping msb: signals shut the VM down, and `kill -9` of msb leaves no VM behind.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use msb_e2e::{vm_available, Sandbox};
 use std::io::Read;
 use std::process::{Child, Stdio};

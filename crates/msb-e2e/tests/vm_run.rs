@@ -1,5 +1,7 @@
 //! `msb run --rootfs` against real VMs: exit codes, streams, stdin, options, concurrency.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use msb_e2e::{vm_available, Sandbox};
 use std::io::Write;
 use std::process::{Output, Stdio};

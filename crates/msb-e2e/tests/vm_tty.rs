@@ -1,5 +1,7 @@
 //! `msb run -t` driven through a pseudo-terminal pair: prompt, command, resize, Ctrl-C, exit.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use msb_e2e::{vm_available, Sandbox};
 use nix::pty::{openpty, Winsize};
 use std::io::{Read, Write};
@@ -28,7 +30,14 @@ impl Terminal {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.output.recv_timeout(left) {
-                Ok(chunk) => self.seen.extend(chunk),
+                Ok(chunk) => {
+                    // Answer cursor-position queries (busybox ash sends one after each prompt)
+                    // as a real terminal would, or the shell waits and mis-reads our typing.
+                    for _ in 0..chunk.windows(4).filter(|w| w == b"\x1b[6n").count() {
+                        self.send(b"\x1b[1;1R");
+                    }
+                    self.seen.extend(chunk)
+                }
                 Err(_) => panic!(
                     "timed out waiting for {needle:?}; got {:?}",
                     String::from_utf8_lossy(&self.seen)
@@ -104,15 +113,17 @@ fn interactive_shell_with_resize_and_ctrl_c() {
     };
 
     term.expect("prompt> ");
-    term.send(b"stty size; tty\r");
-    let answer = term.expect("prompt> ");
+    term.send(b"stty size; tty; echo END$((1+1))\r");
+    let answer = term.expect("END2");
     assert!(answer.contains("30 100"), "{answer}");
     assert!(answer.contains("/dev/pts/"), "{answer}");
 
     term.resize(50, 160);
     std::thread::sleep(Duration::from_millis(300));
-    term.send(b"stty size\r");
-    assert!(term.expect("prompt> ").contains("50 160"));
+    term.send(b"stty size; echo END$((2+1))\r");
+    let resized = term.expect("END3");
+    assert!(resized.contains("50 160"), "{resized}");
+    term.expect("prompt> ");
 
     // Ctrl-C reaches the guest's foreground process, not msb.
     term.send(b"sleep 100; echo after-$((40+2))\r");

@@ -160,10 +160,7 @@ impl AgentClient {
     }
 }
 
-async fn write_loop<W: AsyncWrite>(mut writer: FramedWrite<W, FrameCodec>, mut rx: mpsc::Receiver<Frame>)
-where
-    W: Unpin,
-{
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: FramedWrite<W, FrameCodec>, mut rx: mpsc::Receiver<Frame>) {
     while let Some(frame) = rx.recv().await {
         if let Err(e) = writer.send(frame).await {
             tracing::debug!("agent channel write failed: {e}");
