@@ -72,6 +72,13 @@ pub async fn run(args: RunArgs) -> Result<i32> {
             return Err(e.into());
         }
     };
+    let t = vm.ready().timings;
+    tracing::debug!(
+        "booted in {:?} (guest: agent started at {} ms, ready at {} ms after kernel start)",
+        vm.boot_time,
+        t.agent_start_ns / 1_000_000,
+        t.ready_ns / 1_000_000
+    );
     if let Some(reason) = &vm.accel_note {
         session_io::notice(&format!(
             "KVM is not usable ({reason}); running under TCG software emulation (slow)"
