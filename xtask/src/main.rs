@@ -6,6 +6,7 @@ mod ci;
 mod demo;
 mod kernel;
 mod paths;
+mod registry;
 mod rootfs;
 mod setup;
 mod util;
@@ -33,6 +34,8 @@ enum Task {
     Demo,
     /// Set everything up and run every test (what CI runs).
     Ci,
+    /// Start the local OCI registry and push the fixture images (idempotent).
+    Registry(registry::Args),
     /// Run a benchmark.
     Bench {
         #[command(subcommand)]
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Task::Rootfs => rootfs::build().map(drop),
         Task::Demo => demo::run(),
         Task::Ci => ci::run(),
+        Task::Registry(args) => registry::run(args),
         Task::Bench { which } => bench::run(which),
     }
 }

@@ -30,6 +30,15 @@ pub enum MicrosandboxError {
         /// Where the console log is.
         log: PathBuf,
     },
+    /// No such image in the local store.
+    #[error("image {0} not found locally: pull it with `msb pull {0}`")]
+    ImageNotFound(String),
+    /// Registry access, verification or layer conversion failed.
+    #[error(transparent)]
+    Image(#[from] msb_oci::OciError),
+    /// The state database failed.
+    #[error(transparent)]
+    Store(#[from] msb_store::StoreError),
     /// Host I/O failed.
     #[error("{context}")]
     Io {

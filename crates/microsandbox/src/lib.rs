@@ -4,12 +4,13 @@
 //! sandboxes and OCI images build on [`vm::BootedVm`].
 
 mod error;
+pub mod image;
 pub mod vm;
 
 pub use error::MicrosandboxError;
 pub use msb_protocol::client::{ExecControl, ExecEvent, ExecSession};
 pub use msb_protocol::{BootTimings, ExecRequest, ExitStatus, SpawnErrorKind, WindowSize};
-pub use msb_types::{parse_env, Paths, Resources, RootSpec, SandboxSpec};
+pub use msb_types::{parse_env, ImageRecord, Paths, Platform, Resources, RootSpec, SandboxSpec};
 
 /// Result with [`MicrosandboxError`].
 pub type MicrosandboxResult<T> = Result<T, MicrosandboxError>;

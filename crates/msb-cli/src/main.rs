@@ -1,6 +1,7 @@
 //! `msb`: run untrusted code in hardware-isolated microVMs.
 
 mod commands;
+mod progress;
 mod session_io;
 mod terminal;
 
@@ -21,6 +22,11 @@ struct Cli {
 enum Command {
     /// Boot a microVM and run a command in it.
     Run(commands::run::RunArgs),
+    /// Pull an image from a registry.
+    Pull(commands::pull::PullArgs),
+    /// Manage local images.
+    #[command(subcommand)]
+    Image(commands::image::ImageCommand),
 }
 
 fn main() {
@@ -42,6 +48,8 @@ fn main() {
     let result = rt.block_on(async {
         match cli.command {
             Command::Run(args) => commands::run::run(args).await,
+            Command::Pull(args) => commands::pull::run(args).await,
+            Command::Image(cmd) => commands::image::run(cmd),
         }
     });
     // Do not wait for a blocking read of the terminal that will never finish.

@@ -58,6 +58,21 @@ pub fn vm_available() -> bool {
     false
 }
 
+/// The fixture registry's address (`MSB_TEST_REGISTRY`, set by `cargo xtask ci` after
+/// `cargo xtask registry`); `None` skips the test, unless `MSB_REQUIRE_VM=1`.
+pub fn registry() -> Option<String> {
+    match std::env::var("MSB_TEST_REGISTRY") {
+        Ok(addr) if !addr.is_empty() => Some(addr),
+        _ if std::env::var("MSB_REQUIRE_VM").as_deref() == Ok("1") => {
+            panic!("MSB_TEST_REGISTRY is not set: run `cargo xtask registry` and export its address")
+        }
+        _ => {
+            eprintln!("skipping registry test: MSB_TEST_REGISTRY is not set");
+            None
+        }
+    }
+}
+
 /// The `msb` binary (`MSB_BIN`, else `target/debug/msb`, built on demand).
 pub fn msb_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("MSB_BIN") {

@@ -44,6 +44,11 @@ impl Paths {
             .unwrap_or_else(|| self.home.join("lib/initramfs.cpio"))
     }
 
+    /// Caches: converted layers (`layers/`) and in-progress downloads (`tmp/`).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.home.join("cache")
+    }
+
     /// Directory of one sandbox.
     pub fn sandbox_dir(&self, name: &str) -> PathBuf {
         self.home.join("sandboxes").join(name)

@@ -39,7 +39,18 @@ pub fn run(runs: usize, json: bool) -> Result<()> {
     let load_start = loadavg();
     let measured = measure(&setup, runs);
     let sweep = procs::sweep(setup.tmp.path());
-    let mut figures = measured?;
+    let mut figures = match measured {
+        Ok(f) => f,
+        Err(e) => {
+            // Keep the logs the error points at.
+            let kept = setup.tmp.keep();
+            let killed = &sweep.leftovers;
+            return Err(e.context(format!(
+                "bench files kept in {}; leftover processes killed: {killed:?}",
+                kept.display()
+            )));
+        }
+    };
     figures.accel = Some(accel);
     figures.load = (load_start, loadavg());
     figures.sweep = sweep;
@@ -73,7 +84,13 @@ fn prepare() -> Result<Setup> {
     }
     let paths = Paths::new(home);
     let floor = Floor::prepare(&tmp.path().join("floor"), &paths.kernel())?;
-    Ok(Setup { tmp, msb, root, paths, floor })
+    Ok(Setup {
+        tmp,
+        msb,
+        root,
+        paths,
+        floor,
+    })
 }
 
 /// One warm-up round, then `runs` rounds of (floor, msb run, SDK boot) interleaved so that
@@ -86,7 +103,10 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
     let memory_mib = sdk::spec("x", &setup.root).resources.memory_mib;
     let mut f = Figures::default();
     for round in 0..=runs {
-        progress(&format!("round {round}/{runs}{}", if round == 0 { " (warm-up)" } else { "" }));
+        progress(&format!(
+            "round {round}/{runs}{}",
+            if round == 0 { " (warm-up)" } else { "" }
+        ));
         let floor = setup.floor.boot(memory_mib)?;
         let cli = msb_run_true(setup)?;
         let spec = sdk::spec(&format!("bench-{round}"), &setup.root);
@@ -120,7 +140,9 @@ fn msb_run_true(setup: &Setup) -> Result<Duration> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let started = Instant::now();
-    let out = cmd.output().with_context(|| format!("starting {}", setup.msb.display()))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("starting {}", setup.msb.display()))?;
     let elapsed = started.elapsed();
     if !out.status.success() {
         bail!(

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 /// Printed by the floor init on the console, to prove the guest really reached it.
 const MARKER: &[u8] = b"msb-floor: init reached\n";
+/// The marker as it is found in the log: the console's tty turns `\n` into `\r\n`.
+const MARKER_TEXT: &[u8] = b"msb-floor: init reached";
 /// Kernel command line of the floor: ours (see msb-vmm's qemu.rs) with the TCG timer options.
 const CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet rdinit=/init nolapic_timer no_timer_check tsc=reliable";
 /// Where the ELF is loaded; the usual base for static x86_64 executables.
@@ -36,7 +38,11 @@ impl Floor {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let init = init_elf();
         let cpio = dir.join("floor.cpio");
-        let archive = newc(&[CpioEntry::dir("dev"), CpioEntry::console(), CpioEntry::file("init", 0o755, &init)]);
+        let archive = newc(&[
+            CpioEntry::dir("dev"),
+            CpioEntry::console(),
+            CpioEntry::file("init", 0o755, &init),
+        ]);
         std::fs::write(&cpio, archive).with_context(|| format!("writing {}", cpio.display()))?;
         msb_vmm::Qemu::locate().context("the floor needs QEMU")?;
         Ok(Floor {
@@ -53,21 +59,32 @@ impl Floor {
         let console = self.dir.join("console.log");
         let _ = std::fs::remove_file(&console);
         let mut cmd = Command::new(&self.qemu);
-        cmd.args(["-M", "microvm,acpi=off,x-option-roms=off", "-accel", "tcg", "-cpu", "max", "-smp", "1"])
-            .args(["-m", &memory_mib.to_string()])
-            .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .arg("-kernel")
-            .arg(&self.kernel)
-            .arg("-initrd")
-            .arg(&self.cpio)
-            .args(["-append", CMDLINE])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "-M",
+            "microvm,acpi=off,x-option-roms=off",
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-smp",
+            "1",
+        ])
+        .args(["-m", &memory_mib.to_string()])
+        .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-kernel")
+        .arg(&self.kernel)
+        .arg("-initrd")
+        .arg(&self.cpio)
+        .args(["-append", CMDLINE])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         let started = Instant::now();
-        let out = cmd.output().with_context(|| format!("starting {}", self.qemu.display()))?;
+        let out = cmd
+            .output()
+            .with_context(|| format!("starting {}", self.qemu.display()))?;
         let elapsed = started.elapsed();
         if !out.status.success() {
             bail!(
@@ -77,8 +94,14 @@ impl Floor {
             );
         }
         let log = std::fs::read(&console).with_context(|| format!("reading {}", console.display()))?;
-        if !log.windows(MARKER.len()).any(|w| w == MARKER) {
+        if !log.windows(MARKER_TEXT.len()).any(|w| w == MARKER_TEXT) {
             bail!("the floor guest never reached its init; see {}", console.display());
+        }
+        if log.windows(12).any(|w| w == b"Kernel panic") {
+            bail!(
+                "the floor guest panicked instead of rebooting; see {}",
+                console.display()
+            );
         }
         Ok(elapsed)
     }
@@ -114,7 +137,7 @@ fn init_elf() -> Vec<u8> {
     code.extend([0xb8, 60, 0, 0, 0]); // mov eax, 60 (SYS_exit)
     code.extend([0xbf, 1, 0, 0, 0]); // mov edi, 1
     code.extend([0x0f, 0x05]); // syscall
-    // rip-relative: displacement from the end of the lea (7 bytes) to the marker.
+                               // rip-relative: displacement from the end of the lea (7 bytes) to the marker.
     let disp = (code.len() - (lea_at + 7)) as u32;
     code[lea_at + 3..lea_at + 7].copy_from_slice(&disp.to_le_bytes());
     code.extend(MARKER);

@@ -1,6 +1,6 @@
 //! Measurements through the SDK, in this process: boot, exec round trips, idle memory.
 
-use super::procmem::{field_kib, ProcMem};
+use super::procmem::{self, field_kib, ProcMem};
 use anyhow::{bail, Context, Result};
 use microsandbox::vm::BootedVm;
 use microsandbox::{ExecEvent, ExecRequest, ExitStatus, Paths, Resources, RootSpec, SandboxSpec};
@@ -28,6 +28,8 @@ pub struct BootSample {
 pub struct IdleMemory {
     /// The VM's host processes (QEMU, virtiofsd).
     pub vm: Vec<ProcMem>,
+    /// QEMU's RSS by kind of mapping, KiB.
+    pub qemu_breakdown: Vec<(&'static str, u64)>,
     /// This process (the SDK side: agent client, tokio runtime).
     pub host_side: ProcMem,
     /// Guest RAM configured, MiB.
@@ -70,7 +72,7 @@ pub async fn running_vm(
     paths: &Paths,
     execs: usize,
     idle: Duration,
-) -> Result<(Vec<Duration>, IdleMemory)> {
+) -> Result<(Vec<ExecTiming>, IdleMemory)> {
     let vm = BootedVm::boot(spec, paths).await.context("booting the VM")?;
     let result = measure_running(&vm, spec, execs, idle).await;
     vm.shutdown(GRACE).await;
@@ -82,22 +84,26 @@ async fn measure_running(
     spec: &SandboxSpec,
     execs: usize,
     idle: Duration,
-) -> Result<(Vec<Duration>, IdleMemory)> {
+) -> Result<(Vec<ExecTiming>, IdleMemory)> {
     let mut round_trips = Vec::with_capacity(execs);
     for _ in 0..execs {
-        let started = Instant::now();
-        run(vm, &["true"]).await?;
-        round_trips.push(started.elapsed());
+        round_trips.push(run(vm, &["true"]).await?.timing);
     }
     tokio::time::sleep(idle).await;
     // Read the host side first: the meminfo exec below wakes the guest up.
     let vm_procs = vm.pids().into_iter().map(ProcMem::read).collect::<Result<Vec<_>>>()?;
     let host_side = ProcMem::this_process()?;
-    let meminfo = run(vm, &["cat", "/proc/meminfo"]).await?;
+    let qemu = vm_procs
+        .iter()
+        .find(|p| p.name.starts_with("qemu"))
+        .context("no QEMU among the VM's processes")?;
+    let qemu_breakdown = procmem::breakdown(qemu.pid)?;
+    let meminfo = run(vm, &["cat", "/proc/meminfo"]).await?.stdout;
     let total = field_kib(&meminfo, "MemTotal:").context("no MemTotal in the guest's /proc/meminfo")?;
     let free = field_kib(&meminfo, "MemFree:").context("no MemFree in the guest's /proc/meminfo")?;
     let memory = IdleMemory {
         vm: vm_procs,
+        qemu_breakdown,
         host_side,
         guest_configured_mib: spec.resources.memory_mib,
         guest_total_kib: total,
@@ -106,8 +112,23 @@ async fn measure_running(
     Ok((round_trips, memory))
 }
 
-/// Runs `argv` in the guest, reading events until it exits; returns its stdout.
-async fn run(vm: &BootedVm, argv: &[&str]) -> Result<String> {
+/// Host-side timing of one exec, from sending the request.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecTiming {
+    /// Until the agent reported the process started (fork + exec done in the guest).
+    pub started: Duration,
+    /// Until the agent reported its exit: the whole round trip.
+    pub exited: Duration,
+}
+
+/// What [`run`] saw.
+struct Ran {
+    stdout: String,
+    timing: ExecTiming,
+}
+
+/// Runs `argv` in the guest, reading events until it exits.
+async fn run(vm: &BootedVm, argv: &[&str]) -> Result<Ran> {
     let req = ExecRequest {
         argv: argv.iter().map(|s| s.to_string()).collect(),
         env: Vec::new(),
@@ -115,16 +136,24 @@ async fn run(vm: &BootedVm, argv: &[&str]) -> Result<String> {
         user: None,
         tty: None,
     };
+    let t0 = Instant::now();
     let mut session = vm.exec(req).await.with_context(|| format!("exec {argv:?}"))?;
     let mut stdout = Vec::new();
+    let mut started = Duration::ZERO;
     loop {
         match session.next().await.with_context(|| format!("exec {argv:?}"))? {
+            Some(ExecEvent::Started(_)) => started = t0.elapsed(),
             Some(ExecEvent::Stdout(data)) => stdout.extend(data),
             Some(ExecEvent::Exited(status)) => {
+                let timing = ExecTiming {
+                    started,
+                    exited: t0.elapsed(),
+                };
                 if status != ExitStatus::Code(0) {
                     bail!("{argv:?} in the guest ended with {status:?}");
                 }
-                return Ok(String::from_utf8_lossy(&stdout).into_owned());
+                let stdout = String::from_utf8_lossy(&stdout).into_owned();
+                return Ok(Ran { stdout, timing });
             }
             Some(ExecEvent::SpawnFailed(f)) => bail!("{argv:?} could not start in the guest: {f:?}"),
             Some(_) => {}

@@ -25,11 +25,27 @@ impl Summary {
         s.sort_by(f64::total_cmp);
         let n = s.len();
         if n == 0 {
-            return Summary { n, median: 0.0, min: 0.0, max: 0.0, p99: 0.0 };
+            return Summary {
+                n,
+                median: 0.0,
+                min: 0.0,
+                max: 0.0,
+                p99: 0.0,
+            };
         }
-        let median = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
+        let median = if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2.0
+        };
         let rank = ((0.99 * n as f64).ceil() as usize).clamp(1, n);
-        Summary { n, median, min: s[0], max: s[n - 1], p99: s[rank - 1] }
+        Summary {
+            n,
+            median,
+            min: s[0],
+            max: s[n - 1],
+            p99: s[rank - 1],
+        }
     }
 
     /// `1.02 s median (0.98–1.10)`, in seconds.

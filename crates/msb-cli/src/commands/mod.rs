@@ -1,3 +1,5 @@
 //! One module per CLI verb.
 
+pub mod image;
+pub mod pull;
 pub mod run;

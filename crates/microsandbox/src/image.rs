@@ -1,0 +1,108 @@
+//! Images: pull from registries into the layer store, list, inspect, remove, prune.
+
+use crate::{MicrosandboxError, MicrosandboxResult};
+use msb_oci::{normalize_reference, LayerEvent, LayerStore, PullOptions, Puller};
+use msb_store::Store;
+use msb_types::{ImageRecord, Paths, Platform};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use msb_oci::LayerEvent as PullEvent;
+
+/// Options for [`pull`].
+#[derive(Debug, Clone, Default)]
+pub struct PullSettings {
+    /// Platform to pull; the host's when absent.
+    pub platform: Option<Platform>,
+    /// Use plain HTTP for the image's registry (loopback registries always do).
+    pub insecure: bool,
+}
+
+/// The canonical form under which an image is stored (`docker.io/library/python:latest`).
+pub fn canonical(reference: &str) -> MicrosandboxResult<String> {
+    Ok(normalize_reference(reference)?.whole())
+}
+
+fn is_loopback(registry: &str) -> bool {
+    let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+/// Pulls `reference`, converts its layers, records the image and returns its record.
+pub async fn pull(
+    paths: &Paths,
+    reference: &str,
+    settings: &PullSettings,
+    progress: &(dyn Fn(LayerEvent) + Send + Sync),
+) -> MicrosandboxResult<ImageRecord> {
+    let image = normalize_reference(reference)?;
+    let registry = image.resolve_registry().to_string();
+    let insecure = if settings.insecure || is_loopback(&registry) {
+        vec![registry]
+    } else {
+        Vec::new()
+    };
+    let store = Store::open(paths)?;
+    let puller = Puller::new(LayerStore::open(&paths.cache_dir())?, insecure);
+    let platform = settings.platform.clone().unwrap_or_else(msb_oci::host_platform);
+    let opts = PullOptions {
+        platform: platform.clone(),
+        ..Default::default()
+    };
+    let pulled = puller.pull(&image, &opts, progress).await?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let record = pulled.into_record(platform, now);
+    store.put_image(&record)?;
+    Ok(record)
+}
+
+/// All images with their on-disk size, newest first.
+pub fn list(paths: &Paths) -> MicrosandboxResult<Vec<(ImageRecord, u64)>> {
+    Ok(Store::open(paths)?.list_images()?)
+}
+
+/// One image's record.
+pub fn inspect(paths: &Paths, reference: &str) -> MicrosandboxResult<ImageRecord> {
+    let canonical = canonical(reference)?;
+    Store::open(paths)?
+        .get_image(&canonical)?
+        .ok_or_else(|| MicrosandboxError::ImageNotFound(canonical))
+}
+
+/// Removes an image; layers no other image uses are deleted from disk.
+pub fn remove(paths: &Paths, reference: &str) -> MicrosandboxResult<usize> {
+    let canonical = canonical(reference)?;
+    let store = Store::open(paths)?;
+    if store.get_image(&canonical)?.is_none() {
+        return Err(MicrosandboxError::ImageNotFound(canonical));
+    }
+    let orphans = store.remove_image(&canonical)?;
+    delete_layers(paths, &store, orphans.iter().map(|l| l.diff_id.as_str()))
+}
+
+/// Deletes layers no image references; returns how many.
+pub fn prune(paths: &Paths) -> MicrosandboxResult<usize> {
+    let store = Store::open(paths)?;
+    let orphans = store.orphan_layers()?;
+    delete_layers(paths, &store, orphans.iter().map(|l| l.diff_id.as_str()))
+}
+
+fn delete_layers<'a>(
+    paths: &Paths,
+    store: &Store,
+    diff_ids: impl Iterator<Item = &'a str>,
+) -> MicrosandboxResult<usize> {
+    let layers = LayerStore::open(&paths.cache_dir())?;
+    let mut removed = 0;
+    for diff_id in diff_ids {
+        // The row goes only if still unused (checked in the same transaction); the file
+        // follows. A crash in between leaves a stray file that a later pull reuses.
+        if store.delete_layer(diff_id)? {
+            layers.remove(diff_id)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,51 @@
+//! `msb pull`: fetch an image from a registry into the local store.
+
+use crate::progress::PullProgress;
+use anyhow::Result;
+use microsandbox::image::{self, PullSettings};
+use microsandbox::Paths;
+
+/// Arguments of `msb pull`.
+#[derive(clap::Args, Debug)]
+pub struct PullArgs {
+    /// Image reference: `python`, `ghcr.io/org/app:1.2`, `alpine@sha256:…`.
+    reference: String,
+    /// Platform to pull (default: this host's), e.g. linux/arm64.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<microsandbox::Platform>,
+    /// Talk plain HTTP to the registry (loopback registries always do).
+    #[arg(long)]
+    insecure: bool,
+    /// Print only the manifest digest.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Pulls the image and reports what was stored.
+pub async fn run(args: PullArgs) -> Result<i32> {
+    let paths = Paths::from_env();
+    let settings = PullSettings {
+        platform: args.platform,
+        insecure: args.insecure,
+    };
+    let progress = PullProgress::new(args.quiet);
+    let record = image::pull(&paths, &args.reference, &settings, &|e| progress.event(e)).await;
+    progress.finish();
+    let record = record?;
+    if args.quiet {
+        println!("{}", record.manifest_digest);
+    } else {
+        let cached = progress.all_cached();
+        let size: u64 = record.layers.iter().map(|l| l.erofs_size).sum();
+        println!(
+            "Pulled {} ({}, {} layer{}, {}){}",
+            record.reference,
+            record.manifest_digest,
+            record.layers.len(),
+            if record.layers.len() == 1 { "" } else { "s" },
+            crate::progress::human_bytes(size),
+            if cached { " — already cached" } else { "" }
+        );
+    }
+    Ok(0)
+}

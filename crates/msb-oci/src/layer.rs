@@ -1,0 +1,276 @@
+//! One layer: download → verify blob digest → decompress → hash diff_id → EROFS, streamed.
+
+use crate::{LayerStore, OciError};
+use bytes::Bytes;
+use futures::StreamExt;
+use oci_client::manifest::OciDescriptor;
+use oci_client::{Client, Reference};
+use sha2::{Digest, Sha256};
+use std::io::{BufWriter, Read};
+use std::path::PathBuf;
+use tokio::sync::mpsc;
+
+/// A layer that is in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledLayer {
+    /// Digest of the uncompressed tar (names the EROFS file).
+    pub diff_id: String,
+    /// Digest of the blob as stored on the registry.
+    pub blob_digest: String,
+    /// The blob's media type.
+    pub media_type: String,
+    /// Size of the blob on the registry.
+    pub compressed_size: u64,
+    /// Size of the EROFS image.
+    pub erofs_size: u64,
+    /// True when it was already in the store.
+    pub cached: bool,
+}
+
+/// Progress of layer downloads, for progress bars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerEvent {
+    /// A download started (`size` from the manifest).
+    Started {
+        /// Blob digest.
+        digest: String,
+        /// Expected bytes.
+        size: u64,
+    },
+    /// More bytes arrived.
+    Progress {
+        /// Blob digest.
+        digest: String,
+        /// Bytes received in this chunk.
+        bytes: u64,
+    },
+    /// The layer is in the store.
+    Done {
+        /// Blob digest.
+        digest: String,
+        /// True if nothing had to be downloaded.
+        cached: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+fn compression(media_type: &str) -> Option<Compression> {
+    let t = media_type.trim();
+    if t.ends_with("+gzip") || t.ends_with(".tar.gzip") {
+        Some(Compression::Gzip)
+    } else if t.ends_with("+zstd") {
+        Some(Compression::Zstd)
+    } else if t.ends_with(".tar") || t.ends_with("layer.v1.tar") {
+        Some(Compression::None)
+    } else {
+        None
+    }
+}
+
+/// Shared context of one image pull.
+pub(crate) struct Fetch<'a> {
+    pub client: &'a Client,
+    pub image: &'a Reference,
+    pub store: &'a LayerStore,
+    pub events: &'a (dyn Fn(LayerEvent) + Send + Sync),
+}
+
+impl Fetch<'_> {
+    fn bad_layer(&self, digest: &str, reason: String) -> OciError {
+        OciError::BadLayer {
+            reference: self.image.whole(),
+            digest: digest.to_string(),
+            reason,
+        }
+    }
+
+    /// Puts the layer `desc` (whose uncompressed digest must be `diff_id`) into the store.
+    pub async fn layer(&self, desc: &OciDescriptor, diff_id: &str) -> Result<PulledLayer, OciError> {
+        let done = |cached, erofs_size| PulledLayer {
+            diff_id: diff_id.to_string(),
+            blob_digest: desc.digest.clone(),
+            media_type: desc.media_type.clone(),
+            compressed_size: desc.size.max(0) as u64,
+            erofs_size,
+            cached,
+        };
+        let dest = self.store.layer_path(diff_id);
+        if let Ok(meta) = std::fs::metadata(&dest) {
+            (self.events)(LayerEvent::Done {
+                digest: desc.digest.clone(),
+                cached: true,
+            });
+            return Ok(done(true, meta.len()));
+        }
+        let kind = compression(&desc.media_type).ok_or_else(|| OciError::UnsupportedMediaType {
+            reference: self.image.whole(),
+            media_type: desc.media_type.clone(),
+        })?;
+        let tmp = self.store.temp_path(&desc.digest);
+        let result = self.download_and_convert(desc, diff_id, kind, tmp.clone()).await;
+        let size = match result {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        std::fs::rename(&tmp, &dest).map_err(OciError::io(format!("moving layer into {}", dest.display())))?;
+        (self.events)(LayerEvent::Done {
+            digest: desc.digest.clone(),
+            cached: false,
+        });
+        Ok(done(false, size))
+    }
+
+    async fn download_and_convert(
+        &self,
+        desc: &OciDescriptor,
+        diff_id: &str,
+        kind: Compression,
+        tmp: PathBuf,
+    ) -> Result<u64, OciError> {
+        let registry = |source| OciError::registry(&self.image.whole(), source);
+        let mut blob = self.client.pull_blob_stream(self.image, desc).await.map_err(registry)?;
+        (self.events)(LayerEvent::Started {
+            digest: desc.digest.clone(),
+            size: desc.size.max(0) as u64,
+        });
+        let (tx, rx) = mpsc::channel::<Bytes>(32);
+        let converter = tokio::task::spawn_blocking(move || convert(rx, kind, tmp));
+        let mut hasher = Sha256::new();
+        let mut sender = Some(tx);
+        while let Some(chunk) = blob.stream.next().await {
+            let chunk = chunk.map_err(|e| self.bad_layer(&desc.digest, format!("download interrupted: {e}")))?;
+            hasher.update(&chunk);
+            (self.events)(LayerEvent::Progress {
+                digest: desc.digest.clone(),
+                bytes: chunk.len() as u64,
+            });
+            // If the converter gave up, keep hashing so a corrupt download is reported as such.
+            if let Some(tx) = &sender {
+                if tx.send(chunk).await.is_err() {
+                    sender = None;
+                }
+            }
+        }
+        drop(sender);
+        let converted = converter
+            .await
+            .map_err(|e| self.bad_layer(&desc.digest, format!("converter panicked: {e}")))?;
+        let actual = format!("sha256:{:x}", hasher.finalize());
+        if actual != desc.digest {
+            return Err(OciError::DigestMismatch {
+                reference: self.image.whole(),
+                what: format!("layer {}", desc.digest),
+                expected: desc.digest.clone(),
+                actual,
+            });
+        }
+        let (uncompressed, size) = converted.map_err(|reason| self.bad_layer(&desc.digest, reason))?;
+        if uncompressed != diff_id {
+            return Err(OciError::DigestMismatch {
+                reference: self.image.whole(),
+                what: format!("uncompressed layer {}", desc.digest),
+                expected: diff_id.to_string(),
+                actual: uncompressed,
+            });
+        }
+        Ok(size)
+    }
+}
+
+/// Blocking side: decompress the byte chunks, hash them, and write the EROFS image.
+/// Returns (diff_id, image size).
+fn convert(rx: mpsc::Receiver<Bytes>, kind: Compression, tmp: PathBuf) -> Result<(String, u64), String> {
+    let raw = ChannelReader {
+        rx,
+        current: Bytes::new(),
+    };
+    let decompressed: Box<dyn Read> = match kind {
+        Compression::None => Box::new(raw),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Compression::Zstd => Box::new(zstd::Decoder::new(raw).map_err(|e| format!("zstd: {e}"))?),
+    };
+    let mut tar = HashingReader {
+        inner: decompressed,
+        hasher: Sha256::new(),
+    };
+    let file = std::fs::File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    let (writer, _stats) = msb_erofs::write_from_tar_into(&mut tar, BufWriter::new(file), &Default::default())
+        .map_err(|e| format!("converting to EROFS: {e}"))?;
+    // The diff_id covers every byte of the stream, including padding after the tar end.
+    std::io::copy(&mut tar, &mut std::io::sink()).map_err(|e| format!("decompressing: {e}"))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    file.sync_all().map_err(|e| format!("syncing {}: {e}", tmp.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok((format!("sha256:{:x}", tar.hasher.finalize()), size))
+}
+
+/// `Read` over chunks arriving on a channel (the async download feeding blocking code).
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Hashes what passes through.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_map_to_compressions() {
+        assert!(matches!(
+            compression("application/vnd.oci.image.layer.v1.tar+gzip"),
+            Some(Compression::Gzip)
+        ));
+        assert!(matches!(
+            compression("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            Some(Compression::Gzip)
+        ));
+        assert!(matches!(
+            compression("application/vnd.oci.image.layer.v1.tar+zstd"),
+            Some(Compression::Zstd)
+        ));
+        assert!(matches!(
+            compression("application/vnd.oci.image.layer.v1.tar"),
+            Some(Compression::None)
+        ));
+        assert!(compression("application/vnd.cncf.helm.chart.content.v1.tar+bz2").is_none());
+    }
+}

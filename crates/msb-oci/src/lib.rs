@@ -1,0 +1,20 @@
+//! OCI images: resolve a reference on a registry, pick the platform's manifest, and turn
+//! each layer into a verified EROFS image in a content-addressed layer store.
+//!
+//! Layers stream from the network through digest verification and decompression straight
+//! into the EROFS writer; nothing is unpacked to disk, and a layer becomes visible in the
+//! store only by an atomic rename after both its digests have been checked.
+
+mod config;
+mod error;
+mod layer;
+mod pull;
+mod reference;
+mod store;
+
+pub use config::ImageConfigFile;
+pub use error::OciError;
+pub use layer::{LayerEvent, PulledLayer};
+pub use pull::{host_platform, PullOptions, PulledImage, Puller};
+pub use reference::normalize_reference;
+pub use store::LayerStore;

@@ -1,0 +1,276 @@
+//! Pulling an image: resolve the platform's manifest, fetch and verify the config, and bring
+//! every layer into the store, several at once.
+
+use crate::config::ImageConfigFile;
+use crate::layer::{Fetch, LayerEvent, PulledLayer};
+use crate::{LayerStore, OciError};
+use futures::{StreamExt, TryStreamExt};
+use msb_types::Platform;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::{OciImageManifest, OciManifest, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_DOCKER_CONFIG_MEDIA_TYPE};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use sha2::{Digest, Sha256};
+
+/// How to pull.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Wanted platform.
+    pub platform: Platform,
+    /// Credentials for the registry.
+    pub auth: RegistryAuth,
+    /// Layers downloaded at once.
+    pub concurrency: usize,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            platform: host_platform(),
+            auth: RegistryAuth::Anonymous,
+            concurrency: 3,
+        }
+    }
+}
+
+/// This host's platform in OCI terms.
+pub fn host_platform() -> Platform {
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    Platform {
+        os: "linux".into(),
+        architecture: architecture.into(),
+        variant: None,
+    }
+}
+
+/// What a pull produced: everything needed to record and boot the image.
+#[derive(Debug, Clone)]
+pub struct PulledImage {
+    /// The full reference (`registry/repo:tag` or `@digest`).
+    pub reference: String,
+    /// Digest of the platform-specific manifest.
+    pub manifest_digest: String,
+    /// Digest of the config blob.
+    pub config_digest: String,
+    /// The parsed config.
+    pub config: ImageConfigFile,
+    /// Layers, bottom first.
+    pub layers: Vec<PulledLayer>,
+}
+
+impl PulledImage {
+    /// The record the state store keeps for this image, pulled for `platform`.
+    pub fn into_record(self, platform: Platform, created_at: i64) -> msb_types::ImageRecord {
+        let rc = self.config.config;
+        let config = msb_types::ImageConfig {
+            env: rc.env,
+            entrypoint: rc.entrypoint,
+            cmd: rc.cmd,
+            working_dir: rc.working_dir.filter(|w| !w.is_empty()),
+            user: rc.user.filter(|u| !u.is_empty()),
+            exposed_ports: rc.exposed_ports.into_keys().collect(),
+            labels: rc.labels,
+            stop_signal: rc.stop_signal,
+        };
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|l| msb_types::LayerRecord {
+                diff_id: l.diff_id,
+                blob_digest: l.blob_digest,
+                media_type: l.media_type,
+                compressed_size: l.compressed_size,
+                erofs_size: l.erofs_size,
+            })
+            .collect();
+        let platform = Platform {
+            os: non_empty(self.config.os, platform.os),
+            architecture: non_empty(self.config.architecture, platform.architecture),
+            variant: self.config.variant.or(platform.variant),
+        };
+        msb_types::ImageRecord {
+            reference: self.reference,
+            manifest_digest: self.manifest_digest,
+            config_digest: self.config_digest,
+            platform,
+            config,
+            layers,
+            created_at,
+        }
+    }
+}
+
+fn non_empty(value: String, fallback: String) -> String {
+    if value.is_empty() {
+        fallback
+    } else {
+        value
+    }
+}
+
+/// A registry client bound to a layer store.
+pub struct Puller {
+    client: Client,
+    store: LayerStore,
+}
+
+impl std::fmt::Debug for Puller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Puller")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Puller {
+    /// A puller using plain HTTP for the registries in `insecure` (e.g. `127.0.0.1:5000`).
+    pub fn new(store: LayerStore, insecure: Vec<String>) -> Self {
+        let protocol = if insecure.is_empty() {
+            ClientProtocol::Https
+        } else {
+            ClientProtocol::HttpsExcept(insecure)
+        };
+        Puller {
+            client: Client::new(ClientConfig {
+                protocol,
+                ..Default::default()
+            }),
+            store,
+        }
+    }
+
+    /// The layer store.
+    pub fn store(&self) -> &LayerStore {
+        &self.store
+    }
+
+    /// Pulls `image` for `opts.platform`, reporting layer progress through `events`.
+    pub async fn pull(
+        &self,
+        image: &Reference,
+        opts: &PullOptions,
+        events: &(dyn Fn(LayerEvent) + Send + Sync),
+    ) -> Result<PulledImage, OciError> {
+        let (manifest, manifest_digest, image) = self.resolve(image, opts).await?;
+        let (config, config_digest) = self.config(&image, &manifest, opts).await?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(OciError::BadConfig {
+                reference: image.whole(),
+                reason: format!(
+                    "{} diff_ids for {} layers",
+                    config.rootfs.diff_ids.len(),
+                    manifest.layers.len()
+                ),
+            });
+        }
+        let fetch = Fetch {
+            client: &self.client,
+            image: &image,
+            store: &self.store,
+            events,
+        };
+        let jobs = manifest.layers.iter().zip(&config.rootfs.diff_ids);
+        let layers: Vec<PulledLayer> = futures::stream::iter(jobs.map(|(desc, diff_id)| fetch.layer(desc, diff_id)))
+            .buffered(opts.concurrency.max(1))
+            .try_collect()
+            .await?;
+        Ok(PulledImage {
+            reference: image.whole(),
+            manifest_digest,
+            config_digest,
+            config,
+            layers,
+        })
+    }
+
+    /// Fetches the manifest, following an index to the platform's entry.
+    async fn resolve(
+        &self,
+        image: &Reference,
+        opts: &PullOptions,
+    ) -> Result<(OciImageManifest, String, Reference), OciError> {
+        let registry = |source| OciError::registry(&image.whole(), source);
+        let (manifest, digest) = self.client.pull_manifest(image, &opts.auth).await.map_err(registry)?;
+        let index = match manifest {
+            OciManifest::Image(m) => return Ok((m, digest, image.clone())),
+            OciManifest::ImageIndex(index) => index,
+        };
+        let want = &opts.platform;
+        let matches = |p: &oci_client::manifest::Platform| {
+            p.os.to_string() == want.os
+                && p.architecture.to_string() == want.architecture
+                && want.variant.as_ref().is_none_or(|v| p.variant.as_ref() == Some(v))
+        };
+        let Some(entry) = index
+            .manifests
+            .iter()
+            .find(|e| e.platform.as_ref().is_some_and(matches))
+        else {
+            let available: Vec<String> = index
+                .manifests
+                .iter()
+                .filter_map(|e| e.platform.as_ref())
+                .map(|p| format!("{}/{}", p.os, p.architecture))
+                .collect();
+            return Err(OciError::NoMatchingPlatform {
+                reference: image.whole(),
+                wanted: opts.platform.to_string(),
+                available: available.join(", "),
+            });
+        };
+        let pinned = image.clone_with_digest(entry.digest.clone());
+        match self.client.pull_manifest(&pinned, &opts.auth).await.map_err(registry)? {
+            (OciManifest::Image(m), digest) => Ok((m, digest, image.clone())),
+            (OciManifest::ImageIndex(_), _) => Err(OciError::UnsupportedMediaType {
+                reference: image.whole(),
+                media_type: "nested image index".into(),
+            }),
+        }
+    }
+
+    /// Fetches, verifies and parses the config blob, and checks its platform.
+    async fn config(
+        &self,
+        image: &Reference,
+        manifest: &OciImageManifest,
+        opts: &PullOptions,
+    ) -> Result<(ImageConfigFile, String), OciError> {
+        let desc = &manifest.config;
+        if desc.media_type != IMAGE_CONFIG_MEDIA_TYPE && desc.media_type != IMAGE_DOCKER_CONFIG_MEDIA_TYPE {
+            return Err(OciError::UnsupportedMediaType {
+                reference: image.whole(),
+                media_type: desc.media_type.clone(),
+            });
+        }
+        let mut bytes = Vec::new();
+        let registry = |source| OciError::registry(&image.whole(), source);
+        self.client.pull_blob(image, desc, &mut bytes).await.map_err(registry)?;
+        let actual = format!("sha256:{:x}", Sha256::digest(&bytes));
+        if actual != desc.digest {
+            return Err(OciError::DigestMismatch {
+                reference: image.whole(),
+                what: "config".into(),
+                expected: desc.digest.clone(),
+                actual,
+            });
+        }
+        let config = ImageConfigFile::parse(&bytes).map_err(|reason| OciError::BadConfig {
+            reference: image.whole(),
+            reason,
+        })?;
+        let want = &opts.platform;
+        let os_differs = !config.os.is_empty() && config.os != want.os;
+        if os_differs || (!config.architecture.is_empty() && config.architecture != want.architecture) {
+            return Err(OciError::NoMatchingPlatform {
+                reference: image.whole(),
+                wanted: opts.platform.to_string(),
+                available: format!("{}/{}", config.os, config.architecture),
+            });
+        }
+        Ok((config, desc.digest.clone()))
+    }
+}

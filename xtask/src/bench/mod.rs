@@ -1,0 +1,32 @@
+//! Benchmarks: `cargo xtask bench <name>`. Each prints its figures and, where a reference
+//! exists on the machine, the ratio against it measured in the same run.
+
+mod boot;
+mod floor;
+mod procmem;
+mod procs;
+mod report;
+mod sdk;
+mod stats;
+
+/// Which benchmark to run.
+#[derive(Debug, clap::Subcommand)]
+pub enum Which {
+    /// Boot time (`msb run true`, SDK launch → agent ready), exec round trip and idle memory,
+    /// against the same kernel booted by bare QEMU.
+    Boot {
+        /// Rounds per boot figure (after one warm-up round).
+        #[arg(long, default_value_t = 9)]
+        runs: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the chosen benchmark.
+pub fn run(which: Which) -> anyhow::Result<()> {
+    match which {
+        Which::Boot { runs, json } => boot::run(runs, json),
+    }
+}

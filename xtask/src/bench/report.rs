@@ -1,0 +1,225 @@
+//! The figures of `bench boot`, printed for people or as one JSON object.
+
+use super::procmem::ProcMem;
+use super::procs::Sweep;
+use super::sdk::{BootSample, ExecTiming, IdleMemory};
+use super::stats::Summary;
+use msb_vmm::accel::Choice;
+use msb_vmm::Accel;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Everything `bench boot` measured.
+#[derive(Debug, Default)]
+pub struct Figures {
+    /// The accelerator the VMs ran on.
+    pub accel: Option<Choice>,
+    /// Load averages at the start and at the end.
+    pub load: (String, String),
+    /// Bare QEMU, launch → exit.
+    pub floor: Vec<Duration>,
+    /// `msb run -- true`, wall time.
+    pub msb_run: Vec<Duration>,
+    /// In-process SDK boots.
+    pub boots: Vec<BootSample>,
+    /// Exec round trips of `true` in one running VM.
+    pub exec: Vec<ExecTiming>,
+    /// Memory of an idle VM.
+    pub memory: Option<IdleMemory>,
+    /// Processes left behind and other VMs on the machine.
+    pub sweep: Sweep,
+}
+
+/// The summaries the text and JSON share.
+struct Derived {
+    floor: Summary,
+    msb_run: Summary,
+    host_ready: Summary,
+    agent_start: Summary,
+    guest_ready: Summary,
+    shutdown: Summary,
+    exec: Summary,
+    exec_started: Summary,
+}
+
+impl Derived {
+    fn of(f: &Figures) -> Derived {
+        let boots = |pick: fn(&BootSample) -> Duration| Summary::of(&f.boots.iter().map(pick).collect::<Vec<_>>());
+        Derived {
+            floor: Summary::of(&f.floor),
+            msb_run: Summary::of(&f.msb_run),
+            host_ready: boots(|b| b.host_ready),
+            agent_start: boots(|b| b.agent_start),
+            guest_ready: boots(|b| b.guest_ready),
+            shutdown: boots(|b| b.shutdown),
+            exec: Summary::of(&f.exec.iter().map(|e| e.exited).collect::<Vec<_>>()),
+            exec_started: Summary::of(&f.exec.iter().map(|e| e.started).collect::<Vec<_>>()),
+        }
+    }
+
+    fn ratio(&self, s: &Summary) -> f64 {
+        if self.floor.median > 0.0 {
+            s.median / self.floor.median
+        } else {
+            0.0
+        }
+    }
+}
+
+fn accel_header(choice: Option<&Choice>) -> String {
+    match choice.map(|c| c.accel) {
+        Some(Accel::Kvm) => "accel: KVM (hardware virtualisation)".into(),
+        Some(Accel::Tcg) => "accel: TCG (software emulation) — these are TCG figures, not KVM".into(),
+        None => "accel: unknown".into(),
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Prints the figures for people.
+pub fn print(f: &Figures) {
+    let d = Derived::of(f);
+    println!("== cargo xtask bench boot ==");
+    println!("{}", accel_header(f.accel.as_ref()));
+    if let Some(reason) = f.accel.as_ref().and_then(|c| c.reason.as_deref()) {
+        println!("   (why not KVM: {reason})");
+    }
+    println!(
+        "host: {} CPUs; load average {} at start, {} at end; {} other QEMU process(es) running (not ours)",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        f.load.0,
+        f.load.1,
+        f.sweep.other_qemu
+    );
+    println!(
+        "{} rounds of (floor, msb run, SDK boot) interleaved, after 1 warm-up round; guest 1 vCPU, 512 MiB",
+        d.floor.n
+    );
+    println!();
+    println!("boot");
+    println!("  bare-QEMU floor, launch → exit           {}", d.floor.secs());
+    println!("    (same kernel, machine options and cmdline, no devices; init: ~200-byte static ELF, write + reboot)");
+    println!(
+        "  msb run --rootfs <busybox> -- true       {} = {:.2}× bare-QEMU floor {:.3} s",
+        d.msb_run.secs(),
+        d.ratio(&d.msb_run),
+        d.floor.median
+    );
+    println!(
+        "  SDK: VMM launch → agent Ready            {} = {:.2}× bare-QEMU floor {:.3} s",
+        d.host_ready.secs(),
+        d.ratio(&d.host_ready),
+        d.floor.median
+    );
+    println!("    guest: kernel start → agent start      {}", d.agent_start.secs());
+    println!("    guest: kernel start → agent Ready      {}", d.guest_ready.secs());
+    println!(
+        "    host, outside the guest's clock        {:.3} s (medians: launch→Ready − guest Ready; QEMU + virtiofsd start, connect)",
+        d.host_ready.median - d.guest_ready.median
+    );
+    println!("  SDK: shutdown (request → VM gone)       {}", d.shutdown.secs());
+    println!(
+        "  msb run beyond boot + shutdown          {:.3} s (medians: process start, exec `true`, cleanup)",
+        d.msb_run.median - d.host_ready.median - d.shutdown.median
+    );
+    println!();
+    println!("exec round trip of `true` in a running VM ({} execs)", d.exec.n);
+    println!("  request → Exited   {}", d.exec.millis_p99());
+    println!("  request → Started  {}", d.exec_started.millis_p99());
+    if let Some(m) = &f.memory {
+        println!();
+        print_memory(m);
+    }
+    println!();
+    match f.sweep.leftovers.as_slice() {
+        [] => println!("processes left running by this bench: none (checked /proc for our temp dir)"),
+        left => println!(
+            "processes left running by this bench: {} — killed: {left:?}",
+            left.len()
+        ),
+    }
+}
+
+fn print_memory(m: &IdleMemory) {
+    let (rss, pss) = vm_totals(m);
+    println!("host memory of an idle VM (after boot, the exec round trips and 1 s idle)");
+    let row = |label: &str, p: &ProcMem| {
+        println!(
+            "  {label:<38} RSS {:>7.1} MiB   PSS {:>7.1} MiB",
+            mib(p.rss_kib),
+            mib(p.pss_kib)
+        )
+    };
+    for p in &m.vm {
+        row(&format!("{} (pid {})", p.name, p.pid), p);
+        if p.name.starts_with("qemu") {
+            for (kind, kib) in &m.qemu_breakdown {
+                println!("      {kind:<56} RSS {:>7.1} MiB", mib(*kib));
+            }
+        }
+    }
+    println!(
+        "  {:<38} RSS {:>7.1} MiB   PSS {:>7.1} MiB",
+        "VM total",
+        mib(rss),
+        mib(pss)
+    );
+    row("this process (SDK side, in-process)", &m.host_side);
+    println!(
+        "  guest RAM: {} MiB configured, MemTotal {:.1} MiB, in use (MemTotal − MemFree) {:.1} MiB",
+        m.guest_configured_mib,
+        mib(m.guest_total_kib),
+        mib(m.guest_used_kib)
+    );
+    println!(
+        "  host overhead beyond guest RAM in use: {:.1} MiB by RSS, {:.1} MiB by PSS",
+        mib(rss) - mib(m.guest_used_kib),
+        mib(pss) - mib(m.guest_used_kib)
+    );
+}
+
+fn vm_totals(m: &IdleMemory) -> (u64, u64) {
+    (
+        m.vm.iter().map(|p| p.rss_kib).sum(),
+        m.vm.iter().map(|p| p.pss_kib).sum(),
+    )
+}
+
+/// All figures as one JSON object (times in seconds, memory in KiB).
+pub fn json(f: &Figures) -> Value {
+    let d = Derived::of(f);
+    let memory = f.memory.as_ref().map(|m| {
+        let (rss, pss) = vm_totals(m);
+        json!({
+            "vm_processes": m.vm.iter().map(ProcMem::json).collect::<Vec<_>>(),
+            "qemu_rss_by_kind_kib": m.qemu_breakdown.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "vm_rss_kib": rss,
+            "vm_pss_kib": pss,
+            "host_side_process": m.host_side.json(),
+            "guest_configured_mib": m.guest_configured_mib,
+            "guest_total_kib": m.guest_total_kib,
+            "guest_used_kib": m.guest_used_kib,
+            "overhead_rss_kib": rss as i64 - m.guest_used_kib as i64,
+            "overhead_pss_kib": pss as i64 - m.guest_used_kib as i64,
+        })
+    });
+    json!({
+        "accel": f.accel.as_ref().map(|c| c.accel.to_string()),
+        "accel_note": f.accel.as_ref().and_then(|c| c.reason.clone()),
+        "load_average": { "start": f.load.0, "end": f.load.1 },
+        "other_qemu_processes": f.sweep.other_qemu,
+        "floor_s": d.floor.json(false),
+        "msb_run_true_s": d.msb_run.json(false),
+        "sdk_launch_to_ready_s": d.host_ready.json(false),
+        "guest_agent_start_s": d.agent_start.json(false),
+        "guest_ready_s": d.guest_ready.json(false),
+        "shutdown_s": d.shutdown.json(false),
+        "ratio_to_floor": { "msb_run_true": d.ratio(&d.msb_run), "sdk_launch_to_ready": d.ratio(&d.host_ready) },
+        "exec_true_s": d.exec.json(true),
+        "exec_true_to_started_s": d.exec_started.json(true),
+        "idle_memory": memory,
+        "leftover_processes": f.sweep.leftovers.iter().map(|(pid, name)| json!({"pid": pid, "argv0": name})).collect::<Vec<_>>(),
+    })
+}
