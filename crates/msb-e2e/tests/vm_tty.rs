@@ -67,12 +67,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-#[test]
-fn interactive_shell_with_resize_and_ctrl_c() {
-    if !vm_available() {
-        return;
-    }
-    let sb = Sandbox::new();
+/// Starts `msb run -t … sh` on a fresh pseudo-terminal of 30×100; returns msb, the test's
+/// side of the terminal, and a handle on the terminal itself (for a hangup).
+fn open_terminal(sb: &Sandbox) -> (std::process::Child, Terminal, OwnedFd) {
     let size = Winsize {
         ws_row: 30,
         ws_col: 100,
@@ -80,7 +77,15 @@ fn interactive_shell_with_resize_and_ctrl_c() {
         ws_ypixel: 0,
     };
     let pty = openpty(Some(&size), None).expect("openpty");
+    // openpty(3) does not set close-on-exec: msb must not inherit the master, or it would hold
+    // its own terminal open and never see a hangup.
+    nix::fcntl::fcntl(
+        pty.master.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .expect("cloexec");
     let slave: OwnedFd = pty.slave;
+    let tty = slave.try_clone().expect("dup");
     let mut cmd = sb.run(&["-t", "-e", "PS1=prompt> "], &["sh"]);
     cmd.stdin(slave.try_clone().expect("dup"))
         .stdout(slave.try_clone().expect("dup"))
@@ -94,7 +99,7 @@ fn interactive_shell_with_resize_and_ctrl_c() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("spawn msb");
+    let child = cmd.spawn().expect("spawn msb");
     let master = std::fs::File::from(pty.master);
     let mut reader = master.try_clone().expect("dup master");
     let (tx, output) = mpsc::channel();
@@ -106,12 +111,22 @@ fn interactive_shell_with_resize_and_ctrl_c() {
             }
         }
     });
-    let mut term = Terminal {
+    let term = Terminal {
         master,
         output,
         seen: Vec::new(),
     };
 
+    (child, term, tty)
+}
+
+#[test]
+fn interactive_shell_with_resize_and_ctrl_c() {
+    if !vm_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (mut child, mut term, _tty) = open_terminal(&sb);
     term.expect("prompt> ");
     term.send(b"stty size; tty; echo END$((1+1))\r");
     let answer = term.expect("END2");
@@ -138,5 +153,28 @@ fn interactive_shell_with_resize_and_ctrl_c() {
     term.send(b"exit 7\r");
     let status = child.wait().expect("wait msb");
     assert_eq!(status.code(), Some(7));
+    sb.assert_no_vm_left();
+}
+
+#[test]
+fn terminal_hangup_stops_the_vm() {
+    if !vm_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (mut child, mut term, tty) = open_terminal(&sb);
+    term.expect("prompt> ");
+    // What closing a terminal window does: hang the terminal up under everyone using it.
+    // SAFETY: TIOCVHANGUP takes no argument; `tty` is an open terminal descriptor.
+    assert_eq!(unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCVHANGUP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "msb ignored the hangup");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(128 + libc::SIGHUP));
     sb.assert_no_vm_left();
 }

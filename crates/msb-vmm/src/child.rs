@@ -9,6 +9,8 @@ use tokio::process::{Child, Command};
 /// Spawns `cmd` so it dies with us: SIGKILL on drop, SIGKILL when our thread dies
 /// (PR_SET_PDEATHSIG, which also covers `kill -9` of msb), and its own process group so a
 /// Ctrl-C at the terminal reaches msb — which shuts the VM down cleanly — and not QEMU.
+/// Descriptors msb itself inherited without close-on-exec (a caller's PTY master, say) are
+/// not passed on: a helper holding a terminal open would keep it from ever hanging up.
 pub(crate) fn spawn_owned(cmd: &mut Command, what: &str) -> Result<Child, VmmError> {
     cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
     // SAFETY: runs between fork and exec; prctl and setpgid are async-signal-safe.
@@ -17,6 +19,8 @@ pub(crate) fn spawn_owned(cmd: &mut Command, what: &str) -> Result<Child, VmmErr
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::setpgid(0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // Best effort (Linux >= 5.11): mark every descriptor above stdio close-on-exec.
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
             Ok(())
         });
     }

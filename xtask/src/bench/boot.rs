@@ -7,7 +7,7 @@ use super::sdk::{self, BootSample};
 use super::{procs, report};
 use crate::{agent, demo, kernel, rootfs, util};
 use anyhow::{bail, Context, Result};
-use microsandbox::Paths;
+use microsandbox::{Paths, Resources};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -100,7 +100,8 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let memory_mib = sdk::spec("x", &setup.root).resources.memory_mib;
+    // The floor gets the RAM our VMs get (the SDK's and msb run's default).
+    let memory_mib = Resources::default().memory_mib;
     let mut f = Figures::default();
     for round in 0..=runs {
         progress(&format!(

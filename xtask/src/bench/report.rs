@@ -93,9 +93,10 @@ pub fn print(f: &Figures) {
         f.load.1,
         f.sweep.other_qemu
     );
+    let r = microsandbox::Resources::default();
     println!(
-        "{} rounds of (floor, msb run, SDK boot) interleaved, after 1 warm-up round; guest 1 vCPU, 512 MiB",
-        d.floor.n
+        "{} rounds of (floor, msb run, SDK boot) interleaved, after 1 warm-up round; guest {} vCPU, {} MiB",
+        d.floor.n, r.cpus, r.memory_mib
     );
     println!();
     println!("boot");
@@ -116,12 +117,12 @@ pub fn print(f: &Figures) {
     println!("    guest: kernel start → agent start      {}", d.agent_start.secs());
     println!("    guest: kernel start → agent Ready      {}", d.guest_ready.secs());
     println!(
-        "    host, outside the guest's clock        {:.3} s (medians: launch→Ready − guest Ready; QEMU + virtiofsd start, connect)",
+        "    outside the guest's clock              {:.3} s (launch→Ready − guest Ready: QEMU + virtiofsd start, early kernel setup, handshake)",
         d.host_ready.median - d.guest_ready.median
     );
-    println!("  SDK: shutdown (request → VM gone)       {}", d.shutdown.secs());
+    println!("  SDK: shutdown (request → VM gone)        {}", d.shutdown.secs());
     println!(
-        "  msb run beyond boot + shutdown          {:.3} s (medians: process start, exec `true`, cleanup)",
+        "  msb run − (launch→Ready + shutdown)     {:.3} s (difference of medians, noisy: process start, exec `true`, cleanup)",
         d.msb_run.median - d.host_ready.median - d.shutdown.median
     );
     println!();
