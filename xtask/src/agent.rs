@@ -133,7 +133,7 @@ pub(crate) fn newc(entries: &[CpioEntry]) -> Vec<u8> {
 }
 
 fn pad4(buf: &mut Vec<u8>) {
-    while buf.len() % 4 != 0 {
+    while !buf.len().is_multiple_of(4) {
         buf.push(0);
     }
 }

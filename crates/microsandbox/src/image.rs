@@ -22,7 +22,8 @@ pub fn canonical(reference: &str) -> MicrosandboxResult<String> {
     Ok(normalize_reference(reference)?.whole())
 }
 
-fn is_loopback(registry: &str) -> bool {
+/// Whether `registry` is on this host, where plain HTTP is the norm.
+pub(crate) fn is_loopback(registry: &str) -> bool {
     let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
     host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
@@ -36,6 +37,7 @@ pub async fn pull(
 ) -> MicrosandboxResult<ImageRecord> {
     let image = normalize_reference(reference)?;
     let registry = image.resolve_registry().to_string();
+    let auth = msb_oci::auth::resolve(paths.home(), &registry).map_err(msb_oci::OciError::from)?;
     let insecure = if settings.insecure || is_loopback(&registry) {
         vec![registry]
     } else {
@@ -46,6 +48,7 @@ pub async fn pull(
     let platform = settings.platform.clone().unwrap_or_else(msb_oci::host_platform);
     let opts = PullOptions {
         platform: platform.clone(),
+        auth,
         ..Default::default()
     };
     let pulled = puller.pull(&image, &opts, progress).await?;

@@ -5,6 +5,7 @@
 
 mod error;
 pub mod image;
+pub mod registry;
 pub mod vm;
 
 pub use error::MicrosandboxError;

@@ -27,6 +27,9 @@ enum Command {
     /// Manage local images.
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
+    /// Manage registry credentials.
+    #[command(subcommand)]
+    Registry(commands::registry::RegistryCommand),
 }
 
 fn main() {
@@ -50,6 +53,7 @@ fn main() {
             Command::Run(args) => commands::run::run(args).await,
             Command::Pull(args) => commands::pull::run(args).await,
             Command::Image(cmd) => commands::image::run(cmd),
+            Command::Registry(cmd) => commands::registry::run(cmd).await,
         }
     });
     // Do not wait for a blocking read of the terminal that will never finish.

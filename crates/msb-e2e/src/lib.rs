@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod fake_registry;
+
 fn home_dir() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -73,21 +75,22 @@ pub fn registry() -> Option<String> {
     }
 }
 
-/// The `msb` binary (`MSB_BIN`, else `target/debug/msb`, built on demand).
+/// The `msb` binary: `MSB_BIN`, else `target/debug/msb`, rebuilt once per test process so a
+/// stale binary is never tested (a no-op when it is up to date).
 pub fn msb_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("MSB_BIN") {
         return p.into();
     }
-    let bin = workspace_root().join("target/debug/msb");
-    if !bin.exists() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
         let status = Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", "msb-cli"])
             .current_dir(workspace_root())
             .status()
             .expect("running cargo build");
         assert!(status.success(), "building msb failed");
-    }
-    bin
+    });
+    workspace_root().join("target/debug/msb")
 }
 
 /// One test's world: a private `MSB_HOME` and a private copy of the rootfs.

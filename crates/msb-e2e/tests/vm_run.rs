@@ -173,3 +173,45 @@ fn three_sandboxes_run_at_once() {
     }
     sb.assert_no_vm_left();
 }
+
+/// Resident memory of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_fast_producer_and_a_slow_reader_keep_msb_memory_bounded() {
+    if !vm_available() {
+        return;
+    }
+    use std::io::Read;
+    let sb = Sandbox::new();
+    let total = 48 * 1024 * 1024;
+    let mut child = sb
+        .run(&[], &["head", "-c", &total.to_string(), "/dev/zero"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn msb");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut buf = vec![0u8; 1 << 20];
+    stdout.read_exact(&mut buf).expect("first MiB");
+    let before = rss_kib(child.id());
+    // Stop reading: without flow control the guest's output would pile up in msb.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let stalled = rss_kib(child.id());
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).expect("rest");
+    assert!(child.wait().expect("wait").success());
+    assert_eq!(buf.len() + rest.len(), total);
+    assert!(rest.iter().all(|b| *b == 0));
+    assert!(
+        stalled < before + 16 * 1024,
+        "msb grew from {before} KiB to {stalled} KiB while its reader stalled"
+    );
+}

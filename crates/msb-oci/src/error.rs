@@ -20,11 +20,19 @@ pub enum OciError {
         reference: String,
     },
     /// The registry wants (other) credentials.
-    #[error("access to {reference} denied: the registry requires credentials this request did not have")]
+    #[error(
+        "access to {reference} denied: the registry requires credentials this request did not have (or refused the \
+         ones it had); log in with `msb registry login {registry}`"
+    )]
     Unauthorized {
         /// The image.
         reference: String,
+        /// The image's registry host.
+        registry: String,
     },
+    /// Stored registry credentials could not be read.
+    #[error(transparent)]
+    Auth(#[from] crate::AuthError),
     /// The registry could not be reached.
     #[error("cannot reach the registry of {reference} ({reason}); is it up, and is the address right?")]
     Unreachable {
@@ -117,12 +125,17 @@ impl OciError {
         let denied = matches!(
             source,
             DistributionError::UnauthorizedError { .. } | DistributionError::AuthenticationFailure(_)
-        ) || codes.iter().any(|c| matches!(c, Code::Unauthorized | Code::Denied));
+        ) || matches!(source, DistributionError::ServerError { code: 401 | 403, .. })
+            || codes.iter().any(|c| matches!(c, Code::Unauthorized | Code::Denied));
         if not_found {
             return OciError::NotFound { reference };
         }
         if denied {
-            return OciError::Unauthorized { reference };
+            let registry = reference
+                .split_once('/')
+                .map_or("REGISTRY", |(host, _)| host)
+                .to_string();
+            return OciError::Unauthorized { reference, registry };
         }
         if let DistributionError::RequestError(e) = &source {
             if e.is_connect() || e.is_timeout() {

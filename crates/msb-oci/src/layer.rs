@@ -3,11 +3,12 @@
 use crate::{LayerStore, OciError};
 use bytes::Bytes;
 use futures::StreamExt;
+use oci_client::errors::DigestError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 use std::io::{BufWriter, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
 /// A layer that is in the store.
@@ -90,6 +91,28 @@ impl Fetch<'_> {
         }
     }
 
+    /// The blob stream verifies the digest itself and reports a mismatch as a stream error.
+    fn stream_error(&self, digest: &str, e: std::io::Error) -> OciError {
+        if let Some(DigestError::VerificationError { expected, actual }) =
+            e.get_ref().and_then(|inner| inner.downcast_ref::<DigestError>())
+        {
+            return OciError::DigestMismatch {
+                reference: self.image.whole(),
+                what: format!("layer {digest}"),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            };
+        }
+        // The top error is often just "error decoding response body"; the cause says why.
+        let mut reason = format!("download interrupted: {e}");
+        let mut cause = e.get_ref().and_then(|inner| inner.source());
+        while let Some(c) = cause {
+            reason = format!("{reason}: {c}");
+            cause = c.source();
+        }
+        self.bad_layer(digest, reason)
+    }
+
     /// Puts the layer `desc` (whose uncompressed digest must be `diff_id`) into the store.
     pub async fn layer(&self, desc: &OciDescriptor, diff_id: &str) -> Result<PulledLayer, OciError> {
         let done = |cached, erofs_size| PulledLayer {
@@ -112,16 +135,9 @@ impl Fetch<'_> {
             reference: self.image.whole(),
             media_type: desc.media_type.clone(),
         })?;
-        let tmp = self.store.temp_path(&desc.digest);
-        let result = self.download_and_convert(desc, diff_id, kind, tmp.clone()).await;
-        let size = match result {
-            Ok(size) => size,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        std::fs::rename(&tmp, &dest).map_err(OciError::io(format!("moving layer into {}", dest.display())))?;
+        let tmp = PartFile(self.store.temp_path(&desc.digest));
+        let size = self.download_and_convert(desc, diff_id, kind, &tmp.0).await?;
+        std::fs::rename(&tmp.0, &dest).map_err(OciError::io(format!("moving layer into {}", dest.display())))?;
         (self.events)(LayerEvent::Done {
             digest: desc.digest.clone(),
             cached: false,
@@ -134,7 +150,7 @@ impl Fetch<'_> {
         desc: &OciDescriptor,
         diff_id: &str,
         kind: Compression,
-        tmp: PathBuf,
+        tmp: &Path,
     ) -> Result<u64, OciError> {
         let registry = |source| OciError::registry(&self.image.whole(), source);
         let mut blob = self.client.pull_blob_stream(self.image, desc).await.map_err(registry)?;
@@ -142,13 +158,19 @@ impl Fetch<'_> {
             digest: desc.digest.clone(),
             size: desc.size.max(0) as u64,
         });
+        // Created here, before the converter runs, so that the `PartFile` guard of a failed or
+        // cancelled pull always finds (and removes) it; the converter writes through the handle.
+        let file = std::fs::File::create(tmp).map_err(OciError::io(format!("creating {}", tmp.display())))?;
         let (tx, rx) = mpsc::channel::<Bytes>(32);
-        let converter = tokio::task::spawn_blocking(move || convert(rx, kind, tmp));
+        let tmp_name = tmp.display().to_string();
+        let converter = tokio::task::spawn_blocking(move || convert(rx, kind, file, &tmp_name));
         let mut hasher = Sha256::new();
+        let mut received = 0u64;
         let mut sender = Some(tx);
         while let Some(chunk) = blob.stream.next().await {
-            let chunk = chunk.map_err(|e| self.bad_layer(&desc.digest, format!("download interrupted: {e}")))?;
+            let chunk = chunk.map_err(|e| self.stream_error(&desc.digest, e))?;
             hasher.update(&chunk);
+            received += chunk.len() as u64;
             (self.events)(LayerEvent::Progress {
                 digest: desc.digest.clone(),
                 bytes: chunk.len() as u64,
@@ -164,6 +186,12 @@ impl Fetch<'_> {
         let converted = converter
             .await
             .map_err(|e| self.bad_layer(&desc.digest, format!("converter panicked: {e}")))?;
+        if received != desc.size.max(0) as u64 {
+            return Err(self.bad_layer(
+                &desc.digest,
+                format!("the manifest says {} bytes, the registry sent {received}", desc.size),
+            ));
+        }
         let actual = format!("sha256:{:x}", hasher.finalize());
         if actual != desc.digest {
             return Err(OciError::DigestMismatch {
@@ -188,7 +216,12 @@ impl Fetch<'_> {
 
 /// Blocking side: decompress the byte chunks, hash them, and write the EROFS image.
 /// Returns (diff_id, image size).
-fn convert(rx: mpsc::Receiver<Bytes>, kind: Compression, tmp: PathBuf) -> Result<(String, u64), String> {
+fn convert(
+    rx: mpsc::Receiver<Bytes>,
+    kind: Compression,
+    file: std::fs::File,
+    tmp: &str,
+) -> Result<(String, u64), String> {
     let raw = ChannelReader {
         rx,
         current: Bytes::new(),
@@ -202,17 +235,25 @@ fn convert(rx: mpsc::Receiver<Bytes>, kind: Compression, tmp: PathBuf) -> Result
         inner: decompressed,
         hasher: Sha256::new(),
     };
-    let file = std::fs::File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
     let (writer, _stats) = msb_erofs::write_from_tar_into(&mut tar, BufWriter::new(file), &Default::default())
         .map_err(|e| format!("converting to EROFS: {e}"))?;
     // The diff_id covers every byte of the stream, including padding after the tar end.
     std::io::copy(&mut tar, &mut std::io::sink()).map_err(|e| format!("decompressing: {e}"))?;
-    let file = writer
-        .into_inner()
-        .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-    file.sync_all().map_err(|e| format!("syncing {}: {e}", tmp.display()))?;
+    let file = writer.into_inner().map_err(|e| format!("writing {tmp}: {e}"))?;
+    file.sync_all().map_err(|e| format!("syncing {tmp}: {e}"))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok((format!("sha256:{:x}", tar.hasher.finalize()), size))
+}
+
+/// A scratch layer file that is deleted when dropped (error, or a pull cancelled mid-way)
+/// unless it was renamed into the store first.
+struct PartFile(PathBuf);
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        // After a successful rename the path is gone and this is a no-op.
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// `Read` over chunks arriving on a channel (the async download feeding blocking code).

@@ -5,6 +5,7 @@
 //! into the EROFS writer; nothing is unpacked to disk, and a layer becomes visible in the
 //! store only by an atomic rename after both its digests have been checked.
 
+pub mod auth;
 mod config;
 mod error;
 mod layer;
@@ -12,6 +13,7 @@ mod pull;
 mod reference;
 mod store;
 
+pub use auth::AuthError;
 pub use config::ImageConfigFile;
 pub use error::OciError;
 pub use layer::{LayerEvent, PulledLayer};

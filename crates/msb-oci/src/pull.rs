@@ -7,10 +7,12 @@ use crate::{LayerStore, OciError};
 use futures::{StreamExt, TryStreamExt};
 use msb_types::Platform;
 use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{DigestError, OciDistributionError as DistributionError};
 use oci_client::manifest::{OciImageManifest, OciManifest, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_DOCKER_CONFIG_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 /// How to pull.
 #[derive(Debug, Clone)]
@@ -112,6 +114,11 @@ fn non_empty(value: String, fallback: String) -> String {
     }
 }
 
+/// How long connecting to a registry may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a registry may send nothing in the middle of a response.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A registry client bound to a layer store.
 pub struct Puller {
     client: Client,
@@ -137,6 +144,10 @@ impl Puller {
         Puller {
             client: Client::new(ClientConfig {
                 protocol,
+                // Without these a registry that stops answering hangs the pull for ever.
+                // The read timeout is per read (idle time), not for a whole layer.
+                connect_timeout: Some(CONNECT_TIMEOUT),
+                read_timeout: Some(READ_TIMEOUT),
                 ..Default::default()
             }),
             store,
@@ -156,7 +167,14 @@ impl Puller {
         events: &(dyn Fn(LayerEvent) + Send + Sync),
     ) -> Result<PulledImage, OciError> {
         let (manifest, manifest_digest, image) = self.resolve(image, opts).await?;
+        check_manifest(&image, &manifest)?;
         let (config, config_digest) = self.config(&image, &manifest, opts).await?;
+        if let Some(bad) = config.rootfs.diff_ids.iter().find(|d| !is_sha256_digest(d)) {
+            return Err(OciError::BadConfig {
+                reference: image.whole(),
+                reason: format!("diff_id '{bad}' is not a sha256 digest"),
+            });
+        }
         if config.rootfs.diff_ids.len() != manifest.layers.len() {
             return Err(OciError::BadConfig {
                 reference: image.whole(),
@@ -247,7 +265,18 @@ impl Puller {
             });
         }
         let mut bytes = Vec::new();
-        let registry = |source| OciError::registry(&image.whole(), source);
+        let registry = |source| match source {
+            // The client checks the digest itself; report it like every other mismatch.
+            DistributionError::DigestError(DigestError::VerificationError { expected, actual }) => {
+                OciError::DigestMismatch {
+                    reference: image.whole(),
+                    what: "config".into(),
+                    expected,
+                    actual,
+                }
+            }
+            source => OciError::registry(&image.whole(), source),
+        };
         self.client.pull_blob(image, desc, &mut bytes).await.map_err(registry)?;
         let actual = format!("sha256:{:x}", Sha256::digest(&bytes));
         if actual != desc.digest {
@@ -272,5 +301,65 @@ impl Puller {
             });
         }
         Ok((config, desc.digest.clone()))
+    }
+}
+
+/// Most layers an image may have: overlayfs stacks at most 500 lower directories.
+pub const MAX_LAYERS: usize = 500;
+/// Largest config blob accepted (real ones are a few KiB).
+const MAX_CONFIG_BYTES: i64 = 8 << 20;
+
+/// True for `sha256:` followed by 64 lowercase hex digits. Digests name files in the store,
+/// so nothing else may get near a path.
+pub(crate) fn is_sha256_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// Rejects manifests no VM could boot or that would make us fetch absurd blobs.
+fn check_manifest(image: &Reference, manifest: &OciImageManifest) -> Result<(), OciError> {
+    let bad = |reason: String| {
+        Err(OciError::BadConfig {
+            reference: image.whole(),
+            reason,
+        })
+    };
+    if manifest.layers.len() > MAX_LAYERS {
+        return bad(format!(
+            "{} layers; at most {MAX_LAYERS} can be stacked",
+            manifest.layers.len()
+        ));
+    }
+    if !(0..=MAX_CONFIG_BYTES).contains(&manifest.config.size) {
+        return bad(format!(
+            "config blob of {} bytes (limit {MAX_CONFIG_BYTES})",
+            manifest.config.size
+        ));
+    }
+    let digests = std::iter::once(&manifest.config.digest).chain(manifest.layers.iter().map(|l| &l.digest));
+    if let Some(d) = digests.into_iter().find(|d| !is_sha256_digest(d)) {
+        return bad(format!("'{d}' is not a sha256 digest"));
+    }
+    if let Some(l) = manifest.layers.iter().find(|l| l.size < 0) {
+        return bad(format!("layer {} has a negative size", l.digest));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sha256_digest;
+
+    #[test]
+    fn only_well_formed_sha256_digests_pass() {
+        assert!(is_sha256_digest(&format!("sha256:{}", "0a".repeat(32))));
+        for bad in [
+            "sha256:../../etc",
+            "sha512:00",
+            "sha256:",
+            &format!("sha256:{}", "A".repeat(64)),
+        ] {
+            assert!(!is_sha256_digest(bad), "{bad}");
+        }
     }
 }

@@ -2,4 +2,5 @@
 
 pub mod image;
 pub mod pull;
+pub mod registry;
 pub mod run;
