@@ -130,3 +130,78 @@ fn bad_references_give_clear_errors_and_store_nothing() {
     assert!(layer_files(&sb).is_empty());
     assert!(images(&sb).is_empty());
 }
+
+/// Re-pushes the busybox fixture under `tag` with extra `skopeo copy` flags.
+fn repush(addr: &str, tag: &str, flags: &[&str]) {
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
+        .args(flags)
+        .arg(format!("docker://{addr}/msb-test/busybox:latest"))
+        .arg(format!("docker://{addr}/msb-test/busybox:{tag}"))
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo {flags:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn docker_schema2_images_pull_like_oci_ones() {
+    let Some(addr) = registry() else { return };
+    repush(&addr, "v2s2", &["--format", "v2s2"]);
+    let sb = Sandbox::new();
+    let mut layers = Vec::new();
+    for tag in ["latest", "v2s2"] {
+        let image = format!("{addr}/msb-test/busybox:{tag}");
+        ok(&msb(&sb, &["pull", "-q", &image]));
+        let record: serde_json::Value = serde_json::from_str(&ok(&msb(&sb, &["image", "inspect", &image]))).unwrap();
+        layers.push(record["layers"][0].clone());
+    }
+    assert_eq!(layers[0]["diff_id"], layers[1]["diff_id"]);
+    assert_eq!(
+        layers[1]["media_type"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    assert_eq!(layer_files(&sb).len(), 1, "one shared EROFS layer");
+}
+
+#[test]
+fn gzip_zstd_and_uncompressed_layers_give_the_same_layer() {
+    use msb_e2e::fake_registry::{gzip, sha256, tar_of, FakeRegistry, ImageBuilder, Layer};
+    let fake = FakeRegistry::start();
+    let tar = tar_of(&[("etc/hello", b"hello"), ("bin/tool", b"#!/bin/sh\necho hi\n")]);
+    let zstd = zstd::encode_all(&tar[..], 3).expect("zstd");
+    let layers = [
+        Layer::raw("application/vnd.oci.image.layer.v1.tar+gzip", gzip(&tar), sha256(&tar)),
+        Layer::raw("application/vnd.oci.image.layer.v1.tar+zstd", zstd, sha256(&tar)),
+        Layer::raw("application/vnd.oci.image.layer.v1.tar", tar.clone(), sha256(&tar)),
+    ];
+    let sb = Sandbox::new();
+    for (i, layer) in layers.into_iter().enumerate() {
+        let image = ImageBuilder::new("test/compression", &format!("v{i}"))
+            .layer(layer)
+            .build();
+        fake.serve(&image);
+        ok(&msb(&sb, &["pull", "-q", &fake.reference(&image)]));
+    }
+    assert_eq!(images(&sb).len(), 3);
+    assert_eq!(layer_files(&sb).len(), 1, "one EROFS layer shared by all three");
+}
+
+#[test]
+fn an_index_resolves_to_the_requested_platform() {
+    let Some(addr) = registry() else { return };
+    let sb = Sandbox::new();
+    let image = format!("{addr}/msb-test/busybox:multi");
+    ok(&msb(&sb, &["pull", "-q", &image]));
+    let amd: serde_json::Value = serde_json::from_str(&ok(&msb(&sb, &["image", "inspect", &image]))).unwrap();
+    assert_eq!(amd["platform"]["architecture"], "amd64");
+    ok(&msb(&sb, &["pull", "-q", "--platform", "linux/arm64", &image]));
+    let arm: serde_json::Value = serde_json::from_str(&ok(&msb(&sb, &["image", "inspect", &image]))).unwrap();
+    assert_eq!(arm["platform"]["architecture"], "arm64");
+    assert_ne!(amd["manifest_digest"], arm["manifest_digest"]);
+    let bad = msb(&sb, &["pull", "--platform", "linux/s390x", &image]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("available: linux/amd64, linux/arm64"));
+}
