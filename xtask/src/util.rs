@@ -36,3 +36,15 @@ pub fn install_if_changed(bytes: &[u8], dest: &std::path::Path) -> Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, dest).with_context(|| format!("installing {}", dest.display()))
 }
+
+/// Runs a command with its stderr captured and returns how long it took; on failure the
+/// error names `what` and carries the command's stderr.
+pub fn timed(cmd: &mut Command, what: &str) -> Result<std::time::Duration> {
+    let started = std::time::Instant::now();
+    let out = cmd.output().with_context(|| format!("starting {what}"))?;
+    let elapsed = started.elapsed();
+    if !out.status.success() {
+        bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(elapsed)
+}

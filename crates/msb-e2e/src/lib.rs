@@ -93,6 +93,16 @@ pub fn msb_bin() -> PathBuf {
     workspace_root().join("target/debug/msb")
 }
 
+/// Asserts that msb succeeded and returns its stdout.
+pub fn stdout_of(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "msb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// One test's world: a private `MSB_HOME` and a private copy of the rootfs.
 #[derive(Debug)]
 pub struct Sandbox {

@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use msb_e2e::fake_registry::{gzip, media, sha256, tar_of, Behaviour, FakeRegistry, Image, ImageBuilder, Layer};
+use msb_e2e::stdout_of as ok;
 use msb_e2e::Sandbox;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -56,15 +57,6 @@ fn msb(sb: &Sandbox, args: &[&str]) -> Output {
 
 fn pull(sb: &Sandbox, reference: &str) -> Output {
     msb(sb, &["pull", reference])
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "msb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Asserts exit 125 and that stderr contains every needle (case-insensitively); returns stderr.

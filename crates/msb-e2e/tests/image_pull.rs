@@ -2,20 +2,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use msb_e2e::stdout_of as ok;
 use msb_e2e::{registry, Sandbox};
 use std::process::Output;
 
 fn msb(sb: &Sandbox, args: &[&str]) -> Output {
     sb.msb().args(args).output().expect("running msb")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "msb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn images(sb: &Sandbox) -> Vec<serde_json::Value> {

@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use base64::Engine;
+use msb_e2e::stdout_of as ok;
 use msb_e2e::{registry, Sandbox};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -119,11 +120,6 @@ fn msb(sb: &Sandbox, docker_dir: &Path, args: &[&str], stdin: &str) -> Output {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "msb failed: {}", stderr(out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn assert_denied(out: &Output, host: &str) {

@@ -11,7 +11,7 @@ use microsandbox::{Paths, Resources};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Exec round trips timed in one running VM.
 const EXECS: usize = 100;
@@ -140,19 +140,7 @@ fn msb_run_true(setup: &Setup) -> Result<Duration> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let started = Instant::now();
-    let out = cmd
-        .output()
-        .with_context(|| format!("starting {}", setup.msb.display()))?;
-    let elapsed = started.elapsed();
-    if !out.status.success() {
-        bail!(
-            "msb run -- true failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(elapsed)
+    crate::util::timed(&mut cmd, "msb run -- true")
 }
 
 /// Runs `f` with file descriptor 1 pointing at stderr (child processes included).

@@ -10,7 +10,7 @@ use crate::agent::{newc, CpioEntry};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Printed by the floor init on the console, to prove the guest really reached it.
 const MARKER: &[u8] = b"msb-floor: init reached\n";
@@ -81,18 +81,7 @@ impl Floor {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-        let started = Instant::now();
-        let out = cmd
-            .output()
-            .with_context(|| format!("starting {}", self.qemu.display()))?;
-        let elapsed = started.elapsed();
-        if !out.status.success() {
-            bail!(
-                "bare QEMU failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        let elapsed = crate::util::timed(&mut cmd, "bare QEMU")?;
         let log = std::fs::read(&console).with_context(|| format!("reading {}", console.display()))?;
         if !log.windows(MARKER_TEXT.len()).any(|w| w == MARKER_TEXT) {
             bail!("the floor guest never reached its init; see {}", console.display());
