@@ -10,6 +10,7 @@ use std::sync::Mutex;
 #[derive(Debug)]
 pub struct PullProgress {
     multi: Option<MultiProgress>,
+    total: Mutex<Option<ProgressBar>>,
     bars: Mutex<HashMap<String, ProgressBar>>,
     downloaded: Mutex<bool>,
 }
@@ -21,6 +22,7 @@ impl PullProgress {
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         PullProgress {
             multi,
+            total: Mutex::default(),
             bars: Mutex::default(),
             downloaded: Mutex::new(false),
         }
@@ -33,15 +35,21 @@ impl PullProgress {
                 *d = true;
             }
         }
-        let (Some(multi), Ok(mut bars)) = (&self.multi, self.bars.lock()) else {
+        let (Some(multi), Ok(mut bars), Ok(mut total)) = (&self.multi, self.bars.lock(), self.total.lock()) else {
             return;
         };
         match event {
+            PullEvent::Resolved { layers, bytes } => {
+                let bar = multi.add(ProgressBar::new(bytes));
+                bar.set_style(style(
+                    "{prefix:>12} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                ));
+                bar.set_prefix(format!("{layers} layers"));
+                *total = Some(bar);
+            }
             PullEvent::Started { digest, size } => {
                 let bar = multi.add(ProgressBar::new(size));
-                let style = ProgressStyle::with_template("{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar());
-                bar.set_style(style);
+                bar.set_style(style("{prefix:>12} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}"));
                 bar.set_prefix(short(&digest));
                 bars.insert(digest, bar);
             }
@@ -49,10 +57,16 @@ impl PullProgress {
                 if let Some(bar) = bars.get(&digest) {
                     bar.inc(bytes);
                 }
+                if let Some(t) = total.as_ref() {
+                    t.inc(bytes);
+                }
             }
-            PullEvent::Done { digest, cached } => match bars.get(&digest) {
+            PullEvent::Done { digest, cached, size } => match bars.get(&digest) {
                 Some(bar) => bar.finish_with_message("done"),
                 None if cached => {
+                    if let Some(t) = total.as_ref() {
+                        t.inc(size);
+                    }
                     let _ = multi.println(format!("{} already present", short(&digest)));
                 }
                 None => {}
@@ -71,6 +85,10 @@ impl PullProgress {
             let _ = multi.clear();
         }
     }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 fn short(digest: &str) -> String {

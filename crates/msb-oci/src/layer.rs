@@ -31,6 +31,13 @@ pub struct PulledLayer {
 /// Progress of layer downloads, for progress bars.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LayerEvent {
+    /// The manifest is known: how many layers and how many bytes they are on the registry.
+    Resolved {
+        /// Number of layers.
+        layers: usize,
+        /// Sum of the layer blob sizes.
+        bytes: u64,
+    },
     /// A download started (`size` from the manifest).
     Started {
         /// Blob digest.
@@ -51,6 +58,8 @@ pub enum LayerEvent {
         digest: String,
         /// True if nothing had to be downloaded.
         cached: bool,
+        /// The blob's size.
+        size: u64,
     },
 }
 
@@ -128,6 +137,7 @@ impl Fetch<'_> {
             (self.events)(LayerEvent::Done {
                 digest: desc.digest.clone(),
                 cached: true,
+                size: desc.size.max(0) as u64,
             });
             return Ok(done(true, meta.len()));
         }
@@ -141,6 +151,7 @@ impl Fetch<'_> {
         (self.events)(LayerEvent::Done {
             digest: desc.digest.clone(),
             cached: false,
+            size: desc.size.max(0) as u64,
         });
         Ok(done(false, size))
     }

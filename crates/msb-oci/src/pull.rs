@@ -191,6 +191,11 @@ impl Puller {
             store: &self.store,
             events,
         };
+        let bytes = manifest.layers.iter().map(|l| l.size.max(0) as u64).sum();
+        events(LayerEvent::Resolved {
+            layers: manifest.layers.len(),
+            bytes,
+        });
         let jobs = manifest.layers.iter().zip(&config.rootfs.diff_ids);
         let layers: Vec<PulledLayer> = futures::stream::iter(jobs.map(|(desc, diff_id)| fetch.layer(desc, diff_id)))
             .buffered(opts.concurrency.max(1))
