@@ -3,9 +3,11 @@
 //! This release boots a VM from a host directory and runs processes in it; named, managed
 //! sandboxes and OCI images build on [`vm::BootedVm`].
 
+pub mod command;
 mod error;
 pub mod image;
 pub mod registry;
+mod rootfs;
 pub mod vm;
 
 pub use error::MicrosandboxError;

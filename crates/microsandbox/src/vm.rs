@@ -2,15 +2,14 @@
 
 use crate::{MicrosandboxError, MicrosandboxResult};
 use msb_protocol::client::{AgentClient, ExecSession};
-use msb_protocol::{ExecRequest, GuestConfig, Ready, RootSource};
-use msb_types::{Paths, RootSpec, SandboxSpec};
+use msb_protocol::{ExecRequest, GuestConfig, Ready};
+use msb_types::{Paths, SandboxSpec};
 use msb_vmm::{accel, Qemu, VmProcess, VmSpec, Vmm};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a guest may take from launch to a ready agent (generous: TCG is slow).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
-const ROOT_TAG: &str = "msb-root";
 
 /// A running VM with a connected agent.
 #[derive(Debug)]
@@ -29,8 +28,6 @@ pub struct BootedVm {
 impl BootedVm {
     /// Validates the spec's root, launches the VM and completes the agent handshake.
     pub async fn boot(spec: &SandboxSpec, paths: &Paths) -> MicrosandboxResult<BootedVm> {
-        let RootSpec::Bind(root) = &spec.root;
-        let root = check_root_dir(root)?;
         let choice = accel::detect().map_err(MicrosandboxError::InvalidConfig)?;
         let dir = paths.sandbox_dir(&spec.name);
         let logs = dir.join("logs");
@@ -38,12 +35,14 @@ impl BootedVm {
             context: format!("creating {}", logs.display()),
             source,
         })?;
+        let root = crate::rootfs::plan(&spec.root, paths, &dir)?;
         let vm_spec = VmSpec {
             kernel: paths.kernel(),
             initramfs: paths.initramfs(),
             cpus: spec.resources.cpus,
             memory_mib: spec.resources.memory_mib,
-            shares: vec![(ROOT_TAG.to_string(), root)],
+            shares: root.shares,
+            disks: root.disks,
             runtime_dir: dir.join("runtime"),
             console_log: logs.join("console.log"),
             accel: choice.accel,
@@ -52,7 +51,7 @@ impl BootedVm {
         let mut process = Qemu::locate()?.launch(&vm_spec).await?;
         let stream = process.connect_agent(Duration::from_secs(10)).await?;
         let config = GuestConfig {
-            root: RootSource::VirtioFs { tag: ROOT_TAG.into() },
+            root: root.source,
             hostname: spec.hostname.clone(),
             host_time: now(),
         };
@@ -117,23 +116,6 @@ async fn watch_exit(process: &mut VmProcess) -> msb_vmm::VmmError {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn check_root_dir(root: &std::path::Path) -> MicrosandboxResult<PathBuf> {
-    let problem = match std::fs::metadata(root) {
-        Err(_) => "does not exist",
-        Ok(m) if !m.is_dir() => "is not a directory",
-        Ok(_) => {
-            return std::fs::canonicalize(root).map_err(|source| MicrosandboxError::Io {
-                context: format!("resolving {}", root.display()),
-                source,
-            })
-        }
-    };
-    Err(MicrosandboxError::Rootfs {
-        path: root.to_path_buf(),
-        problem,
-    })
 }
 
 fn now() -> (i64, u32) {

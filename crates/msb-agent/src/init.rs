@@ -26,6 +26,7 @@ pub fn early_mounts() -> io::Result<()> {
 /// Mounts the root the host asked for, moves the early mounts into it and chroots there.
 pub fn enter_root(config: &GuestConfig) -> io::Result<()> {
     match &config.root {
+        RootSource::Overlay { lowers, upper } => mount_overlay(lowers, upper)?,
         RootSource::VirtioFs { tag } => mount_fs(tag, NEW_ROOT, "virtiofs", MsFlags::empty(), None)
             .map_err(|e| io::Error::new(e.kind(), format!("mounting virtio-fs root '{tag}': {e}")))?,
     }
@@ -48,6 +49,40 @@ pub fn enter_root(config: &GuestConfig) -> io::Result<()> {
     nix::unistd::chroot(".").map_err(errno)?;
     std::env::set_current_dir("/")?;
     late_mounts()
+}
+
+/// Mounts each EROFS layer read-only, the ext4 upper, and overlayfs over them at NEW_ROOT.
+fn mount_overlay(lowers: &[String], upper: &str) -> io::Result<()> {
+    let mut dirs = Vec::new();
+    for (i, serial) in lowers.iter().enumerate() {
+        let dir = format!("/layers/{i}");
+        mount_fs(&disk_by_serial(serial)?, &dir, "erofs", MsFlags::MS_RDONLY, None)?;
+        dirs.push(dir);
+    }
+    mount_fs(&disk_by_serial(upper)?, "/upperfs", "ext4", MsFlags::MS_NOATIME, None)?;
+    for dir in ["/upperfs/upper", "/upperfs/work"] {
+        ensure_dir(Path::new(dir), 0o755)?;
+    }
+    dirs.reverse(); // overlayfs lists the topmost lower first
+    let opts = format!(
+        "lowerdir={},upperdir=/upperfs/upper,workdir=/upperfs/work",
+        dirs.join(":")
+    );
+    mount_fs("overlay", NEW_ROOT, "overlay", MsFlags::empty(), Some(&opts))
+}
+
+/// `/dev/vdX` of the virtio-blk disk whose serial is `serial`.
+fn disk_by_serial(serial: &str) -> io::Result<String> {
+    for entry in std::fs::read_dir("/sys/block")?.flatten() {
+        let found = std::fs::read_to_string(entry.path().join("serial")).unwrap_or_default();
+        if found.trim() == serial {
+            return Ok(format!("/dev/{}", entry.file_name().to_string_lossy()));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no disk with serial {serial}"),
+    ))
 }
 
 /// The mounts a Linux userland expects below the new root.
@@ -124,7 +159,7 @@ fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(_) => Ok(()),
         Err(_) => {
-            std::fs::DirBuilder::new().mode(mode).create(path)?;
+            std::fs::DirBuilder::new().recursive(true).mode(mode).create(path)?;
             // The umask must not weaken sticky or world-writable modes like 1777.
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         }

@@ -74,6 +74,14 @@ pub enum RootSource {
         /// The virtio-fs mount tag.
         tag: String,
     },
+    /// Read-only EROFS layers stacked by overlayfs under a writable ext4 upper, each disk
+    /// named by its virtio-blk serial.
+    Overlay {
+        /// Layer disks, bottom first.
+        lowers: Vec<String>,
+        /// The writable disk (ext4) holding `upper/` and `work/`.
+        upper: String,
+    },
 }
 
 /// The agent's answer to `Hello`.

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 pub enum RootSpec {
     /// A host directory, shared read-write as the guest's `/`.
     Bind(PathBuf),
+    /// An OCI image from the local store (canonical reference), under a writable upper.
+    Oci(String),
 }
 
 /// CPU and memory of a sandbox.

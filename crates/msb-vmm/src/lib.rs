@@ -9,7 +9,7 @@ mod virtiofsd;
 
 pub use accel::Accel;
 pub use child::VmProcess;
-pub use qemu::Qemu;
+pub use qemu::{Qemu, FIXED_DEVICES, VIRTIO_SLOTS};
 
 use std::path::PathBuf;
 
@@ -26,12 +26,25 @@ pub struct VmSpec {
     pub memory_mib: u32,
     /// Host directories shared with virtio-fs, as (tag, directory).
     pub shares: Vec<(String, PathBuf)>,
+    /// Disk images attached with virtio-blk, in order.
+    pub disks: Vec<Disk>,
     /// Directory for the VM's sockets (kept short: unix socket paths are limited to 107 bytes).
     pub runtime_dir: PathBuf,
     /// File receiving the guest console (kernel and agent messages).
     pub console_log: PathBuf,
     /// Hardware acceleration to use.
     pub accel: Accel,
+}
+
+/// A disk image attached to the VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// The image file (raw).
+    pub path: PathBuf,
+    /// Attach read-only.
+    pub readonly: bool,
+    /// Serial number the guest sees in `/sys/block/vdX/serial`, to find the disk by.
+    pub serial: String,
 }
 
 /// Errors starting or running a VM.
@@ -62,6 +75,14 @@ pub enum VmmError {
         what: String,
         /// Details, usually the tail of its log.
         detail: String,
+    },
+    /// More devices than the machine has slots for.
+    #[error("the VM needs {needed} virtio devices but the machine has {available} slots")]
+    TooManyDevices {
+        /// Devices asked for.
+        needed: usize,
+        /// Slots available.
+        available: usize,
     },
     /// A socket path does not fit in `sockaddr_un`.
     #[error("socket path {0} is too long for a unix socket (108 bytes); use a shorter MSB_HOME")]

@@ -98,6 +98,20 @@ fn args(spec: &VmSpec, sockets: &Sockets) -> Vec<String> {
         format!("virtserialport,chardev=agent,name={}", AGENT_PORT),
     ]);
     a.extend(["-device".into(), "virtio-rng-device".into()]);
+    for (i, disk) in spec.disks.iter().enumerate() {
+        let ro = if disk.readonly { ",readonly=on" } else { "" };
+        // cache=unsafe on the writable upper: flushes are the guest's business (it syncs
+        // before powering off), and skipping host fsyncs keeps writes fast.
+        let cache = if disk.readonly { "" } else { ",cache=unsafe" };
+        a.extend([
+            "-drive".into(),
+            format!("file={},format=raw,if=none,id=d{i}{ro}{cache}", path(&disk.path)),
+        ]);
+        a.extend([
+            "-device".into(),
+            format!("virtio-blk-device,drive=d{i},serial={}", disk.serial),
+        ]);
+    }
     for (i, (tag, sock)) in sockets.shares.iter().enumerate() {
         a.extend(["-chardev".into(), format!("socket,id=fs{i},path={}", path(sock))]);
         a.extend([
@@ -107,6 +121,11 @@ fn args(spec: &VmSpec, sockets: &Sockets) -> Vec<String> {
     }
     a
 }
+
+/// virtio-mmio transports QEMU's microvm machine provides.
+pub const VIRTIO_SLOTS: usize = 8;
+/// Devices every VM has: virtio-serial (agent channel) and virtio-rng.
+pub const FIXED_DEVICES: usize = 2;
 
 /// Port name the agent looks for (kept in step with `msb_protocol::AGENT_PORT_NAME`).
 const AGENT_PORT: &str = "msb.agent";
@@ -192,6 +211,11 @@ mod tests {
             cpus: 2,
             memory_mib: 256,
             shares: vec![("root".into(), "/srv/root,1".into())],
+            disks: vec![crate::Disk {
+                path: "/l/a.erofs".into(),
+                readonly: true,
+                serial: "msb-l0".into(),
+            }],
             runtime_dir: "/run/x".into(),
             console_log: "/log/console.log".into(),
             accel,
@@ -210,6 +234,9 @@ mod tests {
         assert!(tcg.contains("memory-backend-memfd,id=mem,size=256M,share=on"));
         assert!(tcg.contains("vhost-user-fs-device,chardev=fs0,tag=root"));
         assert!(tcg.contains("-smp 2 -m 256M"));
+        assert!(tcg.contains(
+            "file=/l/a.erofs,format=raw,if=none,id=d0,readonly=on -device virtio-blk-device,drive=d0,serial=msb-l0"
+        ));
         let kvm = args(&spec(Accel::Kvm), &sockets).join(" ");
         assert!(kvm.contains("-accel kvm -cpu host"));
         assert!(!kvm.contains("nolapic_timer"));

@@ -2,17 +2,25 @@
 
 use crate::session_io;
 use anyhow::{bail, Context, Result};
+use microsandbox::command::{exec_request, RunRequest};
+use microsandbox::image::{self, PullSettings};
 use microsandbox::vm::BootedVm;
-use microsandbox::{ExecRequest, Paths, Resources, RootSpec, SandboxSpec};
+use microsandbox::{ImageRecord, MicrosandboxError, Paths, Resources, RootSpec, SandboxSpec};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Arguments of `msb run`.
 #[derive(clap::Args, Debug)]
+#[command(group = clap::ArgGroup::new("root").required(true).args(["image", "rootfs"]))]
 pub struct RunArgs {
-    /// Host directory to boot as the guest's root filesystem (shared read-write).
+    /// OCI image to boot (pulled first if it is not in the local store).
+    image: Option<String>,
+    /// Host directory to boot as the guest's root filesystem (shared read-write) instead of an image.
     #[arg(long, value_name = "DIR")]
-    rootfs: PathBuf,
+    rootfs: Option<PathBuf>,
+    /// Replace the image's entrypoint.
+    #[arg(long, value_name = "PROGRAM")]
+    entrypoint: Option<String>,
     /// Set an environment variable (KEY=VALUE, or KEY to copy the host's value).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -34,27 +42,37 @@ pub struct RunArgs {
     /// Allocate a pseudo-terminal and attach the host terminal to it (raw mode).
     #[arg(short = 't', long)]
     tty: bool,
-    /// Command and arguments to run in the guest.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    /// Command and arguments to run in the guest (default: the image's entrypoint and cmd).
+    #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
 
 /// Runs the command and returns the exit status for msb.
 pub async fn run(args: RunArgs) -> Result<i32> {
     let paths = Paths::from_env();
-    let spec = spec(&args)?;
-    let request = ExecRequest {
-        argv: args.command.clone(),
-        env: args
-            .env
-            .iter()
-            .map(|e| microsandbox::parse_env(e))
-            .collect::<Result<_, _>>()
-            .map_err(anyhow::Error::msg)?,
+    let (root, image) = match (&args.image, &args.rootfs) {
+        (Some(reference), _) => {
+            let record = ensure_image(&paths, reference).await?;
+            (RootSpec::Oci(record.reference.clone()), Some(record))
+        }
+        (None, Some(dir)) => (RootSpec::Bind(dir.clone()), None),
+        (None, None) => bail!("give an IMAGE or --rootfs DIR"),
+    };
+    let spec = spec(&args, root)?;
+    let env = args
+        .env
+        .iter()
+        .map(|e| microsandbox::parse_env(e))
+        .collect::<Result<_, _>>();
+    let run = RunRequest {
+        args: args.command.clone(),
+        entrypoint: args.entrypoint.clone().map(|e| vec![e]),
+        env: env.map_err(anyhow::Error::msg)?,
         workdir: args.workdir.clone(),
         user: args.user.clone(),
         tty: args.tty.then(crate::terminal::window_size),
     };
+    let request = exec_request(image.as_ref().map(|r| &r.config), run)?;
     if let Some(dir) = &request.workdir {
         if !dir.starts_with('/') {
             bail!("--workdir {dir}: must be an absolute path");
@@ -90,13 +108,26 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     outcome
 }
 
-fn spec(args: &RunArgs) -> Result<SandboxSpec> {
+/// The image's record, pulling it first when it is not in the local store.
+async fn ensure_image(paths: &Paths, reference: &str) -> Result<ImageRecord> {
+    match image::inspect(paths, reference) {
+        Err(MicrosandboxError::ImageNotFound(_)) => {
+            let progress = crate::progress::PullProgress::new(false);
+            let pulled = image::pull(paths, reference, &PullSettings::default(), &|e| progress.event(e)).await;
+            progress.finish();
+            Ok(pulled?)
+        }
+        other => Ok(other?),
+    }
+}
+
+fn spec(args: &RunArgs, root: RootSpec) -> Result<SandboxSpec> {
     let resources = Resources::new(args.cpus, args.memory, host_memory_mib()?)?;
     let name = format!("msb-{:08x}", random_u32()?);
     Ok(SandboxSpec {
         hostname: args.hostname.clone().unwrap_or_else(|| name.clone()),
         name,
-        root: RootSpec::Bind(args.rootfs.clone()),
+        root,
         resources,
     })
 }

@@ -1,0 +1,91 @@
+//! `msb run IMAGE`: OCI images boot from their EROFS layers under a writable ext4 upper.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use msb_e2e::{registry, stdout_of, vm_available, Sandbox};
+use std::process::Stdio;
+
+fn run(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    sb.msb()
+        .arg("run")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("msb run")
+}
+
+#[test]
+fn python_image_runs_python_and_honours_its_config() {
+    let Some(addr) = registry() else { return };
+    if !vm_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let image = format!("{addr}/msb-test/python");
+    // Not pulled yet: `run` pulls it.
+    assert_eq!(
+        stdout_of(&run(&sb, &[&image, "--", "python3", "-c", "print(1)"])),
+        "1\n"
+    );
+    assert!(stdout_of(&run(&sb, &[&image])).starts_with("hello from msb-test/python"));
+    let script = "echo \"$(pwd)|$PYTHONUNBUFFERED|$EXTRA|$(id -u)\"";
+    let out = stdout_of(&run(&sb, &["-e", "EXTRA=yes", &image, "--", "sh", "-c", script]));
+    assert_eq!(out, "/app|1|yes|0\n");
+    let out = stdout_of(&run(
+        &sb,
+        &[
+            "-w",
+            "/tmp",
+            "-u",
+            "65534",
+            "--entrypoint",
+            "sh",
+            &image,
+            "--",
+            "-c",
+            "pwd; id -u",
+        ],
+    ));
+    assert_eq!(out, "/tmp\n65534\n");
+    sb.assert_no_vm_left();
+}
+
+#[test]
+fn layers_stack_with_whiteouts_and_opaque_dirs_and_writes_go_to_the_upper() {
+    let Some(addr) = registry() else { return };
+    if !vm_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let image = format!("{addr}/msb-test/tricky");
+    let script = "ls /tricky/del; ls /tricky/opaque; test -e /tricky/deldir || echo deldir-gone; \
+                  rm /tricky/lower-only.txt && echo removed; echo new > /tricky/opaque/mine && cat /tricky/opaque/mine";
+    let out = stdout_of(&run(&sb, &[&image, "--", "sh", "-c", script]));
+    assert_eq!(out, "stays.txt\nnew.txt\ndeldir-gone\nremoved\nnew\n");
+    // The layer files are untouched by the guest's writes.
+    for layer in std::fs::read_dir(sb.home().join("cache/layers")).unwrap().flatten() {
+        let status = std::process::Command::new("fsck.erofs")
+            .arg(layer.path())
+            .output()
+            .unwrap();
+        assert!(status.status.success());
+    }
+    let again = stdout_of(&run(&sb, &[&image, "--", "cat", "/tricky/lower-only.txt"]));
+    assert!(!again.is_empty(), "a new sandbox starts from the image again");
+    sb.assert_no_vm_left();
+}
+
+#[test]
+fn an_unknown_image_is_a_clear_error() {
+    let Some(addr) = registry() else { return };
+    let sb = Sandbox::new();
+    let out = run(&sb, &[&format!("{addr}/msb-test/nope"), "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    let out = run(&sb, &["--rootfs", "/", &format!("{addr}/msb-test/busybox")]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "IMAGE and --rootfs together are a usage error"
+    );
+}
