@@ -44,7 +44,11 @@ pub fn timed(cmd: &mut Command, what: &str) -> Result<std::time::Duration> {
     let out = cmd.output().with_context(|| format!("starting {what}"))?;
     let elapsed = started.elapsed();
     if !out.status.success() {
-        bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(elapsed)
 }

@@ -237,13 +237,52 @@ fn convert(
         rx,
         current: Bytes::new(),
     };
-    let decompressed: Box<dyn Read> = match kind {
+    let decompressed: Box<dyn Read + Send> = match kind {
         Compression::None => Box::new(raw),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
         Compression::Zstd => Box::new(zstd::Decoder::new(raw).map_err(|e| format!("zstd: {e}"))?),
     };
+    // Decompression runs on its own thread so that it overlaps with hashing and writing:
+    // on a big layer they are the pull's critical path.
+    let (tx, inflated) = mpsc::channel::<Bytes>(16);
+    let inflater = std::thread::Builder::new()
+        .name("layer-inflate".into())
+        .spawn(move || pump_chunks(decompressed, tx))
+        .map_err(|e| format!("starting the decompressor: {e}"))?;
+    let reader = ChannelReader {
+        rx: inflated,
+        current: Bytes::new(),
+    };
+    let converted = write_layer(reader, file, tmp);
+    // `reader` is gone, so a decompressor still sending has stopped by now.
+    match inflater.join() {
+        Ok(Err(e)) => Err(format!("decompressing: {e}")),
+        Err(_) => Err("the decompressor panicked".into()),
+        Ok(Ok(())) => converted,
+    }
+}
+
+/// Reads `source` to the end in chunks and sends them on; stops quietly if nobody listens.
+fn pump_chunks(mut source: Box<dyn Read + Send>, tx: mpsc::Sender<Bytes>) -> std::io::Result<()> {
+    loop {
+        let mut buf = vec![0u8; 256 * 1024];
+        let n = match source.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        buf.truncate(n);
+        if tx.blocking_send(Bytes::from(buf)).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Hashes the tar stream (the diff_id) while the EROFS writer consumes it.
+fn write_layer(source: ChannelReader, file: std::fs::File, tmp: &str) -> Result<(String, u64), String> {
     let mut tar = HashingReader {
-        inner: decompressed,
+        inner: source,
         hasher: Sha256::new(),
     };
     let (writer, _stats) = msb_erofs::write_from_tar_into(&mut tar, BufWriter::new(file), &Default::default())

@@ -1,6 +1,7 @@
 //! `cargo xtask bench boot`: boot time, exec round trip and idle memory, against the floor of
 //! the same kernel booted by bare QEMU, all measured in the same run.
 
+use super::console;
 use super::floor::Floor;
 use super::report::Figures;
 use super::sdk::{self, BootSample};
@@ -8,7 +9,6 @@ use super::{procs, report};
 use crate::{agent, demo, kernel, rootfs, util};
 use anyhow::{bail, Context, Result};
 use microsandbox::{Paths, Resources};
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -35,8 +35,8 @@ pub fn run(runs: usize, json: bool) -> Result<()> {
     }
     let accel = msb_vmm::accel::detect().map_err(anyhow::Error::msg)?;
     // Build output goes to stderr so that `--json` leaves stdout to the JSON object.
-    let setup = stdout_to_stderr(prepare)??;
-    let load_start = loadavg();
+    let setup = console::stdout_to_stderr(prepare)??;
+    let load_start = console::loadavg();
     let measured = measure(&setup, runs);
     let sweep = procs::sweep(setup.tmp.path());
     let mut figures = match measured {
@@ -52,7 +52,7 @@ pub fn run(runs: usize, json: bool) -> Result<()> {
         }
     };
     figures.accel = Some(accel);
-    figures.load = (load_start, loadavg());
+    figures.load = (load_start, console::loadavg());
     figures.sweep = sweep;
     if json {
         println!("{}", serde_json::to_string_pretty(&report::json(&figures))?);
@@ -104,10 +104,10 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
     let memory_mib = Resources::default().memory_mib;
     let mut f = Figures::default();
     for round in 0..=runs {
-        progress(&format!(
-            "round {round}/{runs}{}",
-            if round == 0 { " (warm-up)" } else { "" }
-        ));
+        console::progress(
+            "boot",
+            &format!("round {round}/{runs}{}", if round == 0 { " (warm-up)" } else { "" }),
+        );
         let floor = setup.floor.boot(memory_mib)?;
         let cli = msb_run_true(setup)?;
         let spec = sdk::spec(&format!("bench-{round}"), &setup.root);
@@ -118,10 +118,13 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
             f.boots.push(boot);
         }
     }
-    progress(&format!("{EXECS} exec round trips, then {} s idle", IDLE.as_secs()));
+    console::progress(
+        "boot",
+        &format!("{EXECS} exec round trips, then {} s idle", IDLE.as_secs()),
+    );
     let spec = sdk::spec("bench-exec", &setup.root);
     let (execs, memory) = rt.block_on(sdk::running_vm(&spec, &setup.paths, EXECS, IDLE))?;
-    progress_done();
+    console::progress_done();
     f.exec = execs;
     f.memory = Some(memory);
     Ok(f)
@@ -141,50 +144,4 @@ fn msb_run_true(setup: &Setup) -> Result<Duration> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     crate::util::timed(&mut cmd, "msb run -- true")
-}
-
-/// Runs `f` with file descriptor 1 pointing at stderr (child processes included).
-fn stdout_to_stderr<T>(f: impl FnOnce() -> T) -> Result<T> {
-    std::io::stdout().flush().context("flushing stdout")?;
-    // SAFETY: dup of our own standard output; the copy is owned here and closed below.
-    let saved = unsafe { libc::dup(1) };
-    // SAFETY: dup2 onto fd 1, which Rust's Stdout (just flushed) writes through by number.
-    if saved < 0 || unsafe { libc::dup2(2, 1) } < 0 {
-        bail!("redirecting stdout: {}", std::io::Error::last_os_error());
-    }
-    let out = f();
-    let _ = std::io::stdout().flush();
-    // SAFETY: puts the saved descriptor back on fd 1 and closes the copy, which nothing else uses.
-    let restored = unsafe { libc::dup2(saved, 1) >= 0 && libc::close(saved) == 0 };
-    if !restored {
-        bail!("restoring stdout: {}", std::io::Error::last_os_error());
-    }
-    Ok(out)
-}
-
-/// The three load averages, as a noise indicator.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// A progress line on stderr, rewritten in place on a terminal.
-fn progress(what: &str) {
-    let mut err = std::io::stderr();
-    if err.is_terminal() {
-        let _ = write!(err, "\r\x1b[2Kbench boot: {what}");
-        let _ = err.flush();
-    } else {
-        let _ = writeln!(err, "bench boot: {what}");
-    }
-}
-
-/// Clears the progress line on a terminal.
-fn progress_done() {
-    let mut err = std::io::stderr();
-    if err.is_terminal() {
-        let _ = write!(err, "\r\x1b[2K");
-        let _ = err.flush();
-    }
 }

@@ -2,9 +2,12 @@
 //! exists on the machine, the ratio against it measured in the same run.
 
 mod boot;
+mod console;
 mod floor;
 mod procmem;
 mod procs;
+mod pull;
+mod pull_report;
 mod report;
 mod sdk;
 mod stats;
@@ -22,11 +25,22 @@ pub enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// Cold pull + convert of the python fixture from the local registry against `skopeo copy`
+    /// and `skopeo copy` + `umoci unpack`; tar → EROFS conversion throughput.
+    Pull {
+        /// Rounds of the three (after one warm-up round).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the chosen benchmark.
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Boot { runs, json } => boot::run(runs, json),
+        Which::Pull { runs, json } => pull::run(runs, json),
     }
 }
