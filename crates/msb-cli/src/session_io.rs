@@ -32,8 +32,16 @@ pub async fn attach(vm: &BootedVm, request: ExecRequest) -> Result<i32> {
     let code = loop {
         tokio::select! {
             event = session.next() => match event? {
-                Some(ExecEvent::Stdout(data)) => write(&mut stdout, &data).await,
-                Some(ExecEvent::Stderr(data)) => write(&mut stderr, &data).await,
+                Some(ExecEvent::Stdout(data)) => {
+                    if write(&mut stdout, &data).await.is_err() {
+                        break 128 + libc::SIGPIPE;
+                    }
+                }
+                Some(ExecEvent::Stderr(data)) => {
+                    if write(&mut stderr, &data).await.is_err() {
+                        break 128 + libc::SIGPIPE;
+                    }
+                }
                 Some(ExecEvent::Started(_)) => {}
                 Some(ExecEvent::Exited(status)) => break status.shell_code(),
                 Some(ExecEvent::SpawnFailed(f)) => {
@@ -52,11 +60,11 @@ pub async fn attach(vm: &BootedVm, request: ExecRequest) -> Result<i32> {
     Ok(code)
 }
 
-/// Writes guest output; a closed host pipe (e.g. `| head`) is not an error for the guest.
-async fn write(out: &mut (impl AsyncWriteExt + Unpin), data: &[u8]) {
-    if out.write_all(data).await.is_ok() {
-        let _ = out.flush().await;
-    }
+/// Writes guest output. When our output is gone (`msb run … | head -1`), the session ends
+/// as a shell pipeline's writer would: the caller stops the VM and exits 141 (SIGPIPE).
+async fn write(out: &mut (impl AsyncWriteExt + Unpin), data: &[u8]) -> std::io::Result<()> {
+    out.write_all(data).await?;
+    out.flush().await
 }
 
 async fn forward_stdin(control: ExecControl) {

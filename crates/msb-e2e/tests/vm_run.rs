@@ -215,3 +215,36 @@ fn a_fast_producer_and_a_slow_reader_keep_msb_memory_bounded() {
         "msb grew from {before} KiB to {stalled} KiB while its reader stalled"
     );
 }
+
+#[test]
+fn a_closed_output_pipe_ends_the_run_like_sigpipe() {
+    if !vm_available() {
+        return;
+    }
+    use std::io::Read;
+    let sb = Sandbox::new();
+    let mut child = sb
+        .run(&[], &["yes"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn msb");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 4];
+    stdout.read_exact(&mut first).expect("output");
+    assert_eq!(&first, b"y\ny\n");
+    drop(stdout); // what `| head -2` does once it has its lines
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "msb kept running after its reader left"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(128 + libc::SIGPIPE));
+    sb.assert_no_vm_left();
+}
