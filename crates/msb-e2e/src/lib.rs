@@ -103,6 +103,26 @@ pub fn stdout_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Waits for `child` to exit; past `timeout` kills it and fails the test with `what`.
+pub fn wait_or_kill(
+    child: &mut std::process::Child,
+    timeout: std::time::Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} (after {timeout:?})");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// One test's world: a private `MSB_HOME` and a private copy of the rootfs.
 #[derive(Debug)]
 pub struct Sandbox {

@@ -30,18 +30,7 @@ fn run(mut cmd: Command) -> Output {
     };
     let stdout = drain(Box::new(child.stdout.take().unwrap()));
     let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + MSB_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for msb") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {MSB_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = msb_e2e::wait_or_kill(&mut child, MSB_TIMEOUT, &format!("{cmd:?} did not finish"));
     Output {
         status,
         stdout: stdout.join().unwrap(),
@@ -57,6 +46,22 @@ fn msb(sb: &Sandbox, args: &[&str]) -> Output {
 
 fn pull(sb: &Sandbox, reference: &str) -> Output {
     msb(sb, &["pull", reference])
+}
+
+/// Pulls, prints what happened and how long it took (for the report on hostile inputs),
+/// and asserts msb did not panic; returns the output and its stderr.
+fn pull_reported(sb: &Sandbox, reference: &str, label: &str) -> (Output, String) {
+    let started = Instant::now();
+    let out = pull(sb, reference);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "{label}: exit {:?} after {:?}: {stderr}{stdout}",
+        out.status.code(),
+        started.elapsed()
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out, stderr)
 }
 
 /// Asserts exit 125 and that stderr contains every needle (case-insensitively); returns stderr.
@@ -441,14 +446,7 @@ fn huge_size_fields_do_not_break_the_pull() {
     image.manifest["config"]["size"] = json!(i64::MAX);
     registry.serve(&image);
     let sb = Sandbox::new();
-    let out = pull(&sb, &registry.reference(&image));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    eprintln!(
-        "huge sizes: exit {:?}: {stderr}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (out, stderr) = pull_reported(&sb, &registry.reference(&image), "huge sizes");
     assert_eq!(out.status.code(), Some(125), "{stderr}");
     assert!(stderr.contains("config blob of"), "{stderr}");
     assert_nothing_stored(&sb);
@@ -479,16 +477,7 @@ fn ten_thousand_layers_are_bounded() {
     image.edit_config(|c| c["rootfs"]["diff_ids"] = json!(vec![diff_id; 10_000]));
     registry.serve(&image);
     let sb = Sandbox::new();
-    let started = Instant::now();
-    let out = pull(&sb, &registry.reference(&image));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!(
-        "10k layers: exit {:?} after {:?}: {stderr}{}",
-        out.status.code(),
-        started.elapsed(),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let (_, stderr) = pull_reported(&sb, &registry.reference(&image), "10k layers");
     assert!(stderr.contains("at most 500 can be stacked"), "{stderr}");
     assert_nothing_stored(&sb);
 }
@@ -500,16 +489,7 @@ fn a_fifty_megabyte_manifest_is_bounded() {
     image.manifest["annotations"] = json!({"padding": "x".repeat(50 << 20)});
     registry.serve(&image);
     let sb = Sandbox::new();
-    let started = Instant::now();
-    let out = pull(&sb, &registry.reference(&image));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!(
-        "50 MB manifest: exit {:?} after {:?}: {stderr}{}",
-        out.status.code(),
-        started.elapsed(),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    pull_reported(&sb, &registry.reference(&image), "50 MB manifest");
     assert!(tmp_files(&sb).is_empty());
 }
 

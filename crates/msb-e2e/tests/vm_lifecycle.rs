@@ -5,7 +5,7 @@
 use msb_e2e::{vm_available, Sandbox};
 use std::io::Read;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Starts `sleep` in a VM and returns once the guest has printed that it is running.
 fn start_sleeper(sb: &Sandbox) -> Child {
@@ -21,17 +21,6 @@ fn start_sleeper(sb: &Sandbox) -> Child {
     assert_eq!(&buf, b"up\n");
     assert!(!sb.vm_processes().is_empty(), "no QEMU found for a running VM");
     child
-}
-
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
 }
 
 #[test]
@@ -56,7 +45,7 @@ fn sigterm_and_sigint_stop_the_vm_cleanly() {
         let mut child = start_sleeper(&sb);
         // SAFETY: kill(2) on the pid of our own child.
         assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-        let status = wait_with_timeout(&mut child, Duration::from_secs(20)).expect("msb did not exit");
+        let status = msb_e2e::wait_or_kill(&mut child, Duration::from_secs(20), "msb did not exit");
         assert_eq!(status.code(), Some(code));
         sb.assert_no_vm_left();
         assert!(!sb

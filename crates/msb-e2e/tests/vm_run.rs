@@ -234,17 +234,11 @@ fn a_closed_output_pipe_ends_the_run_like_sigpipe() {
     stdout.read_exact(&mut first).expect("output");
     assert_eq!(&first, b"y\ny\n");
     drop(stdout); // what `| head -2` does once it has its lines
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "msb kept running after its reader left"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = msb_e2e::wait_or_kill(
+        &mut child,
+        std::time::Duration::from_secs(20),
+        "msb kept running after its reader left",
+    );
     assert_eq!(status.code(), Some(128 + libc::SIGPIPE));
     sb.assert_no_vm_left();
 }

@@ -167,14 +167,7 @@ fn terminal_hangup_stops_the_vm() {
     // What closing a terminal window does: hang the terminal up under everyone using it.
     // SAFETY: TIOCVHANGUP takes no argument; `tty` is an open terminal descriptor.
     assert_eq!(unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCVHANGUP) }, 0);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "msb ignored the hangup");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = msb_e2e::wait_or_kill(&mut child, Duration::from_secs(20), "msb ignored the hangup");
     assert_eq!(status.code(), Some(128 + libc::SIGHUP));
     sb.assert_no_vm_left();
 }
