@@ -37,9 +37,9 @@ pub fn install_if_changed(bytes: &[u8], dest: &std::path::Path) -> Result<()> {
     std::fs::rename(&tmp, dest).with_context(|| format!("installing {}", dest.display()))
 }
 
-/// Runs a command with its stderr captured and returns how long it took; on failure the
-/// error names `what` and carries the command's stderr.
-pub fn timed(cmd: &mut Command, what: &str) -> Result<std::time::Duration> {
+/// Runs a command with its output captured and returns how long it took and its stdout; on
+/// failure the error names `what` and carries the command's stderr.
+pub fn timed(cmd: &mut Command, what: &str) -> Result<(std::time::Duration, Vec<u8>)> {
     let started = std::time::Instant::now();
     let out = cmd.output().with_context(|| format!("starting {what}"))?;
     let elapsed = started.elapsed();
@@ -50,5 +50,5 @@ pub fn timed(cmd: &mut Command, what: &str) -> Result<std::time::Duration> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(elapsed)
+    Ok((elapsed, out.stdout))
 }

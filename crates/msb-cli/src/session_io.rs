@@ -69,7 +69,7 @@ async fn write(out: &mut (impl AsyncWriteExt + Unpin), data: &[u8]) -> std::io::
 
 async fn forward_stdin(control: ExecControl) {
     let mut stdin = tokio::io::stdin();
-    let mut buf = vec![0u8; 32 * 1024];
+    let mut buf = vec![0u8; msb_protocol::MAX_CHUNK];
     loop {
         match stdin.read(&mut buf).await {
             Ok(0) | Err(_) => break,

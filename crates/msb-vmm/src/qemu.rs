@@ -95,7 +95,7 @@ fn args(spec: &VmSpec, sockets: &Sockets) -> Vec<String> {
     ]);
     a.extend([
         "-device".into(),
-        format!("virtserialport,chardev=agent,name={}", AGENT_PORT),
+        format!("virtserialport,chardev=agent,name={}", msb_protocol::AGENT_PORT_NAME),
     ]);
     a.extend(["-device".into(), "virtio-rng-device".into()]);
     for (i, disk) in spec.disks.iter().enumerate() {
@@ -126,9 +126,6 @@ fn args(spec: &VmSpec, sockets: &Sockets) -> Vec<String> {
 pub const VIRTIO_SLOTS: usize = 8;
 /// Devices every VM has: virtio-serial (agent channel) and virtio-rng.
 pub const FIXED_DEVICES: usize = 2;
-
-/// Port name the agent looks for (kept in step with `msb_protocol::AGENT_PORT_NAME`).
-const AGENT_PORT: &str = "msb.agent";
 
 fn path(p: &Path) -> String {
     // QEMU option values separate with ','; a comma in a path is escaped by doubling it.

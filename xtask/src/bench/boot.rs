@@ -143,5 +143,5 @@ fn msb_run_true(setup: &Setup) -> Result<Duration> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    crate::util::timed(&mut cmd, "msb run -- true")
+    crate::util::timed(&mut cmd, "msb run -- true").map(|(t, _)| t)
 }

@@ -81,7 +81,7 @@ impl Floor {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-        let elapsed = crate::util::timed(&mut cmd, "bare QEMU")?;
+        let (elapsed, _) = crate::util::timed(&mut cmd, "bare QEMU")?;
         let log = std::fs::read(&console).with_context(|| format!("reading {}", console.display()))?;
         if !log.windows(MARKER_TEXT.len()).any(|w| w == MARKER_TEXT) {
             bail!("the floor guest never reached its init; see {}", console.display());

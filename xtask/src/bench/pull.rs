@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// The fixture pulled: Debian minbase + python3, three gzip layers.
 const REPO: &str = "msb-test/python";
@@ -191,7 +191,7 @@ fn msb_pull(s: &Setup, home: &Path) -> Result<(Duration, Vec<LayerSpan>)> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let t0 = SystemTime::now();
-    let (wall, _) = timed(&mut cmd, "msb pull")?;
+    let (wall, _) = util::timed(&mut cmd, "msb pull")?;
     let cache = microsandbox::Paths::new(home).cache_dir();
     Ok((wall, layer_spans(&cache, t0)?))
 }
@@ -256,7 +256,7 @@ fn skopeo_copy(s: &Setup, layout: &Path) -> Result<Duration> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    timed(&mut cmd, "skopeo copy").map(|(t, _)| t)
+    util::timed(&mut cmd, "skopeo copy").map(|(t, _)| t)
 }
 
 /// Wall time of `umoci unpack --image LAYOUT:latest BUNDLE` (as root: real owners).
@@ -269,22 +269,7 @@ fn umoci_unpack(layout: &Path, bundle: &Path) -> Result<Duration> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    timed(&mut cmd, "umoci unpack").map(|(t, _)| t)
-}
-
-/// Runs `cmd` to completion; its wall time and stdout, or an error with its stderr.
-fn timed(cmd: &mut Command, what: &str) -> Result<(Duration, Vec<u8>)> {
-    let started = Instant::now();
-    let out = cmd.output().with_context(|| format!("starting {what}"))?;
-    let wall = started.elapsed();
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok((wall, out.stdout))
+    util::timed(&mut cmd, "umoci unpack").map(|(t, _)| t)
 }
 
 /// The layers of the single manifest in an OCI layout, with their uncompressed tar sizes.
@@ -377,7 +362,7 @@ fn conversion(s: &Setup, rootfs: &Path, runs: usize) -> Result<Conversion> {
         console::progress("pull", &format!("conversion round {round}/{runs}"));
         let mut cmd = Command::new(&s.tar2erofs);
         cmd.arg(&tar).arg(&ours_out).stderr(Stdio::piped());
-        let (wall, stdout) = timed(&mut cmd, "tar2erofs")?;
+        let (wall, stdout) = util::timed(&mut cmd, "tar2erofs")?;
         let stats = String::from_utf8_lossy(&stdout);
         c.entries = stat_field(&stats, "entries")?;
         c.erofs_bytes = stat_field(&stats, "bytes_out")?;
@@ -387,7 +372,7 @@ fn conversion(s: &Setup, rootfs: &Path, runs: usize) -> Result<Conversion> {
             .arg(rootfs)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let (mkfs, _) = timed(&mut cmd, "mkfs.erofs")?;
+        let (mkfs, _) = util::timed(&mut cmd, "mkfs.erofs")?;
         c.mkfs_bytes = std::fs::metadata(&mkfs_out)
             .context("reading the mkfs.erofs image")?
             .len();
