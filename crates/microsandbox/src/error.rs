@@ -36,6 +36,10 @@ pub enum MicrosandboxError {
     /// Registry access, verification or layer conversion failed.
     #[error(transparent)]
     Image(#[from] msb_oci::OciError),
+    /// A patch conflicts with the rootfs or cannot be applied, or the root could not be
+    /// assembled.
+    #[error(transparent)]
+    Patch(#[from] msb_rootfs::PatchError),
     /// The state database failed.
     #[error(transparent)]
     Store(#[from] msb_store::StoreError),

@@ -13,7 +13,10 @@ pub mod vm;
 pub use error::MicrosandboxError;
 pub use msb_protocol::client::{ExecControl, ExecEvent, ExecSession};
 pub use msb_protocol::{BootTimings, ExecRequest, ExitStatus, SpawnErrorKind, WindowSize};
-pub use msb_types::{parse_env, ImageRecord, Paths, Platform, Resources, RootSpec, SandboxSpec};
+pub use msb_types::{
+    parse_env, DiskImageFormat, ImageRecord, Patch, Paths, Platform, Resources, RootSpec, SandboxSpec,
+    DEFAULT_UPPER_SIZE_MIB,
+};
 
 /// Result with [`MicrosandboxError`].
 pub type MicrosandboxResult<T> = Result<T, MicrosandboxError>;

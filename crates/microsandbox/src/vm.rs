@@ -25,8 +25,20 @@ pub struct BootedVm {
     dir: PathBuf,
 }
 
+/// Makes a new sandbox's root ready in its directory: the patches are baked into a fresh
+/// upper image (OCI root) or written into the host directory (bind root). Conflicting
+/// patches fail before anything is written.
+pub fn prepare(spec: &SandboxSpec, paths: &Paths) -> MicrosandboxResult<()> {
+    let dir = paths.sandbox_dir(&spec.name);
+    std::fs::create_dir_all(&dir).map_err(|source| MicrosandboxError::Io {
+        context: format!("creating {}", dir.display()),
+        source,
+    })?;
+    crate::rootfs::prepare(spec, paths, &dir)
+}
+
 impl BootedVm {
-    /// Validates the spec's root, launches the VM and completes the agent handshake.
+    /// Launches the VM of a prepared sandbox and completes the agent handshake.
     pub async fn boot(spec: &SandboxSpec, paths: &Paths) -> MicrosandboxResult<BootedVm> {
         let choice = accel::detect().map_err(MicrosandboxError::InvalidConfig)?;
         let dir = paths.sandbox_dir(&spec.name);

@@ -1,6 +1,7 @@
 //! Boot-time setup: basic mounts, switching into the root filesystem, hostname and clock.
 
-use msb_protocol::{GuestConfig, RootSource};
+use crate::loopdev;
+use msb_protocol::{GuestConfig, LayerDisk, RootSource};
 use nix::mount::{mount, MsFlags};
 use std::io;
 use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
@@ -26,9 +27,10 @@ pub fn early_mounts() -> io::Result<()> {
 /// Mounts the root the host asked for, moves the early mounts into it and chroots there.
 pub fn enter_root(config: &GuestConfig) -> io::Result<()> {
     match &config.root {
-        RootSource::Overlay { lowers, upper } => mount_overlay(lowers, upper)?,
+        RootSource::Overlay { layers, upper } => mount_overlay(layers, upper)?,
         RootSource::VirtioFs { tag } => mount_fs(tag, NEW_ROOT, "virtiofs", MsFlags::empty(), None)
             .map_err(|e| io::Error::new(e.kind(), format!("mounting virtio-fs root '{tag}': {e}")))?,
+        RootSource::Disk { serial, fstype } => mount_disk(&disk_by_serial(serial)?, fstype.as_deref())?,
     }
     let root = Path::new(NEW_ROOT);
     for (dir, mode) in [
@@ -51,12 +53,17 @@ pub fn enter_root(config: &GuestConfig) -> io::Result<()> {
     late_mounts()
 }
 
-/// Mounts each EROFS layer read-only, the ext4 upper, and overlayfs over them at NEW_ROOT.
-fn mount_overlay(lowers: &[String], upper: &str) -> io::Result<()> {
+/// Mounts each EROFS layer read-only (a loop device over its range of the layer disk),
+/// the ext4 upper, and overlayfs over them at NEW_ROOT.
+fn mount_overlay(layers: &LayerDisk, upper: &str) -> io::Result<()> {
+    let disk = std::fs::File::open(disk_by_serial(&layers.serial)?)?;
+    let control = loopdev::control()?;
     let mut dirs = Vec::new();
-    for (i, serial) in lowers.iter().enumerate() {
-        let dir = format!("/layers/{i}");
-        mount_fs(&disk_by_serial(serial)?, &dir, "erofs", MsFlags::MS_RDONLY, None)?;
+    for (i, extent) in layers.extents.iter().enumerate() {
+        let dev = loopdev::attach(&control, &disk, *extent)?;
+        // Short names: the whole lowerdir list must fit in one page of mount options.
+        let dir = format!("/l/{i}");
+        mount_fs(&dev, &dir, "erofs", MsFlags::MS_RDONLY, None)?;
         dirs.push(dir);
     }
     mount_fs(&disk_by_serial(upper)?, "/upperfs", "ext4", MsFlags::MS_NOATIME, None)?;
@@ -69,6 +76,26 @@ fn mount_overlay(lowers: &[String], upper: &str) -> io::Result<()> {
         dirs.join(":")
     );
     mount_fs("overlay", NEW_ROOT, "overlay", MsFlags::empty(), Some(&opts))
+}
+
+/// Mounts a disk image as the root: with the given filesystem type, or the first type the
+/// kernel knows that accepts it.
+fn mount_disk(dev: &str, fstype: Option<&str>) -> io::Result<()> {
+    if let Some(fstype) = fstype {
+        return mount_fs(dev, NEW_ROOT, fstype, MsFlags::empty(), None);
+    }
+    let known = std::fs::read_to_string("/proc/filesystems")?;
+    let mut tried = Vec::new();
+    for fstype in known.lines().filter(|l| !l.starts_with("nodev")).map(str::trim) {
+        match mount_fs(dev, NEW_ROOT, fstype, MsFlags::empty(), None) {
+            Ok(()) => return Ok(()),
+            Err(_) => tried.push(fstype),
+        }
+    }
+    Err(io::Error::other(format!(
+        "no filesystem on the root disk {dev} could be mounted (tried {})",
+        tried.join(", ")
+    )))
 }
 
 /// `/dev/vdX` of the virtio-blk disk whose serial is `serial`.

@@ -6,6 +6,7 @@
 //! host asks it to shut down.
 
 mod init;
+mod loopdev;
 mod port;
 mod power;
 mod reaper;

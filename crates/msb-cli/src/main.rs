@@ -1,11 +1,12 @@
 //! `msb`: run untrusted code in hardware-isolated microVMs.
 
 mod commands;
+mod patch_args;
 mod progress;
 mod session_io;
 mod terminal;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Exit status for failures of msb itself (docker's convention), as opposed to the guest
 /// command's own status.
@@ -21,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Boot a microVM and run a command in it.
-    Run(commands::run::RunArgs),
+    Run(Box<commands::run::RunArgs>),
     /// Pull an image from a registry.
     Pull(commands::pull::PullArgs),
     /// Manage local images.
@@ -38,7 +39,8 @@ fn main() {
         .with_writer(std::io::stderr)
         .without_time()
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // One thread: helper processes get PR_SET_PDEATHSIG from the thread that spawns them,
     // and the main thread lives exactly as long as msb.
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -50,7 +52,10 @@ fn main() {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Command::Run(args) => commands::run::run(args).await,
+            Command::Run(args) => {
+                let run_matches = matches.subcommand_matches("run").cloned().unwrap_or_default();
+                commands::run::run(*args, &run_matches).await
+            }
             Command::Pull(args) => commands::pull::run(args).await,
             Command::Image(cmd) => commands::image::run(cmd),
             Command::Registry(cmd) => commands::registry::run(cmd).await,

@@ -74,14 +74,38 @@ pub enum RootSource {
         /// The virtio-fs mount tag.
         tag: String,
     },
-    /// Read-only EROFS layers stacked by overlayfs under a writable ext4 upper, each disk
-    /// named by its virtio-blk serial.
+    /// Read-only EROFS layers stacked by overlayfs under a writable ext4 upper.
     Overlay {
-        /// Layer disks, bottom first.
-        lowers: Vec<String>,
-        /// The writable disk (ext4) holding `upper/` and `work/`.
+        /// The disk holding every layer.
+        layers: LayerDisk,
+        /// Serial of the writable disk (ext4) holding `upper/` and `work/`.
         upper: String,
     },
+    /// A disk image with a filesystem on it, mounted read-write as the root.
+    Disk {
+        /// Serial of the disk.
+        serial: String,
+        /// Filesystem type; probed when absent.
+        fstype: Option<String>,
+    },
+}
+
+/// A read-only disk on which an image's layers lie one after another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerDisk {
+    /// Serial of the disk (virtio-blk), to find it by.
+    pub serial: String,
+    /// Where each layer lies on it, bottom layer first.
+    pub extents: Vec<Extent>,
+}
+
+/// A byte range of a disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extent {
+    /// First byte.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
 }
 
 /// The agent's answer to `Hello`.

@@ -2,10 +2,12 @@
 
 mod image;
 mod name;
+mod patch;
 mod paths;
 mod spec;
 
 pub use image::{ImageConfig, ImageRecord, LayerRecord, Platform, PlatformError};
 pub use name::{validate_name, NameError};
+pub use patch::{guest_path_components, GuestPathError, Patch};
 pub use paths::Paths;
-pub use spec::{parse_env, ResourceError, Resources, RootSpec, SandboxSpec};
+pub use spec::{parse_env, DiskImageFormat, ResourceError, Resources, RootSpec, SandboxSpec, DEFAULT_UPPER_SIZE_MIB};

@@ -1,5 +1,6 @@
 //! What a user asks for: the sandbox spec and its resource limits.
 
+use crate::Patch;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -10,6 +11,49 @@ pub enum RootSpec {
     Bind(PathBuf),
     /// An OCI image from the local store (canonical reference), under a writable upper.
     Oci(String),
+    /// A disk image file holding a filesystem, attached read-write as the guest's `/`.
+    DiskImage {
+        /// The image file.
+        path: PathBuf,
+        /// How the file holds the disk.
+        format: DiskImageFormat,
+        /// Filesystem type (`ext4`, …); probed by the guest when absent.
+        fstype: Option<String>,
+    },
+}
+
+/// Formats of disk-image roots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DiskImageFormat {
+    /// Raw bytes (`.raw`, `.img`, `.ext4`, anything unrecognised).
+    Raw,
+    /// QEMU copy-on-write (`.qcow2`).
+    Qcow2,
+    /// VMware (`.vmdk`).
+    Vmdk,
+}
+
+impl DiskImageFormat {
+    /// The format a file's extension names (raw when it names none we know).
+    pub fn from_path(path: &std::path::Path) -> DiskImageFormat {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("qcow2") => DiskImageFormat::Qcow2,
+            Some("vmdk") => DiskImageFormat::Vmdk,
+            _ => DiskImageFormat::Raw,
+        }
+    }
+}
+
+/// Default size of an OCI sandbox's writable upper layer (sparse: only writes take space).
+pub const DEFAULT_UPPER_SIZE_MIB: u32 = 4096;
+
+fn default_upper_size() -> u32 {
+    DEFAULT_UPPER_SIZE_MIB
 }
 
 /// CPU and memory of a sandbox.
@@ -80,6 +124,51 @@ pub struct SandboxSpec {
     pub resources: Resources,
     /// Guest hostname.
     pub hostname: String,
+    /// Changes to the root filesystem made before the first boot, in order.
+    #[serde(default)]
+    pub patches: Vec<Patch>,
+    /// Size of the writable upper layer of an OCI root, in MiB.
+    #[serde(default = "default_upper_size")]
+    pub upper_size_mib: u32,
+}
+
+impl SandboxSpec {
+    /// A spec for `root` with default resources, the name as hostname, no patches and the
+    /// default upper size.
+    pub fn new(name: impl Into<String>, root: RootSpec) -> SandboxSpec {
+        let name = name.into();
+        SandboxSpec {
+            hostname: name.clone(),
+            name,
+            root,
+            resources: Resources::default(),
+            patches: Vec::new(),
+            upper_size_mib: DEFAULT_UPPER_SIZE_MIB,
+        }
+    }
+
+    /// Checks what can be checked before touching any filesystem: the name, the patches,
+    /// and that patches are not asked of a disk-image root.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::validate_name(&self.name).map_err(|e| e.to_string())?;
+        if !self.patches.is_empty() && matches!(self.root, RootSpec::DiskImage { .. }) {
+            return Err(
+                "patches are not compatible with disk image rootfs: patch the image file itself, \
+                        or use an OCI image or a directory root"
+                    .into(),
+            );
+        }
+        for patch in &self.patches {
+            patch.validate()?;
+        }
+        if self.upper_size_mib < 64 {
+            return Err(format!(
+                "upper layer size {} MiB is too small: use at least 64 MiB",
+                self.upper_size_mib
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Parses `KEY=VALUE`, or `KEY` alone to copy the host's value (an error when unset).

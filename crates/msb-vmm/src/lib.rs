@@ -9,7 +9,7 @@ mod virtiofsd;
 
 pub use accel::Accel;
 pub use child::VmProcess;
-pub use qemu::{Qemu, FIXED_DEVICES, VIRTIO_SLOTS};
+pub use qemu::Qemu;
 
 use std::path::PathBuf;
 
@@ -39,12 +39,36 @@ pub struct VmSpec {
 /// A disk image attached to the VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
-    /// The image file (raw).
+    /// The image file.
     pub path: PathBuf,
+    /// How the file holds the disk.
+    pub format: DiskFormat,
     /// Attach read-only.
     pub readonly: bool,
     /// Serial number the guest sees in `/sys/block/vdX/serial`, to find the disk by.
     pub serial: String,
+}
+
+/// Formats of disk image files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFormat {
+    /// The disk's bytes as they are.
+    Raw,
+    /// QEMU copy-on-write v2.
+    Qcow2,
+    /// VMware VMDK (here mostly a descriptor joining flat files into one disk).
+    Vmdk,
+}
+
+impl DiskFormat {
+    /// The format's name on QEMU's command line.
+    pub fn qemu_name(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+            DiskFormat::Vmdk => "vmdk",
+        }
+    }
 }
 
 /// Errors starting or running a VM.

@@ -105,7 +105,11 @@ fn args(spec: &VmSpec, sockets: &Sockets) -> Vec<String> {
         let cache = if disk.readonly { "" } else { ",cache=unsafe" };
         a.extend([
             "-drive".into(),
-            format!("file={},format=raw,if=none,id=d{i}{ro}{cache}", path(&disk.path)),
+            format!(
+                "file={},format={},if=none,id=d{i}{ro}{cache}",
+                path(&disk.path),
+                disk.format.qemu_name()
+            ),
         ]);
         a.extend([
             "-device".into(),
@@ -123,9 +127,9 @@ fn args(spec: &VmSpec, sockets: &Sockets) -> Vec<String> {
 }
 
 /// virtio-mmio transports QEMU's microvm machine provides.
-pub const VIRTIO_SLOTS: usize = 8;
+const VIRTIO_SLOTS: usize = 8;
 /// Devices every VM has: virtio-serial (agent channel) and virtio-rng.
-pub const FIXED_DEVICES: usize = 2;
+const FIXED_DEVICES: usize = 2;
 
 fn path(p: &Path) -> String {
     // QEMU option values separate with ','; a comma in a path is escaped by doubling it.
@@ -154,6 +158,13 @@ fn require(path: &Path, what: &'static str, hint: &'static str) -> Result<(), Vm
 
 impl Vmm for Qemu {
     async fn launch(&self, spec: &VmSpec) -> Result<VmProcess, VmmError> {
+        let needed = FIXED_DEVICES + spec.disks.len() + spec.shares.len();
+        if needed > VIRTIO_SLOTS {
+            return Err(VmmError::TooManyDevices {
+                needed,
+                available: VIRTIO_SLOTS,
+            });
+        }
         require(&spec.kernel, "guest kernel", "build it with `cargo xtask kernel`")?;
         require(
             &spec.initramfs,
@@ -210,6 +221,7 @@ mod tests {
             shares: vec![("root".into(), "/srv/root,1".into())],
             disks: vec![crate::Disk {
                 path: "/l/a.erofs".into(),
+                format: crate::DiskFormat::Raw,
                 readonly: true,
                 serial: "msb-l0".into(),
             }],

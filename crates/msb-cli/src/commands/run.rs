@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use microsandbox::command::{exec_request, RunRequest};
 use microsandbox::image::{self, PullSettings};
 use microsandbox::vm::BootedVm;
-use microsandbox::{ImageRecord, MicrosandboxError, Paths, Resources, RootSpec, SandboxSpec};
+use microsandbox::{DiskImageFormat, ImageRecord, MicrosandboxError, Paths, Resources, RootSpec, SandboxSpec};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,8 +15,9 @@ use std::time::Duration;
 pub struct RunArgs {
     /// OCI image to boot (pulled first if it is not in the local store).
     image: Option<String>,
-    /// Host directory to boot as the guest's root filesystem (shared read-write) instead of an image.
-    #[arg(long, value_name = "DIR")]
+    /// Boot a host directory (shared read-write) or a disk image file (.raw, .img, .qcow2,
+    /// .vmdk; attached read-write) as the guest's root filesystem instead of an image.
+    #[arg(long, value_name = "DIR|FILE")]
     rootfs: Option<PathBuf>,
     /// Replace the image's entrypoint.
     #[arg(long, value_name = "PROGRAM")]
@@ -39,6 +40,11 @@ pub struct RunArgs {
     /// Guest hostname (default: the sandbox name).
     #[arg(short = 'H', long)]
     hostname: Option<String>,
+    /// Size of the writable layer of an image root (sparse), e.g. 4G, 512M; bare numbers are MiB.
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = crate::patch_args::parse_size_mib)]
+    upper_size: u32,
+    #[command(flatten)]
+    patches: crate::patch_args::PatchArgs,
     /// Allocate a pseudo-terminal and attach the host terminal to it (raw mode).
     #[arg(short = 't', long)]
     tty: bool,
@@ -48,17 +54,30 @@ pub struct RunArgs {
 }
 
 /// Runs the command and returns the exit status for msb.
-pub async fn run(args: RunArgs) -> Result<i32> {
+pub async fn run(args: RunArgs, matches: &clap::ArgMatches) -> Result<i32> {
     let paths = Paths::from_env();
+    let patches = crate::patch_args::patches(matches)?;
     let (root, image) = match (&args.image, &args.rootfs) {
         (Some(reference), _) => {
             let record = ensure_image(&paths, reference).await?;
             (RootSpec::Oci(record.reference.clone()), Some(record))
         }
+        (None, Some(path)) if path.is_file() => {
+            let format = DiskImageFormat::from_path(path);
+            (
+                RootSpec::DiskImage {
+                    path: path.clone(),
+                    format,
+                    fstype: None,
+                },
+                None,
+            )
+        }
         (None, Some(dir)) => (RootSpec::Bind(dir.clone()), None),
         (None, None) => bail!("give an IMAGE or --rootfs DIR"),
     };
-    let spec = spec(&args, root)?;
+    let mut spec = spec(&args, root)?;
+    spec.patches = patches;
     let env = args
         .env
         .iter()
@@ -78,8 +97,12 @@ pub async fn run(args: RunArgs) -> Result<i32> {
             bail!("--workdir {dir}: must be an absolute path");
         }
     }
-    let vm = BootedVm::boot(&spec, &paths).await;
     let dir = paths.sandbox_dir(&spec.name);
+    if let Err(e) = microsandbox::vm::prepare(&spec, &paths) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e.into());
+    }
+    let vm = BootedVm::boot(&spec, &paths).await;
     let vm = match vm {
         Ok(vm) => vm,
         Err(e) => {
@@ -126,9 +149,9 @@ fn spec(args: &RunArgs, root: RootSpec) -> Result<SandboxSpec> {
     let name = format!("msb-{:08x}", random_u32()?);
     Ok(SandboxSpec {
         hostname: args.hostname.clone().unwrap_or_else(|| name.clone()),
-        name,
-        root,
         resources,
+        upper_size_mib: args.upper_size,
+        ..SandboxSpec::new(name, root)
     })
 }
 

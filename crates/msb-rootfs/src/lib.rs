@@ -1,0 +1,54 @@
+//! `msb-rootfs`: what a sandbox's root filesystem is made of before it boots.
+//!
+//! * Patches ([`msb_types::Patch`]) with microsandbox 0.4.2's semantics, computed by one
+//!   engine as an upper tree over a read-only [`Lower`]: the image's EROFS layers for OCI
+//!   roots (the tree is then written into the sandbox's `upper.ext4`), or the host
+//!   directory itself for bind roots (the tree is then written into it, contained).
+//! * The upper image ([`write_upper_image`]): the sandbox's ext4 with the patches in it.
+//! * The layer disk ([`write_layer_disk`]): an image's EROFS layers joined into one
+//!   read-only disk.
+
+mod engine;
+mod erofs;
+mod error;
+mod host;
+mod layers;
+mod lower;
+mod stack;
+mod upper;
+
+pub use engine::build_upper;
+pub use erofs::{open_stack, ErofsLayer};
+pub use error::PatchError;
+pub use host::HostRoot;
+pub use layers::write_layer_disk;
+pub use lower::{Empty, Entry, Kind, Lower};
+pub use stack::{Layer, LayerEntry, Stack};
+pub use upper::write_upper_image;
+
+use msb_types::Patch;
+use std::path::Path;
+
+/// Applies `patches` to the host directory `root`, never touching anything outside it.
+/// Every patch is checked against the directory first; on a conflict nothing is written.
+pub fn apply_to_host_dir(root: &Path, patches: &[Patch], now: i64) -> Result<(), PatchError> {
+    if patches.is_empty() {
+        return Ok(());
+    }
+    let mut host = HostRoot::open(root)?;
+    let upper = build_upper(patches, &mut host, now)?;
+    host.apply(&upper)
+}
+
+/// A guest path for messages: `/a/b`.
+pub(crate) fn display(path: &[&[u8]]) -> String {
+    let mut out = String::new();
+    for part in path {
+        out.push('/');
+        out.push_str(&String::from_utf8_lossy(part));
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
