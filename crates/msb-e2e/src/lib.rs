@@ -146,6 +146,12 @@ impl Sandbox {
             .status()
             .expect("cp");
         assert!(status.success(), "copying the rootfs failed");
+        // The SDK finds the guest kernel and agent under $MSB_HOME/lib.
+        let lib = home.path().join("lib");
+        std::fs::create_dir_all(&lib).expect("creating lib");
+        let (kernel, initramfs) = guest_artifacts();
+        std::os::unix::fs::symlink(kernel, lib.join("vmlinux")).expect("linking the kernel");
+        std::os::unix::fs::symlink(initramfs, lib.join("initramfs.cpio")).expect("linking the initramfs");
         Sandbox { home, rootfs }
     }
 

@@ -5,17 +5,11 @@
 mod common;
 
 use msb_store::{SandboxState, Store, StoreError};
-use msb_types::{Resources, RootSpec, SandboxSpec};
+use msb_types::{RootSpec, SandboxSpec};
 use SandboxState::*;
 
 fn spec(name: &str) -> String {
-    serde_json::to_string(&SandboxSpec {
-        name: name.into(),
-        root: RootSpec::Bind("/srv/root".into()),
-        resources: Resources::default(),
-        hostname: name.into(),
-    })
-    .unwrap()
+    serde_json::to_string(&SandboxSpec::new(name, RootSpec::Bind("/srv/root".into()))).unwrap()
 }
 
 fn state(store: &Store, name: &str) -> SandboxState {

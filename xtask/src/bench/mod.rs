@@ -9,6 +9,7 @@ mod procs;
 mod pull;
 mod pull_report;
 mod report;
+mod rootfs;
 mod sdk;
 mod stats;
 
@@ -35,6 +36,16 @@ pub enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// Upper image build time (empty and 1,000 patched files) against mke2fs, and
+    /// `msb run IMAGE true` against `msb run --rootfs DIR true` on the same files.
+    Rootfs {
+        /// Rounds (after one warm-up round).
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the chosen benchmark.
@@ -42,5 +53,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Boot { runs, json } => boot::run(runs, json),
         Which::Pull { runs, json } => pull::run(runs, json),
+        Which::Rootfs { runs, json } => rootfs::run(runs, json),
     }
 }

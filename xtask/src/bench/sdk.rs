@@ -3,7 +3,7 @@
 use super::procmem::{self, field_kib, ProcMem};
 use anyhow::{bail, Context, Result};
 use microsandbox::vm::BootedVm;
-use microsandbox::{ExecEvent, ExecRequest, ExitStatus, Paths, Resources, RootSpec, SandboxSpec};
+use microsandbox::{ExecEvent, ExecRequest, ExitStatus, Paths, RootSpec, SandboxSpec};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -42,12 +42,7 @@ pub struct IdleMemory {
 
 /// A spec for `root` with the default resources (1 vCPU, 512 MiB).
 pub fn spec(name: &str, root: &Path) -> SandboxSpec {
-    SandboxSpec {
-        name: name.to_string(),
-        hostname: name.to_string(),
-        root: RootSpec::Bind(root.to_path_buf()),
-        resources: Resources::default(),
-    }
+    SandboxSpec::new(name, RootSpec::Bind(root.to_path_buf()))
 }
 
 /// Boots once, reads the timings and shuts the VM down.

@@ -5,7 +5,7 @@
 //! directory and is renamed into place only when complete.
 
 use super::oci::{self, Layout};
-use super::{python, server, tricky};
+use super::{layers, python, server, tricky};
 use crate::{rootfs, util};
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -36,6 +36,7 @@ pub fn build_all() -> Result<Vec<Fixture>> {
     let (busybox, busybox_hash) = busybox()?;
     let tricky = tricky::build(&busybox, &busybox_hash)?;
     let python = python::build()?;
+    let layers = layers::build(&busybox, &busybox_hash)?;
     Ok(vec![
         Fixture {
             repo: "msb-test/busybox",
@@ -50,6 +51,11 @@ pub fn build_all() -> Result<Vec<Fixture>> {
         Fixture {
             repo: "msb-test/python",
             layout: python,
+            tags: vec!["latest"],
+        },
+        Fixture {
+            repo: "msb-test/layers",
+            layout: layers,
             tags: vec!["latest"],
         },
     ])

@@ -8,6 +8,7 @@
 
 mod fixtures;
 mod http;
+mod layers;
 mod mirror;
 mod oci;
 mod python;
@@ -59,6 +60,19 @@ pub fn run(args: Args) -> Result<()> {
 pub fn ensure() -> Result<String> {
     let _lock = lock()?;
     ensure_locked().map(|(addr, _)| addr)
+}
+
+/// Unpacks fixture `repo` (e.g. `python`; its `latest` tag) into the bundle directory
+/// `bundle` with `umoci unpack`, as a reference view of the image's root filesystem.
+pub fn unpack_fixture(repo: &str, bundle: &std::path::Path) -> Result<()> {
+    let _lock = lock()?;
+    let (_, fixtures) = ensure_locked()?;
+    let name = format!("msb-test/{repo}");
+    let fixture = fixtures
+        .iter()
+        .find(|f| f.repo == name)
+        .with_context(|| format!("no fixture image {name}"))?;
+    fixture.layout.unpack("latest", bundle)
 }
 
 fn ensure_locked() -> Result<(String, Vec<fixtures::Fixture>)> {
