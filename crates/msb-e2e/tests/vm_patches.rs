@@ -174,3 +174,29 @@ fn an_image_deeper_than_the_virtio_slots_boots_with_its_layers_in_order() {
     assert_eq!(stdout_of(&out), "layer 23\n17\n20-deleted\n");
     sb.assert_no_vm_left();
 }
+
+#[test]
+fn a_disk_image_boots_as_the_root_and_refuses_patches() {
+    if !vm_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let disk = sb.home().join("root.ext4");
+    let made = std::process::Command::new("mke2fs")
+        .args(["-q", "-t", "ext4", "-d"])
+        .arg(&sb.rootfs)
+        .arg(&disk)
+        .arg("64M")
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let disk_arg = disk.to_str().unwrap();
+    let out = run(&sb, &["--rootfs", disk_arg, "--", "sh", "-c", "grep ' / ' /proc/mounts | cut -d' ' -f3; echo kept > /written"]);
+    assert_eq!(stdout_of(&out), "ext4\n");
+    let seen = std::process::Command::new("debugfs").args(["-R", "cat /written"]).arg(&disk).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&seen.stdout), "kept\n", "the guest wrote into the image file");
+    let out = run(&sb, &["--rootfs", disk_arg, "--text", "/x=1", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("patches are not compatible with disk image rootfs"), "{}", stderr(&out));
+    sb.assert_no_vm_left();
+}
