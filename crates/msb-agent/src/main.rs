@@ -7,6 +7,7 @@
 
 mod init;
 mod loopdev;
+mod metrics;
 mod port;
 mod power;
 mod reaper;

@@ -3,7 +3,7 @@
 use crate::port::Port;
 use crate::reaper::Reaper;
 use crate::session::{self, Link};
-use crate::{init, power, spawn};
+use crate::{init, metrics, power, spawn};
 use bytes::BytesMut;
 use msb_protocol::{BootTimings, Frame, FrameCodec, Hello, Message, Ready, CONTROL_SESSION, PROTOCOL_VERSION};
 use std::collections::HashMap;
@@ -121,6 +121,9 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
                         let _ = out.send(Frame::new(frame.id, Message::SpawnFailed(failure))).await;
                     }
                 }
+            }
+            Message::MetricsRequest => {
+                let _ = out.send(Frame::new(frame.id, Message::Metrics(metrics::sample()))).await;
             }
             Message::Shutdown => {
                 power::stop_all_processes(Duration::from_secs(2));

@@ -4,14 +4,13 @@
 //! Output credit is granted back to the agent only as the caller consumes events, so a guest
 //! that floods stdout is held back by the window instead of filling host memory.
 
+use crate::mux::Mux;
 use crate::{
     ExecRequest, ExitStatus, Frame, FrameCodec, GuestConfig, Hello, Message, ProtocolError, Ready, SpawnFailure,
     StreamKind, WindowSize, CONTROL_SESSION, MAX_CHUNK, PROTOCOL_VERSION, STREAM_WINDOW,
 };
 use futures::{SinkExt, StreamExt};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -56,42 +55,49 @@ pub enum ExecEvent {
     SpawnFailed(SpawnFailure),
 }
 
-struct Route {
-    events: mpsc::UnboundedSender<Message>,
-    stdin_credit: Arc<Semaphore>,
-}
-
-type Routes = Arc<Mutex<HashMap<u32, Route>>>;
-
-/// A connection to a guest agent that has completed the handshake.
+/// A connection to a guest agent (directly, or through a sandbox's supervisor) that has
+/// completed the handshake.
 #[derive(Debug)]
 pub struct AgentClient {
-    out: mpsc::Sender<Frame>,
-    routes: Routes,
-    next_id: AtomicU32,
+    mux: Arc<Mux>,
     ready: Ready,
 }
 
-impl std::fmt::Debug for Route {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Route")
-    }
-}
-
 impl AgentClient {
-    /// Performs the handshake on `stream` and starts the routing tasks.
+    /// Performs the agent handshake on `stream` (sending the guest's configuration) and
+    /// starts the routing tasks.
     pub async fn handshake<S>(stream: S, config: GuestConfig) -> Result<Self, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let hello = Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            config,
+        });
+        Self::open(stream, hello).await
+    }
+
+    /// Connects to a sandbox's supervisor on `stream`; with `owner`, the sandbox stops when
+    /// this client goes away.
+    pub async fn connect<S>(stream: S, owner: bool) -> Result<Self, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let connect = Message::Connect {
+            version: PROTOCOL_VERSION,
+            owner,
+        };
+        Self::open(stream, connect).await
+    }
+
+    async fn open<S>(stream: S, first: Message) -> Result<Self, ClientError>
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (rd, wr) = tokio::io::split(stream);
         let mut reader = FramedRead::new(rd, FrameCodec);
         let mut writer = FramedWrite::new(wr, FrameCodec);
-        let hello = Message::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            config,
-        });
-        writer.send(Frame::new(CONTROL_SESSION, hello)).await?;
+        writer.send(Frame::new(CONTROL_SESSION, first)).await?;
         let ready = match reader.next().await.transpose()? {
             Some(Frame {
                 msg: Message::Ready(ready),
@@ -109,16 +115,15 @@ impl AgentClient {
                 agent: ready.version,
             });
         }
-        let (out, out_rx) = mpsc::channel(64);
-        let routes: Routes = Arc::default();
-        tokio::spawn(write_loop(writer, out_rx));
-        tokio::spawn(read_loop(reader, routes.clone()));
         Ok(AgentClient {
-            out,
-            routes,
-            next_id: AtomicU32::new(1),
+            mux: Mux::start(reader, writer),
             ready,
         })
+    }
+
+    /// The connection's multiplexer, for relaying raw sessions.
+    pub fn mux(&self) -> &Arc<Mux> {
+        &self.mux
     }
 
     /// The agent's handshake answer (version, boot timings).
@@ -128,20 +133,11 @@ impl AgentClient {
 
     /// Starts a process in the guest.
     pub async fn exec(&self, req: ExecRequest) -> Result<ExecSession, ClientError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, events) = mpsc::unbounded_channel();
         let stdin_credit = Arc::new(Semaphore::new(STREAM_WINDOW as usize));
-        let route = Route {
-            events: tx,
-            stdin_credit: stdin_credit.clone(),
-        };
-        self.routes
-            .lock()
-            .map_err(|_| ClientError::Disconnected)?
-            .insert(id, route);
+        let (id, events) = self.mux.open(Some(stdin_credit.clone()))?;
         let control = ExecControl {
             id,
-            out: self.out.clone(),
+            out: self.mux.sender(),
             stdin_credit,
         };
         control.send(Message::Exec(req)).await?;
@@ -153,57 +149,20 @@ impl AgentClient {
         })
     }
 
+    /// Sends `msg` on a session of its own and returns the one answer.
+    pub async fn request(&self, msg: Message) -> Result<Message, ClientError> {
+        let (id, mut answers) = self.mux.open(None)?;
+        self.mux.send(id, msg).await?;
+        match answers.recv().await {
+            Some(Message::Error(e)) => Err(ClientError::Rejected(e)),
+            Some(answer) => Ok(answer),
+            None => Err(ClientError::Disconnected),
+        }
+    }
+
     /// Asks the agent to stop all processes, sync and power the VM off.
     pub async fn shutdown(&self) -> Result<(), ClientError> {
-        let frame = Frame::new(CONTROL_SESSION, Message::Shutdown);
-        self.out.send(frame).await.map_err(|_| ClientError::Disconnected)
-    }
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(mut writer: FramedWrite<W, FrameCodec>, mut rx: mpsc::Receiver<Frame>) {
-    while let Some(frame) = rx.recv().await {
-        if let Err(e) = writer.send(frame).await {
-            tracing::debug!("agent channel write failed: {e}");
-            break;
-        }
-    }
-}
-
-async fn read_loop<R: AsyncRead + Unpin>(mut reader: FramedRead<R, FrameCodec>, routes: Routes) {
-    while let Some(next) = reader.next().await {
-        let frame = match next {
-            Ok(frame) => frame,
-            Err(e) => {
-                tracing::warn!("agent channel: {e}");
-                break;
-            }
-        };
-        let Ok(mut map) = routes.lock() else { break };
-        let Some(route) = map.get(&frame.id) else {
-            tracing::debug!("frame for unknown session {}: {:?}", frame.id, frame.msg);
-            continue;
-        };
-        match frame.msg {
-            Message::Credit {
-                stream: StreamKind::Stdin,
-                bytes,
-            } => {
-                route.stdin_credit.add_permits(bytes as usize);
-            }
-            msg => {
-                let last = matches!(msg, Message::Exited(_) | Message::SpawnFailed(_) | Message::Error(_));
-                let _ = route.events.send(msg);
-                if last {
-                    map.remove(&frame.id);
-                }
-            }
-        }
-    }
-    // Dropping the routes closes every session's event channel: they see Disconnected.
-    if let Ok(mut map) = routes.lock() {
-        for (_, route) in map.drain() {
-            route.stdin_credit.close();
-        }
+        self.mux.send(CONTROL_SESSION, Message::Shutdown).await
     }
 }
 

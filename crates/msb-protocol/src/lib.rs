@@ -9,6 +9,7 @@
 pub mod client;
 pub mod codec;
 pub mod message;
+pub mod mux;
 
 pub use codec::{Frame, FrameCodec, ProtocolError};
 pub use message::*;

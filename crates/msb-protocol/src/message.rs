@@ -44,6 +44,94 @@ pub enum Message {
     Shutdown,
     /// Agent → host: a request could not be served.
     Error(String),
+    /// Client → supervisor: the first message of a client connection. With `owner`, the
+    /// sandbox stops (and an ephemeral one is removed) when this connection closes.
+    Connect {
+        /// The client's protocol version.
+        version: u32,
+        /// Whether the sandbox lives only as long as this connection.
+        owner: bool,
+    },
+    /// Host → agent: measure resource use; answered with `Metrics` on the same session.
+    MetricsRequest,
+    /// Agent → host: resource use inside the guest; the session is over.
+    Metrics(GuestMetrics),
+    /// Client → supervisor: act on the sandbox; answered with `Done`, `SandboxMetrics` or
+    /// `Error` on the same session.
+    Control(Control),
+    /// Supervisor → client: the control request was carried out; the session is over.
+    Done,
+    /// Supervisor → client: the sandbox's resource use; the session is over.
+    SandboxMetrics(SandboxMetrics),
+}
+
+impl Message {
+    /// Whether this message is the last one of its session.
+    pub fn ends_session(&self) -> bool {
+        matches!(
+            self,
+            Message::Exited(_)
+                | Message::SpawnFailed(_)
+                | Message::Error(_)
+                | Message::Metrics(_)
+                | Message::Done
+                | Message::SandboxMetrics(_)
+        )
+    }
+}
+
+/// What a client asks of a sandbox's supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    /// Stop gracefully: the guest syncs and powers off; after `grace_ms` the VM is killed.
+    Stop {
+        /// How long the guest may take, in milliseconds.
+        grace_ms: u32,
+    },
+    /// Kill the VM at once.
+    Kill,
+    /// Measure resource use (guest and host side).
+    Metrics,
+}
+
+/// Counters read inside the guest at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestMetrics {
+    /// CPU time spent busy, in clock ticks, all CPUs together (`/proc/stat`).
+    pub cpu_busy_ticks: u64,
+    /// CPU time in total, in clock ticks, all CPUs together.
+    pub cpu_total_ticks: u64,
+    /// Guest RAM the kernel manages, bytes.
+    pub memory_total: u64,
+    /// Guest RAM available to programs, bytes.
+    pub memory_available: u64,
+    /// Size of the root filesystem (an image root: its writable layer), bytes.
+    pub disk_total: u64,
+    /// Bytes used on it.
+    pub disk_used: u64,
+    /// Bytes received on network interfaces other than loopback.
+    pub net_rx: u64,
+    /// Bytes sent on network interfaces other than loopback.
+    pub net_tx: u64,
+    /// Time since the guest kernel started, milliseconds.
+    pub uptime_ms: u64,
+}
+
+/// A sandbox's resource use, measured by its supervisor over a short window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxMetrics {
+    /// The guest's counters at the end of the window.
+    pub guest: GuestMetrics,
+    /// Guest CPU use over the window, in tenths of a percent of one CPU.
+    pub guest_cpu_permille: u32,
+    /// Resident memory of the host processes (VMM and helpers), bytes.
+    pub host_rss: u64,
+    /// Host CPU use of those processes over the window, in tenths of a percent of one CPU.
+    pub host_cpu_permille: u32,
+    /// Guest RAM configured, bytes.
+    pub memory_limit: u64,
+    /// Time since the sandbox started, milliseconds.
+    pub uptime_ms: u64,
 }
 
 /// The handshake's opening: protocol version and how the guest should set itself up.

@@ -144,6 +144,22 @@ pub enum StoreError {
         /// The sandbox.
         name: String,
     },
+
+    /// An image cannot be removed while sandboxes were created from it.
+    #[error("image '{reference}' is used by sandbox(es) {}: remove them first, or force (their layers stay until they are gone)", sandboxes.join(", "))]
+    ImageInUse {
+        /// The image.
+        reference: String,
+        /// The sandboxes using it.
+        sandboxes: Vec<String>,
+    },
+
+    /// No manifest with this digest is stored.
+    #[error("manifest {digest} is not in the local store: pull the image again")]
+    ManifestNotFound {
+        /// The digest.
+        digest: String,
+    },
 }
 
 /// True for SQLite's "database is busy/locked", which a later try may get past.

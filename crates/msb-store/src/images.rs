@@ -134,10 +134,20 @@ impl Store {
 
     /// Removes `reference`; returns the layers that no manifest uses any more.
     ///
-    /// The manifest goes too once no reference points at it. The returned layers' rows stay
+    /// The manifest goes too once no reference points at it and no sandbox pins it. While
+    /// sandboxes pin it, removal is refused unless `force`. The returned layers' rows stay
     /// until [`Store::delete_layer`], so the caller deletes their files first.
-    pub fn remove_image(&self, reference: &str) -> Result<Vec<LayerRecord>, StoreError> {
+    pub fn remove_image(&self, reference: &str, force: bool) -> Result<Vec<LayerRecord>, StoreError> {
         self.write(&format!("remove image '{reference}'"), |tx| {
+            if !force {
+                let users = self.pinning_sandboxes(tx, reference)?;
+                if !users.is_empty() {
+                    return Err(StoreError::ImageInUse {
+                        reference: reference.to_string(),
+                        sandboxes: users,
+                    });
+                }
+            }
             let manifest_id: i64 = tx
                 .query_row(
                     "DELETE FROM image_ref WHERE reference = ?1 RETURNING manifest_id",
@@ -151,6 +161,57 @@ impl Store {
                 })?;
             self.drop_manifest_if_unused(tx, manifest_id)
         })
+    }
+
+    /// The layers of the manifest `digest`, bottom first.
+    pub fn manifest_layers(&self, digest: &str) -> Result<Vec<LayerRecord>, StoreError> {
+        self.read(&format!("read manifest {digest}"), |tx| {
+            let id: i64 = tx
+                .query_row("SELECT id FROM manifest WHERE digest = ?1", [digest], |row| row.get(0))
+                .optional()
+                .map_err(self.db_err("read the manifest"))?
+                .ok_or_else(|| StoreError::ManifestNotFound {
+                    digest: digest.to_string(),
+                })?;
+            self.layers_of(tx, id)
+        })
+    }
+
+    /// Deletes manifests that no reference names and no sandbox pins; returns the layers
+    /// they orphaned.
+    pub fn drop_unused_manifests(&self) -> Result<Vec<LayerRecord>, StoreError> {
+        self.write("drop unused manifests", |tx| {
+            let ids: Vec<i64> = {
+                let mut stmt = tx
+                    .prepare("SELECT id FROM manifest WHERE NOT EXISTS (SELECT 1 FROM image_ref r WHERE r.manifest_id = manifest.id)")
+                    .map_err(self.db_err("list unreferenced manifests"))?;
+                let rows = stmt
+                    .query_map([], |row| row.get(0))
+                    .map_err(self.db_err("list unreferenced manifests"))?;
+                rows.collect::<Result<_, _>>()
+                    .map_err(self.db_err("list unreferenced manifests"))?
+            };
+            let mut orphaned = Vec::new();
+            for id in ids {
+                orphaned.extend(self.drop_manifest_if_unused(tx, id)?);
+            }
+            Ok(orphaned)
+        })
+    }
+
+    /// Sandboxes pinning the manifest that `reference` names.
+    fn pinning_sandboxes(&self, tx: &Transaction<'_>, reference: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = tx
+            .prepare(
+                "SELECT s.name FROM sandbox s JOIN manifest m ON m.digest = s.manifest_digest
+                 JOIN image_ref r ON r.manifest_id = m.id WHERE r.reference = ?1 ORDER BY s.name",
+            )
+            .map_err(self.db_err("list the sandboxes using the image"))?;
+        let rows = stmt
+            .query_map([reference], |row| row.get(0))
+            .map_err(self.db_err("list the sandboxes using the image"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.db_err("list the sandboxes using the image"))
     }
 
     /// Layers that no manifest uses: left over by [`Store::remove_image`] or a re-pull.
@@ -262,21 +323,7 @@ impl Store {
         };
         let config: ImageConfig = serde_json::from_str(&config_json)
             .map_err(|e| self.bad_row(format!("the config of manifest {manifest_digest} is unreadable: {e}")))?;
-        let raw: Vec<RawLayer> = {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT l.diff_id, ml.blob_digest, ml.media_type, ml.compressed_size, l.erofs_size
-                     FROM manifest_layer ml JOIN layer l ON l.id = ml.layer_id
-                     WHERE ml.manifest_id = ?1 ORDER BY ml.position",
-                )
-                .map_err(self.db_err("read the image's layers"))?;
-            let rows = stmt
-                .query_map([manifest_id], raw_layer)
-                .map_err(self.db_err("read the image's layers"))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(self.db_err("read the image's layers"))?
-        };
-        let layers = raw.into_iter().map(|r| self.layer(r)).collect::<Result<_, _>>()?;
+        let layers = self.layers_of(tx, manifest_id)?;
         Ok(Some(ImageRecord {
             reference: reference.to_string(),
             manifest_digest,
@@ -292,11 +339,33 @@ impl Store {
         }))
     }
 
-    /// Deletes manifest `id` unless a reference still uses it; returns the layers it orphaned.
+    /// The layers of manifest `id`, bottom first.
+    fn layers_of(&self, tx: &Transaction<'_>, manifest_id: i64) -> Result<Vec<LayerRecord>, StoreError> {
+        let raw: Vec<RawLayer> = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT l.diff_id, ml.blob_digest, ml.media_type, ml.compressed_size, l.erofs_size
+                     FROM manifest_layer ml JOIN layer l ON l.id = ml.layer_id
+                     WHERE ml.manifest_id = ?1 ORDER BY ml.position",
+                )
+                .map_err(self.db_err("read the image's layers"))?;
+            let rows = stmt
+                .query_map([manifest_id], raw_layer)
+                .map_err(self.db_err("read the image's layers"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(self.db_err("read the image's layers"))?
+        };
+        raw.into_iter().map(|r| self.layer(r)).collect()
+    }
+
+    /// Deletes manifest `id` unless a reference still names it or a sandbox pins it; returns
+    /// the layers it orphaned.
     fn drop_manifest_if_unused(&self, tx: &Transaction<'_>, id: i64) -> Result<Vec<LayerRecord>, StoreError> {
         let used: bool = tx
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM image_ref WHERE manifest_id = ?1)",
+                "SELECT EXISTS (SELECT 1 FROM image_ref WHERE manifest_id = ?1)
+                     OR EXISTS (SELECT 1 FROM sandbox s JOIN manifest m ON m.digest = s.manifest_digest
+                                WHERE m.id = ?1)",
                 [id],
                 |row| row.get(0),
             )

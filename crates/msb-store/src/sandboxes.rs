@@ -145,6 +145,28 @@ impl Store {
         })
     }
 
+    /// Replaces the spec of `name` and pins it to the manifest it boots from (an image's
+    /// layers stay while a sandbox pins them).
+    pub fn set_sandbox_spec(&self, name: &str, spec_json: &str, manifest_digest: Option<&str>) -> Result<(), StoreError> {
+        serde_json::from_str::<serde_json::Value>(spec_json).map_err(|source| StoreError::InvalidSpec {
+            name: name.to_string(),
+            source,
+        })?;
+        let now = crate::now();
+        self.write(&format!("update sandbox '{name}'"), |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE sandbox SET spec = ?2, manifest_digest = ?3, updated_at = ?4 WHERE name = ?1",
+                    (name, spec_json, manifest_digest, now),
+                )
+                .map_err(self.db_err("update the sandbox spec"))?;
+            if n == 0 {
+                return Err(StoreError::SandboxNotFound { name: name.to_string() });
+            }
+            Ok(())
+        })
+    }
+
     /// The sandbox called `name`, if any.
     pub fn get_sandbox(&self, name: &str) -> Result<Option<SandboxRecord>, StoreError> {
         self.read(&format!("read sandbox '{name}'"), |tx| {

@@ -21,10 +21,16 @@ struct Migration {
 }
 
 /// All migrations, oldest first; versions are 1, 2, 3… in order.
-const MIGRATIONS: &[Migration] = &[Migration { version: 1, sql: V1 }];
+const MIGRATIONS: &[Migration] = &[Migration { version: 1, sql: V1 }, Migration { version: 2, sql: V2 }];
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Sandboxes pin the manifest they were created from: its layers stay while they exist.
+const V2: &str = r#"
+ALTER TABLE sandbox ADD COLUMN manifest_digest TEXT;
+CREATE INDEX sandbox_manifest ON sandbox(manifest_digest);
+"#;
 
 /// Images, layers and sandboxes.
 ///

@@ -57,7 +57,7 @@ fn worker(id: &str, paths: &Paths) {
         if k % 2 == 1 {
             assert!(store.remove_sandbox(&name).unwrap(), "{id}: remove {name}");
             let orphans = store
-                .remove_image(&img.reference)
+                .remove_image(&img.reference, false)
                 .unwrap_or_else(|e| panic!("{id}: remove image: {e}"));
             let own = layer(&format!("own-{id}-{k}"));
             assert!(orphans.contains(&own), "{id}: its own layer is orphaned");

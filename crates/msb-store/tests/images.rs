@@ -54,7 +54,7 @@ fn a_layer_may_repeat_within_one_manifest() {
     let listed = store.list_images().unwrap();
     let distinct: u64 = ["base", "empty", "app"].iter().map(|l| layer(l).erofs_size).sum();
     assert_eq!(listed[0].1, distinct, "a repeated layer is counted once");
-    let orphans = store.remove_image("empty-layers").unwrap();
+    let orphans = store.remove_image("empty-layers", false).unwrap();
     assert_eq!(
         diff_ids(&orphans),
         diff_ids(&[layer("base"), layer("empty"), layer("app")])
@@ -78,7 +78,7 @@ fn images_sharing_layers_list_and_remove_correctly() {
     assert_eq!(listed[0], (new.clone(), size));
 
     // Only the layer that alpine:3.19 alone used comes back.
-    let orphans = store.remove_image("alpine:3.19").unwrap();
+    let orphans = store.remove_image("alpine:3.19", false).unwrap();
     assert_eq!(orphans, vec![layer("a19")]);
     assert_eq!(store.get_image("alpine:3.19").unwrap(), None);
     assert_eq!(store.get_image("alpine:3.20").unwrap(), Some(new));
@@ -92,7 +92,7 @@ fn images_sharing_layers_list_and_remove_correctly() {
     assert!(!store.delete_layer(&layer("a19").diff_id).unwrap());
     assert!(store.orphan_layers().unwrap().is_empty());
 
-    let orphans = store.remove_image("alpine:3.20").unwrap();
+    let orphans = store.remove_image("alpine:3.20", false).unwrap();
     assert_eq!(
         orphans,
         vec![layer("base"), layer("musl"), layer("a20")],
@@ -100,7 +100,7 @@ fn images_sharing_layers_list_and_remove_correctly() {
     );
     assert_eq!(counts(&paths), [0, 0, 3, 0]);
     assert!(matches!(
-        store.remove_image("alpine:3.20"),
+        store.remove_image("alpine:3.20", false),
         Err(StoreError::ImageNotFound { reference }) if reference == "alpine:3.20"
     ));
     assert_consistent(&paths);
@@ -114,9 +114,9 @@ fn two_references_to_one_manifest_keep_it_until_both_are_gone() {
     store.put_image(&a).unwrap();
     store.put_image(&b).unwrap();
     assert_eq!(counts(&paths), [2, 1, 1, 1]);
-    assert!(store.remove_image("busybox").unwrap().is_empty());
+    assert!(store.remove_image("busybox", false).unwrap().is_empty());
     assert_eq!(store.get_image("busybox:latest").unwrap(), Some(b));
-    assert_eq!(store.remove_image("busybox:latest").unwrap(), vec![layer("bb")]);
+    assert_eq!(store.remove_image("busybox:latest", false).unwrap(), vec![layer("bb")]);
     assert_eq!(counts(&paths), [0, 0, 1, 0]);
 }
 
@@ -208,4 +208,37 @@ fn images_survive_reopening() {
     drop(store);
     let store = Store::open(&paths).unwrap();
     assert_eq!(store.get_image("persist").unwrap(), Some(img));
+}
+
+#[test]
+fn sandboxes_pin_their_manifest_and_its_layers() {
+    let (_dir, paths, store) = common::store();
+    let img = image("app:1", "app", &["base", "app"], 5);
+    store.put_image(&img).unwrap();
+    store.insert_sandbox("web", "{}").unwrap();
+    store
+        .set_sandbox_spec("web", "{\"pinned\":true}", Some(&img.manifest_digest))
+        .unwrap();
+    match store.remove_image("app:1", false) {
+        Err(StoreError::ImageInUse { sandboxes, .. }) => assert_eq!(sandboxes, ["web"]),
+        other => panic!("{other:?}"),
+    }
+    assert!(store.get_image("app:1").unwrap().is_some(), "a refused removal changes nothing");
+    // Forced: the reference goes, the pinned manifest and its layers stay for the sandbox.
+    assert!(store.remove_image("app:1", true).unwrap().is_empty());
+    assert!(store.get_image("app:1").unwrap().is_none());
+    assert_eq!(store.manifest_layers(&img.manifest_digest).unwrap(), img.layers);
+    assert!(store.drop_unused_manifests().unwrap().is_empty());
+    assert!(store.remove_sandbox("web").unwrap());
+    let orphans = store.drop_unused_manifests().unwrap();
+    assert_eq!(diff_ids(&orphans), diff_ids(&img.layers));
+    assert!(matches!(
+        store.manifest_layers(&img.manifest_digest),
+        Err(StoreError::ManifestNotFound { .. })
+    ));
+    assert!(matches!(
+        store.set_sandbox_spec("gone", "{}", None),
+        Err(StoreError::SandboxNotFound { .. })
+    ));
+    assert_consistent(&paths);
 }
