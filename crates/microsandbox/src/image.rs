@@ -74,20 +74,22 @@ pub fn inspect(paths: &Paths, reference: &str) -> MicrosandboxResult<ImageRecord
         .ok_or_else(|| MicrosandboxError::ImageNotFound(canonical))
 }
 
-/// Removes an image; layers no other image uses are deleted from disk.
-pub fn remove(paths: &Paths, reference: &str) -> MicrosandboxResult<usize> {
+/// Removes an image; layers no other image uses are deleted from disk. Refused while
+/// sandboxes were created from it, unless `force` (their layers then stay until they go).
+pub fn remove(paths: &Paths, reference: &str, force: bool) -> MicrosandboxResult<usize> {
     let canonical = canonical(reference)?;
     let store = Store::open(paths)?;
     if store.get_image(&canonical)?.is_none() {
         return Err(MicrosandboxError::ImageNotFound(canonical));
     }
-    let orphans = store.remove_image(&canonical)?;
+    let orphans = store.remove_image(&canonical, force)?;
     delete_layers(paths, &store, orphans.iter().map(|l| l.diff_id.as_str()))
 }
 
-/// Deletes layers no image references; returns how many.
+/// Deletes layers no image references and no sandbox pins; returns how many.
 pub fn prune(paths: &Paths) -> MicrosandboxResult<usize> {
     let store = Store::open(paths)?;
+    store.drop_unused_manifests()?;
     let orphans = store.orphan_layers()?;
     delete_layers(paths, &store, orphans.iter().map(|l| l.diff_id.as_str()))
 }

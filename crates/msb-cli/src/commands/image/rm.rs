@@ -8,13 +8,16 @@ pub struct RmArgs {
     /// Image references.
     #[arg(required = true)]
     references: Vec<String>,
+    /// Remove the reference even if sandboxes use the image (their layers stay until they go).
+    #[arg(short, long)]
+    force: bool,
 }
 
 /// Removes each image; fails (exit 1) if any could not be removed.
 pub fn run(paths: &Paths, args: RmArgs) -> anyhow::Result<i32> {
     let mut failed = false;
     for reference in &args.references {
-        match image::remove(paths, reference) {
+        match image::remove(paths, reference, args.force) {
             Ok(layers) => println!("Removed {reference} ({layers} unused layer(s) deleted)"),
             Err(e) => {
                 eprintln!("msb: error: {e}");
