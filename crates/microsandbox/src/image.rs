@@ -61,6 +61,24 @@ pub async fn pull(
     Ok(record)
 }
 
+/// The record of `reference`, pulled first (reporting to `progress`) when it is not in the
+/// local store.
+pub async fn ensure_with(
+    paths: &Paths,
+    reference: &str,
+    progress: &(dyn Fn(LayerEvent) + Send + Sync),
+) -> MicrosandboxResult<ImageRecord> {
+    match inspect(paths, reference) {
+        Err(MicrosandboxError::ImageNotFound(_)) => pull(paths, reference, &PullSettings::default(), progress).await,
+        other => other,
+    }
+}
+
+/// The record of `reference`, pulled quietly first when it is not in the local store.
+pub async fn ensure(paths: &Paths, reference: &str) -> MicrosandboxResult<ImageRecord> {
+    ensure_with(paths, reference, &|_| {}).await
+}
+
 /// All images with their on-disk size, newest first.
 pub fn list(paths: &Paths) -> MicrosandboxResult<Vec<(ImageRecord, u64)>> {
     Ok(Store::open(paths)?.list_images()?)

@@ -1,22 +1,62 @@
 //! microsandbox: run untrusted code in hardware-isolated microVMs with container ergonomics.
 //!
-//! This release boots a VM from a host directory and runs processes in it; named, managed
-//! sandboxes and OCI images build on [`vm::BootedVm`].
+//! ```no_run
+//! use microsandbox::Sandbox;
+//!
+//! # async fn demo() -> microsandbox::MicrosandboxResult<()> {
+//! let sb = Sandbox::builder("worker")
+//!     .image("python")
+//!     .memory(1024)
+//!     .patch(|p| p.text("/app/hello.py", "print('hello')", None, false))
+//!     .create()
+//!     .await?;
+//! let out = sb.exec("python3", ["/app/hello.py"]).await?;
+//! assert_eq!(out.stdout_text(), "hello\n");
+//! sb.stop().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Each sandbox is a VM with its own kernel, run by a supervisor process of its own (the
+//! `msb` binary, found as `$MSB_BIN`, `$MSB_HOME/bin/msb` or on the `PATH`); a [`Sandbox`]
+//! is a connection to that supervisor. State lives under `$MSB_HOME` (default
+//! `~/.microsandbox`); [`Microsandbox::at`] picks another place.
 
-pub mod command;
+mod attach;
+mod builder;
 mod error;
+mod exec;
 pub mod image;
+mod info;
+mod lifecycle;
 pub mod registry;
-mod rootfs;
-pub mod vm;
+mod sandbox;
+mod terminal;
 
+pub use builder::{PatchBuilder, SandboxBuilder};
 pub use error::MicrosandboxError;
-pub use msb_protocol::client::{ExecControl, ExecEvent, ExecSession};
-pub use msb_protocol::{BootTimings, ExecRequest, ExitStatus, SpawnErrorKind, WindowSize};
+pub use exec::{ExecHandle, ExecOutput, ExecSink, ExecStatus};
+pub use info::{SandboxInfo, SandboxMetrics};
+pub use msb_protocol::client::ExecEvent;
+pub use msb_protocol::{SpawnErrorKind, SpawnFailure, WindowSize};
+pub use msb_store::SandboxState;
+pub use msb_supervisor::command::ExecOptions;
 pub use msb_types::{
     parse_env, DiskImageFormat, ImageRecord, Patch, Paths, Platform, Resources, RootSpec, SandboxSpec,
     DEFAULT_UPPER_SIZE_MIB,
 };
+pub use sandbox::{Microsandbox, Sandbox};
+pub use terminal::terminal_size;
 
 /// Result with [`MicrosandboxError`].
 pub type MicrosandboxResult<T> = Result<T, MicrosandboxError>;
+
+/// A fresh sandbox name, `msb-` and eight hex digits.
+pub fn generate_name() -> MicrosandboxResult<String> {
+    let mut buf = [0u8; 4];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").map_err(MicrosandboxError::io("opening /dev/urandom"))?,
+        &mut buf,
+    )
+    .map_err(MicrosandboxError::io("reading /dev/urandom"))?;
+    Ok(format!("msb-{:08x}", u32::from_ne_bytes(buf)))
+}

@@ -53,9 +53,9 @@ fn meminfo_kib(meminfo: &str, key: &str) -> u64 {
 fn disk(path: &str) -> (u64, u64) {
     match nix::sys::statvfs::statvfs(path) {
         Ok(s) => {
-            let frag = s.fragment_size() as u64;
-            let total = s.blocks() as u64 * frag;
-            (total, total.saturating_sub(s.blocks_free() as u64 * frag))
+            let frag = s.fragment_size();
+            let total = s.blocks() * frag;
+            (total, total.saturating_sub(s.blocks_free() * frag))
         }
         Err(_) => (0, 0),
     }
@@ -66,7 +66,9 @@ fn network(dev: &str) -> (u64, u64) {
     let mut rx = 0;
     let mut tx = 0;
     for line in dev.lines().skip(2) {
-        let Some((name, counters)) = line.split_once(':') else { continue };
+        let Some((name, counters)) = line.split_once(':') else {
+            continue;
+        };
         if name.trim() == "lo" {
             continue;
         }
@@ -85,7 +87,10 @@ mod tests {
     fn proc_files_parse() {
         let stat = "cpu  100 5 50 800 20 1 2 0 0 0\ncpu0 1 2 3 4\n";
         assert_eq!(cpu_ticks(stat), (158, 978));
-        assert_eq!(meminfo_kib("MemTotal:  1000 kB\nMemAvailable:   600 kB\n", "MemAvailable:"), 600);
+        assert_eq!(
+            meminfo_kib("MemTotal:  1000 kB\nMemAvailable:   600 kB\n", "MemAvailable:"),
+            600
+        );
         let dev = "Inter-|   Receive\n face |bytes packets\n    lo: 500 5 0 0 0 0 0 0 500 5 0 0 0 0 0 0\n  eth0: 1000 10 0 0 0 0 0 0 2000 20 0 0 0 0 0 0\n";
         assert_eq!(network(dev), (1000, 2000));
         assert_eq!(cpu_ticks(""), (0, 0));

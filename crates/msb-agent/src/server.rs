@@ -123,7 +123,9 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
                 }
             }
             Message::MetricsRequest => {
-                let _ = out.send(Frame::new(frame.id, Message::Metrics(metrics::sample()))).await;
+                let _ = out
+                    .send(Frame::new(frame.id, Message::Metrics(metrics::sample())))
+                    .await;
             }
             Message::Shutdown => {
                 power::stop_all_processes(Duration::from_secs(2));

@@ -1,10 +1,10 @@
 //! `msb`: run untrusted code in hardware-isolated microVMs.
 
 mod commands;
+mod output;
 mod patch_args;
 mod progress;
-mod session_io;
-mod terminal;
+mod sandbox_args;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -21,8 +21,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Boot a microVM and run a command in it.
+    /// Run a command in a new sandbox (or a named existing one).
     Run(Box<commands::run::RunArgs>),
+    /// Create a sandbox and start it in the background.
+    Create(Box<commands::create::CreateArgs>),
+    /// Start stopped sandboxes in the background.
+    Start(commands::start::StartArgs),
+    /// Stop sandboxes gracefully.
+    Stop(commands::stop::StopArgs),
+    /// Kill sandboxes' VMs at once.
+    Kill(commands::kill::KillArgs),
+    /// Remove sandboxes.
+    Rm(commands::rm::RmArgs),
+    /// List sandboxes (running ones unless -a).
+    #[command(visible_alias = "ps")]
+    Ls(commands::ls::LsArgs),
+    /// Show a sandbox's spec, state, processes and files as JSON.
+    Inspect(commands::inspect::InspectArgs),
+    /// Show a sandbox's logs.
+    Logs(commands::logs::LogsArgs),
+    /// Run a command in a running sandbox.
+    Exec(commands::exec::ExecArgs),
+    /// Open a shell in a running sandbox.
+    Shell(commands::shell::ShellArgs),
+    /// Show a running sandbox's resource use.
+    Metrics(commands::metrics::MetricsArgs),
     /// Pull an image from a registry.
     Pull(commands::pull::PullArgs),
     /// Manage local images.
@@ -31,6 +54,15 @@ enum Command {
     /// Manage registry credentials.
     #[command(subcommand)]
     Registry(commands::registry::RegistryCommand),
+    /// Supervise a sandbox (started by msb itself, detached).
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        /// The sandbox.
+        name: String,
+        /// It belongs to whoever started it.
+        #[arg(long)]
+        owned: bool,
+    },
 }
 
 fn main() {
@@ -41,6 +73,13 @@ fn main() {
         .init();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Supervise { .. } = &cli.command {
+        // Before any thread exists: the supervisor forks away from whoever started it.
+        if let Err(e) = msb_supervisor::detach() {
+            eprintln!("msb: error: detaching the supervisor: {e}");
+            std::process::exit(EXIT_MSB_ERROR);
+        }
+    }
     // One thread: helper processes get PR_SET_PDEATHSIG from the thread that spawns them,
     // and the main thread lives exactly as long as msb.
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -50,11 +89,24 @@ fn main() {
             std::process::exit(EXIT_MSB_ERROR);
         }
     };
+    let empty = clap::ArgMatches::default();
+    let sub = |verb: &str| matches.subcommand_matches(verb).unwrap_or(&empty);
     let result = rt.block_on(async {
         match cli.command {
-            Command::Run(args) => {
-                let run_matches = matches.subcommand_matches("run").cloned().unwrap_or_default();
-                commands::run::run(*args, &run_matches).await
+            Command::Run(args) => commands::run::run(*args, sub("run")).await,
+            Command::Create(args) => commands::create::run(*args, sub("create")).await,
+            Command::Start(args) => commands::start::run(args).await,
+            Command::Stop(args) => commands::stop::run(args).await,
+            Command::Kill(args) => commands::kill::run(args).await,
+            Command::Rm(args) => commands::rm::run(args).await,
+            Command::Ls(args) => commands::ls::run(args).await,
+            Command::Inspect(args) => commands::inspect::run(args).await,
+            Command::Logs(args) => commands::logs::run(args).await,
+            Command::Exec(args) => commands::exec::run(args).await,
+            Command::Shell(args) => commands::shell::run(args).await,
+            Command::Metrics(args) => commands::metrics::run(args).await,
+            Command::Supervise { name, owned } => {
+                Ok(msb_supervisor::supervise(microsandbox::Paths::from_env(), &name, owned).await)
             }
             Command::Pull(args) => commands::pull::run(args).await,
             Command::Image(cmd) => commands::image::run(cmd),

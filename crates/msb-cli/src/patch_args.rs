@@ -1,4 +1,4 @@
-//! Rootfs patches from the command line: `--text`, `--file`, `--mkdir`, `--rm`,
+//! Rootfs patches from the command line: `--text`, `--file`, `--mkdir`, `--delete`,
 //! `--symlink`, `--append`, applied in the order they are given (whichever flag).
 //! Unlike the SDK's default, patches from these flags overwrite existing paths, as
 //! `docker cp` does.
@@ -22,7 +22,7 @@ pub struct PatchArgs {
     mkdir: Vec<String>,
     /// Remove a path (recursively) before boot.
     #[arg(long, value_name = "GUEST")]
-    rm: Vec<String>,
+    delete: Vec<String>,
     /// Create a symlink before boot: TARGET:LINK (LINK absolute).
     #[arg(long, value_name = "TARGET:LINK")]
     symlink: Vec<String>,
@@ -31,7 +31,7 @@ pub struct PatchArgs {
     append: Vec<String>,
 }
 
-const FLAGS: [&str; 6] = ["text", "file", "mkdir", "rm", "symlink", "append"];
+const FLAGS: [&str; 6] = ["text", "file", "mkdir", "delete", "symlink", "append"];
 
 /// The patches given on the command line, in command-line order.
 pub fn patches(matches: &ArgMatches) -> Result<Vec<Patch>> {
@@ -68,7 +68,7 @@ fn parse(flag: &str, value: &str) -> Result<Patch> {
             let (path, content) = assignment()?;
             Patch::append(path, content)
         }
-        "rm" => Patch::remove(value),
+        "delete" => Patch::remove(value),
         "mkdir" => {
             let (path, mode) = split_mode(value)?;
             let patch = Patch::mkdir(path);
@@ -165,7 +165,7 @@ mod tests {
         let file_arg = format!("{}:/app/f:0755", host.display());
         let dir_arg = format!("{}:/app/d", dir.path().display());
         let got = parse_all(&[
-            "--rm",
+            "--delete",
             "/etc/motd",
             "--text",
             "/etc/app.conf=a=b",
@@ -210,7 +210,7 @@ mod tests {
         for (args, fragment) in [
             (vec!["--text", "no-equals"], "GUEST=CONTENT"),
             (vec!["--text", "relative=x"], "must be absolute"),
-            (vec!["--rm", "/a/../b"], "'..'"),
+            (vec!["--delete", "/a/../b"], "'..'"),
             (vec!["--mkdir", "/d:999"], "not octal"),
             (vec!["--symlink", "target-only"], "TARGET:LINK"),
             (vec!["--file", "/nonexistent/x:/y"], "/nonexistent/x"),

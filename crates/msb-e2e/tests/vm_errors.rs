@@ -23,11 +23,19 @@ fn missing_or_wrong_rootfs_is_named() {
     let mut cmd = sb.msb();
     cmd.args(["run", "--rootfs", "/nonexistent/dir", "--", "true"]);
     assert_error(cmd, 125, "rootfs /nonexistent/dir does not exist");
-    let file = sb.home().join("file");
-    std::fs::write(&file, "x").expect("write");
+    // A file is a disk image; one without a filesystem is refused by the guest, and the
+    // half-made sandbox is gone again.
+    let file = sb.home().join("file.img");
+    std::fs::write(&file, vec![0u8; 1 << 20]).expect("write");
     let mut cmd = sb.msb();
     cmd.arg("run").arg("--rootfs").arg(&file).args(["--", "true"]);
-    assert_error(cmd, 125, "is not a directory");
+    if vm_available() {
+        assert_error(cmd, 125, "no filesystem on the root disk");
+        let left = std::fs::read_dir(sb.home().join("sandboxes"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(left, 0, "a sandbox that failed to start is not kept");
+    }
 }
 
 #[test]

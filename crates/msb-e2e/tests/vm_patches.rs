@@ -36,7 +36,7 @@ fn patches_shape_an_image_root_before_boot() {
     let out = run(
         &sb,
         &[
-            "--rm",
+            "--delete",
             "/tricky/lower-only.txt",
             "--append",
             "/tricky/del/stays.txt=appended\n",
@@ -88,7 +88,7 @@ fn bad_patches_fail_before_boot_and_leave_nothing_behind() {
     let image = format!("{addr}/msb-test/tricky");
     for (flags, fragment) in [
         (vec!["--text", "etc/x=1"], "must be absolute"),
-        (vec!["--rm", "/tricky/../../etc"], "'..'"),
+        (vec!["--delete", "/tricky/../../etc"], "'..'"),
         (
             vec!["--mkdir", "/tricky/lower-only.txt"],
             "path exists and is not a directory (regular file)",
@@ -191,12 +191,34 @@ fn a_disk_image_boots_as_the_root_and_refuses_patches() {
         .unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let disk_arg = disk.to_str().unwrap();
-    let out = run(&sb, &["--rootfs", disk_arg, "--", "sh", "-c", "grep ' / ' /proc/mounts | cut -d' ' -f3; echo kept > /written"]);
+    let out = run(
+        &sb,
+        &[
+            "--rootfs",
+            disk_arg,
+            "--",
+            "sh",
+            "-c",
+            "grep ' / ' /proc/mounts | cut -d' ' -f3; echo kept > /written",
+        ],
+    );
     assert_eq!(stdout_of(&out), "ext4\n");
-    let seen = std::process::Command::new("debugfs").args(["-R", "cat /written"]).arg(&disk).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&seen.stdout), "kept\n", "the guest wrote into the image file");
+    let seen = std::process::Command::new("debugfs")
+        .args(["-R", "cat /written"])
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&seen.stdout),
+        "kept\n",
+        "the guest wrote into the image file"
+    );
     let out = run(&sb, &["--rootfs", disk_arg, "--text", "/x=1", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("patches are not compatible with disk image rootfs"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("patches are not compatible with disk image rootfs"),
+        "{}",
+        stderr(&out)
+    );
     sb.assert_no_vm_left();
 }

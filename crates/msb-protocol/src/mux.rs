@@ -56,7 +56,10 @@ impl Mux {
     }
 
     /// Opens a new session: a fresh id and the channel its incoming messages arrive on.
-    pub fn open(&self, stdin_credit: Option<Arc<Semaphore>>) -> Result<(u32, mpsc::UnboundedReceiver<Message>), ClientError> {
+    pub fn open(
+        &self,
+        stdin_credit: Option<Arc<Semaphore>>,
+    ) -> Result<(u32, mpsc::UnboundedReceiver<Message>), ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (events, rx) = mpsc::unbounded_channel();
         let route = Route { events, stdin_credit };
@@ -91,9 +94,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: FramedWrite<W, FrameCodec
     while let Some(frame) = rx.recv().await {
         if let Err(e) = writer.send(frame).await {
             tracing::debug!("channel write failed: {e}");
-            break;
+            return;
         }
     }
+    // Every sender is gone: tell the peer we are done (it reads end of file) even while
+    // the read half lives on in the reader task.
+    let _ = writer.close().await;
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(

@@ -147,7 +147,12 @@ impl Store {
 
     /// Replaces the spec of `name` and pins it to the manifest it boots from (an image's
     /// layers stay while a sandbox pins them).
-    pub fn set_sandbox_spec(&self, name: &str, spec_json: &str, manifest_digest: Option<&str>) -> Result<(), StoreError> {
+    pub fn set_sandbox_spec(
+        &self,
+        name: &str,
+        spec_json: &str,
+        manifest_digest: Option<&str>,
+    ) -> Result<(), StoreError> {
         serde_json::from_str::<serde_json::Value>(spec_json).map_err(|source| StoreError::InvalidSpec {
             name: name.to_string(),
             source,

@@ -223,7 +223,10 @@ fn sandboxes_pin_their_manifest_and_its_layers() {
         Err(StoreError::ImageInUse { sandboxes, .. }) => assert_eq!(sandboxes, ["web"]),
         other => panic!("{other:?}"),
     }
-    assert!(store.get_image("app:1").unwrap().is_some(), "a refused removal changes nothing");
+    assert!(
+        store.get_image("app:1").unwrap().is_some(),
+        "a refused removal changes nothing"
+    );
     // Forced: the reference goes, the pinned manifest and its layers stay for the sandbox.
     assert!(store.remove_image("app:1", true).unwrap().is_empty());
     assert!(store.get_image("app:1").unwrap().is_none());

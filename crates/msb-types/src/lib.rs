@@ -10,4 +10,6 @@ pub use image::{ImageConfig, ImageRecord, LayerRecord, Platform, PlatformError};
 pub use name::{validate_name, NameError};
 pub use patch::{guest_path_components, GuestPathError, Patch};
 pub use paths::Paths;
-pub use spec::{parse_env, DiskImageFormat, ResourceError, Resources, RootSpec, SandboxSpec, DEFAULT_UPPER_SIZE_MIB};
+pub use spec::{
+    parse_env, DiskImageFormat, PinnedImage, ResourceError, Resources, RootSpec, SandboxSpec, DEFAULT_UPPER_SIZE_MIB,
+};

@@ -1,6 +1,6 @@
 //! What a user asks for: the sandbox spec and its resource limits.
 
-use crate::Patch;
+use crate::{ImageConfig, Patch};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -130,6 +130,45 @@ pub struct SandboxSpec {
     /// Size of the writable upper layer of an OCI root, in MiB.
     #[serde(default = "default_upper_size")]
     pub upper_size_mib: u32,
+    /// The image the root was made from, pinned when the sandbox was created.
+    #[serde(default)]
+    pub image: Option<PinnedImage>,
+    /// Environment for every process, over the image's (same names: these win).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Working directory of processes, over the image's.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// User processes run as, over the image's.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Replaces the image's entrypoint for the sandbox's command.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// A command started at boot; the sandbox stops when it ends (docker's `run -d`).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Stop after this many seconds without any exec or attach session.
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Stop this many seconds after each start, whatever runs.
+    #[serde(default)]
+    pub max_duration_secs: Option<u64>,
+    /// Removed as soon as it stops (an unnamed `msb run`).
+    #[serde(default)]
+    pub ephemeral: bool,
+}
+
+/// An image as a sandbox was created from it: the manifest and config stay fixed even if
+/// the reference later names another image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedImage {
+    /// The reference as stored.
+    pub reference: String,
+    /// Digest of the platform manifest whose layers the sandbox boots from.
+    pub manifest_digest: String,
+    /// The image's config (env, entrypoint, cmd, working dir, user …).
+    pub config: ImageConfig,
 }
 
 impl SandboxSpec {
@@ -144,6 +183,15 @@ impl SandboxSpec {
             resources: Resources::default(),
             patches: Vec::new(),
             upper_size_mib: DEFAULT_UPPER_SIZE_MIB,
+            image: None,
+            env: Vec::new(),
+            workdir: None,
+            user: None,
+            entrypoint: None,
+            command: None,
+            idle_timeout_secs: None,
+            max_duration_secs: None,
+            ephemeral: false,
         }
     }
 
@@ -160,6 +208,14 @@ impl SandboxSpec {
         }
         for patch in &self.patches {
             patch.validate()?;
+        }
+        if let Some(dir) = &self.workdir {
+            if !dir.starts_with('/') {
+                return Err(format!("working directory '{dir}' must be an absolute path"));
+            }
+        }
+        if self.idle_timeout_secs == Some(0) || self.max_duration_secs == Some(0) {
+            return Err("idle timeout and max duration must be at least one second".into());
         }
         if self.upper_size_mib < 64 {
             return Err(format!(

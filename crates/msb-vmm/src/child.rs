@@ -117,6 +117,11 @@ impl VmProcess {
         }
     }
 
+    /// Waits for the VMM to exit and returns how it ended.
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.vmm.wait().await
+    }
+
     /// Waits up to `timeout` for the VMM to exit by itself; true if it did.
     pub async fn wait_exit(&mut self, timeout: Duration) -> bool {
         tokio::time::timeout(timeout, self.vmm.wait()).await.is_ok()

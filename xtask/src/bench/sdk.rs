@@ -2,8 +2,9 @@
 
 use super::procmem::{self, field_kib, ProcMem};
 use anyhow::{bail, Context, Result};
-use microsandbox::vm::BootedVm;
-use microsandbox::{ExecEvent, ExecRequest, ExitStatus, Paths, RootSpec, SandboxSpec};
+use microsandbox::{ExecEvent, Paths, RootSpec, SandboxSpec};
+use msb_protocol::{ExecRequest, ExitStatus};
+use msb_supervisor::BootedVm;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -47,7 +48,7 @@ pub fn spec(name: &str, root: &Path) -> SandboxSpec {
 
 /// Boots once, reads the timings and shuts the VM down.
 pub async fn boot_once(spec: &SandboxSpec, paths: &Paths) -> Result<BootSample> {
-    let vm = BootedVm::boot(spec, paths).await.context("booting the VM")?;
+    let mut vm = BootedVm::boot(spec, paths).await.context("booting the VM")?;
     let timings = vm.ready().timings;
     let host_ready = vm.boot_time;
     let started = Instant::now();
@@ -68,7 +69,7 @@ pub async fn running_vm(
     execs: usize,
     idle: Duration,
 ) -> Result<(Vec<ExecTiming>, IdleMemory)> {
-    let vm = BootedVm::boot(spec, paths).await.context("booting the VM")?;
+    let mut vm = BootedVm::boot(spec, paths).await.context("booting the VM")?;
     let result = measure_running(&vm, spec, execs, idle).await;
     vm.shutdown(GRACE).await;
     result

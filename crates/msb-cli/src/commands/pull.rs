@@ -21,6 +21,15 @@ pub struct PullArgs {
     quiet: bool,
 }
 
+/// The image's record, pulled first (with progress bars on a terminal) when it is not in the
+/// local store.
+pub async fn ensure(paths: &Paths, reference: &str) -> Result<microsandbox::ImageRecord> {
+    let progress = PullProgress::new(false);
+    let record = image::ensure_with(paths, reference, &|e| progress.event(e)).await;
+    progress.finish();
+    Ok(record?)
+}
+
 /// Pulls the image and reports what was stored.
 pub async fn run(args: PullArgs) -> Result<i32> {
     let paths = Paths::from_env();

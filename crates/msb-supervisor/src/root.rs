@@ -2,7 +2,7 @@
 //! time (patches applied, upper image written), then turned at each boot into what the VM
 //! attaches and what the agent mounts.
 
-use crate::{MicrosandboxError, MicrosandboxResult};
+use crate::{Error, Result};
 use msb_oci::LayerStore;
 use msb_protocol::{LayerDisk, RootSource};
 use msb_store::Store;
@@ -26,23 +26,22 @@ pub(crate) struct RootPlan {
     pub source: RootSource,
 }
 
-fn io(context: String) -> impl FnOnce(std::io::Error) -> MicrosandboxError {
-    move |source| MicrosandboxError::Io { context, source }
-}
-
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Makes the root of a new sandbox ready: bakes the patches into a fresh upper image (OCI)
-/// or writes them into the host directory (bind). Conflicts fail before anything is written.
-pub(crate) fn prepare(spec: &SandboxSpec, paths: &Paths, dir: &Path) -> MicrosandboxResult<()> {
-    spec.validate().map_err(MicrosandboxError::InvalidConfig)?;
+/// Makes the root of a new sandbox ready in its directory (created here): bakes the patches
+/// into a fresh upper image (OCI root) or writes them into the host directory (bind root).
+/// Conflicting patches fail before anything is written.
+pub fn prepare(spec: &SandboxSpec, paths: &Paths) -> Result<()> {
+    spec.validate().map_err(Error::InvalidConfig)?;
+    let dir = paths.sandbox_dir(&spec.name);
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     match &spec.root {
-        RootSpec::Oci(reference) => {
-            let layers = layer_paths(reference, paths)?;
+        RootSpec::Oci(_) => {
+            let layers = layer_paths(spec, paths)?;
             let size = u64::from(spec.upper_size_mib) << 20;
             msb_rootfs::write_upper_image(&spec.patches, &layers, &dir.join(UPPER_FILE), size, now())?;
         }
@@ -55,14 +54,14 @@ pub(crate) fn prepare(spec: &SandboxSpec, paths: &Paths, dir: &Path) -> Microsan
 }
 
 /// Plans the boot of a sandbox (made ready by [`prepare`]) whose directory is `dir`.
-pub(crate) fn plan(root: &RootSpec, paths: &Paths, dir: &Path) -> MicrosandboxResult<RootPlan> {
-    match root {
+pub(crate) fn plan(spec: &SandboxSpec, paths: &Paths, dir: &Path) -> Result<RootPlan> {
+    match &spec.root {
         RootSpec::Bind(host_dir) => Ok(RootPlan {
             shares: vec![(ROOT_TAG.to_string(), check_root_dir(host_dir)?)],
             disks: Vec::new(),
             source: RootSource::VirtioFs { tag: ROOT_TAG.into() },
         }),
-        RootSpec::Oci(reference) => oci(reference, paths, dir),
+        RootSpec::Oci(_) => oci(spec, paths, dir),
         RootSpec::DiskImage { path, format, fstype } => Ok(RootPlan {
             shares: Vec::new(),
             disks: vec![Disk {
@@ -83,21 +82,32 @@ pub(crate) fn plan(root: &RootSpec, paths: &Paths, dir: &Path) -> MicrosandboxRe
     }
 }
 
-/// The EROFS files of an image's layers, bottom first, each checked to be present.
-fn layer_paths(reference: &str, paths: &Paths) -> MicrosandboxResult<Vec<PathBuf>> {
-    let record = Store::open(paths)?
-        .get_image(reference)?
-        .ok_or_else(|| MicrosandboxError::ImageNotFound(reference.to_string()))?;
-    let store = LayerStore::open(&paths.cache_dir())?;
-    record
-        .layers
+/// The EROFS files of the layers of the sandbox's image (the manifest pinned at create, or
+/// what the reference names now), bottom first, each checked to be present.
+fn layer_paths(spec: &SandboxSpec, paths: &Paths) -> Result<Vec<PathBuf>> {
+    let store = Store::open(paths)?;
+    let (reference, layers) = match (&spec.image, &spec.root) {
+        (Some(pinned), _) => (
+            pinned.reference.as_str(),
+            store.manifest_layers(&pinned.manifest_digest)?,
+        ),
+        (None, RootSpec::Oci(reference)) => {
+            let record = store
+                .get_image(reference)?
+                .ok_or_else(|| Error::ImageNotFound(reference.to_string()))?;
+            (reference.as_str(), record.layers)
+        }
+        (None, _) => return Err(Error::InvalidConfig("the sandbox's root is not an image".into())),
+    };
+    let cache = LayerStore::open(&paths.cache_dir())?;
+    layers
         .iter()
         .map(|layer| {
-            let path = store.layer_path(&layer.diff_id);
+            let path = cache.layer_path(&layer.diff_id);
             if path.is_file() {
                 Ok(path)
             } else {
-                Err(MicrosandboxError::InvalidConfig(format!(
+                Err(Error::InvalidConfig(format!(
                     "layer {} of {reference} is missing from {}: pull the image again",
                     layer.diff_id,
                     path.display()
@@ -107,11 +117,11 @@ fn layer_paths(reference: &str, paths: &Paths) -> MicrosandboxResult<Vec<PathBuf
         .collect()
 }
 
-fn oci(reference: &str, paths: &Paths, dir: &Path) -> MicrosandboxResult<RootPlan> {
-    let layers = layer_paths(reference, paths)?;
+fn oci(spec: &SandboxSpec, paths: &Paths, dir: &Path) -> Result<RootPlan> {
+    let layers = layer_paths(spec, paths)?;
     let upper = dir.join(UPPER_FILE);
     if !upper.is_file() {
-        return Err(MicrosandboxError::InvalidConfig(format!(
+        return Err(Error::InvalidConfig(format!(
             "sandbox directory {} has no {UPPER_FILE}: the sandbox was not created completely; remove it and create it again",
             dir.display()
         )));
@@ -145,25 +155,25 @@ fn oci(reference: &str, paths: &Paths, dir: &Path) -> MicrosandboxResult<RootPla
     })
 }
 
-fn check_root_dir(root: &Path) -> MicrosandboxResult<PathBuf> {
+fn check_root_dir(root: &Path) -> Result<PathBuf> {
     let problem = match std::fs::metadata(root) {
         Err(_) => "does not exist",
         Ok(m) if !m.is_dir() => "is not a directory",
-        Ok(_) => return std::fs::canonicalize(root).map_err(io(format!("resolving {}", root.display()))),
+        Ok(_) => return std::fs::canonicalize(root).map_err(Error::io(format!("resolving {}", root.display()))),
     };
-    Err(MicrosandboxError::Rootfs {
+    Err(Error::Rootfs {
         path: root.to_path_buf(),
         problem,
     })
 }
 
-fn check_disk_image(path: &Path) -> MicrosandboxResult<PathBuf> {
+fn check_disk_image(path: &Path) -> Result<PathBuf> {
     let problem = match std::fs::metadata(path) {
         Err(_) => "does not exist",
         Ok(m) if !m.is_file() => "is not a regular file",
-        Ok(_) => return std::fs::canonicalize(path).map_err(io(format!("resolving {}", path.display()))),
+        Ok(_) => return std::fs::canonicalize(path).map_err(Error::io(format!("resolving {}", path.display()))),
     };
-    Err(MicrosandboxError::Rootfs {
+    Err(Error::Rootfs {
         path: path.to_path_buf(),
         problem,
     })

@@ -1,19 +1,19 @@
 //! The host terminal: raw mode for interactive sessions and its window size.
 
-use microsandbox::WindowSize;
+use msb_protocol::WindowSize;
 use nix::sys::termios::{self, SetArg, Termios};
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
 
 /// Puts stdin's terminal into raw mode and restores it when dropped.
 #[derive(Debug)]
-pub struct RawMode {
+pub(crate) struct RawMode {
     saved: Termios,
 }
 
 impl RawMode {
     /// Enables raw mode when stdin is a terminal; `Ok(None)` when it is not.
-    pub fn enable() -> nix::Result<Option<RawMode>> {
+    pub(crate) fn enable() -> nix::Result<Option<RawMode>> {
         let stdin = std::io::stdin();
         if !stdin.is_terminal() {
             return Ok(None);
@@ -33,7 +33,7 @@ impl Drop for RawMode {
 }
 
 /// The size of the terminal on stdin or stdout; 24×80 when neither is one.
-pub fn window_size() -> WindowSize {
+pub fn terminal_size() -> WindowSize {
     let mut ws = libc::winsize {
         ws_row: 0,
         ws_col: 0,

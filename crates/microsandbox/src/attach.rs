@@ -1,32 +1,30 @@
-//! Connecting a guest process to this terminal: output to stdout/stderr, stdin forwarded,
-//! signals and window resizes relayed.
+//! Connecting a guest process to this process's terminal: output to stdout/stderr, stdin
+//! forwarded, signals and window resizes relayed.
 
-use crate::terminal::{self, RawMode};
-use anyhow::Result;
-use microsandbox::vm::BootedVm;
-use microsandbox::{ExecControl, ExecEvent, ExecRequest};
-use std::io::IsTerminal;
+use crate::terminal::{terminal_size, RawMode};
+use crate::{MicrosandboxError, MicrosandboxResult};
+use msb_protocol::client::{AgentClient, ExecControl, ExecEvent};
+use msb_protocol::ExecRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{signal, SignalKind};
 
-/// Prints a notice for a person at a terminal; stays quiet when stderr is piped.
-pub fn notice(msg: &str) {
-    if std::io::stderr().is_terminal() {
-        eprintln!("msb: {msg}");
-    }
-}
-
-/// Runs `request` in `vm` attached to our stdio; returns the shell-style exit status.
-/// SIGINT/SIGTERM/SIGHUP end the session (the caller then shuts the VM down cleanly).
-pub async fn attach(vm: &BootedVm, request: ExecRequest) -> Result<i32> {
+/// Runs `request` attached to our stdio; returns the shell-style exit status. SIGINT,
+/// SIGTERM and SIGHUP to this process end the session with 128 + the signal; a closed
+/// stdout ends it with 141, as for a pipeline's writer.
+pub(crate) async fn attach(client: &AgentClient, request: ExecRequest) -> MicrosandboxResult<i32> {
     let tty = request.tty.is_some();
-    let mut session = vm.exec(request).await?;
-    let _raw = if tty { RawMode::enable()? } else { None };
+    let mut session = client.exec(request).await?;
+    let _raw = if tty {
+        RawMode::enable().map_err(|e| MicrosandboxError::io("putting the terminal in raw mode")(e.into()))?
+    } else {
+        None
+    };
     let input = tokio::spawn(forward_stdin(session.control()));
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut winch = signal(SignalKind::window_change())?;
+    let watch = |kind| signal(kind).map_err(MicrosandboxError::io("watching signals"));
+    let mut interrupt = watch(SignalKind::interrupt())?;
+    let mut terminate = watch(SignalKind::terminate())?;
+    let mut hangup = watch(SignalKind::hangup())?;
+    let mut winch = watch(SignalKind::window_change())?;
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
     let code = loop {
@@ -48,9 +46,9 @@ pub async fn attach(vm: &BootedVm, request: ExecRequest) -> Result<i32> {
                     eprintln!("msb: {}", f.message);
                     break f.kind.exit_code();
                 }
-                None => break crate::EXIT_MSB_ERROR,
+                None => return Err(msb_protocol::client::ClientError::Disconnected.into()),
             },
-            _ = winch.recv(), if tty => { let _ = session.control().resize(terminal::window_size()).await; }
+            _ = winch.recv(), if tty => { let _ = session.control().resize(terminal_size()).await; }
             _ = interrupt.recv() => break 128 + libc::SIGINT,
             _ = terminate.recv() => break 128 + libc::SIGTERM,
             _ = hangup.recv() => break 128 + libc::SIGHUP,

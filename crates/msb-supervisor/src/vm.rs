@@ -1,11 +1,12 @@
 //! Booting a sandbox's VM and talking to its agent.
 
-use crate::{MicrosandboxError, MicrosandboxResult};
+use crate::{Error, Result};
 use msb_protocol::client::{AgentClient, ExecSession};
 use msb_protocol::{ExecRequest, GuestConfig, Ready};
 use msb_types::{Paths, SandboxSpec};
 use msb_vmm::{accel, Qemu, VmProcess, VmSpec, Vmm};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a guest may take from launch to a ready agent (generous: TCG is slow).
@@ -15,7 +16,7 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct BootedVm {
     process: VmProcess,
-    client: AgentClient,
+    client: Arc<AgentClient>,
     /// Host-measured time from launching the VMM to the agent's `Ready`.
     pub boot_time: Duration,
     /// The accelerator in use.
@@ -25,29 +26,17 @@ pub struct BootedVm {
     dir: PathBuf,
 }
 
-/// Makes a new sandbox's root ready in its directory: the patches are baked into a fresh
-/// upper image (OCI root) or written into the host directory (bind root). Conflicting
-/// patches fail before anything is written.
-pub fn prepare(spec: &SandboxSpec, paths: &Paths) -> MicrosandboxResult<()> {
-    let dir = paths.sandbox_dir(&spec.name);
-    std::fs::create_dir_all(&dir).map_err(|source| MicrosandboxError::Io {
-        context: format!("creating {}", dir.display()),
-        source,
-    })?;
-    crate::rootfs::prepare(spec, paths, &dir)
-}
-
 impl BootedVm {
     /// Launches the VM of a prepared sandbox and completes the agent handshake.
-    pub async fn boot(spec: &SandboxSpec, paths: &Paths) -> MicrosandboxResult<BootedVm> {
-        let choice = accel::detect().map_err(MicrosandboxError::InvalidConfig)?;
+    pub async fn boot(spec: &SandboxSpec, paths: &Paths) -> Result<BootedVm> {
+        let choice = accel::detect().map_err(Error::InvalidConfig)?;
         let dir = paths.sandbox_dir(&spec.name);
         let logs = dir.join("logs");
-        std::fs::create_dir_all(&logs).map_err(|source| MicrosandboxError::Io {
+        std::fs::create_dir_all(&logs).map_err(|source| Error::Io {
             context: format!("creating {}", logs.display()),
             source,
         })?;
-        let root = crate::rootfs::plan(&spec.root, paths, &dir)?;
+        let root = crate::root::plan(spec, paths, &dir)?;
         let vm_spec = VmSpec {
             kernel: paths.kernel(),
             initramfs: paths.initramfs(),
@@ -75,13 +64,13 @@ impl BootedVm {
                     process.check_running()?;
                     return Err(e.into());
                 }
-                Err(_) => return Err(MicrosandboxError::BootTimeout { secs: BOOT_TIMEOUT.as_secs(), log: vm_spec.console_log }),
+                Err(_) => return Err(Error::BootTimeout { secs: BOOT_TIMEOUT.as_secs(), log: vm_spec.console_log }),
             },
             e = watch_exit(&mut process) => return Err(e.into()),
         };
         Ok(BootedVm {
             process,
-            client,
+            client: Arc::new(client),
             boot_time: started.elapsed(),
             accel: choice.accel,
             accel_note: choice.reason,
@@ -104,14 +93,29 @@ impl BootedVm {
         &self.dir
     }
 
+    /// The connection to the agent, to share with relays.
+    pub fn client(&self) -> &Arc<AgentClient> {
+        &self.client
+    }
+
+    /// Waits for the VMM to exit by itself and returns how it ended.
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.process.wait().await
+    }
+
+    /// Kills the VM at once.
+    pub async fn kill(&mut self) {
+        self.process.kill().await;
+    }
+
     /// Starts a process in the guest.
-    pub async fn exec(&self, req: ExecRequest) -> MicrosandboxResult<ExecSession> {
+    pub async fn exec(&self, req: ExecRequest) -> Result<ExecSession> {
         Ok(self.client.exec(req).await?)
     }
 
     /// Asks the guest to stop its processes, sync and power off; kills the VM if it has not
     /// exited within `grace`.
-    pub async fn shutdown(mut self, grace: Duration) {
+    pub async fn shutdown(&mut self, grace: Duration) {
         if self.client.shutdown().await.is_err() || !self.process.wait_exit(grace).await {
             self.process.kill().await;
         }

@@ -1,0 +1,280 @@
+//! Describing a sandbox before creating it.
+
+use crate::{Microsandbox, MicrosandboxError, MicrosandboxResult, Sandbox};
+use msb_types::{DiskImageFormat, Patch, Resources, RootSpec, SandboxSpec};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Builds a sandbox: `Sandbox::builder("worker").image("python").memory(1024).create()`.
+///
+/// Setters never fail; problems are reported by [`SandboxBuilder::build`] and `create`.
+#[derive(Debug, Clone)]
+pub struct SandboxBuilder {
+    msb: Microsandbox,
+    spec: SandboxSpec,
+    root: Option<RootChoice>,
+    cpus: u32,
+    memory_mib: u64,
+    hostname: Option<String>,
+    replace: bool,
+}
+
+#[derive(Debug, Clone)]
+enum RootChoice {
+    Image(String),
+    Path(PathBuf),
+}
+
+impl SandboxBuilder {
+    pub(crate) fn new(msb: Microsandbox, name: String) -> SandboxBuilder {
+        let defaults = Resources::default();
+        SandboxBuilder {
+            msb,
+            spec: SandboxSpec::new(name, RootSpec::Bind(PathBuf::new())),
+            root: None,
+            cpus: u32::from(defaults.cpus),
+            memory_mib: u64::from(defaults.memory_mib),
+            hostname: None,
+            replace: false,
+        }
+    }
+
+    /// Boots from an OCI image (`python`, `ghcr.io/org/app:1.2`), pulled if not stored yet.
+    pub fn image(mut self, reference: impl Into<String>) -> Self {
+        self.root = Some(RootChoice::Image(reference.into()));
+        self
+    }
+
+    /// Boots from a host directory (shared read-write) or a disk image file (`.raw`,
+    /// `.img`, `.qcow2`, `.vmdk`; attached read-write).
+    pub fn rootfs(mut self, path: impl Into<PathBuf>) -> Self {
+        self.root = Some(RootChoice::Path(path.into()));
+        self
+    }
+
+    /// Virtual CPUs (default 1; at most 64).
+    pub fn cpus(mut self, cpus: u32) -> Self {
+        self.cpus = cpus;
+        self
+    }
+
+    /// Guest memory in MiB (default 512).
+    pub fn memory(mut self, mib: u32) -> Self {
+        self.memory_mib = u64::from(mib);
+        self
+    }
+
+    /// Sets an environment variable for every process (over the image's).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        self.spec.env.retain(|(k, _)| *k != key);
+        self.spec.env.push((key, value.into()));
+        self
+    }
+
+    /// Sets several environment variables.
+    pub fn envs<K: Into<String>, V: Into<String>>(self, vars: impl IntoIterator<Item = (K, V)>) -> Self {
+        vars.into_iter().fold(self, |b, (k, v)| b.env(k, v))
+    }
+
+    /// Working directory of processes (absolute), over the image's.
+    pub fn workdir(mut self, dir: impl Into<String>) -> Self {
+        self.spec.workdir = Some(dir.into());
+        self
+    }
+
+    /// User processes run as: `name`, `uid`, `name:group` or `uid:gid`, over the image's.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.spec.user = Some(user.into());
+        self
+    }
+
+    /// Replaces the image's entrypoint.
+    pub fn entrypoint<S: Into<String>>(mut self, argv: impl IntoIterator<Item = S>) -> Self {
+        self.spec.entrypoint = Some(argv.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A command started at boot (after the entrypoint, replacing the image's Cmd); the
+    /// sandbox stops when it ends, its output goes to the sandbox's `output.log`.
+    pub fn command<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.spec.command = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Guest hostname (default: the sandbox name).
+    pub fn hostname(mut self, name: impl Into<String>) -> Self {
+        self.hostname = Some(name.into());
+        self
+    }
+
+    /// Adds patches, applied to the root filesystem before the first boot, in order.
+    pub fn patch(mut self, f: impl FnOnce(PatchBuilder) -> PatchBuilder) -> Self {
+        self.spec.patches.extend(f(PatchBuilder::default()).patches);
+        self
+    }
+
+    /// Adds one patch.
+    pub fn add_patch(mut self, patch: Patch) -> Self {
+        self.spec.patches.push(patch);
+        self
+    }
+
+    /// Stops the sandbox after this long without any process started through it.
+    pub fn idle_timeout(mut self, after: Duration) -> Self {
+        self.spec.idle_timeout_secs = Some(after.as_secs().max(1));
+        self
+    }
+
+    /// Stops the sandbox this long after each start.
+    pub fn max_duration(mut self, limit: Duration) -> Self {
+        self.spec.max_duration_secs = Some(limit.as_secs().max(1));
+        self
+    }
+
+    /// Size of an image root's writable layer in MiB (default 4096; sparse).
+    pub fn upper_size(mut self, mib: u32) -> Self {
+        self.spec.upper_size_mib = mib;
+        self
+    }
+
+    /// Replaces a sandbox of the same name (stopping it if it runs) instead of failing.
+    pub fn replace(mut self) -> Self {
+        self.replace = true;
+        self
+    }
+
+    /// Removes the sandbox as soon as it stops.
+    pub fn ephemeral(mut self) -> Self {
+        self.spec.ephemeral = true;
+        self
+    }
+
+    /// Checks everything that can be checked without creating anything.
+    pub fn build(&self) -> MicrosandboxResult<SandboxSpec> {
+        let mut spec = self.spec.clone();
+        spec.root = match &self.root {
+            None => {
+                return Err(MicrosandboxError::InvalidConfig(
+                    "a sandbox needs a root: an image or a rootfs path".into(),
+                ))
+            }
+            Some(RootChoice::Image(reference)) => RootSpec::Oci(crate::image::canonical(reference)?),
+            Some(RootChoice::Path(path)) if path.is_file() => RootSpec::DiskImage {
+                path: path.clone(),
+                format: DiskImageFormat::from_path(path),
+                fstype: None,
+            },
+            Some(RootChoice::Path(path)) => RootSpec::Bind(path.clone()),
+        };
+        spec.resources = Resources::new(self.cpus, self.memory_mib, host_memory_mib()?)
+            .map_err(|e| MicrosandboxError::InvalidConfig(e.to_string()))?;
+        spec.hostname = self.hostname.clone().unwrap_or_else(|| spec.name.clone());
+        spec.validate().map_err(MicrosandboxError::InvalidConfig)?;
+        Ok(spec)
+    }
+
+    /// Creates the sandbox and starts it; it stops (and an ephemeral one is removed) when
+    /// the last clone of the returned handle is dropped, or this process ends.
+    pub async fn create(self) -> MicrosandboxResult<Sandbox> {
+        let spec = self.build()?;
+        crate::lifecycle::create(self.msb.paths(), spec.clone(), self.replace, true).await?;
+        self.msb.connect_as(&spec.name, true).await
+    }
+
+    /// Creates the sandbox and starts it in the background, independent of this process.
+    pub async fn create_detached(self) -> MicrosandboxResult<Sandbox> {
+        let spec = self.build()?;
+        crate::lifecycle::create(self.msb.paths(), spec.clone(), self.replace, false).await?;
+        self.msb.connect_as(&spec.name, false).await
+    }
+}
+
+/// Collects patches: `.patch(|p| p.text("/etc/motd", "hi", None, false).mkdir("/data", None))`.
+/// Arguments mirror the fields of [`Patch`].
+#[derive(Debug, Clone, Default)]
+pub struct PatchBuilder {
+    patches: Vec<Patch>,
+}
+
+impl PatchBuilder {
+    fn push(mut self, patch: Patch) -> Self {
+        self.patches.push(patch);
+        self
+    }
+
+    /// A text file (mode 0644 unless given).
+    pub fn text(self, path: impl Into<String>, content: impl Into<String>, mode: Option<u32>, replace: bool) -> Self {
+        let (path, content) = (path.into(), content.into());
+        self.push(Patch::Text {
+            path,
+            content,
+            mode,
+            replace,
+        })
+    }
+
+    /// A file with binary contents (mode 0644 unless given).
+    pub fn file(self, path: impl Into<String>, content: impl Into<Vec<u8>>, mode: Option<u32>, replace: bool) -> Self {
+        let (path, content) = (path.into(), content.into());
+        self.push(Patch::File {
+            path,
+            content,
+            mode,
+            replace,
+        })
+    }
+
+    /// A copy of a host file (its mode unless given).
+    pub fn copy_file(self, src: impl Into<PathBuf>, dst: impl Into<String>, mode: Option<u32>, replace: bool) -> Self {
+        let (src, dst) = (src.into(), dst.into());
+        self.push(Patch::CopyFile {
+            src,
+            dst,
+            mode,
+            replace,
+        })
+    }
+
+    /// A recursive copy of a host directory.
+    pub fn copy_dir(self, src: impl Into<PathBuf>, dst: impl Into<String>, replace: bool) -> Self {
+        let (src, dst) = (src.into(), dst.into());
+        self.push(Patch::CopyDir { src, dst, replace })
+    }
+
+    /// A symlink at `link` to `target`.
+    pub fn symlink(self, target: impl Into<String>, link: impl Into<String>, replace: bool) -> Self {
+        let (target, link) = (target.into(), link.into());
+        self.push(Patch::Symlink { target, link, replace })
+    }
+
+    /// A directory (0755 unless given; an existing one is kept as it is).
+    pub fn mkdir(self, path: impl Into<String>, mode: Option<u32>) -> Self {
+        self.push(Patch::Mkdir {
+            path: path.into(),
+            mode,
+        })
+    }
+
+    /// Removes a path, recursively.
+    pub fn remove(self, path: impl Into<String>) -> Self {
+        self.push(Patch::Remove { path: path.into() })
+    }
+
+    /// Appends to an existing file.
+    pub fn append(self, path: impl Into<String>, content: impl Into<String>) -> Self {
+        let (path, content) = (path.into(), content.into());
+        self.push(Patch::Append { path, content })
+    }
+}
+
+/// This host's RAM in MiB, the upper bound of a sandbox's memory.
+fn host_memory_mib() -> MicrosandboxResult<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").map_err(MicrosandboxError::io("reading /proc/meminfo"))?;
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib / 1024)
+        .ok_or_else(|| MicrosandboxError::InvalidConfig("no MemTotal in /proc/meminfo".into()))
+}

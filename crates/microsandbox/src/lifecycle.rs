@@ -1,0 +1,291 @@
+//! How sandboxes are made, started, reconciled and removed: the state store, the sandbox
+//! directory and the supervisor process, kept consistent with each other.
+
+use crate::{MicrosandboxError, MicrosandboxResult};
+use msb_protocol::client::AgentClient;
+use msb_store::{SandboxRecord, SandboxState, Store};
+use msb_supervisor::{ReadyLine, SandboxLock, CONTROL_SOCKET};
+use msb_types::{Paths, PinnedImage, RootSpec, SandboxSpec};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+
+/// How long a supervisor may take to boot the VM and report (TCG boots take seconds).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Records a new sandbox, makes its root and starts it; on any failure nothing of it is left.
+pub(crate) async fn create(paths: &Paths, mut spec: SandboxSpec, replace: bool, owned: bool) -> MicrosandboxResult<()> {
+    spec.validate().map_err(MicrosandboxError::InvalidConfig)?;
+    let store = Store::open(paths)?;
+    if replace {
+        remove(paths, &spec.name, true).await.or_else(|e| match e {
+            MicrosandboxError::SandboxNotFound(_) => Ok(()),
+            e => Err(e),
+        })?;
+    } else if let Some(existing) = store.get_sandbox(&spec.name)? {
+        // A crashed ephemeral sandbox of the same name goes away here.
+        reconcile(paths, &store, existing)?;
+    }
+    let json = to_json(&spec)?;
+    store.insert_sandbox(&spec.name, &json)?;
+    let dir = paths.sandbox_dir(&spec.name);
+    let made = async {
+        // The name is ours now: a directory left by a crash halfway through a create or
+        // remove is stale.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(MicrosandboxError::io(format!("removing stale {}", dir.display())))?;
+        }
+        if let RootSpec::Oci(reference) = &spec.root {
+            let record = crate::image::ensure(paths, reference).await?;
+            spec.image = Some(PinnedImage {
+                reference: record.reference.clone(),
+                manifest_digest: record.manifest_digest.clone(),
+                config: record.config.clone(),
+            });
+            store.set_sandbox_spec(&spec.name, &to_json(&spec)?, Some(&record.manifest_digest))?;
+        }
+        msb_supervisor::prepare(&spec, paths)?;
+        start_supervisor(paths, &spec.name, owned).await
+    }
+    .await;
+    if made.is_err() {
+        let _ = store.remove_sandbox(&spec.name);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    made
+}
+
+/// Starts a stopped (or crashed, or never started) sandbox; an `owned` one stops when its
+/// starter (which must connect as owner) goes away.
+pub(crate) async fn start(paths: &Paths, name: &str, owned: bool) -> MicrosandboxResult<()> {
+    let record = get(paths, name)?;
+    if record.state == SandboxState::Running {
+        return Err(MicrosandboxError::SandboxStillRunning(name.into()));
+    }
+    start_supervisor(paths, name, owned).await
+}
+
+/// The record of `name`, reconciled with reality.
+pub(crate) fn get(paths: &Paths, name: &str) -> MicrosandboxResult<SandboxRecord> {
+    msb_types::validate_name(name).map_err(|e| MicrosandboxError::InvalidConfig(e.to_string()))?;
+    let store = Store::open(paths)?;
+    let record = store
+        .get_sandbox(name)?
+        .ok_or_else(|| MicrosandboxError::SandboxNotFound(name.into()))?;
+    reconcile(paths, &store, record)?.ok_or_else(|| MicrosandboxError::SandboxNotFound(name.into()))
+}
+
+/// Every sandbox, reconciled, oldest first.
+pub(crate) fn list(paths: &Paths) -> MicrosandboxResult<Vec<SandboxRecord>> {
+    let store = Store::open(paths)?;
+    let mut out = Vec::new();
+    for record in store.list_sandboxes()? {
+        out.extend(reconcile(paths, &store, record)?);
+    }
+    Ok(out)
+}
+
+/// A record that says `Running` while no supervisor holds the sandbox lock belongs to a
+/// supervisor that died (killed, say): it is marked crashed, and an ephemeral sandbox is
+/// removed. Returns the record as it is now (`None` if removed).
+fn reconcile(paths: &Paths, store: &Store, record: SandboxRecord) -> MicrosandboxResult<Option<SandboxRecord>> {
+    let dir = paths.sandbox_dir(&record.name);
+    let dead = record.state == SandboxState::Running && !SandboxLock::is_held(&dir);
+    if !dead {
+        return Ok(Some(record));
+    }
+    match store.set_crashed(&record.name, "its supervisor died without recording a stop") {
+        // Another process reconciled or restarted it meanwhile: take its word.
+        Ok(()) | Err(msb_store::StoreError::InvalidTransition { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let ephemeral = record.spec::<SandboxSpec>().map(|s| s.ephemeral).unwrap_or(false);
+    if ephemeral {
+        if let Some(_lock) = SandboxLock::try_acquire(&dir).ok().flatten() {
+            store.remove_sandbox(&record.name)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            return Ok(None);
+        }
+    }
+    Ok(store.get_sandbox(&record.name)?)
+}
+
+/// Removes a sandbox that is not running (with `force`, a running one is killed first).
+pub(crate) async fn remove(paths: &Paths, name: &str, force: bool) -> MicrosandboxResult<()> {
+    let record = get(paths, name)?;
+    if record.state == SandboxState::Running {
+        if !force {
+            return Err(MicrosandboxError::SandboxStillRunning(name.into()));
+        }
+        kill(paths, name).await?;
+    }
+    let dir = paths.sandbox_dir(name);
+    // Holding the lock keeps a concurrent start out while the sandbox goes.
+    let _lock = match std::fs::create_dir_all(&dir) {
+        Ok(()) => SandboxLock::try_acquire(&dir)?.ok_or_else(|| MicrosandboxError::SandboxStillRunning(name.into()))?,
+        Err(e) => return Err(MicrosandboxError::io(format!("opening {}", dir.display()))(e)),
+    };
+    if !Store::open(paths)?.remove_sandbox(name)? {
+        return Err(MicrosandboxError::SandboxNotFound(name.into()));
+    }
+    std::fs::remove_dir_all(&dir).map_err(MicrosandboxError::io(format!("removing {}", dir.display())))
+}
+
+/// Kills a running sandbox's VM at once: through its supervisor, or, if that does not
+/// answer, by killing the supervisor (its VM dies with it).
+pub(crate) async fn kill(paths: &Paths, name: &str) -> MicrosandboxResult<()> {
+    let asked = control(paths, name, msb_protocol::Control::Kill);
+    if tokio::time::timeout(Duration::from_secs(10), asked)
+        .await
+        .is_ok_and(|r| r.is_ok())
+    {
+        return Ok(());
+    }
+    let record = get(paths, name)?;
+    if let (SandboxState::Running, Some(pid)) = (record.state, record.supervisor_pid) {
+        // The lock shows the recorded supervisor is alive; it is the process to kill.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        wait_released(paths, name).await;
+        get(paths, name)?;
+    }
+    Ok(())
+}
+
+/// Asks the supervisor of `name` to stop or kill it, and waits until it has let go of the
+/// sandbox.
+pub(crate) async fn control(paths: &Paths, name: &str, what: msb_protocol::Control) -> MicrosandboxResult<()> {
+    let client = connect(paths, name, false).await?;
+    control_on(client, paths, name, what).await
+}
+
+/// Like [`control`], over an existing connection, which is closed afterwards so the
+/// supervisor need not wait for it to leave.
+pub(crate) async fn control_on(
+    client: AgentClient,
+    paths: &Paths,
+    name: &str,
+    what: msb_protocol::Control,
+) -> MicrosandboxResult<()> {
+    let answer = client.request(msb_protocol::Message::Control(what)).await;
+    drop(client);
+    match answer {
+        // The supervisor may end the connection as it goes, before its answer arrives.
+        Ok(_) | Err(msb_protocol::client::ClientError::Disconnected) => {}
+        Err(e) => return Err(e.into()),
+    }
+    wait_released(paths, name).await;
+    Ok(())
+}
+
+/// Waits (a bounded while) until no supervisor holds the lock of `name`.
+pub(crate) async fn wait_released(paths: &Paths, name: &str) {
+    let dir = paths.sandbox_dir(name);
+    for _ in 0..250 {
+        if !SandboxLock::is_held(&dir) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Connects to the supervisor of running sandbox `name`.
+pub(crate) async fn connect(paths: &Paths, name: &str, owner: bool) -> MicrosandboxResult<AgentClient> {
+    let socket = paths.sandbox_dir(name).join("runtime").join(CONTROL_SOCKET);
+    let stream = match tokio::net::UnixStream::connect(&socket).await {
+        Ok(s) => s,
+        Err(_) => {
+            let record = get(paths, name)?;
+            return Err(MicrosandboxError::SandboxNotRunning {
+                name: name.into(),
+                state: record.state.to_string().to_lowercase(),
+            });
+        }
+    };
+    Ok(AgentClient::connect(stream, owner).await?)
+}
+
+/// Runs the supervisor of `name` and waits for its report.
+async fn start_supervisor(paths: &Paths, name: &str, owned: bool) -> MicrosandboxResult<()> {
+    let program = supervisor_program(paths)?;
+    let logs = paths.sandbox_dir(name).join("logs");
+    std::fs::create_dir_all(&logs).map_err(MicrosandboxError::io(format!("creating {}", logs.display())))?;
+    let log_path = logs.join("supervisor.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(MicrosandboxError::io(format!("opening {}", log_path.display())))?;
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.arg("__supervise").arg(name);
+    if owned {
+        cmd.arg("--owned");
+    }
+    let mut child = cmd
+        .env("MSB_HOME", paths.home())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| MicrosandboxError::Supervisor(format!("running the supervisor {}: {e}", program.display())))?;
+    let stdout = child.stdout.take();
+    // The process we started detaches its supervisor and exits at once.
+    let _ = child.wait().await;
+    let mut line = String::new();
+    if let Some(stdout) = stdout {
+        let mut reader = tokio::io::BufReader::new(stdout);
+        let read = tokio::time::timeout(START_TIMEOUT, reader.read_line(&mut line)).await;
+        if read.is_err() {
+            return Err(MicrosandboxError::Supervisor(format!(
+                "the supervisor of '{name}' did not report within {} s (see {})",
+                START_TIMEOUT.as_secs(),
+                log_path.display()
+            )));
+        }
+    }
+    let report: ReadyLine = serde_json::from_str(line.trim()).map_err(|_| {
+        MicrosandboxError::Supervisor(format!(
+            "the supervisor of '{name}' ended without reporting (see {})",
+            log_path.display()
+        ))
+    })?;
+    match report.error {
+        None => Ok(()),
+        Some(message) => Err(MicrosandboxError::StartFailed {
+            name: name.into(),
+            message,
+        }),
+    }
+}
+
+/// The `msb` binary that supervises sandboxes: `$MSB_BIN`, this very program if it is
+/// `msb`, `$MSB_HOME/bin/msb`, or `msb` on the `PATH`.
+fn supervisor_program(paths: &Paths) -> MicrosandboxResult<PathBuf> {
+    if let Some(bin) = std::env::var_os("MSB_BIN") {
+        return Ok(bin.into());
+    }
+    if let Ok(me) = std::env::current_exe() {
+        if me.file_name().is_some_and(|n| n == "msb") {
+            return Ok(me);
+        }
+    }
+    let installed = paths.home().join("bin").join("msb");
+    if installed.is_file() {
+        return Ok(installed);
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("msb")).find(|p| p.is_file()))
+        .ok_or_else(|| {
+            MicrosandboxError::Supervisor(
+                "cannot find the `msb` binary that supervises sandboxes: install it on the PATH or set MSB_BIN".into(),
+            )
+        })
+}
+
+fn to_json(spec: &SandboxSpec) -> MicrosandboxResult<String> {
+    serde_json::to_string(spec).map_err(|e| MicrosandboxError::InvalidConfig(format!("encoding the sandbox spec: {e}")))
+}

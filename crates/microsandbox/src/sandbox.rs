@@ -1,0 +1,291 @@
+//! Sandboxes as managed objects: find, start, stop, remove them, and run processes in them.
+
+use crate::exec::{ExecHandle, ExecOutput};
+use crate::info::{SandboxInfo, SandboxMetrics};
+use crate::{lifecycle, MicrosandboxError, MicrosandboxResult, SandboxBuilder};
+use msb_protocol::client::AgentClient;
+use msb_protocol::{Control, Message};
+use msb_supervisor::command::{self, ExecOptions};
+use msb_types::{Paths, SandboxSpec};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where sandboxes live (`$MSB_HOME`, default `~/.microsandbox`): the entry point for
+/// finding and making them. [`Sandbox`]'s associated functions use [`Microsandbox::from_env`].
+#[derive(Debug, Clone)]
+pub struct Microsandbox {
+    paths: Paths,
+}
+
+impl Microsandbox {
+    /// The layout under `$MSB_HOME`, else `~/.microsandbox`.
+    pub fn from_env() -> Microsandbox {
+        Microsandbox {
+            paths: Paths::from_env(),
+        }
+    }
+
+    /// The layout rooted at `home`.
+    pub fn at(home: impl Into<std::path::PathBuf>) -> Microsandbox {
+        Microsandbox {
+            paths: Paths::new(home),
+        }
+    }
+
+    /// The on-disk layout.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// Starts describing a new sandbox called `name`.
+    pub fn builder(&self, name: impl Into<String>) -> SandboxBuilder {
+        SandboxBuilder::new(self.clone(), name.into())
+    }
+
+    /// The sandbox called `name`.
+    pub async fn get(&self, name: &str) -> MicrosandboxResult<SandboxInfo> {
+        SandboxInfo::from_record(lifecycle::get(&self.paths, name)?)
+    }
+
+    /// Every sandbox, oldest first.
+    pub async fn list(&self) -> MicrosandboxResult<Vec<SandboxInfo>> {
+        lifecycle::list(&self.paths)?
+            .into_iter()
+            .map(SandboxInfo::from_record)
+            .collect()
+    }
+
+    /// Starts a stopped sandbox; it stops again when the last clone of the handle is dropped.
+    pub async fn start(&self, name: &str) -> MicrosandboxResult<Sandbox> {
+        lifecycle::start(&self.paths, name, true).await?;
+        self.connect_as(name, true).await
+    }
+
+    /// Starts a stopped sandbox in the background, independent of this process.
+    pub async fn start_detached(&self, name: &str) -> MicrosandboxResult<Sandbox> {
+        lifecycle::start(&self.paths, name, false).await?;
+        self.connect_as(name, false).await
+    }
+
+    /// A handle on a running sandbox; dropping it leaves the sandbox running.
+    pub async fn connect(&self, name: &str) -> MicrosandboxResult<Sandbox> {
+        self.connect_as(name, false).await
+    }
+
+    /// Stops a running sandbox gracefully (the guest syncs and powers off; it is killed if
+    /// it has not within `grace`).
+    pub async fn stop(&self, name: &str, grace: Duration) -> MicrosandboxResult<()> {
+        let grace_ms = u32::try_from(grace.as_millis()).unwrap_or(u32::MAX);
+        lifecycle::control(&self.paths, name, Control::Stop { grace_ms }).await
+    }
+
+    /// Kills a running sandbox's VM at once.
+    pub async fn kill(&self, name: &str) -> MicrosandboxResult<()> {
+        lifecycle::kill(&self.paths, name).await
+    }
+
+    /// Removes a sandbox and everything it wrote; with `force` a running one is killed first.
+    pub async fn remove(&self, name: &str, force: bool) -> MicrosandboxResult<()> {
+        lifecycle::remove(&self.paths, name, force).await
+    }
+
+    pub(crate) async fn connect_as(&self, name: &str, owner: bool) -> MicrosandboxResult<Sandbox> {
+        let info = self.get(name).await?;
+        let client = lifecycle::connect(&self.paths, name, owner).await?;
+        Ok(Sandbox {
+            inner: Arc::new(Inner {
+                msb: self.clone(),
+                spec: info.spec,
+                client,
+            }),
+        })
+    }
+}
+
+/// A running sandbox: a connection to its supervisor. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    msb: Microsandbox,
+    spec: SandboxSpec,
+    client: AgentClient,
+}
+
+impl Sandbox {
+    /// Starts describing a new sandbox called `name` (under `$MSB_HOME`).
+    pub fn builder(name: impl Into<String>) -> SandboxBuilder {
+        Microsandbox::from_env().builder(name)
+    }
+
+    /// The sandbox called `name`.
+    pub async fn get(name: &str) -> MicrosandboxResult<SandboxInfo> {
+        Microsandbox::from_env().get(name).await
+    }
+
+    /// Every sandbox, oldest first.
+    pub async fn list() -> MicrosandboxResult<Vec<SandboxInfo>> {
+        Microsandbox::from_env().list().await
+    }
+
+    /// Starts a stopped sandbox (see [`Microsandbox::start`]).
+    pub async fn start(name: &str) -> MicrosandboxResult<Sandbox> {
+        Microsandbox::from_env().start(name).await
+    }
+
+    /// A handle on a running sandbox (see [`Microsandbox::connect`]).
+    pub async fn connect(name: &str) -> MicrosandboxResult<Sandbox> {
+        Microsandbox::from_env().connect(name).await
+    }
+
+    /// Removes a stopped sandbox (see [`Microsandbox::remove`]).
+    pub async fn remove_named(name: &str) -> MicrosandboxResult<()> {
+        Microsandbox::from_env().remove(name, false).await
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.inner.spec.name
+    }
+
+    /// What it was created with.
+    pub fn spec(&self) -> &SandboxSpec {
+        &self.inner.spec
+    }
+
+    /// Its current record.
+    pub async fn info(&self) -> MicrosandboxResult<SandboxInfo> {
+        self.inner.msb.get(self.name()).await
+    }
+
+    /// Runs `cmd args…` and collects its output.
+    pub async fn exec<S: Into<String>>(
+        &self,
+        cmd: &str,
+        args: impl IntoIterator<Item = S>,
+    ) -> MicrosandboxResult<ExecOutput> {
+        self.exec_with(cmd, args, ExecOptions::default()).await
+    }
+
+    /// Runs `cmd args…` with per-process settings and collects its output.
+    pub async fn exec_with<S: Into<String>>(
+        &self,
+        cmd: &str,
+        args: impl IntoIterator<Item = S>,
+        opts: ExecOptions,
+    ) -> MicrosandboxResult<ExecOutput> {
+        self.exec_stream_with(cmd, args, opts).await?.collect().await
+    }
+
+    /// Runs `sh -c script` and collects its output.
+    pub async fn shell(&self, script: &str) -> MicrosandboxResult<ExecOutput> {
+        self.exec("/bin/sh", ["-c", script]).await
+    }
+
+    /// Starts `cmd args…` and returns its event stream and stdin.
+    pub async fn exec_stream<S: Into<String>>(
+        &self,
+        cmd: &str,
+        args: impl IntoIterator<Item = S>,
+    ) -> MicrosandboxResult<ExecHandle> {
+        self.exec_stream_with(cmd, args, ExecOptions::default()).await
+    }
+
+    /// Starts `cmd args…` with per-process settings; returns its event stream and stdin.
+    pub async fn exec_stream_with<S: Into<String>>(
+        &self,
+        cmd: &str,
+        args: impl IntoIterator<Item = S>,
+        opts: ExecOptions,
+    ) -> MicrosandboxResult<ExecHandle> {
+        let argv = std::iter::once(cmd.to_string())
+            .chain(args.into_iter().map(Into::into))
+            .collect();
+        let req = command::exec_request(&self.inner.spec, argv, opts)?;
+        Ok(ExecHandle::new(self.inner.client.exec(req).await?))
+    }
+
+    /// Runs `argv` attached to this process's terminal (raw mode and a guest PTY when
+    /// `opts.tty` is set): output as it comes, stdin forwarded. Returns the shell-style
+    /// exit status.
+    pub async fn attach(&self, argv: Vec<String>, opts: ExecOptions) -> MicrosandboxResult<i32> {
+        let req = command::exec_request(&self.inner.spec, argv, opts)?;
+        crate::attach::attach(&self.inner.client, req).await
+    }
+
+    /// Runs the sandbox's command as docker would (`args` replace the image's Cmd, after its
+    /// entrypoint) attached to this process's terminal; returns the shell-style status.
+    pub async fn attach_command(&self, args: Vec<String>, opts: ExecOptions) -> MicrosandboxResult<i32> {
+        let req = command::run_request(&self.inner.spec, args, opts)?;
+        crate::attach::attach(&self.inner.client, req).await
+    }
+
+    /// Its resource use now (measured over a quarter of a second).
+    pub async fn metrics(&self) -> MicrosandboxResult<SandboxMetrics> {
+        match self.inner.client.request(Message::Control(Control::Metrics)).await? {
+            Message::SandboxMetrics(m) => Ok(m.into()),
+            other => Err(MicrosandboxError::Supervisor(format!(
+                "unexpected answer to metrics: {other:?}"
+            ))),
+        }
+    }
+
+    /// Stops it gracefully (10 s for the guest to power off) and waits until it has.
+    pub async fn stop(self) -> MicrosandboxResult<()> {
+        self.stop_with(Duration::from_secs(10)).await
+    }
+
+    /// Stops it gracefully, killing it if the guest has not powered off within `grace`.
+    pub async fn stop_with(self, grace: Duration) -> MicrosandboxResult<()> {
+        let grace_ms = u32::try_from(grace.as_millis()).unwrap_or(u32::MAX);
+        self.control(Control::Stop { grace_ms }).await
+    }
+
+    /// Kills its VM at once and waits until it is gone.
+    pub async fn kill(self) -> MicrosandboxResult<()> {
+        self.control(Control::Kill).await
+    }
+
+    /// Sends `what` over this handle's own connection (so an owning handle does not stop
+    /// the sandbox merely by going away first), then lets go of it.
+    async fn control(self, what: Control) -> MicrosandboxResult<()> {
+        let msb = self.inner.msb.clone();
+        let name = self.name().to_string();
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => lifecycle::control_on(inner.client, msb.paths(), &name, what).await,
+            // Other clones keep this connection open: use a connection of our own.
+            Err(_) => lifecycle::control(msb.paths(), &name, what)
+                .await
+                .or_else(tolerate_gone),
+        }
+    }
+
+    /// Waits until it stops (by itself, a timeout, or someone else's stop) and returns its
+    /// final record; `None` when it was ephemeral and is gone.
+    pub async fn wait(&self) -> MicrosandboxResult<Option<SandboxInfo>> {
+        self.inner.client.mux().closed().await;
+        let dir = self.inner.msb.paths().sandbox_dir(self.name());
+        for _ in 0..250 {
+            if !msb_supervisor::SandboxLock::is_held(&dir) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match self.info().await {
+            Ok(info) => Ok(Some(info)),
+            Err(MicrosandboxError::SandboxNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A stop of a sandbox that had already stopped or gone (an ephemeral one) is not an error.
+fn tolerate_gone(e: MicrosandboxError) -> MicrosandboxResult<()> {
+    match e {
+        MicrosandboxError::SandboxNotRunning { .. } | MicrosandboxError::SandboxNotFound(_) => Ok(()),
+        e => Err(e),
+    }
+}

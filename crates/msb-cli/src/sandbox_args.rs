@@ -1,0 +1,148 @@
+//! The options `msb run` and `msb create` share, turned into an SDK builder.
+
+use crate::patch_args::{parse_size_mib, PatchArgs};
+use anyhow::Result;
+use clap::ArgMatches;
+use microsandbox::{Microsandbox, SandboxBuilder};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a sandbox is made, beside the image it boots.
+#[derive(clap::Args, Debug)]
+pub struct SandboxArgs {
+    /// Boot a host directory (shared read-write) or a disk image file (.raw, .img, .qcow2,
+    /// .vmdk; attached read-write) as the guest's root filesystem instead of an image.
+    #[arg(long, value_name = "DIR|FILE")]
+    pub rootfs: Option<PathBuf>,
+    /// Replace the image's entrypoint.
+    #[arg(long, value_name = "PROGRAM")]
+    entrypoint: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy the host's value).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory inside the guest (absolute).
+    #[arg(short = 'w', long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// User to run as: uid[:gid] or name[:group] from the guest's /etc/passwd.
+    #[arg(short = 'u', long, value_name = "USER")]
+    user: Option<String>,
+    /// Number of virtual CPUs.
+    #[arg(short = 'c', long, default_value_t = 1)]
+    cpus: u32,
+    /// Guest memory in MiB.
+    #[arg(short = 'm', long, value_name = "MIB", default_value_t = 512)]
+    memory: u32,
+    /// Guest hostname (default: the sandbox name).
+    #[arg(short = 'H', long)]
+    hostname: Option<String>,
+    /// Size of the writable layer of an image root (sparse), e.g. 4G, 512M; bare numbers are MiB.
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size_mib)]
+    upper_size: u32,
+    /// Stop the sandbox after this long without any exec or attach (e.g. 30s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// Stop the sandbox this long after it starts (e.g. 10m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    max_duration: Option<Duration>,
+    /// Replace a sandbox of the same name (stopping it if it runs).
+    #[arg(long)]
+    replace: bool,
+    #[command(flatten)]
+    patches: PatchArgs,
+}
+
+impl SandboxArgs {
+    /// Whether `--replace` was given.
+    pub fn replaces(&self) -> bool {
+        self.replace
+    }
+
+    /// A builder for sandbox `name` booting `image` (or the `--rootfs`), with every option
+    /// applied; `matches` orders the patch flags.
+    pub fn builder(
+        &self,
+        msb: &Microsandbox,
+        name: &str,
+        image: Option<&str>,
+        matches: &ArgMatches,
+    ) -> Result<SandboxBuilder> {
+        let mut b = msb
+            .builder(name)
+            .cpus(self.cpus)
+            .memory(self.memory)
+            .upper_size(self.upper_size);
+        b = match (image, &self.rootfs) {
+            (Some(reference), _) => b.image(reference),
+            (None, Some(path)) => b.rootfs(path),
+            (None, None) => anyhow::bail!("give an image or --rootfs DIR|FILE"),
+        };
+        for item in &self.env {
+            let (k, v) = microsandbox::parse_env(item).map_err(anyhow::Error::msg)?;
+            b = b.env(k, v);
+        }
+        if let Some(dir) = &self.workdir {
+            b = b.workdir(dir);
+        }
+        if let Some(user) = &self.user {
+            b = b.user(user);
+        }
+        if let Some(program) = &self.entrypoint {
+            b = b.entrypoint([program]);
+        }
+        if let Some(host) = &self.hostname {
+            b = b.hostname(host);
+        }
+        if let Some(d) = self.idle_timeout {
+            b = b.idle_timeout(d);
+        }
+        if let Some(d) = self.max_duration {
+            b = b.max_duration(d);
+        }
+        if self.replace {
+            b = b.replace();
+        }
+        for patch in crate::patch_args::patches(matches)? {
+            b = b.add_patch(patch);
+        }
+        Ok(b)
+    }
+}
+
+/// Parses `30s`, `5m`, `1h`, `2d` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.char_indices().last() {
+        Some((i, c @ ('s' | 'm' | 'h' | 'd'))) => (&t[..i], c),
+        _ => (t, 's'),
+    };
+    let value: u64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (use e.g. 30s, 5m, 1h)"))?;
+    let secs = match unit {
+        'm' => value.checked_mul(60),
+        'h' => value.checked_mul(3600),
+        'd' => value.checked_mul(86_400),
+        _ => Some(value),
+    };
+    match secs {
+        Some(s) if s > 0 => Ok(Duration::from_secs(s)),
+        _ => Err(format!("duration '{text}' must be at least one second")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("1.5h").is_err());
+    }
+}

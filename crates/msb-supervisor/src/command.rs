@@ -1,0 +1,166 @@
+//! What runs in a sandbox: a request merged with the sandbox's settings and its image's
+//! defaults, by the rules docker uses (later settings win: image, then sandbox, then the
+//! request itself).
+
+use crate::{Error, Result};
+use msb_protocol::{ExecRequest, WindowSize};
+use msb_types::{ImageConfig, SandboxSpec};
+
+/// Per-process settings on top of the sandbox's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// Environment; wins over the sandbox's and the image's by name.
+    pub env: Vec<(String, String)>,
+    /// Working directory; else the sandbox's, the image's, `/`.
+    pub workdir: Option<String>,
+    /// User; else the sandbox's, the image's, root.
+    pub user: Option<String>,
+    /// Run on a terminal of this size.
+    pub tty: Option<WindowSize>,
+}
+
+/// The sandbox's command (`msb run`): `args` replace the image's Cmd; the sandbox's
+/// entrypoint, if set, replaces the image's Entrypoint (and then the image's Cmd is dropped).
+pub fn run_request(spec: &SandboxSpec, args: Vec<String>, opts: ExecOptions) -> Result<ExecRequest> {
+    let image = image_config(spec);
+    let (entrypoint, cmd) = match &spec.entrypoint {
+        Some(ep) => (ep.clone(), args),
+        None => {
+            let cmd = if args.is_empty() {
+                image.cmd.clone().unwrap_or_default()
+            } else {
+                args
+            };
+            (image.entrypoint.clone().unwrap_or_default(), cmd)
+        }
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if argv.is_empty() {
+        return Err(Error::InvalidConfig(
+            "no command given and the image defines no Entrypoint or Cmd: add `-- COMMAND`".into(),
+        ));
+    }
+    exec_request(spec, argv, opts)
+}
+
+/// A process started in a running sandbox (`msb exec`): `argv` as given.
+pub fn exec_request(spec: &SandboxSpec, argv: Vec<String>, opts: ExecOptions) -> Result<ExecRequest> {
+    if argv.is_empty() {
+        return Err(Error::InvalidConfig("no command given".into()));
+    }
+    let image = image_config(spec);
+    let mut env: Vec<(String, String)> = image
+        .env
+        .iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (e.clone(), String::new()),
+        })
+        .collect();
+    for (key, value) in spec.env.iter().cloned().chain(opts.env) {
+        env.retain(|(k, _)| *k != key);
+        env.push((key, value));
+    }
+    let workdir = opts
+        .workdir
+        .or_else(|| spec.workdir.clone())
+        .or_else(|| image.working_dir.clone());
+    if let Some(dir) = &workdir {
+        if !dir.starts_with('/') {
+            return Err(Error::InvalidConfig(format!(
+                "working directory '{dir}' must be an absolute path"
+            )));
+        }
+    }
+    Ok(ExecRequest {
+        argv,
+        env,
+        workdir,
+        user: opts.user.or_else(|| spec.user.clone()).or_else(|| image.user.clone()),
+        tty: opts.tty,
+    })
+}
+
+fn image_config(spec: &SandboxSpec) -> ImageConfig {
+    spec.image.as_ref().map(|i| i.config.clone()).unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use msb_types::{PinnedImage, RootSpec};
+
+    fn spec() -> SandboxSpec {
+        let mut spec = SandboxSpec::new("s", RootSpec::Oci("img".into()));
+        spec.image = Some(PinnedImage {
+            reference: "img".into(),
+            manifest_digest: "sha256:00".into(),
+            config: ImageConfig {
+                env: vec!["PATH=/usr/bin".into(), "A=image".into(), "B=image".into()],
+                entrypoint: Some(vec!["/entry".into()]),
+                cmd: Some(vec!["default".into()]),
+                working_dir: Some("/app".into()),
+                user: Some("1000".into()),
+                ..Default::default()
+            },
+        });
+        spec
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn docker_rules_for_entrypoint_and_cmd() {
+        let run = |args: &[&str], ep: Option<&[&str]>| {
+            let mut s = spec();
+            s.entrypoint = ep.map(strings);
+            run_request(&s, strings(args), ExecOptions::default()).unwrap().argv
+        };
+        assert_eq!(run(&[], None), ["/entry", "default"]);
+        assert_eq!(run(&["x", "y"], None), ["/entry", "x", "y"]);
+        assert_eq!(run(&[], Some(&["sh"])), ["sh"]);
+        assert_eq!(run(&["-c", "true"], Some(&["sh"])), ["sh", "-c", "true"]);
+        let exec = exec_request(&spec(), strings(&["ls", "-l"]), ExecOptions::default()).unwrap();
+        assert_eq!(exec.argv, ["ls", "-l"], "exec runs exactly what it is given");
+    }
+
+    #[test]
+    fn request_then_sandbox_then_image_settings_win() {
+        let mut s = spec();
+        s.env = vec![("A".into(), "sandbox".into())];
+        s.workdir = Some("/srv".into());
+        let opts = ExecOptions {
+            env: vec![("B".into(), "exec".into()), ("C".into(), "3".into())],
+            ..Default::default()
+        };
+        let req = exec_request(&s, strings(&["true"]), opts).unwrap();
+        let env: Vec<(&str, &str)> = req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(env, [("PATH", "/usr/bin"), ("A", "sandbox"), ("B", "exec"), ("C", "3")]);
+        assert_eq!(
+            (req.workdir.as_deref(), req.user.as_deref()),
+            (Some("/srv"), Some("1000"))
+        );
+        let opts = ExecOptions {
+            workdir: Some("/".into()),
+            user: Some("0".into()),
+            ..Default::default()
+        };
+        let req = exec_request(&s, strings(&["true"]), opts).unwrap();
+        assert_eq!((req.workdir.as_deref(), req.user.as_deref()), (Some("/"), Some("0")));
+    }
+
+    #[test]
+    fn nothing_to_run_or_a_relative_workdir_is_an_error() {
+        let bare = SandboxSpec::new("s", RootSpec::Bind("/r".into()));
+        assert!(run_request(&bare, Vec::new(), ExecOptions::default()).is_err());
+        assert!(exec_request(&bare, Vec::new(), ExecOptions::default()).is_err());
+        let opts = ExecOptions {
+            workdir: Some("tmp".into()),
+            ..Default::default()
+        };
+        assert!(exec_request(&bare, strings(&["true"]), opts).is_err());
+    }
+}

@@ -1,0 +1,277 @@
+//! The supervisor's life: take the sandbox lock, boot the VM, record it running, report
+//! ready, serve clients until something ends the sandbox, then record why and go.
+
+use crate::execlog::{describe, ExecLog};
+use crate::relay::{self, Activity, Shared, StopHow, StopRequest};
+use crate::{BootedVm, Error, ReadyLine, Result, SandboxLock, CONTROL_SOCKET};
+use msb_protocol::client::ExecEvent;
+use msb_protocol::ExecRequest;
+use msb_store::{SandboxState, Store};
+use msb_types::{Paths, SandboxSpec};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+/// How long a stopping supervisor waits for its clients to read the last replies.
+const FAREWELL: Duration = Duration::from_secs(2);
+/// How long an owned sandbox waits for its owner to connect after starting.
+const OWNER_WAIT: Duration = Duration::from_secs(10);
+
+/// A started sandbox, before it serves anyone.
+struct Started {
+    store: Store,
+    spec: SandboxSpec,
+    vm: BootedVm,
+    listener: UnixListener,
+    log: ExecLog,
+    _lock: SandboxLock,
+}
+
+/// Supervises sandbox `name` of `paths` until it stops. Reports how the start went as one
+/// line on stdout ([`ReadyLine`]); returns the process exit status. An `owned` sandbox
+/// belongs to whoever started it: it stops when that one is gone before connecting, fails
+/// to connect in time, or disconnects.
+pub async fn supervise(paths: Paths, name: &str, owned: bool) -> i32 {
+    let started = match start(&paths, name).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("sandbox '{name}' did not start: {e}");
+            let line = ReadyLine {
+                pid: std::process::id(),
+                vmm_pid: None,
+                boot_ms: 0,
+                accel_note: None,
+                error: Some(e.to_string()),
+            };
+            line.emit();
+            return 1;
+        }
+    };
+    let heard = ReadyLine {
+        pid: std::process::id(),
+        vmm_pid: started.vm.pids().first().copied(),
+        boot_ms: started.vm.boot_time.as_millis() as u64,
+        accel_note: started.vm.accel_note.clone(),
+        error: None,
+    }
+    .emit();
+    let owner = match (owned, heard) {
+        (false, _) => Owner::None,
+        (true, true) => Owner::Expected,
+        (true, false) => Owner::Gone,
+    };
+    match serve(started, &paths, name, owner).await {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("sandbox '{name}': {e}");
+            1
+        }
+    }
+}
+
+async fn start(paths: &Paths, name: &str) -> Result<Started> {
+    let store = Store::open(paths)?;
+    let record = store.get_sandbox(name)?.ok_or_else(|| Error::NotFound(name.into()))?;
+    let spec: SandboxSpec = record.spec()?;
+    let dir = paths.sandbox_dir(name);
+    if !dir.is_dir() {
+        return Err(Error::NotFound(name.into()));
+    }
+    let lock = SandboxLock::try_acquire(&dir)?.ok_or_else(|| Error::AlreadyRunning(name.into()))?;
+    if record.state == SandboxState::Running {
+        // We hold the lock, so whoever recorded this run is gone without saying so.
+        store.set_crashed(name, "its supervisor died")?;
+    }
+    let log = ExecLog::open(&dir.join("logs").join("exec.log"))
+        .or_else(|_| {
+            std::fs::create_dir_all(dir.join("logs"))?;
+            ExecLog::open(&dir.join("logs").join("exec.log"))
+        })
+        .map_err(Error::io(format!("opening the exec log of {name}")))?;
+    let vm = BootedVm::boot(&spec, paths).await?;
+    let socket = dir.join("runtime").join(CONTROL_SOCKET);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(Error::io(format!("listening on {}", socket.display())))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(Error::io(format!("securing {}", socket.display())))?;
+    let vmm_pid = vm.pids().first().copied().unwrap_or(0);
+    store.set_running(name, std::process::id(), vmm_pid)?;
+    log.note(&format!("sandbox started (boot {} ms)", vm.boot_time.as_millis()));
+    Ok(Started {
+        store,
+        spec,
+        vm,
+        listener,
+        log,
+        _lock: lock,
+    })
+}
+
+/// Whether the sandbox waits for an owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    None,
+    Expected,
+    Gone,
+}
+
+/// Why the serving loop ended.
+enum Ending {
+    Requested(StopRequest),
+    VmExited(std::io::Result<std::process::ExitStatus>),
+}
+
+async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()> {
+    let Started {
+        store,
+        spec,
+        mut vm,
+        listener,
+        log,
+        _lock,
+    } = s;
+    let (stop_tx, mut stop_rx) = mpsc::channel(8);
+    let (connections, mut open) = watch::channel(0usize);
+    let shared = Arc::new(Shared {
+        agent: vm.client().clone(),
+        ready: vm.ready().clone(),
+        activity: Activity::new(),
+        log,
+        stop: stop_tx,
+        connections,
+        vm_pids: vm.pids(),
+        memory_limit: u64::from(spec.resources.memory_mib) << 20,
+        cpus: spec.resources.cpus,
+        started: Instant::now(),
+        owner_seen: false.into(),
+    });
+    if let Some(args) = &spec.command {
+        let output = paths.sandbox_dir(name).join("logs").join("output.log");
+        match crate::command::run_request(&spec, args.clone(), Default::default()) {
+            Ok(req) => {
+                tokio::spawn(run_main(req, shared.clone(), output));
+            }
+            Err(e) => shared.log.note(&format!("the sandbox's command cannot run: {e}")),
+        }
+    }
+    let deadline = spec.max_duration_secs.map(|s| Instant::now() + Duration::from_secs(s));
+    let idle_limit = spec.idle_timeout_secs.map(Duration::from_secs);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut terminate = signal(SignalKind::terminate()).map_err(Error::io("watching SIGTERM"))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::io("watching SIGINT"))?;
+    let graceful = |reason: &str| StopRequest {
+        how: StopHow::Graceful(Duration::from_secs(10)),
+        reason: reason.into(),
+        exit_code: None,
+        done: None,
+    };
+    let owner_deadline = Instant::now() + OWNER_WAIT;
+    let ending = loop {
+        if owner == Owner::Gone {
+            break Ending::Requested(graceful("whoever started it went away"));
+        }
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    tokio::spawn(relay::serve_client(stream, shared.clone()));
+                }
+            }
+            status = vm.wait() => break Ending::VmExited(status),
+            Some(request) = stop_rx.recv() => break Ending::Requested(request),
+            _ = terminate.recv() => break Ending::Requested(graceful("its supervisor was terminated")),
+            _ = interrupt.recv() => break Ending::Requested(graceful("its supervisor was interrupted")),
+            _ = tick.tick() => {
+                if idle_limit.is_some_and(|limit| shared.activity.idle_for() >= limit) {
+                    break Ending::Requested(graceful("idle timeout"));
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break Ending::Requested(graceful("max duration reached"));
+                }
+                let unclaimed = owner == Owner::Expected && !shared.owner_seen.load(std::sync::atomic::Ordering::SeqCst);
+                if unclaimed && Instant::now() >= owner_deadline {
+                    break Ending::Requested(graceful("its owner never connected"));
+                }
+            }
+        }
+    };
+    drop(listener);
+    let done = match ending {
+        Ending::Requested(request) => {
+            match request.how {
+                StopHow::Graceful(grace) => vm.shutdown(grace).await,
+                StopHow::Kill => vm.kill().await,
+            }
+            shared.log.note(&format!("sandbox stopped: {}", request.reason));
+            store.set_stopped(name, request.exit_code, &request.reason)?;
+            request.done
+        }
+        Ending::VmExited(status) => {
+            vm.kill().await;
+            match status
+                .ok()
+                .and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s))
+            {
+                Some(sig) => {
+                    let reason = format!("the VMM was killed by signal {sig}");
+                    shared.log.note(&format!("sandbox crashed: {reason}"));
+                    store.set_crashed(name, &reason)?;
+                }
+                None => {
+                    shared.log.note("sandbox stopped: the guest powered off");
+                    store.set_stopped(name, None, "the guest powered off")?;
+                }
+            }
+            None
+        }
+    };
+    if spec.ephemeral {
+        store.remove_sandbox(name)?;
+        let _ = std::fs::remove_dir_all(paths.sandbox_dir(name));
+    }
+    if let Some(done) = done {
+        let _ = done.send(());
+    }
+    // Let clients read their last replies before the process (and its sockets) goes.
+    let _ = tokio::time::timeout(FAREWELL, open.wait_for(|n| *n == 0)).await;
+    Ok(())
+}
+
+/// Runs the sandbox's main command, its output into `output`; the sandbox stops when it
+/// ends, with its exit code.
+async fn run_main(req: ExecRequest, shared: Arc<Shared>, output: std::path::PathBuf) {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&output).ok();
+    shared.activity.begin();
+    let n = shared.log.started(&req);
+    let started = Instant::now();
+    let (outcome, code) = match shared.agent.exec(req).await {
+        Ok(mut session) => loop {
+            match session.next().await {
+                Ok(Some(ExecEvent::Stdout(b) | ExecEvent::Stderr(b))) => {
+                    if let Some(f) = file.as_mut() {
+                        let _ = f.write_all(&b);
+                    }
+                }
+                Ok(Some(ExecEvent::Exited(status))) => break (describe(status), status.shell_code()),
+                Ok(Some(ExecEvent::SpawnFailed(f))) => {
+                    break (format!("failed to start: {}", f.message), f.kind.exit_code())
+                }
+                Ok(Some(ExecEvent::Started(_))) => {}
+                Ok(None) | Err(_) => break ("ended: the sandbox stopped".into(), 255),
+            }
+        },
+        Err(e) => (format!("failed to start: {e}"), 125),
+    };
+    shared.log.ended(n, &outcome, started.elapsed());
+    shared.activity.end();
+    let request = StopRequest {
+        how: StopHow::Graceful(Duration::from_secs(10)),
+        reason: format!("its command ended ({outcome})"),
+        exit_code: Some(code),
+        done: None,
+    };
+    let _ = shared.stop.send(request).await;
+}
