@@ -18,7 +18,6 @@ pub use schema::SCHEMA_VERSION;
 use error::{is_busy, is_not_a_database};
 use msb_types::Paths;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,8 +26,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 /// Further tries after SQLite gave up waiting (covers the cases its busy handler skips).
 const BUSY_RETRIES: u32 = 8;
 
-/// The first 16 bytes of every SQLite 3 database file.
-const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 /// Where the database of a layout lives: `home/db/msb.db`.
 pub fn db_path(paths: &Paths) -> PathBuf {
@@ -47,7 +44,6 @@ impl Store {
     pub fn open(paths: &Paths) -> Result<Store, StoreError> {
         let path = db_path(paths);
         create_dirs(paths.home(), path.parent().unwrap_or(paths.home()))?;
-        check_header(&path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags).map_err(|source| {
             if is_not_a_database(&source) {
@@ -76,7 +72,16 @@ impl Store {
     }
 
     /// Connection settings: enforced foreign keys, WAL journal, fsync only at checkpoints.
+    ///
+    /// A file that is not a database is refused by a first read, which SQLite answers with
+    /// "not a database" before writing anything. (Checking the header with a file of our
+    /// own would be wrong: closing any descriptor of the database file drops every POSIX
+    /// lock this process holds on it, those of open connections included, and lets another
+    /// process write under them.)
     fn configure(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get::<_, i64>(0))
+            .map_err(self.db_err("read the schema"))?;
         self.conn
             .pragma_update(None, "foreign_keys", "ON")
             .map_err(self.db_err("enable foreign keys"))?;
@@ -219,36 +224,3 @@ fn create_dirs(home: &Path, db_dir: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Refuses a file that has content but no SQLite header, before SQLite touches it.
-///
-/// A missing or empty file is fine (SQLite makes a new database). SQLite writes page 1 (at
-/// least 512 bytes) in one go, so any file of 100 bytes or more without the magic is not one.
-/// Shorter files are left to SQLite, which reports them under its own lock.
-fn check_header(path: &Path) -> Result<(), StoreError> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(StoreError::ReadFile {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
-    let read_err = |source| StoreError::ReadFile {
-        path: path.to_path_buf(),
-        source,
-    };
-    let len = file.metadata().map_err(read_err)?.len();
-    if len < 100 {
-        return Ok(());
-    }
-    let mut head = [0u8; 16];
-    file.read_exact(&mut head).map_err(read_err)?;
-    if &head != SQLITE_MAGIC {
-        return Err(StoreError::NotADatabase {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(())
-}

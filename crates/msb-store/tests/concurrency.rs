@@ -1,4 +1,5 @@
-//! Many writers on one database: 8 threads and 8 processes at once, each with its own Store.
+//! Many writers on one database: 8 threads and 8 processes at once, each with its own Store,
+//! each opening and closing further connections meanwhile.
 //!
 //! The processes are this test binary itself, re-run with `MSB_STORE_CHILD` set so that only
 //! `child_worker` does anything. Every worker opens the (fresh) database itself, creates,
@@ -40,6 +41,9 @@ fn worker(id: &str, paths: &Paths) {
         r.unwrap_or_else(|e| panic!("{id}: {what}: {e} ({e:?})"));
     };
     for k in 0..ROUNDS {
+        // Another connection of the same process comes and goes while `store` stays open,
+        // as the SDK's nested calls do: it must not disturb `store`'s locks.
+        drop(Store::open(paths).unwrap_or_else(|e| panic!("{id}: second open: {e}")));
         let name = format!("{id}-{k}");
         ok("insert", store.insert_sandbox(&name, &format!(r#"{{"round":{k}}}"#)));
         ok("running", store.set_running(&name, 1000 + k as u32, 2000 + k as u32));
