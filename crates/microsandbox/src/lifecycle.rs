@@ -122,6 +122,7 @@ pub(crate) async fn remove(paths: &Paths, name: &str, force: bool) -> Microsandb
         kill(paths, name).await?;
     }
     let dir = paths.sandbox_dir(name);
+    wait_released(paths, name).await;
     // Holding the lock keeps a concurrent start out while the sandbox goes.
     let _lock = match std::fs::create_dir_all(&dir) {
         Ok(()) => SandboxLock::try_acquire(&dir)?.ok_or_else(|| MicrosandboxError::SandboxStillRunning(name.into()))?,
@@ -182,14 +183,16 @@ pub(crate) async fn control_on(
     Ok(())
 }
 
+/// How long a supervisor may take to let go of its sandbox after stopping its VM (on a
+/// loaded machine, with many VMs under TCG, seconds).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Waits (a bounded while) until no supervisor holds the lock of `name`.
 pub(crate) async fn wait_released(paths: &Paths, name: &str) {
     let dir = paths.sandbox_dir(name);
-    for _ in 0..250 {
-        if !SandboxLock::is_held(&dir) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let deadline = tokio::time::Instant::now() + RELEASE_TIMEOUT;
+    while SandboxLock::is_held(&dir) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

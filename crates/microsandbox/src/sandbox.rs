@@ -267,13 +267,7 @@ impl Sandbox {
     /// final record; `None` when it was ephemeral and is gone.
     pub async fn wait(&self) -> MicrosandboxResult<Option<SandboxInfo>> {
         self.inner.client.mux().closed().await;
-        let dir = self.inner.msb.paths().sandbox_dir(self.name());
-        for _ in 0..250 {
-            if !msb_supervisor::SandboxLock::is_held(&dir) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        lifecycle::wait_released(self.inner.msb.paths(), self.name()).await;
         match self.info().await {
             Ok(info) => Ok(Some(info)),
             Err(MicrosandboxError::SandboxNotFound(_)) => Ok(None),

@@ -4,6 +4,7 @@
 mod boot;
 mod console;
 mod floor;
+mod lifecycle;
 mod procmem;
 mod procs;
 mod pull;
@@ -36,6 +37,16 @@ pub enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// Managed sandboxes: create + start → first output, exec round trips, stop, rm, and
+    /// ten sandboxes at once (time until ready, host memory each).
+    Lifecycle {
+        /// Rounds of create/exec/stop/rm (after one warm-up round).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Upper image build time (empty and 1,000 patched files) against mke2fs, and
     /// `msb run IMAGE true` against `msb run --rootfs DIR true` on the same files.
     Rootfs {
@@ -54,5 +65,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Boot { runs, json } => boot::run(runs, json),
         Which::Pull { runs, json } => pull::run(runs, json),
         Which::Rootfs { runs, json } => rootfs::run(runs, json),
+        Which::Lifecycle { runs, json } => lifecycle::run(runs, json),
     }
 }
