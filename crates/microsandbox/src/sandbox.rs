@@ -12,6 +12,19 @@ use std::time::Duration;
 
 /// Where sandboxes live (`$MSB_HOME`, default `~/.microsandbox`): the entry point for
 /// finding and making them. [`Sandbox`]'s associated functions use [`Microsandbox::from_env`].
+///
+/// ```no_run
+/// # async fn demo() -> microsandbox::MicrosandboxResult<()> {
+/// use microsandbox::Microsandbox;
+/// let msb = Microsandbox::at("/srv/sandboxes");
+/// for info in msb.list().await? {
+///     println!("{} {:?}", info.name, info.state);
+/// }
+/// let sb = msb.builder("job-1").rootfs("/srv/roots/alpine").create_detached().await?;
+/// sb.shell("echo started > /var/log/job").await?;
+/// msb.stop("job-1", std::time::Duration::from_secs(5)).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Microsandbox {
     paths: Paths,
@@ -141,11 +154,6 @@ impl Sandbox {
         Microsandbox::from_env().connect(name).await
     }
 
-    /// Removes a stopped sandbox (see [`Microsandbox::remove`]).
-    pub async fn remove_named(name: &str) -> MicrosandboxResult<()> {
-        Microsandbox::from_env().remove(name, false).await
-    }
-
     /// Its name.
     pub fn name(&self) -> &str {
         &self.inner.spec.name
@@ -186,6 +194,21 @@ impl Sandbox {
     }
 
     /// Starts `cmd args…` and returns its event stream and stdin.
+    ///
+    /// ```no_run
+    /// # async fn demo(sb: microsandbox::Sandbox) -> microsandbox::MicrosandboxResult<()> {
+    /// use microsandbox::ExecEvent;
+    /// let mut proc = sb.exec_stream("cat", Vec::<String>::new()).await?;
+    /// let stdin = proc.stdin();
+    /// stdin.write(b"hello\n").await?;
+    /// stdin.close().await?;
+    /// while let Some(event) = proc.recv().await? {
+    ///     if let ExecEvent::Stdout(bytes) = event {
+    ///         print!("{}", String::from_utf8_lossy(&bytes));
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn exec_stream<S: Into<String>>(
         &self,
         cmd: &str,
@@ -247,6 +270,18 @@ impl Sandbox {
     /// Kills its VM at once and waits until it is gone.
     pub async fn kill(self) -> MicrosandboxResult<()> {
         self.control(Control::Kill).await
+    }
+
+    /// Stops it and removes it with everything it wrote.
+    pub async fn remove(self) -> MicrosandboxResult<()> {
+        let msb = self.inner.msb.clone();
+        let name = self.name().to_string();
+        self.stop().await?;
+        msb.remove(&name, false).await.or_else(|e| match e {
+            // An ephemeral sandbox removes itself as it stops.
+            MicrosandboxError::SandboxNotFound(_) => Ok(()),
+            e => Err(e),
+        })
     }
 
     /// Sends `what` over this handle's own connection (so an owning handle does not stop
