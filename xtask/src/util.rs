@@ -52,3 +52,18 @@ pub fn timed(cmd: &mut Command, what: &str) -> Result<(std::time::Duration, Vec<
     }
     Ok((elapsed, out.stdout))
 }
+
+/// Builds `example` of `package` in release mode and returns its path.
+pub fn release_example(package: &str, example: &str) -> Result<std::path::PathBuf> {
+    let root = crate::paths::repo_root();
+    run(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        package,
+        "--example",
+        example,
+    ]))?;
+    Ok(root.join("target/release/examples").join(example))
+}

@@ -13,7 +13,14 @@ async fn main() -> MicrosandboxResult<()> {
         .image(image)
         .memory(512)
         .ephemeral()
-        .patch(|p| p.text("/opt/hello.py", "import sys\nprint('hello from', sys.platform)\n", None, false))
+        .patch(|p| {
+            p.text(
+                "/opt/hello.py",
+                "import sys\nprint('hello from', sys.platform)\n",
+                None,
+                false,
+            )
+        })
         .create()
         .await?;
     let out = sb.exec("python3", ["/opt/hello.py"]).await?;

@@ -24,7 +24,11 @@ async fn main() -> MicrosandboxResult<()> {
     let sb = msb.start_detached(&name).await?;
     print!("after restart: {}", sb.shell("cat /root/note").await?.stdout_text());
     let m = sb.metrics().await?;
-    println!("memory used: {} MiB of {} MiB", m.memory_used_bytes >> 20, m.memory_limit_bytes >> 20);
+    println!(
+        "memory used: {} MiB of {} MiB",
+        m.memory_used_bytes >> 20,
+        m.memory_limit_bytes >> 20
+    );
     sb.stop().await?;
     msb.remove(&name, false).await?;
     println!("{name}: removed");

@@ -14,7 +14,12 @@ async fn main() -> MicrosandboxResult<()> {
         builder.image(root)
     };
     let sb = builder.create().await?;
-    let mut proc = sb.exec_stream("sh", ["-c", "while read line; do echo \"got: $line\"; done; echo done >&2"]).await?;
+    let mut proc = sb
+        .exec_stream(
+            "sh",
+            ["-c", "while read line; do echo \"got: $line\"; done; echo done >&2"],
+        )
+        .await?;
     let stdin = proc.stdin();
     let feeder = tokio::spawn(async move {
         for word in ["one", "two", "three"] {
@@ -31,6 +36,8 @@ async fn main() -> MicrosandboxResult<()> {
             ExecEvent::SpawnFailed(f) => println!("[could not start: {}]", f.message),
         }
     }
-    feeder.await.map_err(|e| microsandbox::MicrosandboxError::InvalidConfig(e.to_string()))??;
+    feeder
+        .await
+        .map_err(|e| microsandbox::MicrosandboxError::InvalidConfig(e.to_string()))??;
     sb.stop().await
 }

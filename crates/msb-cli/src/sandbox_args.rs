@@ -3,9 +3,42 @@
 use crate::patch_args::{parse_size_mib, PatchArgs};
 use anyhow::Result;
 use clap::ArgMatches;
-use microsandbox::{Microsandbox, SandboxBuilder};
+use microsandbox::{ExecOptions, Microsandbox, SandboxBuilder};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Per-process options: of every process of a sandbox (`run`, `create`), or of one
+/// (`exec`, `shell`).
+#[derive(clap::Args, Debug)]
+pub struct ProcessArgs {
+    /// Set an environment variable (KEY=VALUE, or KEY to copy the host's value).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory inside the guest (absolute).
+    #[arg(short = 'w', long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// User to run as: uid[:gid] or name[:group] from the guest's /etc/passwd.
+    #[arg(short = 'u', long, value_name = "USER")]
+    user: Option<String>,
+}
+
+impl ProcessArgs {
+    /// The SDK options, on a terminal when `tty`.
+    pub fn options(&self, tty: bool) -> Result<ExecOptions> {
+        let env = self
+            .env
+            .iter()
+            .map(|e| microsandbox::parse_env(e))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?;
+        Ok(ExecOptions {
+            env,
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            tty: tty.then(microsandbox::terminal_size),
+        })
+    }
+}
 
 /// How a sandbox is made, beside the image it boots.
 #[derive(clap::Args, Debug)]
@@ -17,15 +50,8 @@ pub struct SandboxArgs {
     /// Replace the image's entrypoint.
     #[arg(long, value_name = "PROGRAM")]
     entrypoint: Option<String>,
-    /// Set an environment variable (KEY=VALUE, or KEY to copy the host's value).
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
-    env: Vec<String>,
-    /// Working directory inside the guest (absolute).
-    #[arg(short = 'w', long, value_name = "DIR")]
-    workdir: Option<String>,
-    /// User to run as: uid[:gid] or name[:group] from the guest's /etc/passwd.
-    #[arg(short = 'u', long, value_name = "USER")]
-    user: Option<String>,
+    #[command(flatten)]
+    process: ProcessArgs,
     /// Number of virtual CPUs.
     #[arg(short = 'c', long, default_value_t = 1)]
     cpus: u32,
@@ -76,14 +102,12 @@ impl SandboxArgs {
             (None, Some(path)) => b.rootfs(path),
             (None, None) => anyhow::bail!("give an image or --rootfs DIR|FILE"),
         };
-        for item in &self.env {
-            let (k, v) = microsandbox::parse_env(item).map_err(anyhow::Error::msg)?;
-            b = b.env(k, v);
-        }
-        if let Some(dir) = &self.workdir {
+        let process = self.process.options(false)?;
+        b = b.envs(process.env);
+        if let Some(dir) = process.workdir {
             b = b.workdir(dir);
         }
-        if let Some(user) = &self.user {
+        if let Some(user) = process.user {
             b = b.user(user);
         }
         if let Some(program) = &self.entrypoint {

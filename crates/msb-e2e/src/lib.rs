@@ -75,6 +75,16 @@ pub fn registry() -> Option<String> {
     }
 }
 
+/// A fresh world and the fixture image `msb-test/<repo>` of the local registry, when both
+/// the registry and VMs are available (else the test skips, or fails under CI).
+pub fn image_world(repo: &str) -> Option<(Sandbox, String)> {
+    let addr = registry()?;
+    if !vm_available() {
+        return None;
+    }
+    Some((Sandbox::new(), format!("{addr}/msb-test/{repo}")))
+}
+
 /// The `msb` binary: `MSB_BIN`, else `target/debug/msb`, rebuilt once per test process so a
 /// stale binary is never tested (a no-op when it is up to date).
 pub fn msb_bin() -> PathBuf {
@@ -186,6 +196,11 @@ impl Sandbox {
     /// and virtiofsd of its VMs.
     pub fn vm_processes(&self) -> Vec<String> {
         live_processes_mentioning(&self.home().to_string_lossy())
+    }
+
+    /// How many sandbox directories this world has.
+    pub fn sandbox_dirs(&self) -> usize {
+        std::fs::read_dir(self.home().join("sandboxes")).map_or(0, |d| d.count())
     }
 
     /// Asserts that no VM process of this world is alive (waiting briefly for exits).

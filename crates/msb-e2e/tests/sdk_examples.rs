@@ -2,7 +2,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use msb_e2e::{msb_bin, registry, stdout_of, vm_available, Sandbox as World};
+use msb_e2e::{image_world, msb_bin, stdout_of, vm_available, Sandbox as World};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -32,15 +32,12 @@ fn run(w: &World, name: &str, arg: &str) -> String {
 
 #[test]
 fn hello_runs_python_from_an_image() {
-    let Some(addr) = registry() else { return };
-    if !vm_available() {
+    let Some((w, image)) = image_world("python") else {
         return;
-    }
-    let w = World::new();
-    let out = run(&w, "hello", &format!("{addr}/msb-test/python"));
+    };
+    let out = run(&w, "hello", &image);
     assert_eq!(out, "hello from linux\nexit status: 0\n");
-    let left = std::fs::read_dir(w.home().join("sandboxes")).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(left, 0, "the ephemeral sandbox is gone");
+    assert_eq!(w.sandbox_dirs(), 0, "the ephemeral sandbox is gone");
     w.assert_no_vm_left();
 }
 
@@ -54,9 +51,15 @@ fn stream_and_persist_run_on_a_directory_root() {
     let out = run(&w, "stream", root);
     assert!(out.starts_with("[started as pid "), "{out}");
     assert!(out.contains("got: one\ngot: two\ngot: three\n"), "{out}");
-    assert!(out.contains("[stderr] done\n") && out.ends_with("[exited: Code(0)]\n"), "{out}");
+    assert!(
+        out.contains("[stderr] done\n") && out.ends_with("[exited: Code(0)]\n"),
+        "{out}"
+    );
     let out = run(&w, "persist", root);
-    assert!(out.contains(": Stopped\nafter restart: kept across restarts\nmemory used: "), "{out}");
+    assert!(
+        out.contains(": Stopped\nafter restart: kept across restarts\nmemory used: "),
+        "{out}"
+    );
     assert!(out.ends_with(": removed\n"), "{out}");
     w.assert_no_vm_left();
 }

@@ -2,7 +2,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use msb_e2e::{registry, stdout_of, vm_available, Sandbox};
+use msb_e2e::{image_world, registry, stdout_of, Sandbox};
 use std::process::Stdio;
 
 fn run(sb: &Sandbox, args: &[&str]) -> std::process::Output {
@@ -16,12 +16,9 @@ fn run(sb: &Sandbox, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn python_image_runs_python_and_honours_its_config() {
-    let Some(addr) = registry() else { return };
-    if !vm_available() {
+    let Some((sb, image)) = image_world("python") else {
         return;
-    }
-    let sb = Sandbox::new();
-    let image = format!("{addr}/msb-test/python");
+    };
     // Not pulled yet: `run` pulls it.
     assert_eq!(
         stdout_of(&run(&sb, &[&image, "--", "python3", "-c", "print(1)"])),
@@ -52,12 +49,9 @@ fn python_image_runs_python_and_honours_its_config() {
 
 #[test]
 fn layers_stack_with_whiteouts_and_opaque_dirs_and_writes_go_to_the_upper() {
-    let Some(addr) = registry() else { return };
-    if !vm_available() {
+    let Some((sb, image)) = image_world("tricky") else {
         return;
-    }
-    let sb = Sandbox::new();
-    let image = format!("{addr}/msb-test/tricky");
+    };
     let script = "ls /tricky/del; ls /tricky/opaque; test -e /tricky/deldir || echo deldir-gone; \
                   rm /tricky/lower-only.txt && echo removed; echo new > /tricky/opaque/mine && cat /tricky/opaque/mine";
     let out = stdout_of(&run(&sb, &[&image, "--", "sh", "-c", script]));

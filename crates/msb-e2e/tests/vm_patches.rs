@@ -4,7 +4,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use msb_e2e::{registry, stdout_of, vm_available, Sandbox};
+use msb_e2e::{image_world, stdout_of, vm_available, Sandbox};
 use std::process::{Output, Stdio};
 
 fn run(sb: &Sandbox, args: &[&str]) -> Output {
@@ -22,12 +22,9 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn patches_shape_an_image_root_before_boot() {
-    let Some(addr) = registry() else { return };
-    if !vm_available() {
+    let Some((sb, image)) = image_world("tricky") else {
         return;
-    }
-    let sb = Sandbox::new();
-    let image = format!("{addr}/msb-test/tricky");
+    };
     let tool = sb.home().join("tool.sh");
     std::fs::write(&tool, "#!/bin/sh\necho tool ran\n").unwrap();
     let script = "test -e /tricky/lower-only.txt || echo removed; cat /tricky/del/stays.txt; \
@@ -80,12 +77,9 @@ fn patches_shape_an_image_root_before_boot() {
 
 #[test]
 fn bad_patches_fail_before_boot_and_leave_nothing_behind() {
-    let Some(addr) = registry() else { return };
-    if !vm_available() {
+    let Some((sb, image)) = image_world("tricky") else {
         return;
-    }
-    let sb = Sandbox::new();
-    let image = format!("{addr}/msb-test/tricky");
+    };
     for (flags, fragment) in [
         (vec!["--text", "etc/x=1"], "must be absolute"),
         (vec!["--delete", "/tricky/../../etc"], "'..'"),
@@ -107,10 +101,7 @@ fn bad_patches_fail_before_boot_and_leave_nothing_behind() {
         let out = run(&sb, &args);
         assert_eq!(out.status.code(), Some(125), "{flags:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(fragment), "{flags:?}: {}", stderr(&out));
-        let left: Vec<_> = std::fs::read_dir(sb.home().join("sandboxes"))
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "{flags:?} left {left:?}");
+        assert_eq!(sb.sandbox_dirs(), 0, "{flags:?} left a sandbox behind");
     }
     sb.assert_no_vm_left();
 }
@@ -154,12 +145,9 @@ fn patches_on_a_directory_root_stay_inside_it() {
 
 #[test]
 fn an_image_deeper_than_the_virtio_slots_boots_with_its_layers_in_order() {
-    let Some(addr) = registry() else { return };
-    if !vm_available() {
+    let Some((sb, image)) = image_world("layers") else {
         return;
-    }
-    let sb = Sandbox::new();
-    let image = format!("{addr}/msb-test/layers");
+    };
     let out = run(
         &sb,
         &[

@@ -5,7 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use microsandbox::{Microsandbox, Sandbox};
-use msb_e2e::{registry, vm_available, Sandbox as World};
+use msb_e2e::image_world;
 
 async fn sh(sb: &Sandbox, script: &str) -> String {
     let out = sb.shell(script).await.unwrap();
@@ -15,13 +15,10 @@ async fn sh(sb: &Sandbox, script: &str) -> String {
 
 #[tokio::test]
 async fn guest_writes_survive_a_restart_of_the_same_sandbox() {
-    let Some(addr) = registry() else { return };
-    if !vm_available() {
+    let Some((world, image)) = image_world("tricky") else {
         return;
-    }
-    let world = World::new();
+    };
     let msb = Microsandbox::at(world.home());
-    let image = format!("{addr}/msb-test/tricky");
     let sb = msb
         .builder("keep")
         .image(&image)

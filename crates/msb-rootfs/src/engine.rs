@@ -93,19 +93,13 @@ impl Engine<'_> {
                 content,
                 mode,
                 replace,
-            } => {
-                let meta = Metadata::root(mode_or(*mode, 0o644), now);
-                self.put(path, *replace, file(meta, Data::Bytes(content.as_bytes().to_vec())))
-            }
+            } => self.put_bytes(path, content.as_bytes().to_vec(), *mode, *replace),
             Patch::File {
                 path,
                 content,
                 mode,
                 replace,
-            } => {
-                let meta = Metadata::root(mode_or(*mode, 0o644), now);
-                self.put(path, *replace, file(meta, Data::Bytes(content.clone())))
-            }
+            } => self.put_bytes(path, content.clone(), *mode, *replace),
             Patch::CopyFile {
                 src,
                 dst,
@@ -137,6 +131,12 @@ impl Engine<'_> {
             Patch::Remove { path } => self.remove(&components(path)?),
             Patch::Append { path, content } => self.append(&components(path)?, content.as_bytes()),
         }
+    }
+
+    /// Writes a regular file (root-owned, 0644 unless `mode`) holding `bytes` at `path`.
+    fn put_bytes(&mut self, path: &str, bytes: Vec<u8>, mode: Option<u32>, replace: bool) -> Result<(), PatchError> {
+        let meta = Metadata::root(mode_or(mode, 0o644), self.now);
+        self.put(path, replace, file(meta, Data::Bytes(bytes)))
     }
 
     /// Writes a non-directory at `path`, replacing whatever the upper had there.

@@ -26,7 +26,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 /// Further tries after SQLite gave up waiting (covers the cases its busy handler skips).
 const BUSY_RETRIES: u32 = 8;
 
-
 /// Where the database of a layout lives: `home/db/msb.db`.
 pub fn db_path(paths: &Paths) -> PathBuf {
     paths.home().join("db").join("msb.db")
@@ -223,4 +222,3 @@ fn create_dirs(home: &Path, db_dir: &Path) -> Result<(), StoreError> {
         }),
     }
 }
-

@@ -156,21 +156,19 @@ fn oci(spec: &SandboxSpec, paths: &Paths, dir: &Path) -> Result<RootPlan> {
 }
 
 fn check_root_dir(root: &Path) -> Result<PathBuf> {
-    let problem = match std::fs::metadata(root) {
-        Err(_) => "does not exist",
-        Ok(m) if !m.is_dir() => "is not a directory",
-        Ok(_) => return std::fs::canonicalize(root).map_err(Error::io(format!("resolving {}", root.display()))),
-    };
-    Err(Error::Rootfs {
-        path: root.to_path_buf(),
-        problem,
-    })
+    check_path(root, true)
 }
 
 fn check_disk_image(path: &Path) -> Result<PathBuf> {
+    check_path(path, false)
+}
+
+/// The canonical form of `path`, which must be a directory (`dir`) or a regular file.
+fn check_path(path: &Path, dir: bool) -> Result<PathBuf> {
     let problem = match std::fs::metadata(path) {
         Err(_) => "does not exist",
-        Ok(m) if !m.is_file() => "is not a regular file",
+        Ok(m) if dir && !m.is_dir() => "is not a directory",
+        Ok(m) if !dir && !m.is_file() => "is not a regular file",
         Ok(_) => return std::fs::canonicalize(path).map_err(Error::io(format!("resolving {}", path.display()))),
     };
     Err(Error::Rootfs {

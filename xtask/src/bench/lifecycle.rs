@@ -86,10 +86,17 @@ fn timed(c: &mut Command, what: &str) -> Result<Duration> {
 fn measure(f: &mut Figures, runs: usize, tmp: &Path, msb: &Path, image: &str) -> Result<()> {
     for round in 0..=runs {
         let keep = round > 0;
-        console::progress("lifecycle", &format!("round {round}/{runs}{}", if keep { "" } else { " (warm-up)" }));
+        console::progress(
+            "lifecycle",
+            &format!("round {round}/{runs}{}", if keep { "" } else { " (warm-up)" }),
+        );
         let name = format!("life-{round}");
         let t0 = Instant::now();
-        util::run(cmd(msb, tmp).args(["create", &name, "--image", image]).stdout(Stdio::null()))?;
+        util::run(
+            cmd(msb, tmp)
+                .args(["create", &name, "--image", image])
+                .stdout(Stdio::null()),
+        )?;
         let out = util::output(cmd(msb, tmp).args(["exec", &name, "--", "echo", "first"]))?;
         let first = t0.elapsed();
         if out != "first\n" {
@@ -104,9 +111,14 @@ fn measure(f: &mut Figures, runs: usize, tmp: &Path, msb: &Path, image: &str) ->
         }
     }
     console::progress("lifecycle", "exec round trips");
-    util::run(cmd(msb, tmp).args(["create", "execs", "--image", image]).stdout(Stdio::null()))?;
+    util::run(
+        cmd(msb, tmp)
+            .args(["create", "execs", "--image", image])
+            .stdout(Stdio::null()),
+    )?;
     for _ in 0..CLI_EXECS {
-        f.cli_exec.push(timed(cmd(msb, tmp).args(["exec", "execs", "--", "true"]), "msb exec")?);
+        f.cli_exec
+            .push(timed(cmd(msb, tmp).args(["exec", "execs", "--", "true"]), "msb exec")?);
     }
     f.sdk_exec = sdk_round_trips(&tmp.join("home"))?;
     util::run(cmd(msb, tmp).args(["rm", "-f", "execs"]).stdout(Stdio::null()))?;
@@ -118,7 +130,10 @@ fn measure(f: &mut Figures, runs: usize, tmp: &Path, msb: &Path, image: &str) ->
 fn sdk_round_trips(home: &Path) -> Result<Vec<Duration>> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let sb = Microsandbox::at(home).connect("execs").await.context("connecting to the sandbox")?;
+        let sb = Microsandbox::at(home)
+            .connect("execs")
+            .await
+            .context("connecting to the sandbox")?;
         let mut samples = Vec::with_capacity(SDK_EXECS);
         for _ in 0..SDK_EXECS {
             let t = Instant::now();
@@ -178,8 +193,14 @@ fn print(f: &Figures) {
     let s = |v: &[Duration]| Summary::of(v);
     println!("managed sandboxes, python fixture image, release msb, {}:", f.accel);
     println!("  create + start → first exec output   {}", s(&f.first_output).secs());
-    println!("  exec `true` via SDK ({SDK_EXECS}×)         {}", s(&f.sdk_exec).millis_p99());
-    println!("  `msb exec … true` process ({CLI_EXECS}×)   {}", s(&f.cli_exec).millis_p99());
+    println!(
+        "  exec `true` via SDK ({SDK_EXECS}×)         {}",
+        s(&f.sdk_exec).millis_p99()
+    );
+    println!(
+        "  `msb exec … true` process ({CLI_EXECS}×)   {}",
+        s(&f.cli_exec).millis_p99()
+    );
     println!("  stop                                  {}", s(&f.stop).millis_p99());
     println!("  rm                                    {}", s(&f.rm).millis_p99());
     let mean = f.crowd_pss_kib.iter().sum::<u64>() / f.crowd_pss_kib.len().max(1) as u64;

@@ -4,7 +4,7 @@
 //! image's merged root filesystem, single core, against `mkfs.erofs` of the same tree.
 
 use super::console;
-use crate::{demo, paths, registry, util};
+use crate::{demo, registry, util};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -108,17 +108,7 @@ pub fn run(runs: usize, json: bool) -> Result<()> {
 fn prepare() -> Result<Setup> {
     let addr = registry::ensure()?;
     let msb = demo::build_msb(true)?;
-    let root = paths::repo_root();
-    util::run(Command::new(env!("CARGO")).current_dir(&root).args([
-        "build",
-        "--quiet",
-        "--release",
-        "-p",
-        "msb-erofs",
-        "--example",
-        "tar2erofs",
-    ]))?;
-    let tar2erofs = root.join("target/release/examples/tar2erofs");
+    let tar2erofs = util::release_example("msb-erofs", "tar2erofs")?;
     let tmp = tempfile::Builder::new()
         .prefix("msb-bench-pull-")
         .tempdir()

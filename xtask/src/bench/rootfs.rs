@@ -60,16 +60,7 @@ pub fn run(runs: usize, json: bool) -> Result<()> {
 fn prepare(tmp: &Path) -> Result<(PathBuf, PathBuf, String, Vec<PathBuf>, PathBuf)> {
     let addr = registry::ensure()?;
     let msb = demo::build_msb(true)?;
-    let root = paths::repo_root();
-    util::run(Command::new(env!("CARGO")).current_dir(&root).args([
-        "build",
-        "--quiet",
-        "--release",
-        "-p",
-        "msb-rootfs",
-        "--example",
-        "bake_upper",
-    ]))?;
+    let bake = util::release_example("msb-rootfs", "bake_upper")?;
     let image = format!("{addr}/{REPO}");
     util::run(msb_cmd(&msb, tmp).args(["pull", "-q", &image]).stdout(Stdio::null()))?;
     let paths = microsandbox::Paths::new(tmp.join("home"));
@@ -86,13 +77,7 @@ fn prepare(tmp: &Path) -> Result<(PathBuf, PathBuf, String, Vec<PathBuf>, PathBu
         .collect::<Vec<_>>();
     let bundle = tmp.join("bundle");
     registry::unpack_fixture("python", &bundle)?;
-    Ok((
-        msb,
-        root.join("target/release/examples/bake_upper"),
-        image,
-        layers,
-        bundle.join("rootfs"),
-    ))
+    Ok((msb, bake, image, layers, bundle.join("rootfs")))
 }
 
 fn msb_cmd(msb: &Path, tmp: &Path) -> Command {

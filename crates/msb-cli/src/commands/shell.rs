@@ -1,6 +1,6 @@
 //! `msb shell NAME`: an interactive shell in a running sandbox.
 
-use crate::commands::exec::ProcessArgs;
+use crate::sandbox_args::ProcessArgs;
 use anyhow::Result;
 use microsandbox::Microsandbox;
 use std::io::IsTerminal;
