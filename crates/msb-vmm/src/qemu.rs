@@ -173,6 +173,9 @@ impl Vmm for Qemu {
         )?;
         let dir = &spec.runtime_dir;
         std::fs::create_dir_all(dir).map_err(VmmError::io(format!("creating {}", dir.display())))?;
+        // The agent's socket gives whoever connects full control of the guest: owner only.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(VmmError::io(format!("securing {}", dir.display())))?;
         let mut helpers = Vec::new();
         let mut shares = Vec::new();
         if !spec.shares.is_empty() {
