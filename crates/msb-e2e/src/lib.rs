@@ -180,6 +180,18 @@ impl Sandbox {
         cmd
     }
 
+    /// Runs `msb ARGS…` (stdin closed) to the end.
+    pub fn output(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = self.msb();
+        cmd.args(args).stdin(std::process::Stdio::null());
+        cmd.output().expect("running msb")
+    }
+
+    /// Runs `msb run ARGS…` (stdin closed) to the end.
+    pub fn run_output(&self, args: &[&str]) -> std::process::Output {
+        self.output(&[&["run"], args].concat())
+    }
+
     /// `msb run --rootfs <copy> [extra…] -- <command…>`.
     pub fn run(&self, extra: &[&str], command: &[&str]) -> Command {
         let mut cmd = self.msb();

@@ -3,16 +3,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use msb_e2e::{image_world, registry, stdout_of, Sandbox};
-use std::process::Stdio;
-
-fn run(sb: &Sandbox, args: &[&str]) -> std::process::Output {
-    sb.msb()
-        .arg("run")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("msb run")
-}
 
 #[test]
 fn python_image_runs_python_and_honours_its_config() {
@@ -21,28 +11,25 @@ fn python_image_runs_python_and_honours_its_config() {
     };
     // Not pulled yet: `run` pulls it.
     assert_eq!(
-        stdout_of(&run(&sb, &[&image, "--", "python3", "-c", "print(1)"])),
+        stdout_of(&sb.run_output(&[&image, "--", "python3", "-c", "print(1)"])),
         "1\n"
     );
-    assert!(stdout_of(&run(&sb, &[&image])).starts_with("hello from msb-test/python"));
+    assert!(stdout_of(&sb.run_output(&[&image])).starts_with("hello from msb-test/python"));
     let script = "echo \"$(pwd)|$PYTHONUNBUFFERED|$EXTRA|$(id -u)\"";
-    let out = stdout_of(&run(&sb, &["-e", "EXTRA=yes", &image, "--", "sh", "-c", script]));
+    let out = stdout_of(&sb.run_output(&["-e", "EXTRA=yes", &image, "--", "sh", "-c", script]));
     assert_eq!(out, "/app|1|yes|0\n");
-    let out = stdout_of(&run(
-        &sb,
-        &[
-            "-w",
-            "/tmp",
-            "-u",
-            "65534",
-            "--entrypoint",
-            "sh",
-            &image,
-            "--",
-            "-c",
-            "pwd; id -u",
-        ],
-    ));
+    let out = stdout_of(&sb.run_output(&[
+        "-w",
+        "/tmp",
+        "-u",
+        "65534",
+        "--entrypoint",
+        "sh",
+        &image,
+        "--",
+        "-c",
+        "pwd; id -u",
+    ]));
     assert_eq!(out, "/tmp\n65534\n");
     sb.assert_no_vm_left();
 }
@@ -54,7 +41,7 @@ fn layers_stack_with_whiteouts_and_opaque_dirs_and_writes_go_to_the_upper() {
     };
     let script = "ls /tricky/del; ls /tricky/opaque; test -e /tricky/deldir || echo deldir-gone; \
                   rm /tricky/lower-only.txt && echo removed; echo new > /tricky/opaque/mine && cat /tricky/opaque/mine";
-    let out = stdout_of(&run(&sb, &[&image, "--", "sh", "-c", script]));
+    let out = stdout_of(&sb.run_output(&[&image, "--", "sh", "-c", script]));
     assert_eq!(out, "stays.txt\nnew.txt\ndeldir-gone\nremoved\nnew\n");
     // The layer files are untouched by the guest's writes.
     for layer in std::fs::read_dir(sb.home().join("cache/layers")).unwrap().flatten() {
@@ -64,7 +51,7 @@ fn layers_stack_with_whiteouts_and_opaque_dirs_and_writes_go_to_the_upper() {
             .unwrap();
         assert!(status.status.success());
     }
-    let again = stdout_of(&run(&sb, &[&image, "--", "cat", "/tricky/lower-only.txt"]));
+    let again = stdout_of(&sb.run_output(&[&image, "--", "cat", "/tricky/lower-only.txt"]));
     assert!(!again.is_empty(), "a new sandbox starts from the image again");
     sb.assert_no_vm_left();
 }
@@ -73,10 +60,10 @@ fn layers_stack_with_whiteouts_and_opaque_dirs_and_writes_go_to_the_upper() {
 fn an_unknown_image_is_a_clear_error() {
     let Some(addr) = registry() else { return };
     let sb = Sandbox::new();
-    let out = run(&sb, &[&format!("{addr}/msb-test/nope"), "--", "true"]);
+    let out = sb.run_output(&[&format!("{addr}/msb-test/nope"), "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
-    let out = run(&sb, &["--rootfs", "/", &format!("{addr}/msb-test/busybox")]);
+    let out = sb.run_output(&["--rootfs", "/", &format!("{addr}/msb-test/busybox")]);
     assert_eq!(
         out.status.code(),
         Some(2),

@@ -7,15 +7,6 @@
 use msb_e2e::{image_world, stdout_of, vm_available, Sandbox};
 use std::process::{Output, Stdio};
 
-fn run(sb: &Sandbox, args: &[&str]) -> Output {
-    sb.msb()
-        .arg("run")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("msb run")
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -30,28 +21,25 @@ fn patches_shape_an_image_root_before_boot() {
     let script = "test -e /tricky/lower-only.txt || echo removed; cat /tricky/del/stays.txt; \
                   stat -c '%a %F' /data /etc/app.conf /opt/tool; readlink /app.link; cat /app.link; \
                   /opt/tool; stat -c '%a %u:%g' /tricky";
-    let out = run(
-        &sb,
-        &[
-            "--delete",
-            "/tricky/lower-only.txt",
-            "--append",
-            "/tricky/del/stays.txt=appended\n",
-            "--mkdir",
-            "/data:0700",
-            "--text",
-            "/etc/app.conf=hello\n",
-            "--symlink",
-            "/etc/app.conf:/app.link",
-            "--file",
-            &format!("{}:/opt/tool:0755", tool.display()),
-            &image,
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
-    );
+    let out = sb.run_output(&[
+        "--delete",
+        "/tricky/lower-only.txt",
+        "--append",
+        "/tricky/del/stays.txt=appended\n",
+        "--mkdir",
+        "/data:0700",
+        "--text",
+        "/etc/app.conf=hello\n",
+        "--symlink",
+        "/etc/app.conf:/app.link",
+        "--file",
+        &format!("{}:/opt/tool:0755", tool.display()),
+        &image,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
     let patched = stdout_of(&out);
     let (patched, tricky_attrs) = patched.trim_end().rsplit_once('\n').unwrap();
     assert_eq!(
@@ -61,16 +49,13 @@ fn patches_shape_an_image_root_before_boot() {
     );
     // The layers are shared and untouched: a sandbox without patches sees the image, and
     // the directory copied up for the patches kept the image's attributes.
-    let out = run(
-        &sb,
-        &[
-            &image,
-            "--",
-            "sh",
-            "-c",
-            "cat /tricky/lower-only.txt; stat -c '%a %u:%g' /tricky",
-        ],
-    );
+    let out = sb.run_output(&[
+        &image,
+        "--",
+        "sh",
+        "-c",
+        "cat /tricky/lower-only.txt; stat -c '%a %u:%g' /tricky",
+    ]);
     assert_eq!(stdout_of(&out), format!("from the lower layer\n{tricky_attrs}\n"));
     sb.assert_no_vm_left();
 }
@@ -98,7 +83,7 @@ fn bad_patches_fail_before_boot_and_leave_nothing_behind() {
     ] {
         let mut args = flags.clone();
         args.extend([image.as_str(), "--", "true"]);
-        let out = run(&sb, &args);
+        let out = sb.run_output(&args);
         assert_eq!(out.status.code(), Some(125), "{flags:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(fragment), "{flags:?}: {}", stderr(&out));
         assert_eq!(sb.sandbox_dirs(), 0, "{flags:?} left a sandbox behind");
@@ -148,16 +133,13 @@ fn an_image_deeper_than_the_virtio_slots_boots_with_its_layers_in_order() {
     let Some((sb, image)) = image_world("layers") else {
         return;
     };
-    let out = run(
-        &sb,
-        &[
-            &image,
-            "--",
-            "sh",
-            "-c",
-            "cat /layers/top.txt; ls /layers | wc -l; test -e /layers/20.txt || echo 20-deleted",
-        ],
-    );
+    let out = sb.run_output(&[
+        &image,
+        "--",
+        "sh",
+        "-c",
+        "cat /layers/top.txt; ls /layers | wc -l; test -e /layers/20.txt || echo 20-deleted",
+    ]);
     // 23 layers add N.txt; layers 3, 6, … 21 delete the previous one (7 deletions).
     assert_eq!(stdout_of(&out), "layer 23\n17\n20-deleted\n");
     sb.assert_no_vm_left();
@@ -179,17 +161,14 @@ fn a_disk_image_boots_as_the_root_and_refuses_patches() {
         .unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let disk_arg = disk.to_str().unwrap();
-    let out = run(
-        &sb,
-        &[
-            "--rootfs",
-            disk_arg,
-            "--",
-            "sh",
-            "-c",
-            "grep ' / ' /proc/mounts | cut -d' ' -f3; echo kept > /written",
-        ],
-    );
+    let out = sb.run_output(&[
+        "--rootfs",
+        disk_arg,
+        "--",
+        "sh",
+        "-c",
+        "grep ' / ' /proc/mounts | cut -d' ' -f3; echo kept > /written",
+    ]);
     assert_eq!(stdout_of(&out), "ext4\n");
     let seen = std::process::Command::new("debugfs")
         .args(["-R", "cat /written"])
@@ -201,7 +180,7 @@ fn a_disk_image_boots_as_the_root_and_refuses_patches() {
         "kept\n",
         "the guest wrote into the image file"
     );
-    let out = run(&sb, &["--rootfs", disk_arg, "--text", "/x=1", "--", "true"]);
+    let out = sb.run_output(&["--rootfs", disk_arg, "--text", "/x=1", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
         stderr(&out).contains("patches are not compatible with disk image rootfs"),

@@ -6,15 +6,10 @@
 
 use msb_e2e::{vm_available, Sandbox as World};
 use serde_json::Value;
-use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn msb(w: &World, args: &[&str]) -> Output {
-    w.msb().args(args).stdin(Stdio::null()).output().expect("running msb")
-}
-
 fn ok(w: &World, args: &[&str]) -> String {
-    let out = msb(w, args);
+    let out = w.output(args);
     assert!(
         out.status.success(),
         "msb {args:?} failed: {}",
@@ -24,7 +19,7 @@ fn ok(w: &World, args: &[&str]) -> String {
 }
 
 fn fails(w: &World, args: &[&str], code: i32, needle: &str) {
-    let out = msb(w, args);
+    let out = w.output(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "msb {args:?}: {stderr}");
     assert!(stderr.contains(needle), "msb {args:?}: expected '{needle}' in {stderr}");
@@ -186,7 +181,7 @@ fn idle_timeout_and_max_duration_stop_the_sandbox() {
 
     create(&w, "capped", &["--max-duration", "4s"]);
     let started = Instant::now();
-    let out = msb(&w, &["exec", "capped", "--", "sleep", "60"]);
+    let out = w.output(&["exec", "capped", "--", "sleep", "60"]);
     assert!(!out.status.success(), "the command dies with the sandbox");
     assert!(started.elapsed() < Duration::from_secs(30));
     let info = wait_stopped(&w, "capped", Duration::from_secs(15));
