@@ -86,11 +86,9 @@ async fn start(paths: &Paths, name: &str) -> Result<Started> {
         // We hold the lock, so whoever recorded this run is gone without saying so.
         store.set_crashed(name, "its supervisor died")?;
     }
-    let log = ExecLog::open(&dir.join("logs").join("exec.log"))
-        .or_else(|_| {
-            std::fs::create_dir_all(dir.join("logs"))?;
-            ExecLog::open(&dir.join("logs").join("exec.log"))
-        })
+    let logs = dir.join("logs");
+    let log = std::fs::create_dir_all(&logs)
+        .and_then(|()| ExecLog::open(&logs.join("exec.log")))
         .map_err(Error::io(format!("opening the exec log of {name}")))?;
     let vm = BootedVm::boot(&spec, paths).await?;
     let socket = dir.join("runtime").join(CONTROL_SOCKET);

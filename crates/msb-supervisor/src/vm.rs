@@ -5,7 +5,6 @@ use msb_protocol::client::{AgentClient, ExecSession};
 use msb_protocol::{ExecRequest, GuestConfig, Ready};
 use msb_types::{Paths, SandboxSpec};
 use msb_vmm::{accel, Qemu, VmProcess, VmSpec, Vmm};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +22,6 @@ pub struct BootedVm {
     pub accel: msb_vmm::Accel,
     /// Why KVM is not in use, when it is not.
     pub accel_note: Option<String>,
-    dir: PathBuf,
 }
 
 impl BootedVm {
@@ -32,10 +30,7 @@ impl BootedVm {
         let choice = accel::detect().map_err(Error::InvalidConfig)?;
         let dir = paths.sandbox_dir(&spec.name);
         let logs = dir.join("logs");
-        std::fs::create_dir_all(&logs).map_err(|source| Error::Io {
-            context: format!("creating {}", logs.display()),
-            source,
-        })?;
+        std::fs::create_dir_all(&logs).map_err(Error::io(format!("creating {}", logs.display())))?;
         let root = crate::root::plan(spec, paths, &dir)?;
         let vm_spec = VmSpec {
             kernel: paths.kernel(),
@@ -74,7 +69,6 @@ impl BootedVm {
             boot_time: started.elapsed(),
             accel: choice.accel,
             accel_note: choice.reason,
-            dir,
         })
     }
 
@@ -86,11 +80,6 @@ impl BootedVm {
     /// Pids of the host processes behind this VM.
     pub fn pids(&self) -> Vec<u32> {
         self.process.pids()
-    }
-
-    /// The sandbox's directory (logs, sockets).
-    pub fn dir(&self) -> &std::path::Path {
-        &self.dir
     }
 
     /// The connection to the agent, to share with relays.
