@@ -36,8 +36,9 @@ async fn main() -> MicrosandboxResult<()> {
             ExecEvent::SpawnFailed(f) => println!("[could not start: {}]", f.message),
         }
     }
-    feeder
-        .await
-        .map_err(|e| microsandbox::MicrosandboxError::InvalidConfig(e.to_string()))??;
+    feeder.await.map_err(|e| microsandbox::MicrosandboxError::Io {
+        context: "the stdin feeder task".into(),
+        source: std::io::Error::other(e),
+    })??;
     sb.stop().await
 }

@@ -1,7 +1,7 @@
 //! Describing a sandbox before creating it.
 
 use crate::{Microsandbox, MicrosandboxError, MicrosandboxResult, Sandbox};
-use msb_types::{DiskImageFormat, Patch, Resources, RootSpec, SandboxSpec};
+use msb_types::{DiskImageFormat, Field, Patch, Resources, RootSpec, SandboxSpec, SpecError};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,8 +13,6 @@ pub struct SandboxBuilder {
     msb: Microsandbox,
     spec: SandboxSpec,
     root: Option<RootChoice>,
-    cpus: u32,
-    memory_mib: u64,
     hostname: Option<String>,
     replace: bool,
 }
@@ -27,13 +25,10 @@ enum RootChoice {
 
 impl SandboxBuilder {
     pub(crate) fn new(msb: Microsandbox, name: String) -> SandboxBuilder {
-        let defaults = Resources::default();
         SandboxBuilder {
             msb,
             spec: SandboxSpec::new(name, RootSpec::Bind(PathBuf::new())),
             root: None,
-            cpus: u32::from(defaults.cpus),
-            memory_mib: u64::from(defaults.memory_mib),
             hostname: None,
             replace: false,
         }
@@ -54,13 +49,13 @@ impl SandboxBuilder {
 
     /// Virtual CPUs (default 1; at most 64).
     pub fn cpus(mut self, cpus: u32) -> Self {
-        self.cpus = cpus;
+        self.spec.resources.cpus = cpus;
         self
     }
 
     /// Guest memory in MiB (default 512).
     pub fn memory(mut self, mib: u32) -> Self {
-        self.memory_mib = u64::from(mib);
+        self.spec.resources.memory_mib = mib;
         self
     }
 
@@ -154,11 +149,7 @@ impl SandboxBuilder {
     pub fn build(&self) -> MicrosandboxResult<SandboxSpec> {
         let mut spec = self.spec.clone();
         spec.root = match &self.root {
-            None => {
-                return Err(MicrosandboxError::InvalidConfig(
-                    "a sandbox needs a root: an image or a rootfs path".into(),
-                ))
-            }
+            None => return Err(SpecError::new(Field::Root, "a sandbox needs one: an image or a rootfs path").into()),
             Some(RootChoice::Image(reference)) => RootSpec::Oci(crate::image::canonical(reference)?),
             Some(RootChoice::Path(path)) if path.is_file() => RootSpec::DiskImage {
                 path: path.clone(),
@@ -167,10 +158,10 @@ impl SandboxBuilder {
             },
             Some(RootChoice::Path(path)) => RootSpec::Bind(path.clone()),
         };
-        spec.resources = Resources::new(self.cpus, self.memory_mib, host_memory_mib()?)
-            .map_err(|e| MicrosandboxError::InvalidConfig(e.to_string()))?;
+        let asked = self.spec.resources;
+        spec.resources = Resources::new(asked.cpus, asked.memory_mib, host_memory_mib()?)?;
         spec.hostname = self.hostname.clone().unwrap_or_else(|| spec.name.clone());
-        spec.validate().map_err(MicrosandboxError::InvalidConfig)?;
+        spec.validate()?;
         Ok(spec)
     }
 
@@ -178,15 +169,15 @@ impl SandboxBuilder {
     /// the last clone of the returned handle is dropped, or this process ends.
     pub async fn create(self) -> MicrosandboxResult<Sandbox> {
         let spec = self.build()?;
-        crate::lifecycle::create(self.msb.paths(), spec.clone(), self.replace, true).await?;
-        self.msb.connect_as(&spec.name, true).await
+        let note = crate::lifecycle::create(&self.msb, spec.clone(), self.replace, true).await?;
+        self.msb.connect_as(&spec.name, true, note).await
     }
 
     /// Creates the sandbox and starts it in the background, independent of this process.
     pub async fn create_detached(self) -> MicrosandboxResult<Sandbox> {
         let spec = self.build()?;
-        crate::lifecycle::create(self.msb.paths(), spec.clone(), self.replace, false).await?;
-        self.msb.connect_as(&spec.name, false).await
+        let note = crate::lifecycle::create(&self.msb, spec.clone(), self.replace, false).await?;
+        self.msb.connect_as(&spec.name, false, note).await
     }
 }
 
@@ -276,5 +267,5 @@ fn host_memory_mib() -> MicrosandboxResult<u64> {
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kib| kib / 1024)
-        .ok_or_else(|| MicrosandboxError::InvalidConfig("no MemTotal in /proc/meminfo".into()))
+        .ok_or_else(|| MicrosandboxError::io("reading /proc/meminfo")(std::io::Error::other("it has no MemTotal line")))
 }

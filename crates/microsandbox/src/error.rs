@@ -1,21 +1,23 @@
 //! The SDK's one public error type.
 
-use std::path::PathBuf;
-
-/// Everything that can go wrong in the SDK.
+/// Everything that can go wrong in the SDK. Failures of the layers below (planning and
+/// booting, registries, the store, the agent channel) are wrapped whole, with their source.
 #[derive(Debug, thiserror::Error)]
 pub enum MicrosandboxError {
-    /// The request is invalid (bad name, resources, paths, options …).
+    /// A spec field has a value that cannot be used (names the field).
+    #[error(transparent)]
+    InvalidSpec(#[from] msb_types::SpecError),
+    /// The host settings (`MSB_*` variables) are invalid.
     #[error("{0}")]
-    InvalidConfig(String),
+    InvalidHostConfig(String),
     /// No sandbox by that name.
     #[error("sandbox '{0}' not found (see `msb ls -a`)")]
     SandboxNotFound(String),
     /// A sandbox by that name exists already.
-    #[error("sandbox '{0}' already exists: remove it (`msb rm {0}`), start it (`msb start {0}`), or replace it")]
+    #[error("sandbox '{0}' already exists: remove it (`msb rm {0}`), start it (`msb start {0}`), or create it with --replace")]
     SandboxExists(String),
     /// The sandbox is running, and the operation needs it stopped.
-    #[error("sandbox '{0}' is running: stop it first (`msb stop {0}`) or force it")]
+    #[error("sandbox '{0}' is running: stop it first (`msb stop {0}`), or use -f")]
     SandboxStillRunning(String),
     /// The sandbox is not running, and the operation needs it running.
     #[error("sandbox '{name}' is {state}: start it first (`msb start {name}`)")]
@@ -36,32 +38,12 @@ pub enum MicrosandboxError {
     /// The sandbox's supervisor could not be run or reached.
     #[error("{0}")]
     Supervisor(String),
-    /// The root filesystem path is missing or of the wrong kind.
-    #[error("rootfs {path} {problem}")]
-    Rootfs {
-        /// The path given.
-        path: PathBuf,
-        /// What is wrong with it.
-        problem: &'static str,
-    },
-    /// A patch conflicts with the rootfs or cannot be applied, or the root could not be
-    /// assembled.
+    /// Planning, preparing or booting the sandbox failed.
     #[error(transparent)]
-    Patch(#[from] msb_rootfs::PatchError),
-    /// The VMM could not start or run the VM.
-    #[error(transparent)]
-    Vmm(#[from] msb_vmm::VmmError),
+    Boot(Box<msb_boot::BootError>),
     /// Talking to the sandbox failed.
     #[error(transparent)]
     Agent(#[from] msb_protocol::client::ClientError),
-    /// The guest did not become ready in time.
-    #[error("the guest agent did not answer within {secs} s (console log: {log})")]
-    BootTimeout {
-        /// Seconds waited.
-        secs: u64,
-        /// Where the console log is.
-        log: PathBuf,
-    },
     /// A process did not finish within its timeout (it was killed).
     #[error("the command did not finish within {0:?} and was killed")]
     ExecTimeout(std::time::Duration),
@@ -69,7 +51,7 @@ pub enum MicrosandboxError {
     #[error("image {0} not found locally: pull it with `msb pull {0}`")]
     ImageNotFound(String),
     /// The image is used by sandboxes.
-    #[error("image {reference} is used by sandbox(es) {}: remove them first, or force", sandboxes.join(", "))]
+    #[error("image {reference} is used by sandbox(es) {}: remove them first, or use --force", sandboxes.join(", "))]
     ImageInUse {
         /// The image.
         reference: String,
@@ -78,10 +60,10 @@ pub enum MicrosandboxError {
     },
     /// Registry access, verification or layer conversion failed.
     #[error(transparent)]
-    Image(#[from] msb_oci::OciError),
+    Image(Box<msb_oci::OciError>),
     /// The state database failed.
     #[error(transparent)]
-    Store(msb_store::StoreError),
+    Store(Box<msb_store::StoreError>),
     /// Host I/O failed.
     #[error("{context}: {source}")]
     Io {
@@ -109,28 +91,19 @@ impl From<msb_store::StoreError> for MicrosandboxError {
             S::AlreadyExists { name } => MicrosandboxError::SandboxExists(name),
             S::SandboxRunning { name } => MicrosandboxError::SandboxStillRunning(name),
             S::ImageInUse { reference, sandboxes } => MicrosandboxError::ImageInUse { reference, sandboxes },
-            S::InvalidName(e) => MicrosandboxError::InvalidConfig(e.to_string()),
-            other => MicrosandboxError::Store(other),
+            other => MicrosandboxError::Store(Box::new(other)),
         }
     }
 }
 
-impl From<msb_supervisor::Error> for MicrosandboxError {
-    fn from(e: msb_supervisor::Error) -> Self {
-        use msb_supervisor::Error as E;
-        match e {
-            E::InvalidConfig(m) => MicrosandboxError::InvalidConfig(m),
-            E::Rootfs { path, problem } => MicrosandboxError::Rootfs { path, problem },
-            E::Vmm(e) => MicrosandboxError::Vmm(e),
-            E::Agent(e) => MicrosandboxError::Agent(e),
-            E::BootTimeout { secs, log } => MicrosandboxError::BootTimeout { secs, log },
-            E::ImageNotFound(r) => MicrosandboxError::ImageNotFound(r),
-            E::Image(e) => MicrosandboxError::Image(e),
-            E::Store(e) => e.into(),
-            E::Patch(e) => MicrosandboxError::Patch(e),
-            E::AlreadyRunning(name) => MicrosandboxError::SandboxStillRunning(name),
-            E::NotFound(name) => MicrosandboxError::SandboxNotFound(name),
-            E::Io { context, source } => MicrosandboxError::Io { context, source },
-        }
+impl From<msb_boot::BootError> for MicrosandboxError {
+    fn from(e: msb_boot::BootError) -> Self {
+        MicrosandboxError::Boot(Box::new(e))
+    }
+}
+
+impl From<msb_oci::OciError> for MicrosandboxError {
+    fn from(e: msb_oci::OciError) -> Self {
+        MicrosandboxError::Image(Box::new(e))
     }
 }

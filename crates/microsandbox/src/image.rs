@@ -37,7 +37,8 @@ pub async fn pull(
 ) -> MicrosandboxResult<ImageRecord> {
     let image = normalize_reference(reference)?;
     let registry = image.resolve_registry().to_string();
-    let auth = msb_oci::auth::resolve(paths.home(), &registry).map_err(msb_oci::OciError::from)?;
+    let docker = crate::env::docker_config(&crate::env::process_var);
+    let auth = msb_oci::auth::resolve(paths.home(), docker.as_deref(), &registry).map_err(msb_oci::OciError::from)?;
     let insecure = if settings.insecure || is_loopback(&registry) {
         vec![registry]
     } else {

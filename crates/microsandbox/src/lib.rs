@@ -23,6 +23,7 @@
 
 mod attach;
 mod builder;
+mod env;
 mod error;
 mod exec;
 pub mod image;
@@ -36,15 +37,17 @@ pub use builder::{PatchBuilder, SandboxBuilder};
 pub use error::MicrosandboxError;
 pub use exec::{ExecHandle, ExecOutput, ExecSink, ExecStatus};
 pub use info::{SandboxInfo, SandboxMetrics};
+pub use msb_boot::command::ExecOptions;
+pub use msb_boot::{BootError, BootPlan, HostConfig};
 pub use msb_protocol::client::ExecEvent;
 pub use msb_protocol::{SpawnErrorKind, SpawnFailure, WindowSize};
 pub use msb_store::SandboxState;
-pub use msb_supervisor::command::ExecOptions;
 pub use msb_types::{
-    parse_env, DiskImageFormat, ImageRecord, Patch, Paths, Platform, Resources, RootSpec, SandboxSpec,
-    DEFAULT_UPPER_SIZE_MIB,
+    parse_env, DiskImageFormat, Field, ImageRecord, Patch, Paths, Platform, Resources, RootSpec, SandboxSpec,
+    SpecError, DEFAULT_CPUS, DEFAULT_MEMORY_MIB, DEFAULT_UPPER_SIZE_MIB,
 };
-pub use sandbox::{Microsandbox, Sandbox};
+pub use msb_vmm::AccelSetting;
+pub use sandbox::{Microsandbox, PlannedBoot, Sandbox};
 pub use terminal::terminal_size;
 
 /// Result with [`MicrosandboxError`].

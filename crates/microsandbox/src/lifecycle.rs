@@ -1,22 +1,29 @@
 //! How sandboxes are made, started, reconciled and removed: the state store, the sandbox
 //! directory and the supervisor process, kept consistent with each other.
 
-use crate::{MicrosandboxError, MicrosandboxResult};
+use crate::{env, Microsandbox, MicrosandboxError, MicrosandboxResult};
 use msb_protocol::client::AgentClient;
 use msb_store::{SandboxRecord, SandboxState, Store};
-use msb_supervisor::{ReadyLine, SandboxLock, CONTROL_SOCKET};
+use msb_supervisor::{ReadyLine, SandboxLock, SupervisorInput, CONTROL_SOCKET};
 use msb_types::{Paths, PinnedImage, RootSpec, SandboxSpec};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// How long a supervisor may take to boot the VM and report (TCG boots take seconds).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Records a new sandbox, makes its root and starts it; on any failure nothing of it is left.
-pub(crate) async fn create(paths: &Paths, mut spec: SandboxSpec, replace: bool, owned: bool) -> MicrosandboxResult<()> {
-    spec.validate().map_err(MicrosandboxError::InvalidConfig)?;
+/// Returns why KVM is not used, when it is not.
+pub(crate) async fn create(
+    msb: &Microsandbox,
+    mut spec: SandboxSpec,
+    replace: bool,
+    owned: bool,
+) -> MicrosandboxResult<Option<String>> {
+    spec.validate()?;
+    let paths = msb.paths();
     let store = Store::open(paths)?;
     if replace {
         remove(paths, &spec.name, true).await.or_else(|e| match e {
@@ -46,8 +53,8 @@ pub(crate) async fn create(paths: &Paths, mut spec: SandboxSpec, replace: bool, 
             });
             store.set_sandbox_spec(&spec.name, &to_json(&spec)?, Some(&record.manifest_digest))?;
         }
-        msb_supervisor::prepare(&spec, paths)?;
-        start_supervisor(paths, &spec.name, owned).await
+        msb_boot::prepare(&spec, paths)?;
+        start_supervisor(msb, &spec, owned).await
     }
     .await;
     if made.is_err() {
@@ -58,18 +65,19 @@ pub(crate) async fn create(paths: &Paths, mut spec: SandboxSpec, replace: bool, 
 }
 
 /// Starts a stopped (or crashed, or never started) sandbox; an `owned` one stops when its
-/// starter (which must connect as owner) goes away.
-pub(crate) async fn start(paths: &Paths, name: &str, owned: bool) -> MicrosandboxResult<()> {
-    let record = get(paths, name)?;
+/// starter (which must connect as owner) goes away. Returns why KVM is not used, when it
+/// is not.
+pub(crate) async fn start(msb: &Microsandbox, name: &str, owned: bool) -> MicrosandboxResult<Option<String>> {
+    let record = get(msb.paths(), name)?;
     if record.state == SandboxState::Running {
         return Err(MicrosandboxError::SandboxStillRunning(name.into()));
     }
-    start_supervisor(paths, name, owned).await
+    start_supervisor(msb, &record.spec()?, owned).await
 }
 
 /// The record of `name`, reconciled with reality.
 pub(crate) fn get(paths: &Paths, name: &str) -> MicrosandboxResult<SandboxRecord> {
-    msb_types::validate_name(name).map_err(|e| MicrosandboxError::InvalidConfig(e.to_string()))?;
+    msb_types::validate_name(name).map_err(|e| msb_types::SpecError::new(msb_types::Field::Name, e.to_string()))?;
     let store = Store::open(paths)?;
     let record = store
         .get_sandbox(name)?
@@ -125,7 +133,9 @@ pub(crate) async fn remove(paths: &Paths, name: &str, force: bool) -> Microsandb
     wait_released(paths, name).await;
     // Holding the lock keeps a concurrent start out while the sandbox goes.
     let _lock = match std::fs::create_dir_all(&dir) {
-        Ok(()) => SandboxLock::try_acquire(&dir)?.ok_or_else(|| MicrosandboxError::SandboxStillRunning(name.into()))?,
+        Ok(()) => SandboxLock::try_acquire(&dir)
+            .map_err(MicrosandboxError::io(format!("locking sandbox '{name}'")))?
+            .ok_or_else(|| MicrosandboxError::SandboxStillRunning(name.into()))?,
         Err(e) => return Err(MicrosandboxError::io(format!("opening {}", dir.display()))(e)),
     };
     if !Store::open(paths)?.remove_sandbox(name)? {
@@ -212,9 +222,20 @@ pub(crate) async fn connect(paths: &Paths, name: &str, owner: bool) -> Microsand
     Ok(AgentClient::connect(stream, owner).await?)
 }
 
-/// Runs the supervisor of `name` and waits for its report.
-async fn start_supervisor(paths: &Paths, name: &str, owned: bool) -> MicrosandboxResult<()> {
-    let program = supervisor_program(paths)?;
+/// Plans the boot of `spec`, runs its supervisor with the plan and waits for its report.
+/// Returns why KVM is not used, when it is not.
+async fn start_supervisor(msb: &Microsandbox, spec: &SandboxSpec, owned: bool) -> MicrosandboxResult<Option<String>> {
+    let paths = msb.paths();
+    let name = spec.name.as_str();
+    let input = SupervisorInput {
+        home: paths.home().to_path_buf(),
+        name: name.to_string(),
+        owned,
+        plan: msb_boot::plan(spec, paths, msb.host()?)?,
+    };
+    let input = serde_json::to_vec(&input)
+        .map_err(|e| MicrosandboxError::Supervisor(format!("encoding the boot plan: {e}")))?;
+    let program = supervisor_program(msb)?;
     let logs = paths.sandbox_dir(name).join("logs");
     std::fs::create_dir_all(&logs).map_err(MicrosandboxError::io(format!("creating {}", logs.display())))?;
     let log_path = logs.join("supervisor.log");
@@ -223,18 +244,20 @@ async fn start_supervisor(paths: &Paths, name: &str, owned: bool) -> Microsandbo
         .append(true)
         .open(&log_path)
         .map_err(MicrosandboxError::io(format!("opening {}", log_path.display())))?;
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.arg("__supervise").arg(name);
-    if owned {
-        cmd.arg("--owned");
-    }
-    let mut child = cmd
-        .env("MSB_HOME", paths.home())
-        .stdin(Stdio::null())
+    let mut child = tokio::process::Command::new(&program)
+        .arg("__supervise")
+        .arg(name)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
         .map_err(|e| MicrosandboxError::Supervisor(format!("running the supervisor {}: {e}", program.display())))?;
+    // The detached supervisor reads its input while this side waits for its report.
+    if let Some(mut stdin) = child.stdin.take() {
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&input).await;
+        });
+    }
     let stdout = child.stdout.take();
     // The process we started detaches its supervisor and exits at once.
     let _ = child.wait().await;
@@ -257,7 +280,7 @@ async fn start_supervisor(paths: &Paths, name: &str, owned: bool) -> Microsandbo
         ))
     })?;
     match report.error {
-        None => Ok(()),
+        None => Ok(report.accel_note),
         Some(message) => Err(MicrosandboxError::StartFailed {
             name: name.into(),
             message,
@@ -265,30 +288,28 @@ async fn start_supervisor(paths: &Paths, name: &str, owned: bool) -> Microsandbo
     }
 }
 
-/// The `msb` binary that supervises sandboxes: `$MSB_BIN`, this very program if it is
-/// `msb`, `$MSB_HOME/bin/msb`, or `msb` on the `PATH`.
-fn supervisor_program(paths: &Paths) -> MicrosandboxResult<PathBuf> {
-    if let Some(bin) = std::env::var_os("MSB_BIN") {
-        return Ok(bin.into());
+/// The `msb` binary that supervises sandboxes: the one set on `msb` (`$MSB_BIN`), this
+/// very program if it is `msb`, `$MSB_HOME/bin/msb`, or `msb` on the search path.
+fn supervisor_program(msb: &Microsandbox) -> MicrosandboxResult<PathBuf> {
+    if let Some(bin) = msb.supervisor() {
+        return Ok(bin.to_path_buf());
     }
     if let Ok(me) = std::env::current_exe() {
         if me.file_name().is_some_and(|n| n == "msb") {
             return Ok(me);
         }
     }
-    let installed = paths.home().join("bin").join("msb");
+    let installed = msb.paths().home().join("bin").join("msb");
     if installed.is_file() {
         return Ok(installed);
     }
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("msb")).find(|p| p.is_file()))
-        .ok_or_else(|| {
-            MicrosandboxError::Supervisor(
-                "cannot find the `msb` binary that supervises sandboxes: install it on the PATH or set MSB_BIN".into(),
-            )
-        })
+    msb_boot::find_program("msb", &env::search_dirs(&env::process_var)).ok_or_else(|| {
+        MicrosandboxError::Supervisor(
+            "cannot find the `msb` binary that supervises sandboxes: install it on the PATH or set MSB_BIN".into(),
+        )
+    })
 }
 
 fn to_json(spec: &SandboxSpec) -> MicrosandboxResult<String> {
-    serde_json::to_string(spec).map_err(|e| MicrosandboxError::InvalidConfig(format!("encoding the sandbox spec: {e}")))
+    serde_json::to_string(spec).map_err(|e| MicrosandboxError::Supervisor(format!("encoding the sandbox spec: {e}")))
 }

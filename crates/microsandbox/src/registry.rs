@@ -50,7 +50,8 @@ pub fn logout(paths: &Paths, host: &str) -> MicrosandboxResult<bool> {
 
 /// Known logins (msb's, then Docker's `config.json`), without passwords.
 pub fn list(paths: &Paths) -> MicrosandboxResult<Vec<StoredLogin>> {
-    Ok(auth::list(paths.home()).map_err(OciError::from)?)
+    let docker = crate::env::docker_config(&crate::env::process_var);
+    Ok(auth::list(paths.home(), docker.as_deref()).map_err(OciError::from)?)
 }
 
 /// The normalised form of a registry host (`index.docker.io` → `docker.io`).

@@ -2,11 +2,15 @@
 
 use crate::exec::{ExecHandle, ExecOutput};
 use crate::info::{SandboxInfo, SandboxMetrics};
-use crate::{lifecycle, MicrosandboxError, MicrosandboxResult, SandboxBuilder};
+use crate::{env, lifecycle, MicrosandboxError, MicrosandboxResult, SandboxBuilder};
+use msb_boot::command::{self, ExecOptions};
+use msb_boot::{BootPlan, HostConfig};
 use msb_protocol::client::AgentClient;
 use msb_protocol::{Control, Message};
-use msb_supervisor::command::{self, ExecOptions};
 use msb_types::{Paths, SandboxSpec};
+use msb_vmm::Vmm;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,21 +32,75 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Microsandbox {
     paths: Paths,
+    /// The host's settings, or why the environment's were invalid (said when they are used).
+    host: Result<HostConfig, String>,
+    /// The `msb` binary that supervises sandboxes, when set explicitly.
+    supervisor: Option<PathBuf>,
 }
 
 impl Microsandbox {
-    /// The layout under `$MSB_HOME`, else `~/.microsandbox`.
+    /// The layout under `$MSB_HOME` (else `~/.microsandbox`), with the host settings the
+    /// `MSB_*` variables override (`MSB_KERNEL`, `MSB_INITRAMFS`, `MSB_QEMU`,
+    /// `MSB_VIRTIOFSD`, `MSB_ACCEL`) and the supervisor `$MSB_BIN`. The one place the SDK
+    /// reads the environment for these.
     pub fn from_env() -> Microsandbox {
+        let var = env::process_var;
+        let paths = Paths::new(env::home(&var));
         Microsandbox {
-            paths: Paths::from_env(),
+            host: env::host_config(&paths, &var).map_err(|e| format!("MSB_ACCEL: {e}")),
+            supervisor: env::supervisor(&var),
+            paths,
         }
     }
 
-    /// The layout rooted at `home`.
+    /// The layout rooted at `home`, with the kernel and agent installed under it
+    /// (`home/lib`); programs are found as installed (QEMU and virtiofsd on the `PATH`, the
+    /// supervising `msb` at `$MSB_BIN` or on the `PATH`). The `MSB_*` overrides of the
+    /// kernel, agent, QEMU, virtiofsd and accelerator do not apply: see
+    /// [`Microsandbox::with_host`].
     pub fn at(home: impl Into<std::path::PathBuf>) -> Microsandbox {
+        let var = env::process_var;
+        let paths = Paths::new(home);
         Microsandbox {
-            paths: Paths::new(home),
+            host: Ok(HostConfig::installed(&paths, &env::search_dirs(&var))),
+            supervisor: env::supervisor(&var),
+            paths,
         }
+    }
+
+    /// The same layout with other host settings (kernel, initramfs, programs, accelerator).
+    pub fn with_host(mut self, host: HostConfig) -> Microsandbox {
+        self.host = Ok(host);
+        self
+    }
+
+    /// The same layout with sandboxes supervised by the `msb` binary at `msb`.
+    pub fn with_supervisor(mut self, msb: impl Into<PathBuf>) -> Microsandbox {
+        self.supervisor = Some(msb.into());
+        self
+    }
+
+    /// The host settings sandboxes boot with.
+    pub fn host(&self) -> MicrosandboxResult<&HostConfig> {
+        self.host
+            .as_ref()
+            .map_err(|e| MicrosandboxError::InvalidHostConfig(e.clone()))
+    }
+
+    /// The `msb` binary set to supervise sandboxes, if one was.
+    pub(crate) fn supervisor(&self) -> Option<&Path> {
+        self.supervisor.as_deref()
+    }
+
+    /// How sandbox `name` would boot now: its [`BootPlan`] and the exact VMM command line,
+    /// without booting anything.
+    pub async fn boot_plan(&self, name: &str) -> MicrosandboxResult<PlannedBoot> {
+        let info = self.get(name).await?;
+        let plan = msb_boot::plan(&info.spec, &self.paths, self.host()?)?;
+        let command_line = msb_vmm::Qemu::new(plan.vmm.clone())
+            .command_line(&plan.vm)
+            .map_err(msb_boot::BootError::from)?;
+        Ok(PlannedBoot { plan, command_line })
     }
 
     /// The on-disk layout.
@@ -70,19 +128,19 @@ impl Microsandbox {
 
     /// Starts a stopped sandbox; it stops again when the last clone of the handle is dropped.
     pub async fn start(&self, name: &str) -> MicrosandboxResult<Sandbox> {
-        lifecycle::start(&self.paths, name, true).await?;
-        self.connect_as(name, true).await
+        let note = lifecycle::start(self, name, true).await?;
+        self.connect_as(name, true, note).await
     }
 
     /// Starts a stopped sandbox in the background, independent of this process.
     pub async fn start_detached(&self, name: &str) -> MicrosandboxResult<Sandbox> {
-        lifecycle::start(&self.paths, name, false).await?;
-        self.connect_as(name, false).await
+        let note = lifecycle::start(self, name, false).await?;
+        self.connect_as(name, false, note).await
     }
 
     /// A handle on a running sandbox; dropping it leaves the sandbox running.
     pub async fn connect(&self, name: &str) -> MicrosandboxResult<Sandbox> {
-        self.connect_as(name, false).await
+        self.connect_as(name, false, None).await
     }
 
     /// Stops a running sandbox gracefully (the guest syncs and powers off; it is killed if
@@ -102,7 +160,12 @@ impl Microsandbox {
         lifecycle::remove(&self.paths, name, force).await
     }
 
-    pub(crate) async fn connect_as(&self, name: &str, owner: bool) -> MicrosandboxResult<Sandbox> {
+    pub(crate) async fn connect_as(
+        &self,
+        name: &str,
+        owner: bool,
+        accel_note: Option<String>,
+    ) -> MicrosandboxResult<Sandbox> {
         let info = self.get(name).await?;
         let client = lifecycle::connect(&self.paths, name, owner).await?;
         Ok(Sandbox {
@@ -110,9 +173,19 @@ impl Microsandbox {
                 msb: self.clone(),
                 spec: info.spec,
                 client,
+                accel_note,
             }),
         })
     }
+}
+
+/// How a sandbox would boot: its plan and the VMM command line that runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedBoot {
+    /// Every device, share, disk, kernel argument and guest setting.
+    pub plan: BootPlan,
+    /// The VMM's command line, program first.
+    pub command_line: Vec<String>,
 }
 
 /// A running sandbox: a connection to its supervisor. Cheap to clone.
@@ -126,6 +199,7 @@ struct Inner {
     msb: Microsandbox,
     spec: SandboxSpec,
     client: AgentClient,
+    accel_note: Option<String>,
 }
 
 impl Sandbox {
@@ -162,6 +236,12 @@ impl Sandbox {
     /// What it was created with.
     pub fn spec(&self) -> &SandboxSpec {
         &self.inner.spec
+    }
+
+    /// Why its VM runs without KVM (under TCG, slow), when this handle started it and it
+    /// does.
+    pub fn accel_note(&self) -> Option<&str> {
+        self.inner.accel_note.as_deref()
     }
 
     /// Its current record.

@@ -164,9 +164,9 @@ fn late_mounts() -> io::Result<()> {
 }
 
 /// Sets the hostname and the wall clock from the host's values.
-pub fn identity(config: &GuestConfig) -> io::Result<()> {
-    nix::unistd::sethostname(&config.hostname).map_err(errno)?;
-    let (secs, nanos) = config.host_time;
+pub fn identity(hostname: &str, host_time: (i64, u32)) -> io::Result<()> {
+    nix::unistd::sethostname(hostname).map_err(errno)?;
+    let (secs, nanos) = host_time;
     let ts = nix::sys::time::TimeSpec::new(secs, i64::from(nanos));
     nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts).map_err(errno)?;
     Ok(())

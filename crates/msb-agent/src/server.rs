@@ -73,7 +73,9 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
         let _ = out.send(control(Message::Error(msg.clone()))).await;
         return Err(io::Error::other(msg));
     }
-    if let Err(e) = init::enter_root(&hello.config).and_then(|()| init::identity(&hello.config)) {
+    if let Err(e) =
+        init::enter_root(&hello.config).and_then(|()| init::identity(&hello.config.hostname, hello.host_time))
+    {
         let _ = out
             .send(control(Message::Error(format!("guest setup failed: {e}"))))
             .await;

@@ -54,15 +54,25 @@ enum Command {
     /// Manage registry credentials.
     #[command(subcommand)]
     Registry(commands::registry::RegistryCommand),
-    /// Supervise a sandbox (started by msb itself, detached).
+    /// Supervise a sandbox (started by msb itself, detached; its boot plan on stdin).
     #[command(name = "__supervise", hide = true)]
     Supervise {
-        /// The sandbox.
+        /// The sandbox (for the process table; the input on stdin names it too).
         name: String,
-        /// It belongs to whoever started it.
-        #[arg(long)]
-        owned: bool,
     },
+}
+
+/// Detaches the supervisor from whoever started it and reads what it is to run.
+fn supervisor_input() -> msb_supervisor::SupervisorInput {
+    let fail = |what: String| -> ! {
+        eprintln!("msb: error: {what}");
+        std::process::exit(EXIT_MSB_ERROR)
+    };
+    // SAFETY: no runtime or thread has started yet; the process is single-threaded.
+    if let Err(e) = unsafe { msb_supervisor::detach() } {
+        fail(format!("detaching the supervisor: {e}"));
+    }
+    msb_supervisor::SupervisorInput::read(std::io::stdin().lock()).unwrap_or_else(|e| fail(e.to_string()))
 }
 
 fn main() {
@@ -73,13 +83,10 @@ fn main() {
         .init();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let Command::Supervise { .. } = &cli.command {
-        // Before any thread exists: the supervisor forks away from whoever started it.
-        if let Err(e) = msb_supervisor::detach() {
-            eprintln!("msb: error: detaching the supervisor: {e}");
-            std::process::exit(EXIT_MSB_ERROR);
-        }
-    }
+    let supervisor_input = match &cli.command {
+        Command::Supervise { .. } => Some(supervisor_input()),
+        _ => None,
+    };
     // One thread: helper processes get PR_SET_PDEATHSIG from the thread that spawns them,
     // and the main thread lives exactly as long as msb.
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -105,9 +112,10 @@ fn main() {
             Command::Exec(args) => commands::exec::run(args).await,
             Command::Shell(args) => commands::shell::run(args).await,
             Command::Metrics(args) => commands::metrics::run(args).await,
-            Command::Supervise { name, owned } => {
-                Ok(msb_supervisor::supervise(microsandbox::Paths::from_env(), &name, owned).await)
-            }
+            Command::Supervise { .. } => match supervisor_input {
+                Some(input) => Ok(msb_supervisor::supervise(input).await),
+                None => Ok(EXIT_MSB_ERROR),
+            },
             Command::Pull(args) => commands::pull::run(args).await,
             Command::Image(cmd) => commands::image::run(cmd),
             Command::Registry(cmd) => commands::registry::run(cmd).await,
@@ -116,7 +124,7 @@ fn main() {
     // Do not wait for a blocking read of the terminal that will never finish.
     rt.shutdown_background();
     let code = result.unwrap_or_else(|e| {
-        eprintln!("msb: error: {e:#}");
+        eprintln!("msb: error: {}", output::error_line(&e));
         EXIT_MSB_ERROR
     });
     std::process::exit(code);

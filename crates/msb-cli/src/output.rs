@@ -1,5 +1,6 @@
 //! What the CLI prints besides command output: notices, and times as people read them.
 
+use microsandbox::{BootError, Field, MicrosandboxError, SpecError};
 use std::io::IsTerminal;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -8,6 +9,52 @@ pub fn notice(msg: &str) {
     if std::io::stderr().is_terminal() {
         eprintln!("msb: {msg}");
     }
+}
+
+/// The one line that says why `msb` failed: each cause in turn, spec fields named by the
+/// flags that set them.
+pub fn error_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|cause| match spec_error(cause) {
+            Some(spec) => match flag(spec.field) {
+                Some(flag) => format!("{flag} {}", spec.problem),
+                None => spec.problem.clone(),
+            },
+            None => cause.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn spec_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a SpecError> {
+    if let Some(spec) = cause.downcast_ref::<SpecError>() {
+        return Some(spec);
+    }
+    match cause.downcast_ref::<MicrosandboxError>()? {
+        MicrosandboxError::InvalidSpec(spec) => Some(spec),
+        MicrosandboxError::Boot(boot) => match &**boot {
+            BootError::Spec(spec) => Some(spec),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The flag that sets a spec field; `None` for fields whose problems name themselves (the
+/// name, the root, patches, the command).
+fn flag(field: Field) -> Option<&'static str> {
+    Some(match field {
+        Field::Name | Field::Root | Field::Patches | Field::Command => return None,
+        Field::Cpus => "--cpus",
+        Field::Memory => "--memory",
+        Field::Hostname => "--hostname",
+        Field::UpperSize => "--upper-size",
+        Field::Env => "--env",
+        Field::Workdir => "--workdir",
+        Field::User => "--user",
+        Field::IdleTimeout => "--idle-timeout",
+        Field::MaxDuration => "--max-duration",
+    })
 }
 
 /// `12 seconds`, `5 minutes`, `3 hours`, `2 days`: how long `secs` is, roughly.
@@ -37,6 +84,18 @@ pub fn ago(at: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spec_errors_name_flags() {
+        let cpus = SpecError::new(Field::Cpus, "0 is out of range: use 1 to 64");
+        let sdk: anyhow::Error = MicrosandboxError::InvalidSpec(cpus.clone()).into();
+        assert_eq!(error_line(&sdk), "--cpus 0 is out of range: use 1 to 64");
+        let boot: anyhow::Error = MicrosandboxError::from(BootError::Spec(cpus.clone())).into();
+        assert_eq!(error_line(&boot), "--cpus 0 is out of range: use 1 to 64");
+        let wrapped = anyhow::Error::new(SpecError::new(Field::Patches, "patch /x: bad")).context("--text x");
+        assert_eq!(error_line(&wrapped), "--text x: patch /x: bad");
+        assert_eq!(error_line(&anyhow::anyhow!("plain")), "plain");
+    }
 
     #[test]
     fn spans_read_naturally() {

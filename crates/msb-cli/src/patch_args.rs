@@ -42,10 +42,7 @@ pub fn patches(matches: &ArgMatches) -> Result<Vec<Patch>> {
         };
         for (value, index) in values.zip(indices) {
             let patch = parse(flag, value).with_context(|| format!("--{flag} {value}"))?;
-            patch
-                .validate()
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("--{flag} {value}"))?;
+            patch.validate().with_context(|| format!("--{flag} {value}"))?;
             found.push((index, patch));
         }
     }

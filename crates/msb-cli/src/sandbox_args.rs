@@ -28,9 +28,8 @@ impl ProcessArgs {
         let env = self
             .env
             .iter()
-            .map(|e| microsandbox::parse_env(e))
-            .collect::<Result<_, _>>()
-            .map_err(anyhow::Error::msg)?;
+            .map(|e| microsandbox::parse_env(e, |key| std::env::var(key).ok()))
+            .collect::<Result<_, _>>()?;
         Ok(ExecOptions {
             env,
             workdir: self.workdir.clone(),
@@ -52,18 +51,19 @@ pub struct SandboxArgs {
     entrypoint: Option<String>,
     #[command(flatten)]
     process: ProcessArgs,
-    /// Number of virtual CPUs.
-    #[arg(short = 'c', long, default_value_t = 1)]
-    cpus: u32,
-    /// Guest memory in MiB.
-    #[arg(short = 'm', long, value_name = "MIB", default_value_t = 512)]
-    memory: u32,
+    /// Number of virtual CPUs [default: 1].
+    #[arg(short = 'c', long)]
+    cpus: Option<u32>,
+    /// Guest memory in MiB [default: 512].
+    #[arg(short = 'm', long, value_name = "MIB")]
+    memory: Option<u32>,
     /// Guest hostname (default: the sandbox name).
     #[arg(short = 'H', long)]
     hostname: Option<String>,
-    /// Size of the writable layer of an image root (sparse), e.g. 4G, 512M; bare numbers are MiB.
-    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size_mib)]
-    upper_size: u32,
+    /// Size of the writable layer of an image root (sparse), e.g. 4G, 512M; bare numbers
+    /// are MiB [default: 4G].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_mib)]
+    upper_size: Option<u32>,
     /// Stop the sandbox after this long without any exec or attach (e.g. 30s, 5m, 1h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     idle_timeout: Option<Duration>,
@@ -92,11 +92,16 @@ impl SandboxArgs {
         image: Option<&str>,
         matches: &ArgMatches,
     ) -> Result<SandboxBuilder> {
-        let mut b = msb
-            .builder(name)
-            .cpus(self.cpus)
-            .memory(self.memory)
-            .upper_size(self.upper_size);
+        let mut b = msb.builder(name);
+        if let Some(cpus) = self.cpus {
+            b = b.cpus(cpus);
+        }
+        if let Some(mib) = self.memory {
+            b = b.memory(mib);
+        }
+        if let Some(mib) = self.upper_size {
+            b = b.upper_size(mib);
+        }
         b = match (image, &self.rootfs) {
             (Some(reference), _) => b.image(reference),
             (None, Some(path)) => b.rootfs(path),

@@ -9,7 +9,6 @@
 mod docker;
 mod verify;
 
-pub use docker::docker_config_path;
 pub use verify::{verify_login, LoginCheck};
 
 use oci_client::secrets::RegistryAuth;
@@ -235,13 +234,9 @@ pub fn logout(home: &Path, host: &str) -> Result<bool, AuthError> {
     Ok(true)
 }
 
-/// Known logins: msb's file first, then Docker's `config.json` entries msb's file does not
-/// override. Passwords are not returned.
-pub fn list(home: &Path) -> Result<Vec<StoredLogin>, AuthError> {
-    list_with(home, docker_config_path().as_deref())
-}
-
-fn list_with(home: &Path, docker: Option<&Path>) -> Result<Vec<StoredLogin>, AuthError> {
+/// Known logins: msb's file first, then the entries of Docker's `config.json` at `docker`
+/// that msb's file does not override. Passwords are not returned.
+pub fn list(home: &Path, docker: Option<&Path>) -> Result<Vec<StoredLogin>, AuthError> {
     let ours = read_file(home)?.registries;
     let mut out: Vec<StoredLogin> = ours
         .iter()
@@ -265,13 +260,9 @@ fn list_with(home: &Path, docker: Option<&Path>) -> Result<Vec<StoredLogin>, Aut
     Ok(out)
 }
 
-/// Credentials for `registry_host`: msb's file, else Docker's `config.json`
-/// (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), else anonymous.
-pub fn resolve(home: &Path, registry_host: &str) -> Result<RegistryAuth, AuthError> {
-    resolve_with(home, docker_config_path().as_deref(), registry_host)
-}
-
-fn resolve_with(home: &Path, docker: Option<&Path>, registry_host: &str) -> Result<RegistryAuth, AuthError> {
+/// Credentials for `registry_host`: msb's file, else Docker's `config.json` at `docker`,
+/// else anonymous.
+pub fn resolve(home: &Path, docker: Option<&Path>, registry_host: &str) -> Result<RegistryAuth, AuthError> {
     let host = normalize_host(registry_host)?;
     if let Some(e) = read_file(home)?.registries.remove(&host) {
         tracing::debug!(%host, "using credentials from {}", credentials_path(home).display());

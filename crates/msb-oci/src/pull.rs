@@ -292,9 +292,9 @@ impl Puller {
                 actual,
             });
         }
-        let config = ImageConfigFile::parse(&bytes).map_err(|reason| OciError::BadConfig {
+        let config = ImageConfigFile::parse(&bytes).map_err(|e| OciError::BadConfig {
             reference: image.whole(),
-            reason,
+            reason: e.to_string(),
         })?;
         let want = &opts.platform;
         let os_differs = !config.os.is_empty() && config.os != want.os;

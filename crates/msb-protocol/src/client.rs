@@ -64,15 +64,16 @@ pub struct AgentClient {
 }
 
 impl AgentClient {
-    /// Performs the agent handshake on `stream` (sending the guest's configuration) and
-    /// starts the routing tasks.
-    pub async fn handshake<S>(stream: S, config: GuestConfig) -> Result<Self, ClientError>
+    /// Performs the agent handshake on `stream` (sending the guest's configuration and the
+    /// host's clock) and starts the routing tasks.
+    pub async fn handshake<S>(stream: S, config: GuestConfig, host_time: (i64, u32)) -> Result<Self, ClientError>
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let hello = Message::Hello(Hello {
             version: PROTOCOL_VERSION,
             config,
+            host_time,
         });
         Self::open(stream, hello).await
     }

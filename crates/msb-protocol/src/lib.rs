@@ -15,7 +15,7 @@ pub use codec::{Frame, FrameCodec, ProtocolError};
 pub use message::*;
 
 /// Protocol version spoken by this build; the handshake rejects any other.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest frame body accepted (id + payload), in bytes. Bigger frames are a protocol error.
 pub const MAX_FRAME_LEN: usize = 1 << 20;

@@ -141,6 +141,8 @@ pub struct Hello {
     pub version: u32,
     /// Guest setup to perform before answering `Ready`.
     pub config: GuestConfig,
+    /// Host wall-clock time (seconds, nanoseconds since the epoch) to set the guest clock.
+    pub host_time: (i64, u32),
 }
 
 /// What the agent sets up at boot.
@@ -150,8 +152,6 @@ pub struct GuestConfig {
     pub root: RootSource,
     /// Hostname of the guest.
     pub hostname: String,
-    /// Host wall-clock time (seconds, nanoseconds since the epoch) to set the guest clock.
-    pub host_time: (i64, u32),
 }
 
 /// Where the guest's root filesystem comes from.

@@ -85,7 +85,7 @@ fn file(meta: Metadata, data: Data) -> Node {
 
 impl Engine<'_> {
     fn apply(&mut self, patch: &Patch) -> Result<(), PatchError> {
-        patch.validate().map_err(PatchError::Invalid)?;
+        patch.validate()?;
         let now = self.now;
         match patch {
             Patch::Text {

@@ -1,4 +1,4 @@
-//! Why a patch, the upper image or the layer disk could not be made.
+//! Why a patch or the upper image could not be made.
 
 use std::io;
 use std::path::PathBuf;
@@ -10,6 +10,9 @@ pub enum PatchError {
     /// A patch is malformed (relative path, `..`, bad mode, empty symlink target).
     #[error("{0}")]
     Invalid(String),
+    /// A patch fails the checks that need no filesystem.
+    #[error(transparent)]
+    Spec(#[from] msb_types::SpecError),
     /// `replace` is off and the path was already made by an earlier patch or the host dir.
     #[error("path already exists in rootfs: '{path}' (set replace to allow)")]
     Exists {

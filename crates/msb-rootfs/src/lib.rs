@@ -5,14 +5,11 @@
 //!   roots (the tree is then written into the sandbox's `upper.ext4`), or the host
 //!   directory itself for bind roots (the tree is then written into it, contained).
 //! * The upper image ([`write_upper_image`]): the sandbox's ext4 with the patches in it.
-//! * The layer disk ([`write_layer_disk`]): an image's EROFS layers joined into one
-//!   read-only disk.
 
 mod engine;
 mod erofs;
 mod error;
 mod host;
-mod layers;
 mod lower;
 mod stack;
 mod upper;
@@ -21,7 +18,6 @@ pub use engine::build_upper;
 pub use erofs::{open_stack, ErofsLayer};
 pub use error::PatchError;
 pub use host::HostRoot;
-pub use layers::write_layer_disk;
 pub use lower::{Empty, Entry, Kind, Lower};
 pub use stack::{Layer, LayerEntry, Stack};
 pub use upper::write_upper_image;

@@ -303,14 +303,14 @@ impl Store {
                 [reference],
                 |row| {
                     Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                        row.get(6)?,
-                        row.get(7)?,
+                        row.get("id")?,
+                        row.get("digest")?,
+                        row.get("config_digest")?,
+                        row.get("os")?,
+                        row.get("architecture")?,
+                        row.get("variant")?,
+                        row.get("config_json")?,
+                        row.get("created_at")?,
                     ))
                 },
             )
@@ -427,7 +427,13 @@ impl Store {
 }
 
 fn raw_layer(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawLayer> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+    Ok((
+        row.get("diff_id")?,
+        row.get("blob_digest")?,
+        row.get("media_type")?,
+        row.get("compressed_size")?,
+        row.get("erofs_size")?,
+    ))
 }
 
 /// Bytes on disk: the EROFS sizes of the distinct layers.

@@ -106,20 +106,20 @@ impl SandboxRecord {
 const COLUMNS: &str = "name, spec, state, supervisor_pid, vmm_pid, created_at, updated_at, \
                        started_at, stopped_at, exit_code, exit_reason";
 
-/// A sandbox row before its state text and pids are checked.
-type RawSandbox = (
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-);
+/// A sandbox row before its state text and pids are checked; columns are read by name.
+struct RawSandbox {
+    name: String,
+    spec: String,
+    state: String,
+    supervisor_pid: Option<i64>,
+    vmm_pid: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    started_at: Option<i64>,
+    stopped_at: Option<i64>,
+    exit_code: Option<i64>,
+    exit_reason: Option<String>,
+}
 
 impl Store {
     /// Records a new sandbox in state `Created`; `spec_json` must be valid JSON.
@@ -299,9 +299,9 @@ impl Store {
 
     /// A record from a raw row, checking the state text and pid ranges.
     fn sandbox(&self, raw: RawSandbox) -> Result<SandboxRecord, StoreError> {
-        let (
+        let RawSandbox {
             name,
-            spec_json,
+            spec: spec_json,
             state,
             supervisor_pid,
             vmm_pid,
@@ -311,7 +311,7 @@ impl Store {
             stopped_at,
             exit_code,
             exit_reason,
-        ) = raw;
+        } = raw;
         let bad = |what: String| self.bad_row(format!("sandbox '{name}': {what}"));
         let state = state.parse().map_err(bad)?;
         let pid = |v: Option<i64>, what: &str| {
@@ -340,17 +340,17 @@ impl Store {
 }
 
 fn raw_sandbox(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawSandbox> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-        row.get(8)?,
-        row.get(9)?,
-        row.get(10)?,
-    ))
+    Ok(RawSandbox {
+        name: row.get("name")?,
+        spec: row.get("spec")?,
+        state: row.get("state")?,
+        supervisor_pid: row.get("supervisor_pid")?,
+        vmm_pid: row.get("vmm_pid")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        started_at: row.get("started_at")?,
+        stopped_at: row.get("stopped_at")?,
+        exit_code: row.get("exit_code")?,
+        exit_reason: row.get("exit_reason")?,
+    })
 }

@@ -5,8 +5,12 @@
 /// starts a session of its own (no terminal, no signals from the starter's process group)
 /// and moves to `/` (so it keeps no directory busy).
 ///
-/// Must be called while the process has a single thread, before any runtime starts.
-pub fn detach() -> std::io::Result<()> {
+/// # Safety
+///
+/// The process must have a single thread (call it before any runtime or thread starts):
+/// after `fork` only the calling thread exists in the child, and locks held by other
+/// threads would stay locked forever.
+pub unsafe fn detach() -> std::io::Result<()> {
     // SAFETY: the caller guarantees the process is single-threaded, so the child can go on
     // running ordinary code after fork.
     match unsafe { nix::unistd::fork() }? {

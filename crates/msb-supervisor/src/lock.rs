@@ -2,7 +2,6 @@
 //! when the process dies, however it dies, so "is the lock held" is the liveness test that
 //! reconciles a sandbox whose supervisor was killed.
 
-use crate::{Error, Result};
 use rustix::fs::{flock, FlockOperation};
 use rustix::io::Errno;
 use std::fs::{File, OpenOptions};
@@ -18,18 +17,18 @@ pub struct SandboxLock {
 
 impl SandboxLock {
     /// Takes the lock of the sandbox in `dir`; `None` when another process holds it.
-    pub fn try_acquire(dir: &Path) -> Result<Option<SandboxLock>> {
+    pub fn try_acquire(dir: &Path) -> std::io::Result<Option<SandboxLock>> {
         let path = dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(Error::io(format!("opening {}", path.display())))?;
+            .map_err(|e| with_path(e, "opening", &path))?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(Some(SandboxLock { _file: file })),
             Err(Errno::WOULDBLOCK) => Ok(None),
-            Err(e) => Err(Error::io(format!("locking {}", path.display()))(e.into())),
+            Err(e) => Err(with_path(e.into(), "locking", &path)),
         }
     }
 
@@ -43,6 +42,10 @@ impl SandboxLock {
             Err(Errno::WOULDBLOCK)
         )
     }
+}
+
+fn with_path(e: std::io::Error, doing: &str, path: &Path) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{doing} {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ pub struct Shared {
     /// Guest RAM configured, bytes.
     pub memory_limit: u64,
     /// Virtual CPUs of the guest.
-    pub cpus: u8,
+    pub cpus: u32,
     /// When the sandbox started.
     pub started: Instant,
     /// Whether an owner has connected (an owned sandbox stops if none comes).

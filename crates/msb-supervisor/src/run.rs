@@ -3,7 +3,8 @@
 
 use crate::execlog::{describe, ExecLog};
 use crate::relay::{self, Activity, Shared, StopHow, StopRequest};
-use crate::{BootedVm, Error, ReadyLine, Result, SandboxLock, CONTROL_SOCKET};
+use crate::{Error, ReadyLine, Result, SandboxLock, SupervisorInput, CONTROL_SOCKET};
+use msb_boot::{BootPlan, BootedVm};
 use msb_protocol::client::ExecEvent;
 use msb_protocol::ExecRequest;
 use msb_store::{SandboxState, Store};
@@ -31,12 +32,19 @@ struct Started {
     _lock: SandboxLock,
 }
 
-/// Supervises sandbox `name` of `paths` until it stops. Reports how the start went as one
-/// line on stdout ([`ReadyLine`]); returns the process exit status. An `owned` sandbox
-/// belongs to whoever started it: it stops when that one is gone before connecting, fails
-/// to connect in time, or disconnects.
-pub async fn supervise(paths: Paths, name: &str, owned: bool) -> i32 {
-    let started = match start(&paths, name).await {
+/// Boots the sandbox of `input` and supervises it until it stops. Reports how the start
+/// went as one line on stdout ([`ReadyLine`]); returns the process exit status. An owned
+/// sandbox belongs to whoever started it: it stops when that one is gone before connecting,
+/// fails to connect in time, or disconnects.
+pub async fn supervise(input: SupervisorInput) -> i32 {
+    let SupervisorInput {
+        home,
+        name,
+        owned,
+        plan,
+    } = input;
+    let (paths, name) = (Paths::new(home), name.as_str());
+    let started = match start(&paths, name, &plan).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("sandbox '{name}' did not start: {e}");
@@ -55,7 +63,7 @@ pub async fn supervise(paths: Paths, name: &str, owned: bool) -> i32 {
         pid: std::process::id(),
         vmm_pid: started.vm.pids().first().copied(),
         boot_ms: started.vm.boot_time.as_millis() as u64,
-        accel_note: started.vm.accel_note.clone(),
+        accel_note: plan.accel_note.clone(),
         error: None,
     }
     .emit();
@@ -73,7 +81,7 @@ pub async fn supervise(paths: Paths, name: &str, owned: bool) -> i32 {
     }
 }
 
-async fn start(paths: &Paths, name: &str) -> Result<Started> {
+async fn start(paths: &Paths, name: &str, plan: &BootPlan) -> Result<Started> {
     let store = Store::open(paths)?;
     let record = store.get_sandbox(name)?.ok_or_else(|| Error::NotFound(name.into()))?;
     let spec: SandboxSpec = record.spec()?;
@@ -81,7 +89,9 @@ async fn start(paths: &Paths, name: &str) -> Result<Started> {
     if !dir.is_dir() {
         return Err(Error::NotFound(name.into()));
     }
-    let lock = SandboxLock::try_acquire(&dir)?.ok_or_else(|| Error::AlreadyRunning(name.into()))?;
+    let lock = SandboxLock::try_acquire(&dir)
+        .map_err(Error::io(format!("locking sandbox '{name}'")))?
+        .ok_or_else(|| Error::AlreadyRunning(name.into()))?;
     if record.state == SandboxState::Running {
         // We hold the lock, so whoever recorded this run is gone without saying so.
         store.set_crashed(name, "its supervisor died")?;
@@ -90,7 +100,7 @@ async fn start(paths: &Paths, name: &str) -> Result<Started> {
     let log = std::fs::create_dir_all(&logs)
         .and_then(|()| ExecLog::open(&logs.join("exec.log")))
         .map_err(Error::io(format!("opening the exec log of {name}")))?;
-    let vm = BootedVm::boot(&spec, paths).await?;
+    let vm = BootedVm::boot(plan, &msb_vmm::Qemu::new(plan.vmm.clone())).await?;
     let socket = dir.join("runtime").join(CONTROL_SOCKET);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(Error::io(format!("listening on {}", socket.display())))?;
@@ -149,7 +159,7 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
     });
     if let Some(args) = &spec.command {
         let output = paths.sandbox_dir(name).join("logs").join("output.log");
-        match crate::command::run_request(&spec, args.clone(), Default::default()) {
+        match msb_boot::command::run_request(&spec, args.clone(), Default::default()) {
             Ok(req) => {
                 tokio::spawn(run_main(req, shared.clone(), output));
             }

@@ -1,15 +1,18 @@
 //! Shared plain data: what a user asks of a sandbox, with validation, and where things live.
 
+mod error;
 mod image;
 mod name;
 mod patch;
 mod paths;
 mod spec;
 
+pub use error::{Field, SpecError};
 pub use image::{ImageConfig, ImageRecord, LayerRecord, Platform, PlatformError};
 pub use name::{validate_name, NameError};
 pub use patch::{guest_path_components, GuestPathError, Patch};
 pub use paths::Paths;
 pub use spec::{
-    parse_env, DiskImageFormat, PinnedImage, ResourceError, Resources, RootSpec, SandboxSpec, DEFAULT_UPPER_SIZE_MIB,
+    parse_env, DiskImageFormat, PinnedImage, Resources, RootSpec, SandboxSpec, DEFAULT_CPUS, DEFAULT_MEMORY_MIB,
+    DEFAULT_UPPER_SIZE_MIB, MAX_CPUS, MIN_MEMORY_MIB, MIN_UPPER_SIZE_MIB,
 };

@@ -1,5 +1,6 @@
 //! Patches: changes made to a sandbox's root filesystem before it boots.
 
+use crate::{Field, SpecError};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -223,8 +224,9 @@ impl Patch {
 
     /// Checks what can be checked without looking at any filesystem: the guest path,
     /// permission bits, and a symlink target that is neither empty nor holds NUL.
-    pub fn validate(&self) -> Result<(), String> {
-        guest_path_components(self.guest_path()).map_err(|e| e.to_string())?;
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let invalid = |problem: String| SpecError::new(Field::Patches, problem);
+        guest_path_components(self.guest_path()).map_err(|e| invalid(e.to_string()))?;
         let mode = match self {
             Patch::Text { mode, .. }
             | Patch::File { mode, .. }
@@ -234,15 +236,17 @@ impl Patch {
         };
         if let Some(m) = mode {
             if m > 0o7777 {
-                return Err(format!(
+                return Err(invalid(format!(
                     "patch {}: mode {m:o} has bits beyond 7777 (give permission bits only)",
                     self.guest_path()
-                ));
+                )));
             }
         }
         if let Patch::Symlink { target, link, .. } = self {
             if target.is_empty() || target.contains('\0') || target.len() > 4095 {
-                return Err(format!("symlink {link}: the target must be 1-4095 bytes without NUL"));
+                return Err(invalid(format!(
+                    "symlink {link}: the target must be 1-4095 bytes without NUL"
+                )));
             }
         }
         Ok(())

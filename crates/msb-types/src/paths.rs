@@ -14,34 +14,14 @@ impl Paths {
         Paths { home: home.into() }
     }
 
-    /// From `$MSB_HOME`, else `~/.microsandbox`.
-    pub fn from_env() -> Self {
-        if let Some(home) = std::env::var_os("MSB_HOME") {
-            return Paths::new(home);
-        }
-        let user_home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/"));
-        Paths::new(user_home.join(".microsandbox"))
-    }
-
     /// The root of the layout.
     pub fn home(&self) -> &Path {
         &self.home
     }
 
-    /// Guest kernel (`$MSB_KERNEL` overrides).
-    pub fn kernel(&self) -> PathBuf {
-        std::env::var_os("MSB_KERNEL")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| self.home.join("lib/vmlinux"))
-    }
-
-    /// Initramfs holding the guest agent (`$MSB_INITRAMFS` overrides).
-    pub fn initramfs(&self) -> PathBuf {
-        std::env::var_os("MSB_INITRAMFS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| self.home.join("lib/initramfs.cpio"))
+    /// Where the guest kernel and agent initramfs are installed by default (`lib/`).
+    pub fn lib_dir(&self) -> PathBuf {
+        self.home.join("lib")
     }
 
     /// Caches: converted layers (`layers/`) and in-progress downloads (`tmp/`).

@@ -1,6 +1,6 @@
 //! What a user asks for: the sandbox spec and its resource limits.
 
-use crate::{ImageConfig, Patch};
+use crate::{Field, ImageConfig, Patch, SpecError};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -51,6 +51,16 @@ impl DiskImageFormat {
 
 /// Default size of an OCI sandbox's writable upper layer (sparse: only writes take space).
 pub const DEFAULT_UPPER_SIZE_MIB: u32 = 4096;
+/// Smallest upper layer: room for the journal and some writes.
+pub const MIN_UPPER_SIZE_MIB: u32 = 64;
+/// Virtual CPUs of a sandbox unless asked otherwise.
+pub const DEFAULT_CPUS: u32 = 1;
+/// Guest RAM of a sandbox unless asked otherwise, MiB.
+pub const DEFAULT_MEMORY_MIB: u32 = 512;
+/// Most virtual CPUs a sandbox may have.
+pub const MAX_CPUS: u32 = 64;
+/// Smallest guest RAM that boots our kernel and agent comfortably, MiB.
+pub const MIN_MEMORY_MIB: u32 = 64;
 
 fn default_upper_size() -> u32 {
     DEFAULT_UPPER_SIZE_MIB
@@ -60,56 +70,38 @@ fn default_upper_size() -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     /// Virtual CPUs.
-    pub cpus: u8,
+    pub cpus: u32,
     /// Guest RAM in MiB.
     pub memory_mib: u32,
-}
-
-/// Limits that resources must respect.
-pub const MAX_CPUS: u8 = 64;
-/// Smallest guest RAM that boots our kernel and agent comfortably.
-pub const MIN_MEMORY_MIB: u32 = 64;
-
-/// Why resources were rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResourceError {
-    /// cpus out of range.
-    #[error("--cpus {0} is out of range: use 1 to {MAX_CPUS}")]
-    Cpus(u32),
-    /// memory out of range.
-    #[error("--memory {got} MiB is out of range: use {MIN_MEMORY_MIB} to {max} MiB (this host's RAM)")]
-    Memory {
-        /// Requested MiB.
-        got: u64,
-        /// Host RAM in MiB.
-        max: u64,
-    },
 }
 
 impl Default for Resources {
     fn default() -> Self {
         Resources {
-            cpus: 1,
-            memory_mib: 512,
+            cpus: DEFAULT_CPUS,
+            memory_mib: DEFAULT_MEMORY_MIB,
         }
     }
 }
 
 impl Resources {
     /// Validates `cpus` and `memory_mib` against fixed bounds and the host's RAM.
-    pub fn new(cpus: u32, memory_mib: u64, host_memory_mib: u64) -> Result<Self, ResourceError> {
-        if cpus == 0 || cpus > u32::from(MAX_CPUS) {
-            return Err(ResourceError::Cpus(cpus));
+    pub fn new(cpus: u32, memory_mib: u32, host_memory_mib: u64) -> Result<Self, SpecError> {
+        if cpus == 0 || cpus > MAX_CPUS {
+            return Err(SpecError::new(
+                Field::Cpus,
+                format!("{cpus} is out of range: use 1 to {MAX_CPUS}"),
+            ));
         }
-        let max = host_memory_mib.min(u64::from(u32::MAX));
-        if memory_mib < u64::from(MIN_MEMORY_MIB) || memory_mib > max {
-            return Err(ResourceError::Memory { got: memory_mib, max });
+        if memory_mib < MIN_MEMORY_MIB || u64::from(memory_mib) > host_memory_mib {
+            return Err(SpecError::new(
+                Field::Memory,
+                format!(
+                    "{memory_mib} MiB is out of range: use {MIN_MEMORY_MIB} MiB to {host_memory_mib} MiB (this host's RAM)"
+                ),
+            ));
         }
-        // Both checked above to fit.
-        Ok(Resources {
-            cpus: cpus as u8,
-            memory_mib: memory_mib as u32,
-        })
+        Ok(Resources { cpus, memory_mib })
     }
 }
 
@@ -197,51 +189,75 @@ impl SandboxSpec {
 
     /// Checks what can be checked before touching any filesystem: the name, the patches,
     /// and that patches are not asked of a disk-image root.
-    pub fn validate(&self) -> Result<(), String> {
-        crate::validate_name(&self.name).map_err(|e| e.to_string())?;
+    pub fn validate(&self) -> Result<(), SpecError> {
+        crate::validate_name(&self.name).map_err(|e| SpecError::new(Field::Name, e.to_string()))?;
         if !self.patches.is_empty() && matches!(self.root, RootSpec::DiskImage { .. }) {
-            return Err(
+            return Err(SpecError::new(
+                Field::Patches,
                 "patches are not compatible with disk image rootfs: patch the image file itself, \
-                        or use an OCI image or a directory root"
-                    .into(),
-            );
+                 or use an OCI image or a directory root",
+            ));
         }
         for patch in &self.patches {
             patch.validate()?;
         }
+        for (key, value) in &self.env {
+            check_env(key, value)?;
+        }
         if let Some(dir) = &self.workdir {
             if !dir.starts_with('/') {
-                return Err(format!("working directory '{dir}' must be an absolute path"));
+                return Err(SpecError::new(
+                    Field::Workdir,
+                    format!("'{dir}' must be an absolute path"),
+                ));
             }
         }
-        if self.idle_timeout_secs == Some(0) || self.max_duration_secs == Some(0) {
-            return Err("idle timeout and max duration must be at least one second".into());
+        if self.idle_timeout_secs == Some(0) {
+            return Err(SpecError::new(Field::IdleTimeout, "must be at least one second"));
         }
-        if self.upper_size_mib < 64 {
-            return Err(format!(
-                "upper layer size {} MiB is too small: use at least 64 MiB",
-                self.upper_size_mib
+        if self.max_duration_secs == Some(0) {
+            return Err(SpecError::new(Field::MaxDuration, "must be at least one second"));
+        }
+        if self.upper_size_mib < MIN_UPPER_SIZE_MIB {
+            return Err(SpecError::new(
+                Field::UpperSize,
+                format!(
+                    "{} MiB is too small: use at least {MIN_UPPER_SIZE_MIB} MiB",
+                    self.upper_size_mib
+                ),
             ));
         }
         Ok(())
     }
 }
 
-/// Parses `KEY=VALUE`, or `KEY` alone to copy the host's value (an error when unset).
-pub fn parse_env(item: &str) -> Result<(String, String), String> {
+/// Parses `KEY=VALUE`; `KEY` alone takes its value from `host` (the caller's environment,
+/// say), and is an error when `host` has none.
+pub fn parse_env(item: &str, host: impl FnOnce(&str) -> Option<String>) -> Result<(String, String), SpecError> {
     let (key, value) = match item.split_once('=') {
         Some((k, v)) => (k.to_string(), v.to_string()),
         None => {
-            let v = std::env::var(item).map_err(|_| format!("--env {item}: not set on the host (use {item}=VALUE)"))?;
-            (item.to_string(), v)
+            let value = host(item).ok_or_else(|| {
+                SpecError::new(Field::Env, format!("{item} is not set on the host (use {item}=VALUE)"))
+            })?;
+            (item.to_string(), value)
         }
     };
-    if key.is_empty() || key.contains('\0') || value.contains('\0') {
-        return Err(format!(
-            "--env '{item}': the name must be non-empty and neither part may hold NUL"
+    check_env(&key, &value)?;
+    Ok((key, value))
+}
+
+fn check_env(key: &str, value: &str) -> Result<(), SpecError> {
+    if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
+        return Err(SpecError::new(
+            Field::Env,
+            format!(
+                "'{}': the name must be non-empty without '=' or NUL, and the value without NUL",
+                key.chars().take(80).collect::<String>()
+            ),
         ));
     }
-    Ok((key, value))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -251,20 +267,43 @@ mod tests {
     #[test]
     fn resources_are_bounded() {
         assert!(Resources::new(1, 512, 4096).is_ok());
-        assert_eq!(Resources::new(0, 512, 4096), Err(ResourceError::Cpus(0)));
-        assert_eq!(Resources::new(65, 512, 4096), Err(ResourceError::Cpus(65)));
-        assert!(matches!(Resources::new(1, 32, 4096), Err(ResourceError::Memory { .. })));
-        assert!(matches!(
-            Resources::new(1, 8192, 4096),
-            Err(ResourceError::Memory { .. })
-        ));
+        for (cpus, mem, field) in [
+            (0, 512, Field::Cpus),
+            (65, 512, Field::Cpus),
+            (1, 32, Field::Memory),
+            (1, 8192, Field::Memory),
+        ] {
+            assert_eq!(Resources::new(cpus, mem, 4096).unwrap_err().field, field);
+        }
     }
 
     #[test]
     fn env_items_parse() {
-        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
-        assert_eq!(parse_env("A=").unwrap(), ("A".into(), "".into()));
-        assert!(parse_env("=x").is_err());
-        assert!(parse_env("MSB_SURELY_UNSET_VARIABLE").is_err());
+        let none = |_: &str| None;
+        assert_eq!(parse_env("A=b=c", none).unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(parse_env("A=", none).unwrap(), ("A".into(), "".into()));
+        assert_eq!(
+            parse_env("H", |k| Some(format!("{k}!"))).unwrap(),
+            ("H".into(), "H!".into())
+        );
+        assert_eq!(parse_env("=x", none).unwrap_err().field, Field::Env);
+        assert!(parse_env("UNSET", none).unwrap_err().problem.contains("UNSET"));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let spec = |f: fn(&mut SandboxSpec)| {
+            let mut s = SandboxSpec::new("ok", RootSpec::Bind("/r".into()));
+            f(&mut s);
+            s.validate().map_err(|e| e.field)
+        };
+        assert_eq!(spec(|_| {}), Ok(()));
+        assert_eq!(spec(|s| s.name = "Bad".into()), Err(Field::Name));
+        assert_eq!(spec(|s| s.workdir = Some("rel".into())), Err(Field::Workdir));
+        assert_eq!(spec(|s| s.idle_timeout_secs = Some(0)), Err(Field::IdleTimeout));
+        assert_eq!(spec(|s| s.max_duration_secs = Some(0)), Err(Field::MaxDuration));
+        assert_eq!(spec(|s| s.upper_size_mib = 1), Err(Field::UpperSize));
+        assert_eq!(spec(|s| s.env = vec![("A\0".into(), "x".into())]), Err(Field::Env));
+        assert_eq!(spec(|s| s.patches = vec![Patch::text("rel", "")]), Err(Field::Patches));
     }
 }

@@ -1,9 +1,11 @@
 //! Choosing hardware acceleration: KVM only where it can really run our guest.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::str::FromStr;
 
 /// How the VM's CPU is provided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Accel {
     /// Hardware virtualisation through /dev/kvm.
     Kvm,
@@ -20,62 +22,84 @@ impl fmt::Display for Accel {
     }
 }
 
+/// What the user asked for (`MSB_ACCEL`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccelSetting {
+    /// KVM where it can run our guest, else TCG.
+    #[default]
+    Auto,
+    /// KVM, whatever the host looks like.
+    Kvm,
+    /// TCG, even where KVM works.
+    Tcg,
+}
+
+/// An accelerator setting that is none of `kvm`, `tcg`, `auto`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("accelerator '{0}' is not one of kvm, tcg, auto")]
+pub struct UnknownAccel(pub String);
+
+impl FromStr for AccelSetting {
+    type Err = UnknownAccel;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "" | "auto" => Ok(AccelSetting::Auto),
+            "kvm" => Ok(AccelSetting::Kvm),
+            "tcg" => Ok(AccelSetting::Tcg),
+            other => Err(UnknownAccel(other.chars().take(40).collect())),
+        }
+    }
+}
+
 /// The accelerator and, when it is TCG, why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Choice {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccelChoice {
     /// What to use.
     pub accel: Accel,
     /// Why KVM was not chosen, if it was not.
     pub reason: Option<String>,
 }
 
-/// Decides from `MSB_ACCEL` (`kvm`, `tcg`, `auto`/unset), whether /dev/kvm opened read-write,
-/// and the CPU flags. Some nested hosts expose a /dev/kvm that cannot boot normal guests and
-/// show no `vmx`/`svm` flag, so both must hold for `auto` to pick KVM.
-pub fn choose(override_: Option<&str>, kvm_opens: bool, cpuinfo: &str) -> Result<Choice, String> {
+/// Decides from the setting, whether /dev/kvm opened read-write, and the CPU flags. Some
+/// nested hosts expose a /dev/kvm that cannot boot normal guests and show no `vmx`/`svm`
+/// flag, so both must hold for `auto` to pick KVM.
+pub fn choose(setting: AccelSetting, kvm_opens: bool, cpuinfo: &str) -> AccelChoice {
     let has_virt = cpuinfo
         .lines()
         .filter(|l| l.starts_with("flags"))
         .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
-    match override_.map(str::trim).filter(|s| !s.is_empty()) {
-        Some("kvm") => Ok(Choice {
-            accel: Accel::Kvm,
-            reason: None,
-        }),
-        Some("tcg") => Ok(Choice {
-            accel: Accel::Tcg,
-            reason: Some("MSB_ACCEL=tcg".into()),
-        }),
-        Some("auto") | None => Ok(match (kvm_opens, has_virt) {
-            (true, true) => Choice {
-                accel: Accel::Kvm,
-                reason: None,
-            },
-            (false, _) => Choice {
-                accel: Accel::Tcg,
-                reason: Some("/dev/kvm is missing or not accessible".into()),
-            },
-            (true, false) => Choice {
-                accel: Accel::Tcg,
-                reason: Some("the CPU shows no vmx/svm flag (nested or emulated host)".into()),
-            },
-        }),
-        Some(other) => Err(format!("MSB_ACCEL={other} is not one of kvm, tcg, auto")),
+    let (accel, reason) = match setting {
+        AccelSetting::Kvm => (Accel::Kvm, None),
+        AccelSetting::Tcg => (Accel::Tcg, Some("TCG was asked for")),
+        AccelSetting::Auto => match (kvm_opens, has_virt) {
+            (true, true) => (Accel::Kvm, None),
+            (false, _) => (Accel::Tcg, Some("/dev/kvm is missing or not accessible")),
+            (true, false) => (
+                Accel::Tcg,
+                Some("the CPU shows no vmx/svm flag (nested or emulated host)"),
+            ),
+        },
+    };
+    AccelChoice {
+        accel,
+        reason: reason.map(String::from),
     }
 }
 
-/// [`choose`] with the real environment, /dev/kvm and /proc/cpuinfo.
-pub fn detect() -> Result<Choice, String> {
+/// [`choose`] with this host's /dev/kvm and /proc/cpuinfo.
+pub fn detect(setting: AccelSetting) -> AccelChoice {
     let kvm_opens = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .is_ok();
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    choose(std::env::var("MSB_ACCEL").ok().as_deref(), kvm_opens, &cpuinfo)
+    choose(setting, kvm_opens, &cpuinfo)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -84,17 +108,20 @@ mod tests {
 
     #[test]
     fn auto_needs_both_device_and_cpu_flag() {
-        assert_eq!(choose(None, true, VMX).unwrap().accel, Accel::Kvm);
-        assert_eq!(choose(None, true, PLAIN).unwrap().accel, Accel::Tcg);
-        assert_eq!(choose(None, false, VMX).unwrap().accel, Accel::Tcg);
-        assert_eq!(choose(Some("auto"), true, "flags : svm\n").unwrap().accel, Accel::Kvm);
-        assert!(choose(None, true, PLAIN).unwrap().reason.unwrap().contains("vmx"));
+        let auto = AccelSetting::Auto;
+        assert_eq!(choose(auto, true, VMX).accel, Accel::Kvm);
+        assert_eq!(choose(auto, true, PLAIN).accel, Accel::Tcg);
+        assert_eq!(choose(auto, false, VMX).accel, Accel::Tcg);
+        assert_eq!(choose(auto, true, "flags : svm\n").accel, Accel::Kvm);
+        assert!(choose(auto, true, PLAIN).reason.unwrap().contains("vmx"));
     }
 
     #[test]
-    fn override_wins_and_typos_are_errors() {
-        assert_eq!(choose(Some("kvm"), false, PLAIN).unwrap().accel, Accel::Kvm);
-        assert_eq!(choose(Some("tcg"), true, VMX).unwrap().accel, Accel::Tcg);
-        assert!(choose(Some("kmv"), true, VMX).unwrap_err().contains("kmv"));
+    fn setting_wins_and_typos_are_errors() {
+        assert_eq!(choose(AccelSetting::Kvm, false, PLAIN).accel, Accel::Kvm);
+        assert_eq!(choose(AccelSetting::Tcg, true, VMX).accel, Accel::Tcg);
+        assert_eq!("tcg".parse(), Ok(AccelSetting::Tcg));
+        assert_eq!("".parse(), Ok(AccelSetting::Auto));
+        assert_eq!("kmv".parse::<AccelSetting>(), Err(UnknownAccel("kmv".into())));
     }
 }

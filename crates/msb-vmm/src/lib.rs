@@ -4,31 +4,34 @@
 
 pub mod accel;
 mod child;
+pub mod joined;
 mod qemu;
 mod virtiofsd;
 
-pub use accel::Accel;
+pub use accel::{Accel, AccelChoice, AccelSetting};
 pub use child::VmProcess;
-pub use qemu::Qemu;
+pub use qemu::{Qemu, QemuConfig};
 
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Exactly what the VMM is told to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmSpec {
     /// Uncompressed kernel (ELF with a PVH note).
     pub kernel: PathBuf,
     /// Initramfs with the agent as `/init`.
     pub initramfs: PathBuf,
     /// Virtual CPUs.
-    pub cpus: u8,
+    pub cpus: u32,
     /// Guest RAM in MiB.
     pub memory_mib: u32,
-    /// Host directories shared with virtio-fs, as (tag, directory).
-    pub shares: Vec<(String, PathBuf)>,
-    /// Disk images attached with virtio-blk, in order.
+    /// Host directories shared with virtio-fs.
+    pub shares: Vec<Share>,
+    /// Disks attached with virtio-blk, in order.
     pub disks: Vec<Disk>,
-    /// Directory for the VM's sockets (kept short: unix socket paths are limited to 107 bytes).
+    /// Directory for the VM's sockets and generated files (kept short: unix socket paths
+    /// are limited to 107 bytes).
     pub runtime_dir: PathBuf,
     /// File receiving the guest console (kernel and agent messages).
     pub console_log: PathBuf,
@@ -36,39 +39,58 @@ pub struct VmSpec {
     pub accel: Accel,
 }
 
-/// A disk image attached to the VM.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A host directory shared with the guest over virtio-fs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// The mount tag the guest names it by.
+    pub tag: String,
+    /// The host directory.
+    pub dir: PathBuf,
+}
+
+/// A disk attached to the VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disk {
-    /// The image file.
-    pub path: PathBuf,
-    /// How the file holds the disk.
-    pub format: DiskFormat,
+    /// Where its bytes come from.
+    pub backing: DiskBacking,
     /// Attach read-only.
     pub readonly: bool,
     /// Serial number the guest sees in `/sys/block/vdX/serial`, to find the disk by.
     pub serial: String,
 }
 
+/// Where a disk's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DiskBacking {
+    /// One image file.
+    File {
+        /// The image file.
+        path: PathBuf,
+        /// How the file holds the disk.
+        format: DiskFormat,
+    },
+    /// Files joined one after another into one read-only disk (see [`joined`]).
+    Joined(Vec<DiskPart>),
+}
+
+/// One file of a joined disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskPart {
+    /// The file.
+    pub path: PathBuf,
+    /// Its length in bytes.
+    pub len: u64,
+}
+
 /// Formats of disk image files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DiskFormat {
     /// The disk's bytes as they are.
     Raw,
     /// QEMU copy-on-write v2.
     Qcow2,
-    /// VMware VMDK (here mostly a descriptor joining flat files into one disk).
+    /// VMware VMDK.
     Vmdk,
-}
-
-impl DiskFormat {
-    /// The format's name on QEMU's command line.
-    pub fn qemu_name(self) -> &'static str {
-        match self {
-            DiskFormat::Raw => "raw",
-            DiskFormat::Qcow2 => "qcow2",
-            DiskFormat::Vmdk => "vmdk",
-        }
-    }
 }
 
 /// Errors starting or running a VM.
@@ -100,6 +122,9 @@ pub enum VmmError {
         /// Details, usually the tail of its log.
         detail: String,
     },
+    /// The VM spec cannot be run as it is.
+    #[error("{0}")]
+    InvalidSpec(String),
     /// More devices than the machine has slots for.
     #[error("the VM needs {needed} virtio devices but the machine has {available} slots")]
     TooManyDevices {
@@ -131,6 +156,10 @@ impl VmmError {
 
 /// A virtual machine monitor: turns a [`VmSpec`] into a running VM.
 pub trait Vmm {
+    /// The exact command line [`Vmm::launch`] runs for `spec`, program first, without
+    /// starting anything.
+    fn command_line(&self, spec: &VmSpec) -> Result<Vec<String>, VmmError>;
+
     /// Starts the VM (and any helper processes) and returns once it is launched.
     fn launch(&self, spec: &VmSpec) -> impl std::future::Future<Output = Result<VmProcess, VmmError>> + Send;
 }

@@ -1,7 +1,8 @@
 //! The QEMU `-M microvm` backend: direct kernel boot, virtio-mmio devices only.
 
 use crate::child::{spawn_owned, VmProcess};
-use crate::{virtiofsd, Accel, VmSpec, Vmm, VmmError};
+use crate::{joined, virtiofsd, Accel, DiskBacking, DiskFormat, VmSpec, Vmm, VmmError};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
@@ -11,40 +12,61 @@ const CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet rdinit=/init";
 /// Under TCG, calibrating the LAPIC timer busy-waits ~0.22 s and the timer check ~30 ms.
 const TCG_CMDLINE: &str = " nolapic_timer no_timer_check tsc=reliable";
 
-/// QEMU system emulator for x86_64.
+/// Where QEMU and its helpers are installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QemuConfig {
+    /// `qemu-system-x86_64`.
+    pub binary: PathBuf,
+    /// virtiofsd (the Rust one), needed only for shared directories.
+    pub virtiofsd: Option<PathBuf>,
+}
+
+/// QEMU system emulator for x86_64, `-M microvm`.
 #[derive(Debug, Clone)]
 pub struct Qemu {
-    binary: PathBuf,
+    config: QemuConfig,
 }
 
 impl Qemu {
-    /// Finds `qemu-system-x86_64` (`$MSB_QEMU` overrides).
-    pub fn locate() -> Result<Self, VmmError> {
-        if let Some(p) = std::env::var_os("MSB_QEMU") {
-            return Ok(Qemu { binary: p.into() });
-        }
-        std::env::var_os("PATH")
-            .and_then(|p| {
-                std::env::split_paths(&p)
-                    .map(|d| d.join("qemu-system-x86_64"))
-                    .find(|p| p.is_file())
-            })
-            .map(|binary| Qemu { binary })
-            .ok_or(VmmError::NotInstalled {
-                program: "qemu-system-x86_64",
-                hint: "install it with `apt-get install qemu-system-x86` (or run `cargo xtask setup`)",
-            })
+    /// QEMU as installed at the configured places.
+    pub fn new(config: QemuConfig) -> Qemu {
+        Qemu { config }
     }
 }
 
-/// Socket paths of one VM.
-struct Sockets {
+/// Files and sockets of one VM, all in its runtime directory.
+struct RuntimeFiles {
     agent: PathBuf,
-    shares: Vec<(String, PathBuf)>,
+    shares: Vec<PathBuf>,
+}
+
+impl RuntimeFiles {
+    fn of(spec: &VmSpec) -> Result<RuntimeFiles, VmmError> {
+        let dir = &spec.runtime_dir;
+        Ok(RuntimeFiles {
+            agent: socket_path(dir, "agent.sock")?,
+            shares: (0..spec.shares.len())
+                .map(|i| socket_path(dir, &format!("fs{i}.sock")))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// The descriptor QEMU reads for joined disk number `index`.
+fn descriptor_path(spec: &VmSpec, index: usize) -> PathBuf {
+    spec.runtime_dir.join(format!("disk{index}.vmdk"))
+}
+
+fn format_name(format: DiskFormat) -> &'static str {
+    match format {
+        DiskFormat::Raw => "raw",
+        DiskFormat::Qcow2 => "qcow2",
+        DiskFormat::Vmdk => "vmdk",
+    }
 }
 
 /// The full QEMU argument list for `spec`.
-fn args(spec: &VmSpec, sockets: &Sockets) -> Vec<String> {
+fn args(spec: &VmSpec, files: &RuntimeFiles) -> Vec<String> {
     let mem = spec.memory_mib;
     let mut cmdline = CMDLINE.to_string();
     let (accel, cpu) = match spec.accel {
@@ -91,7 +113,7 @@ fn args(spec: &VmSpec, sockets: &Sockets) -> Vec<String> {
     a.extend(["-device".into(), "virtio-serial-device".into()]);
     a.extend([
         "-chardev".into(),
-        format!("socket,id=agent,path={},server=on,wait=off", path(&sockets.agent)),
+        format!("socket,id=agent,path={},server=on,wait=off", path(&files.agent)),
     ]);
     a.extend([
         "-device".into(),
@@ -99,28 +121,28 @@ fn args(spec: &VmSpec, sockets: &Sockets) -> Vec<String> {
     ]);
     a.extend(["-device".into(), "virtio-rng-device".into()]);
     for (i, disk) in spec.disks.iter().enumerate() {
+        let (file, format) = match &disk.backing {
+            DiskBacking::File { path, format } => (path.clone(), format_name(*format)),
+            DiskBacking::Joined(_) => (descriptor_path(spec, i), "vmdk"),
+        };
         let ro = if disk.readonly { ",readonly=on" } else { "" };
-        // cache=unsafe on the writable upper: flushes are the guest's business (it syncs
+        // cache=unsafe on writable disks: flushes are the guest's business (it syncs
         // before powering off), and skipping host fsyncs keeps writes fast.
         let cache = if disk.readonly { "" } else { ",cache=unsafe" };
         a.extend([
             "-drive".into(),
-            format!(
-                "file={},format={},if=none,id=d{i}{ro}{cache}",
-                path(&disk.path),
-                disk.format.qemu_name()
-            ),
+            format!("file={},format={format},if=none,id=d{i}{ro}{cache}", path(&file)),
         ]);
         a.extend([
             "-device".into(),
             format!("virtio-blk-device,drive=d{i},serial={}", disk.serial),
         ]);
     }
-    for (i, (tag, sock)) in sockets.shares.iter().enumerate() {
+    for (i, (share, sock)) in spec.shares.iter().zip(&files.shares).enumerate() {
         a.extend(["-chardev".into(), format!("socket,id=fs{i},path={}", path(sock))]);
         a.extend([
             "-device".into(),
-            format!("vhost-user-fs-device,chardev=fs{i},tag={tag}"),
+            format!("vhost-user-fs-device,chardev=fs{i},tag={}", share.tag),
         ]);
     }
     a
@@ -156,55 +178,100 @@ fn require(path: &Path, what: &'static str, hint: &'static str) -> Result<(), Vm
     }
 }
 
-impl Vmm for Qemu {
-    async fn launch(&self, spec: &VmSpec) -> Result<VmProcess, VmmError> {
-        let needed = FIXED_DEVICES + spec.disks.len() + spec.shares.len();
-        if needed > VIRTIO_SLOTS {
-            return Err(VmmError::TooManyDevices {
-                needed,
-                available: VIRTIO_SLOTS,
-            });
+/// Checks what QEMU would refuse late or obscurely: the slot count, the files it needs.
+fn check(spec: &VmSpec) -> Result<(), VmmError> {
+    let needed = FIXED_DEVICES + spec.disks.len() + spec.shares.len();
+    if needed > VIRTIO_SLOTS {
+        return Err(VmmError::TooManyDevices {
+            needed,
+            available: VIRTIO_SLOTS,
+        });
+    }
+    if spec.cpus == 0 || spec.memory_mib == 0 {
+        return Err(VmmError::InvalidSpec(
+            "a VM needs at least one CPU and some memory".into(),
+        ));
+    }
+    for share in &spec.shares {
+        if share.tag.is_empty() || share.tag.contains([',', '=']) || share.tag.len() > 36 {
+            return Err(VmmError::InvalidSpec(format!(
+                "virtio-fs tag '{}' is not usable",
+                share.tag
+            )));
         }
+    }
+    for disk in &spec.disks {
+        if disk.serial.is_empty() || disk.serial.contains([',', '=']) || disk.serial.len() > 20 {
+            return Err(VmmError::InvalidSpec(format!(
+                "disk serial '{}' is not usable",
+                disk.serial
+            )));
+        }
+        if let DiskBacking::Joined(parts) = &disk.backing {
+            joined::vmdk_descriptor(parts)?;
+        }
+    }
+    Ok(())
+}
+
+impl Vmm for Qemu {
+    fn command_line(&self, spec: &VmSpec) -> Result<Vec<String>, VmmError> {
+        check(spec)?;
+        let files = RuntimeFiles::of(spec)?;
+        Ok(std::iter::once(path(&self.config.binary))
+            .chain(args(spec, &files))
+            .collect())
+    }
+
+    async fn launch(&self, spec: &VmSpec) -> Result<VmProcess, VmmError> {
+        check(spec)?;
         require(&spec.kernel, "guest kernel", "build it with `cargo xtask kernel`")?;
         require(
             &spec.initramfs,
             "guest agent initramfs",
             "build it with `cargo xtask agent`",
         )?;
+        let files = RuntimeFiles::of(spec)?;
         let dir = &spec.runtime_dir;
         std::fs::create_dir_all(dir).map_err(VmmError::io(format!("creating {}", dir.display())))?;
         // The agent's socket gives whoever connects full control of the guest: owner only.
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(VmmError::io(format!("securing {}", dir.display())))?;
-        let mut helpers = Vec::new();
-        let mut shares = Vec::new();
-        if !spec.shares.is_empty() {
-            let binary = virtiofsd::locate()?;
-            for (i, (tag, host_dir)) in spec.shares.iter().enumerate() {
-                let sock = socket_path(dir, &format!("fs{i}.sock"))?;
-                let log = dir.join(format!("virtiofsd-{i}.log"));
-                helpers.push(virtiofsd::start(&binary, host_dir, &sock, &log).await?);
-                shares.push((tag.clone(), sock));
+        for (i, disk) in spec.disks.iter().enumerate() {
+            if let DiskBacking::Joined(parts) = &disk.backing {
+                joined::write_descriptor(&descriptor_path(spec, i), &joined::vmdk_descriptor(parts)?)?;
             }
         }
-        let sockets = Sockets {
-            agent: socket_path(dir, "agent.sock")?,
-            shares,
-        };
-        let _ = std::fs::remove_file(&sockets.agent);
+        let mut helpers = Vec::new();
+        if !spec.shares.is_empty() {
+            let binary = self.config.virtiofsd.as_deref().ok_or(VmmError::NotInstalled {
+                program: "virtiofsd",
+                hint: virtiofsd::HINT,
+            })?;
+            for (i, (share, sock)) in spec.shares.iter().zip(&files.shares).enumerate() {
+                let log = dir.join(format!("virtiofsd-{i}.log"));
+                helpers.push(virtiofsd::start(binary, &share.dir, sock, &log).await?);
+            }
+        }
+        let _ = std::fs::remove_file(&files.agent);
         let stderr_log = dir.join("qemu.log");
         let stderr =
             std::fs::File::create(&stderr_log).map_err(VmmError::io(format!("creating {}", stderr_log.display())))?;
-        let mut cmd = Command::new(&self.binary);
-        cmd.args(args(spec, &sockets))
-            .stdout(std::process::Stdio::null())
-            .stderr(stderr);
-        tracing::debug!("launching {} {:?}", self.binary.display(), args(spec, &sockets));
-        let vmm = spawn_owned(&mut cmd, "qemu-system-x86_64")?;
+        let args = args(spec, &files);
+        tracing::debug!("launching {} {:?}", self.config.binary.display(), args);
+        let mut cmd = Command::new(&self.config.binary);
+        cmd.args(&args).stdout(std::process::Stdio::null()).stderr(stderr);
+        let vmm = spawn_owned(&mut cmd, "qemu-system-x86_64").map_err(|e| match e {
+            VmmError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => VmmError::NotInstalled {
+                program: "qemu-system-x86_64",
+                hint: "install it with `apt-get install qemu-system-x86` (or run `cargo xtask setup`), or set MSB_QEMU",
+            },
+            e => e,
+        })?;
         Ok(VmProcess {
             vmm,
             helpers,
-            agent_socket: sockets.agent,
+            agent_socket: files.agent,
             console_log: spec.console_log.clone(),
             stderr_log,
         })
@@ -212,8 +279,10 @@ impl Vmm for Qemu {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::{Disk, DiskPart, Share};
 
     fn spec(accel: Accel) -> VmSpec {
         VmSpec {
@@ -221,35 +290,56 @@ mod tests {
             initramfs: "/k/init.cpio".into(),
             cpus: 2,
             memory_mib: 256,
-            shares: vec![("root".into(), "/srv/root,1".into())],
-            disks: vec![crate::Disk {
-                path: "/l/a.erofs".into(),
-                format: crate::DiskFormat::Raw,
-                readonly: true,
-                serial: "msb-l0".into(),
+            shares: vec![Share {
+                tag: "root".into(),
+                dir: "/srv/root,1".into(),
             }],
+            disks: vec![
+                Disk {
+                    backing: DiskBacking::File {
+                        path: "/l/a.erofs".into(),
+                        format: DiskFormat::Raw,
+                    },
+                    readonly: true,
+                    serial: "msb-l0".into(),
+                },
+                Disk {
+                    backing: DiskBacking::Joined(vec![DiskPart {
+                        path: "/l/b.erofs".into(),
+                        len: 4096,
+                    }]),
+                    readonly: true,
+                    serial: "msb-l1".into(),
+                },
+            ],
             runtime_dir: "/run/x".into(),
             console_log: "/log/console.log".into(),
             accel,
         }
     }
 
+    fn qemu() -> Qemu {
+        Qemu::new(QemuConfig {
+            binary: "/usr/bin/qemu-system-x86_64".into(),
+            virtiofsd: None,
+        })
+    }
+
     #[test]
     fn tcg_gets_the_fast_timer_options_and_kvm_the_host_cpu() {
-        let sockets = Sockets {
-            agent: "/run/x/agent.sock".into(),
-            shares: vec![("root".into(), "/run/x/fs0.sock".into())],
-        };
-        let tcg = args(&spec(Accel::Tcg), &sockets).join(" ");
+        let tcg = qemu().command_line(&spec(Accel::Tcg)).unwrap().join(" ");
+        assert!(tcg.starts_with("/usr/bin/qemu-system-x86_64 -M microvm"));
         assert!(tcg.contains("-accel tcg -cpu max"));
         assert!(tcg.contains("nolapic_timer"));
         assert!(tcg.contains("memory-backend-memfd,id=mem,size=256M,share=on"));
-        assert!(tcg.contains("vhost-user-fs-device,chardev=fs0,tag=root"));
+        assert!(tcg
+            .contains("-chardev socket,id=fs0,path=/run/x/fs0.sock -device vhost-user-fs-device,chardev=fs0,tag=root"));
         assert!(tcg.contains("-smp 2 -m 256M"));
         assert!(tcg.contains(
             "file=/l/a.erofs,format=raw,if=none,id=d0,readonly=on -device virtio-blk-device,drive=d0,serial=msb-l0"
         ));
-        let kvm = args(&spec(Accel::Kvm), &sockets).join(" ");
+        assert!(tcg.contains("file=/run/x/disk1.vmdk,format=vmdk,if=none,id=d1,readonly=on"));
+        let kvm = qemu().command_line(&spec(Accel::Kvm)).unwrap().join(" ");
         assert!(kvm.contains("-accel kvm -cpu host"));
         assert!(!kvm.contains("nolapic_timer"));
     }
@@ -261,5 +351,24 @@ mod tests {
             socket_path(&long, "agent.sock"),
             Err(VmmError::SocketPathTooLong(_))
         ));
+    }
+
+    #[test]
+    fn specs_qemu_would_refuse_are_refused_first() {
+        let mut many = spec(Accel::Tcg);
+        many.disks = vec![many.disks[0].clone(); 7];
+        assert!(matches!(
+            qemu().command_line(&many),
+            Err(VmmError::TooManyDevices { .. })
+        ));
+        let mut comma = spec(Accel::Tcg);
+        comma.disks[0].serial = "a,b".into();
+        assert!(matches!(qemu().command_line(&comma), Err(VmmError::InvalidSpec(_))));
+        let mut quoted = spec(Accel::Tcg);
+        quoted.disks[1].backing = DiskBacking::Joined(vec![DiskPart {
+            path: "/l/\"".into(),
+            len: 1,
+        }]);
+        assert!(matches!(qemu().command_line(&quoted), Err(VmmError::InvalidSpec(_))));
     }
 }

@@ -2,33 +2,12 @@
 
 use crate::child::{spawn_owned, wait_for_path};
 use crate::VmmError;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::process::{Child, Command};
 
-const HINT: &str =
+/// How to get virtiofsd.
+pub(crate) const HINT: &str =
     "install it with `cargo install --locked virtiofsd` (or run `cargo xtask setup`), or set MSB_VIRTIOFSD";
-
-/// Finds the virtiofsd binary: `$MSB_VIRTIOFSD`, PATH, `~/.cargo/bin`, or distro locations.
-pub(crate) fn locate() -> Result<PathBuf, VmmError> {
-    if let Some(p) = std::env::var_os("MSB_VIRTIOFSD") {
-        return Ok(PathBuf::from(p));
-    }
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("virtiofsd")).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(Path::new(&home).join(".cargo/bin/virtiofsd"));
-    }
-    candidates.push("/usr/libexec/virtiofsd".into());
-    candidates.push("/usr/lib/qemu/virtiofsd".into());
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or(VmmError::NotInstalled {
-            program: "virtiofsd",
-            hint: HINT,
-        })
-}
 
 /// Starts virtiofsd for `dir` on `socket` and waits until it listens.
 pub(crate) async fn start(binary: &Path, dir: &Path, socket: &Path, log: &Path) -> Result<Child, VmmError> {

@@ -6,8 +6,9 @@ use super::floor::Floor;
 use super::report::Figures;
 use super::sdk::{self, BootSample};
 use super::{procs, report};
-use crate::{agent, demo, kernel, rootfs, util};
+use crate::{agent, demo, kernel, rootfs, setup, util};
 use anyhow::{bail, Context, Result};
+use microsandbox::HostConfig;
 use microsandbox::{Paths, Resources};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -25,6 +26,7 @@ struct Setup {
     msb: PathBuf,
     root: PathBuf,
     paths: Paths,
+    host: HostConfig,
     floor: Floor,
 }
 
@@ -33,7 +35,7 @@ pub fn run(runs: usize, json: bool) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let accel = msb_vmm::accel::detect().map_err(anyhow::Error::msg)?;
+    let accel = msb_vmm::accel::detect(msb_vmm::AccelSetting::Auto);
     // Build output goes to stderr so that `--json` leaves stdout to the JSON object.
     let setup = console::stdout_to_stderr(prepare)??;
     let load_start = console::loadavg();
@@ -83,12 +85,20 @@ fn prepare() -> Result<Setup> {
             .with_context(|| format!("linking {} into {}", installed.display(), lib.display()))?;
     }
     let paths = Paths::new(home);
-    let floor = Floor::prepare(&tmp.path().join("floor"), &paths.kernel())?;
+    let host = HostConfig {
+        kernel: kernel.clone(),
+        initramfs,
+        qemu: setup::find_in_path("qemu-system-x86_64"),
+        virtiofsd: Some(setup::virtiofsd()?),
+        accel: msb_vmm::AccelSetting::Auto,
+    };
+    let floor = Floor::prepare(&tmp.path().join("floor"), &kernel, host.qemu.clone())?;
     Ok(Setup {
         tmp,
         msb,
         root,
         paths,
+        host,
         floor,
     })
 }
@@ -111,7 +121,7 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
         let floor = setup.floor.boot(memory_mib)?;
         let cli = msb_run_true(setup)?;
         let spec = sdk::spec(&format!("bench-{round}"), &setup.root);
-        let boot: BootSample = rt.block_on(sdk::boot_once(&spec, &setup.paths))?;
+        let boot: BootSample = rt.block_on(sdk::boot_once(&spec, &setup.paths, &setup.host))?;
         if round > 0 {
             f.floor.push(floor);
             f.msb_run.push(cli);
@@ -123,7 +133,7 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
         &format!("{EXECS} exec round trips, then {} s idle", IDLE.as_secs()),
     );
     let spec = sdk::spec("bench-exec", &setup.root);
-    let (execs, memory) = rt.block_on(sdk::running_vm(&spec, &setup.paths, EXECS, IDLE))?;
+    let (execs, memory) = rt.block_on(sdk::running_vm(&spec, &setup.paths, &setup.host, EXECS, IDLE))?;
     console::progress_done();
     f.exec = execs;
     f.memory = Some(memory);
@@ -138,8 +148,8 @@ fn msb_run_true(setup: &Setup) -> Result<Duration> {
         .arg(&setup.root)
         .args(["--", "true"])
         .env("MSB_HOME", setup.paths.home())
-        .env("MSB_KERNEL", setup.paths.kernel())
-        .env("MSB_INITRAMFS", setup.paths.initramfs())
+        .env("MSB_KERNEL", &setup.host.kernel)
+        .env("MSB_INITRAMFS", &setup.host.initramfs)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -33,8 +33,8 @@ pub struct Floor {
 }
 
 impl Floor {
-    /// Writes `floor.cpio` into `dir` and locates QEMU.
-    pub fn prepare(dir: &Path, kernel: &Path) -> Result<Floor> {
+    /// Writes `floor.cpio` into `dir`; the floor boots with `qemu`.
+    pub fn prepare(dir: &Path, kernel: &Path, qemu: Option<PathBuf>) -> Result<Floor> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let init = init_elf();
         let cpio = dir.join("floor.cpio");
@@ -44,9 +44,8 @@ impl Floor {
             CpioEntry::file("init", 0o755, &init),
         ]);
         std::fs::write(&cpio, archive).with_context(|| format!("writing {}", cpio.display()))?;
-        msb_vmm::Qemu::locate().context("the floor needs QEMU")?;
         Ok(Floor {
-            qemu: qemu_binary(),
+            qemu: qemu.context("the floor needs QEMU")?,
             kernel: kernel.to_path_buf(),
             dir: dir.to_path_buf(),
             cpio,
@@ -94,13 +93,6 @@ impl Floor {
         }
         Ok(elapsed)
     }
-}
-
-/// The QEMU binary msb-vmm would use (`$MSB_QEMU` or the one on PATH).
-fn qemu_binary() -> PathBuf {
-    std::env::var_os("MSB_QEMU")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
 }
 
 /// A static ELF64 executable: `write(1, MARKER)`, `reboot(RB_AUTOBOOT)`, and `exit(1)` should

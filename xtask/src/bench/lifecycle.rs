@@ -43,7 +43,7 @@ pub fn run(runs: usize, json: bool) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("msb-bench-life-").tempdir()?;
     let (msb, image) = console::stdout_to_stderr(|| prepare(tmp.path()))??;
     let mut f = Figures {
-        accel: accel(),
+        accel: super::accel_label(),
         ..Figures::default()
     };
     let measured = measure(&mut f, runs, tmp.path(), &msb, &image);
@@ -180,13 +180,6 @@ fn crowd(f: &mut Figures, tmp: &Path, msb: &Path, image: &str) -> Result<()> {
     }
     let names: Vec<String> = (0..CROWD).map(|i| format!("crowd-{i}")).collect();
     util::run(cmd(msb, tmp).args(["rm", "-f"]).args(&names).stdout(Stdio::null()))
-}
-
-fn accel() -> String {
-    match msb_vmm::accel::detect() {
-        Ok(c) if c.accel == msb_vmm::Accel::Kvm => "KVM".into(),
-        _ => "TCG (software emulation; not a KVM figure)".into(),
-    }
 }
 
 fn print(f: &Figures) {

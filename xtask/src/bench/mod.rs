@@ -14,6 +14,14 @@ mod rootfs;
 mod sdk;
 mod stats;
 
+/// The accelerator this host's VMs run on, as the figures' heading says it.
+fn accel_label() -> String {
+    match msb_vmm::accel::detect(msb_vmm::AccelSetting::Auto).accel {
+        msb_vmm::Accel::Kvm => "KVM".into(),
+        msb_vmm::Accel::Tcg => "TCG (software emulation; not a KVM figure)".into(),
+    }
+}
+
 /// Which benchmark to run.
 #[derive(Debug, clap::Subcommand)]
 pub enum Which {

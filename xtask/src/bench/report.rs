@@ -4,8 +4,8 @@ use super::procmem::ProcMem;
 use super::procs::Sweep;
 use super::sdk::{BootSample, ExecTiming, IdleMemory};
 use super::stats::Summary;
-use msb_vmm::accel::Choice;
 use msb_vmm::Accel;
+use msb_vmm::AccelChoice as Choice;
 use serde_json::{json, Value};
 use std::time::Duration;
 

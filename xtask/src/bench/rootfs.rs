@@ -38,7 +38,7 @@ pub fn run(runs: usize, json: bool) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("msb-bench-rootfs-").tempdir()?;
     let (msb, bake, image, layers, dir) = console::stdout_to_stderr(|| prepare(tmp.path()))??;
     let mut f = Figures {
-        accel: accel(),
+        accel: super::accel_label(),
         ..Figures::default()
     };
     let measured = measure(&mut f, runs, tmp.path(), &msb, &bake, &image, &layers, &dir);
@@ -188,13 +188,6 @@ fn mke2fs(img: &Path, stage: Option<&Path>) -> Result<Duration> {
     }
     cmd.arg(img);
     Ok(util::timed(&mut cmd, "mke2fs")?.0)
-}
-
-fn accel() -> String {
-    match msb_vmm::accel::detect() {
-        Ok(c) if c.accel == msb_vmm::Accel::Kvm => "KVM".into(),
-        _ => "TCG (software emulation; not a KVM figure)".into(),
-    }
 }
 
 fn ratio(a: &Summary, b: &Summary) -> f64 {

@@ -2,9 +2,10 @@
 
 use super::procmem::{self, field_kib, ProcMem};
 use anyhow::{bail, Context, Result};
+use microsandbox::HostConfig;
 use microsandbox::{ExecEvent, Paths, RootSpec, SandboxSpec};
+use msb_boot::BootedVm;
 use msb_protocol::{ExecRequest, ExitStatus};
-use msb_supervisor::BootedVm;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -46,9 +47,16 @@ pub fn spec(name: &str, root: &Path) -> SandboxSpec {
     SandboxSpec::new(name, RootSpec::Bind(root.to_path_buf()))
 }
 
+/// Boots `spec` in this process, as the supervisor would.
+async fn boot(spec: &SandboxSpec, paths: &Paths, host: &HostConfig) -> Result<BootedVm> {
+    let plan = msb_boot::plan(spec, paths, host).context("planning the boot")?;
+    let qemu = msb_vmm::Qemu::new(plan.vmm.clone());
+    BootedVm::boot(&plan, &qemu).await.context("booting the VM")
+}
+
 /// Boots once, reads the timings and shuts the VM down.
-pub async fn boot_once(spec: &SandboxSpec, paths: &Paths) -> Result<BootSample> {
-    let mut vm = BootedVm::boot(spec, paths).await.context("booting the VM")?;
+pub async fn boot_once(spec: &SandboxSpec, paths: &Paths, host: &HostConfig) -> Result<BootSample> {
+    let mut vm = boot(spec, paths, host).await?;
     let timings = vm.ready().timings;
     let host_ready = vm.boot_time;
     let started = Instant::now();
@@ -66,10 +74,11 @@ pub async fn boot_once(spec: &SandboxSpec, paths: &Paths) -> Result<BootSample> 
 pub async fn running_vm(
     spec: &SandboxSpec,
     paths: &Paths,
+    host: &HostConfig,
     execs: usize,
     idle: Duration,
 ) -> Result<(Vec<ExecTiming>, IdleMemory)> {
-    let mut vm = BootedVm::boot(spec, paths).await.context("booting the VM")?;
+    let mut vm = boot(spec, paths, host).await?;
     let result = measure_running(&vm, spec, execs, idle).await;
     vm.shutdown(GRACE).await;
     result

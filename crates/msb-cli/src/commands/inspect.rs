@@ -1,18 +1,35 @@
-//! `msb inspect NAME`: everything known about a sandbox, as JSON.
+//! `msb inspect NAME`: everything known about a sandbox, as JSON; with `--boot-plan`, how it
+//! would boot now.
 
 use anyhow::Result;
-use microsandbox::Microsandbox;
+use microsandbox::{Microsandbox, PlannedBoot};
 
 /// Arguments of `msb inspect`.
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
     /// The sandbox.
     name: String,
+    /// Show its boot plan (devices, disks, shares, kernel and guest settings) and the exact
+    /// VMM command line, without booting.
+    #[arg(long)]
+    boot_plan: bool,
+    /// With --boot-plan: print the plan as one JSON object.
+    #[arg(long, requires = "boot_plan")]
+    json: bool,
 }
 
-/// Prints the sandbox's record, spec and files as JSON.
+/// Prints the sandbox's record, spec and files as JSON, or its boot plan.
 pub async fn run(args: InspectArgs) -> Result<i32> {
     let msb = Microsandbox::from_env();
+    if args.boot_plan {
+        let planned = msb.boot_plan(&args.name).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&planned)?);
+        } else {
+            print_plan(&planned)?;
+        }
+        return Ok(0);
+    }
     let info = msb.get(&args.name).await?;
     let dir = msb.paths().sandbox_dir(&args.name);
     let mut value = serde_json::to_value(&info)?;
@@ -35,4 +52,56 @@ pub async fn run(args: InspectArgs) -> Result<i32> {
     }
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(0)
+}
+
+/// The plan for people: the command line one argument per line (a shell could run it),
+/// then the VM's and the guest's settings.
+fn print_plan(planned: &PlannedBoot) -> Result<()> {
+    let plan = &planned.plan;
+    println!("VMM command line:");
+    let mut args = planned.command_line.iter();
+    if let Some(program) = args.next() {
+        print!("  {}", shell_quote(program));
+    }
+    for arg in args {
+        if arg.starts_with('-') {
+            print!(" \\\n   ");
+        }
+        print!(" {}", shell_quote(arg));
+    }
+    println!();
+    match &plan.accel_note {
+        Some(note) => println!("\naccelerator: {} ({note})", plan.vm.accel),
+        None => println!("\naccelerator: {}", plan.vm.accel),
+    }
+    println!("\nVM:\n{}", serde_json::to_string_pretty(&plan.vm)?);
+    println!("\nguest:\n{}", serde_json::to_string_pretty(&plan.guest)?);
+    Ok(())
+}
+
+/// `arg` as a POSIX shell reads it back.
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=,:@%+".contains(&b));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_quoted_only_when_needed() {
+        assert_eq!(shell_quote("-M"), "-M");
+        assert_eq!(shell_quote("file=/a/b,format=raw"), "file=/a/b,format=raw");
+        assert_eq!(shell_quote("console=ttyS0 quiet"), "'console=ttyS0 quiet'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 }

@@ -32,13 +32,14 @@ pub async fn ensure(paths: &Paths, reference: &str) -> Result<microsandbox::Imag
 
 /// Pulls the image and reports what was stored.
 pub async fn run(args: PullArgs) -> Result<i32> {
-    let paths = Paths::from_env();
+    let msb = microsandbox::Microsandbox::from_env();
+    let paths = msb.paths();
     let settings = PullSettings {
         platform: args.platform,
         insecure: args.insecure,
     };
     let progress = PullProgress::new(args.quiet);
-    let record = image::pull(&paths, &args.reference, &settings, &|e| progress.event(e)).await;
+    let record = image::pull(paths, &args.reference, &settings, &|e| progress.event(e)).await;
     progress.finish();
     let record = record?;
     if args.quiet {

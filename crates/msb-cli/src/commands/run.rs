@@ -52,16 +52,17 @@ pub async fn run(args: RunArgs, matches: &clap::ArgMatches) -> Result<i32> {
     if args.rm || (args.name.is_none() && !args.detach) {
         builder = builder.ephemeral();
     }
-    kvm_notice();
     if args.detach {
         if !args.command.is_empty() {
             builder = builder.command(args.command.clone());
         }
-        builder.create_detached().await?;
+        let sb = builder.create_detached().await?;
+        accel_notice(&sb);
         println!("{name}");
         return Ok(0);
     }
     let sb = builder.create().await?;
+    accel_notice(&sb);
     attach(sb, &args, true).await
 }
 
@@ -104,12 +105,11 @@ async fn attach(sb: Sandbox, args: &RunArgs, started_here: bool) -> Result<i32> 
     Ok(outcome?)
 }
 
-fn kvm_notice() {
-    if let Ok(choice) = msb_vmm::accel::detect() {
-        if let Some(reason) = choice.reason {
-            notice(&format!(
-                "KVM is not usable ({reason}); running under TCG software emulation (slow)"
-            ));
-        }
+/// Tells a person at a terminal that the sandbox runs without KVM, and why.
+fn accel_notice(sb: &Sandbox) {
+    if let Some(reason) = sb.accel_note() {
+        notice(&format!(
+            "KVM is not usable ({reason}); running under TCG software emulation (slow)"
+        ));
     }
 }

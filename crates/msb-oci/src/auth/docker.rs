@@ -4,7 +4,7 @@ use super::{normalize_host, AuthError};
 use base64::Engine;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Default, Deserialize)]
 struct DockerConfig {
@@ -26,16 +26,6 @@ struct DockerAuth {
     password: Option<String>,
     #[serde(default, rename = "identitytoken")]
     identity_token: Option<String>,
-}
-
-/// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`; `None` without either
-/// variable.
-pub fn docker_config_path() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir).join("config.json"));
-    }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
-    Some(PathBuf::from(home).join(".docker/config.json"))
 }
 
 /// `(normalised host, username, password)` for every usable `auths` entry of the file at

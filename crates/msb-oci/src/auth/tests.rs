@@ -56,7 +56,7 @@ fn login_writes_a_private_file_and_logout_removes_the_entry() {
     assert_eq!(std::fs::read_dir(&home).unwrap().count(), 1);
 
     login(&home, "docker.io", "alice2", "other").unwrap();
-    let listed = list_with(&home, None).unwrap();
+    let listed = list(&home, None).unwrap();
     assert_eq!(
         listed,
         vec![
@@ -74,7 +74,7 @@ fn login_writes_a_private_file_and_logout_removes_the_entry() {
     );
     assert!(logout(&home, "registry-1.docker.io").unwrap());
     assert!(!logout(&home, "docker.io").unwrap());
-    assert_eq!(list_with(&home, None).unwrap().len(), 1);
+    assert_eq!(list(&home, None).unwrap().len(), 1);
     assert!(login(&home, "ghcr.io", "", "x").is_err());
     assert!(login(&home, "ghcr.io", "u", "").is_err());
 }
@@ -108,38 +108,35 @@ fn resolve_prefers_msb_then_docker_then_anonymous() {
     );
     let d = Some(docker.as_path());
     assert!(matches!(
-        resolve_with(&home, d, "example.com").unwrap(),
+        resolve(&home, d, "example.com").unwrap(),
         RegistryAuth::Anonymous
     ));
+    assert!(matches!(resolve(&home, d, "gcr.io").unwrap(), RegistryAuth::Anonymous));
     assert!(matches!(
-        resolve_with(&home, d, "gcr.io").unwrap(),
-        RegistryAuth::Anonymous
-    ));
-    assert!(matches!(
-        resolve_with(&home, d, "helper.example").unwrap(),
+        resolve(&home, d, "helper.example").unwrap(),
         RegistryAuth::Anonymous
     ));
     for hub in ["docker.io", "registry-1.docker.io", "index.docker.io"] {
         assert_eq!(
-            basic(resolve_with(&home, d, hub).unwrap()),
+            basic(resolve(&home, d, hub).unwrap()),
             Some(("hub".into(), "hubpw".into()))
         );
     }
     assert_eq!(
-        basic(resolve_with(&home, d, "ghcr.io").unwrap()),
+        basic(resolve(&home, d, "ghcr.io").unwrap()),
         Some(("gh".into(), "ghpw".into()))
     );
     // The password may itself contain ':'.
     assert_eq!(
-        basic(resolve_with(&home, d, "quay.io").unwrap()),
+        basic(resolve(&home, d, "quay.io").unwrap()),
         Some(("quay".into(), "pw:colon".into()))
     );
     login(&home, "docker.io", "mine", "minepw").unwrap();
     assert_eq!(
-        basic(resolve_with(&home, d, "registry-1.docker.io").unwrap()),
+        basic(resolve(&home, d, "registry-1.docker.io").unwrap()),
         Some(("mine".into(), "minepw".into()))
     );
-    let listed = list_with(&home, d).unwrap();
+    let listed = list(&home, d).unwrap();
     let sources: Vec<(&str, &str, CredentialSource)> = listed
         .iter()
         .map(|l| (l.registry.as_str(), l.username.as_str(), l.source))
@@ -155,7 +152,7 @@ fn resolve_prefers_msb_then_docker_then_anonymous() {
     // A missing Docker config is simply not used.
     let missing = tmp.path().join("nope/config.json");
     assert!(matches!(
-        resolve_with(&home, Some(&missing), "ghcr.io").unwrap(),
+        resolve(&home, Some(&missing), "ghcr.io").unwrap(),
         RegistryAuth::Anonymous
     ));
 }
@@ -167,9 +164,9 @@ fn malformed_files_are_errors_naming_the_file() {
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(credentials_path(&home), "{not json").unwrap();
     for err in [
-        resolve_with(&home, None, "ghcr.io").unwrap_err(),
+        resolve(&home, None, "ghcr.io").unwrap_err(),
         login(&home, "ghcr.io", "u", "p").unwrap_err(),
-        list_with(&home, None).unwrap_err(),
+        list(&home, None).unwrap_err(),
     ] {
         assert!(matches!(err, AuthError::Malformed { .. }), "{err}");
         assert!(err.to_string().contains("credentials.json"), "{err}");
@@ -185,7 +182,7 @@ fn malformed_files_are_errors_naming_the_file() {
         (r#"{"auths": "nope"}"#, "config.json"),
     ] {
         let docker = write_docker(tmp.path(), json);
-        let err = resolve_with(&home, Some(&docker), "x.io").unwrap_err();
+        let err = resolve(&home, Some(&docker), "x.io").unwrap_err();
         assert!(matches!(err, AuthError::Malformed { .. }), "{json}: {err}");
         let msg = err.to_string();
         assert!(msg.contains(needle) && msg.contains("config.json"), "{json}: {msg}");

@@ -22,11 +22,12 @@ pub enum ImageCommand {
 
 /// Runs an image subcommand.
 pub fn run(cmd: ImageCommand) -> anyhow::Result<i32> {
-    let paths = microsandbox::Paths::from_env();
+    let msb = microsandbox::Microsandbox::from_env();
+    let paths = msb.paths();
     match cmd {
-        ImageCommand::Ls(args) => ls::run(&paths, args),
-        ImageCommand::Inspect(args) => inspect::run(&paths, args),
-        ImageCommand::Rm(args) => rm::run(&paths, args),
-        ImageCommand::Prune => prune::run(&paths),
+        ImageCommand::Ls(args) => ls::run(paths, args),
+        ImageCommand::Inspect(args) => inspect::run(paths, args),
+        ImageCommand::Rm(args) => rm::run(paths, args),
+        ImageCommand::Prune => prune::run(paths),
     }
 }

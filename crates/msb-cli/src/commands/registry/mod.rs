@@ -18,10 +18,11 @@ pub enum RegistryCommand {
 
 /// Runs a registry subcommand.
 pub async fn run(cmd: RegistryCommand) -> anyhow::Result<i32> {
-    let paths = microsandbox::Paths::from_env();
+    let msb = microsandbox::Microsandbox::from_env();
+    let paths = msb.paths();
     match cmd {
-        RegistryCommand::Login(args) => login::run(&paths, args).await,
-        RegistryCommand::Logout(args) => logout::run(&paths, args),
-        RegistryCommand::Ls(args) => ls::run(&paths, args),
+        RegistryCommand::Login(args) => login::run(paths, args).await,
+        RegistryCommand::Logout(args) => logout::run(paths, args),
+        RegistryCommand::Ls(args) => ls::run(paths, args),
     }
 }

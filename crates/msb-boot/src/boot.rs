@@ -1,10 +1,10 @@
-//! Booting a sandbox's VM and talking to its agent.
+//! Executing a boot plan: launch the VM through a VMM, connect to its agent, hand it the
+//! guest configuration.
 
-use crate::{Error, Result};
+use crate::{BootError, BootPlan, BootResult};
 use msb_protocol::client::{AgentClient, ExecSession};
-use msb_protocol::{ExecRequest, GuestConfig, Ready};
-use msb_types::{Paths, SandboxSpec};
-use msb_vmm::{accel, Qemu, VmProcess, VmSpec, Vmm};
+use msb_protocol::{ExecRequest, Ready};
+use msb_vmm::{VmProcess, Vmm};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,40 +18,17 @@ pub struct BootedVm {
     client: Arc<AgentClient>,
     /// Host-measured time from launching the VMM to the agent's `Ready`.
     pub boot_time: Duration,
-    /// The accelerator in use.
-    pub accel: msb_vmm::Accel,
-    /// Why KVM is not in use, when it is not.
-    pub accel_note: Option<String>,
 }
 
 impl BootedVm {
-    /// Launches the VM of a prepared sandbox and completes the agent handshake.
-    pub async fn boot(spec: &SandboxSpec, paths: &Paths) -> Result<BootedVm> {
-        let choice = accel::detect().map_err(Error::InvalidConfig)?;
-        let dir = paths.sandbox_dir(&spec.name);
-        let logs = dir.join("logs");
-        std::fs::create_dir_all(&logs).map_err(Error::io(format!("creating {}", logs.display())))?;
-        let root = crate::root::plan(spec, paths, &dir)?;
-        let vm_spec = VmSpec {
-            kernel: paths.kernel(),
-            initramfs: paths.initramfs(),
-            cpus: spec.resources.cpus,
-            memory_mib: spec.resources.memory_mib,
-            shares: root.shares,
-            disks: root.disks,
-            runtime_dir: dir.join("runtime"),
-            console_log: logs.join("console.log"),
-            accel: choice.accel,
-        };
+    /// Launches the VM of `plan` through `vmm` and completes the agent handshake.
+    pub async fn boot(plan: &BootPlan, vmm: &impl Vmm) -> BootResult<BootedVm> {
+        let logs = plan.vm.console_log.parent().unwrap_or(&plan.vm.runtime_dir);
+        std::fs::create_dir_all(logs).map_err(BootError::io(format!("creating {}", logs.display())))?;
         let started = Instant::now();
-        let mut process = Qemu::locate()?.launch(&vm_spec).await?;
+        let mut process = vmm.launch(&plan.vm).await?;
         let stream = process.connect_agent(Duration::from_secs(10)).await?;
-        let config = GuestConfig {
-            root: root.source,
-            hostname: spec.hostname.clone(),
-            host_time: now(),
-        };
-        let handshake = AgentClient::handshake(stream, config);
+        let handshake = AgentClient::handshake(stream, plan.guest.clone(), now());
         let client = tokio::select! {
             r = tokio::time::timeout(BOOT_TIMEOUT, handshake) => match r {
                 Ok(Ok(client)) => client,
@@ -59,7 +36,7 @@ impl BootedVm {
                     process.check_running()?;
                     return Err(e.into());
                 }
-                Err(_) => return Err(Error::BootTimeout { secs: BOOT_TIMEOUT.as_secs(), log: vm_spec.console_log }),
+                Err(_) => return Err(BootError::BootTimeout { secs: BOOT_TIMEOUT.as_secs(), log: plan.vm.console_log.clone() }),
             },
             e = watch_exit(&mut process) => return Err(e.into()),
         };
@@ -67,8 +44,6 @@ impl BootedVm {
             process,
             client: Arc::new(client),
             boot_time: started.elapsed(),
-            accel: choice.accel,
-            accel_note: choice.reason,
         })
     }
 
@@ -98,7 +73,7 @@ impl BootedVm {
     }
 
     /// Starts a process in the guest.
-    pub async fn exec(&self, req: ExecRequest) -> Result<ExecSession> {
+    pub async fn exec(&self, req: ExecRequest) -> BootResult<ExecSession> {
         Ok(self.client.exec(req).await?)
     }
 

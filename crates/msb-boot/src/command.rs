@@ -2,9 +2,8 @@
 //! defaults, by the rules docker uses (later settings win: image, then sandbox, then the
 //! request itself).
 
-use crate::{Error, Result};
 use msb_protocol::{ExecRequest, WindowSize};
-use msb_types::{ImageConfig, SandboxSpec};
+use msb_types::{Field, ImageConfig, SandboxSpec, SpecError};
 
 /// Per-process settings on top of the sandbox's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,7 +20,7 @@ pub struct ExecOptions {
 
 /// The sandbox's command (`msb run`): `args` replace the image's Cmd; the sandbox's
 /// entrypoint, if set, replaces the image's Entrypoint (and then the image's Cmd is dropped).
-pub fn run_request(spec: &SandboxSpec, args: Vec<String>, opts: ExecOptions) -> Result<ExecRequest> {
+pub fn run_request(spec: &SandboxSpec, args: Vec<String>, opts: ExecOptions) -> Result<ExecRequest, SpecError> {
     let image = image_config(spec);
     let (entrypoint, cmd) = match &spec.entrypoint {
         Some(ep) => (ep.clone(), args),
@@ -36,17 +35,18 @@ pub fn run_request(spec: &SandboxSpec, args: Vec<String>, opts: ExecOptions) -> 
     };
     let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if argv.is_empty() {
-        return Err(Error::InvalidConfig(
-            "no command given and the image defines no Entrypoint or Cmd: add `-- COMMAND`".into(),
+        return Err(SpecError::new(
+            Field::Command,
+            "no command given and the image defines no Entrypoint or Cmd: add `-- COMMAND`",
         ));
     }
     exec_request(spec, argv, opts)
 }
 
 /// A process started in a running sandbox (`msb exec`): `argv` as given.
-pub fn exec_request(spec: &SandboxSpec, argv: Vec<String>, opts: ExecOptions) -> Result<ExecRequest> {
+pub fn exec_request(spec: &SandboxSpec, argv: Vec<String>, opts: ExecOptions) -> Result<ExecRequest, SpecError> {
     if argv.is_empty() {
-        return Err(Error::InvalidConfig("no command given".into()));
+        return Err(SpecError::new(Field::Command, "no command given"));
     }
     let image = image_config(spec);
     let mut env: Vec<(String, String)> = image
@@ -67,9 +67,10 @@ pub fn exec_request(spec: &SandboxSpec, argv: Vec<String>, opts: ExecOptions) ->
         .or_else(|| image.working_dir.clone());
     if let Some(dir) = &workdir {
         if !dir.starts_with('/') {
-            return Err(Error::InvalidConfig(format!(
-                "working directory '{dir}' must be an absolute path"
-            )));
+            return Err(SpecError::new(
+                Field::Workdir,
+                format!("'{dir}' must be an absolute path"),
+            ));
         }
     }
     Ok(ExecRequest {

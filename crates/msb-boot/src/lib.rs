@@ -1,0 +1,25 @@
+//! `msb-boot`: from what a user asked for to a running VM, in two visible steps.
+//!
+//! * [`plan`] turns a [`SandboxSpec`](msb_types::SandboxSpec), the on-disk layout and the
+//!   host's settings ([`HostConfig`]) into a [`BootPlan`]: every device, share, disk, kernel
+//!   argument and guest setting, as one serde value that can be shown (`msb inspect
+//!   --boot-plan`), stored, and passed whole to the process that boots it.
+//! * [`BootedVm::boot`] executes a plan through any [`msb_vmm::Vmm`] and completes the
+//!   agent handshake.
+//!
+//! Beside them: [`prepare`] makes a new sandbox's root ready once, at create time (patches
+//! baked into the upper image or written into the directory root), and [`command`] merges a
+//! process request with the sandbox's settings and its image's defaults.
+
+mod boot;
+pub mod command;
+mod error;
+mod host;
+mod plan;
+mod root;
+
+pub use boot::BootedVm;
+pub use error::{BootError, BootResult};
+pub use host::{find_program, HostConfig};
+pub use plan::{plan, plan_with, BootPlan, ResolvedRoot};
+pub use root::{prepare, UPPER_FILE};
