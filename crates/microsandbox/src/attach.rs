@@ -43,7 +43,7 @@ pub(crate) async fn attach(client: &AgentClient, request: ExecRequest) -> Micros
                 Some(ExecEvent::Started(_)) => {}
                 Some(ExecEvent::Exited(status)) => break status.shell_code(),
                 Some(ExecEvent::SpawnFailed(f)) => {
-                    eprintln!("msb: {}", f.message);
+                    eprintln!("msb: error: {}", f.message);
                     break f.kind.exit_code();
                 }
                 None => return Err(msb_protocol::client::ClientError::Disconnected.into()),

@@ -133,6 +133,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// The signal that asks its processes to stop (`SIGTERM`, `SIGQUIT`, `15` …); default:
+    /// the image's `StopSignal`, else SIGTERM.
+    pub fn stop_signal(mut self, signal: impl Into<String>) -> Self {
+        self.spec.stop_signal = Some(signal.into());
+        self
+    }
+
     /// Replaces a sandbox of the same name (stopping it if it runs) instead of failing.
     pub fn replace(mut self) -> Self {
         self.replace = true;

@@ -38,6 +38,7 @@ pub use error::MicrosandboxError;
 pub use exec::{ExecHandle, ExecOutput, ExecSink, ExecStatus};
 pub use info::{SandboxInfo, SandboxMetrics};
 pub use msb_boot::command::ExecOptions;
+pub use msb_boot::console::numbered as console_log_of_boot;
 pub use msb_boot::{BootError, BootPlan, HostConfig};
 pub use msb_protocol::client::ExecEvent;
 pub use msb_protocol::{SpawnErrorKind, SpawnFailure, WindowSize};

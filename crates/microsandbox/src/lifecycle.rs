@@ -139,6 +139,14 @@ pub(crate) async fn remove(paths: &Paths, name: &str, force: bool) -> Microsandb
         Err(e) => return Err(MicrosandboxError::io(format!("opening {}", dir.display()))(e)),
     };
     if !Store::open(paths)?.remove_sandbox(name)? {
+        // Someone else removed it meanwhile; taking the lock may have made its directory
+        // again, with nothing but the lock file in it.
+        let only_lock = std::fs::read_dir(&dir)
+            .map(|entries| entries.flatten().all(|e| e.file_name() == "lock"))
+            .unwrap_or(false);
+        if only_lock {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         return Err(MicrosandboxError::SandboxNotFound(name.into()));
     }
     std::fs::remove_dir_all(&dir).map_err(MicrosandboxError::io(format!("removing {}", dir.display())))

@@ -3,11 +3,14 @@
 use crate::loopdev;
 use msb_protocol::{GuestConfig, LayerDisk, RootSource};
 use nix::mount::{mount, MsFlags};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 const NEW_ROOT: &str = "/newroot";
+/// Where an image root's writable ext4 is mounted (in the initramfs, below the overlay).
+const UPPER_MOUNT: &str = "/upperfs";
 
 /// CLOCK_BOOTTIME in nanoseconds: time since the kernel started.
 pub fn boottime_ns() -> u64 {
@@ -25,13 +28,24 @@ pub fn early_mounts() -> io::Result<()> {
 }
 
 /// Mounts the root the host asked for, moves the early mounts into it and chroots there.
-pub fn enter_root(config: &GuestConfig) -> io::Result<()> {
-    match &config.root {
-        RootSource::Overlay { layers, upper } => mount_overlay(layers, upper)?,
-        RootSource::VirtioFs { tag } => mount_fs(tag, NEW_ROOT, "virtiofs", MsFlags::empty(), None)
-            .map_err(|e| io::Error::new(e.kind(), format!("mounting virtio-fs root '{tag}': {e}")))?,
-        RootSource::Disk { serial, fstype } => mount_disk(&disk_by_serial(serial)?, fstype.as_deref())?,
-    }
+/// Returns a handle on each writable block-device filesystem it mounted, to freeze them
+/// clean at shutdown (they are out of reach by path after the chroot).
+pub fn enter_root(config: &GuestConfig) -> io::Result<Vec<File>> {
+    let writable = match &config.root {
+        RootSource::Overlay { layers, upper } => {
+            mount_overlay(layers, upper)?;
+            vec![File::open(UPPER_MOUNT)?]
+        }
+        RootSource::VirtioFs { tag } => {
+            mount_fs(tag, NEW_ROOT, "virtiofs", MsFlags::empty(), None)
+                .map_err(|e| io::Error::new(e.kind(), format!("mounting virtio-fs root '{tag}': {e}")))?;
+            Vec::new()
+        }
+        RootSource::Disk { serial, fstype } => {
+            mount_disk(&disk_by_serial(serial)?, fstype.as_deref())?;
+            vec![File::open(NEW_ROOT)?]
+        }
+    };
     let root = Path::new(NEW_ROOT);
     for (dir, mode) in [
         ("proc", 0o555),
@@ -50,7 +64,16 @@ pub fn enter_root(config: &GuestConfig) -> io::Result<()> {
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(errno)?;
     nix::unistd::chroot(".").map_err(errno)?;
     std::env::set_current_dir("/")?;
-    late_mounts()
+    late_mounts()?;
+    protect_from_oom();
+    Ok(writable)
+}
+
+/// PID 1 must outlive any memory hog: the OOM killer never picks it.
+fn protect_from_oom() {
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
+        crate::log(&format!("setting oom_score_adj: {e}"));
+    }
 }
 
 /// Mounts each EROFS layer read-only (a loop device over its range of the layer disk),
@@ -66,7 +89,7 @@ fn mount_overlay(layers: &LayerDisk, upper: &str) -> io::Result<()> {
         mount_fs(&dev, &dir, "erofs", MsFlags::MS_RDONLY, None)?;
         dirs.push(dir);
     }
-    mount_fs(&disk_by_serial(upper)?, "/upperfs", "ext4", MsFlags::MS_NOATIME, None)?;
+    mount_fs(&disk_by_serial(upper)?, UPPER_MOUNT, "ext4", MsFlags::MS_NOATIME, None)?;
     for dir in ["/upperfs/upper", "/upperfs/work"] {
         ensure_dir(Path::new(dir), 0o755)?;
     }

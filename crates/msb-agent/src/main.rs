@@ -13,8 +13,8 @@ mod power;
 mod reaper;
 mod server;
 mod session;
+mod shutdown;
 mod spawn;
-mod users;
 
 use std::time::Duration;
 

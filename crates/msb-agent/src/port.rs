@@ -16,7 +16,16 @@ pub struct Port {
     /// Bytes from the host.
     pub rx: mpsc::Receiver<Vec<u8>>,
     /// Bytes to the host.
-    pub tx: mpsc::Sender<Vec<u8>>,
+    pub tx: mpsc::Sender<PortOut>,
+}
+
+/// What the writer thread is given.
+#[derive(Debug)]
+pub enum PortOut {
+    /// Bytes to write.
+    Data(Vec<u8>),
+    /// Told once everything sent before it has been written.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Finds the agent port (waiting up to `timeout` for it to appear) and starts its I/O threads.
@@ -79,10 +88,17 @@ fn read_loop(mut file: File, tx: mpsc::Sender<Vec<u8>>) {
     }
 }
 
-fn write_loop(mut file: File, mut rx: mpsc::Receiver<Vec<u8>>) {
-    while let Some(bytes) = rx.blocking_recv() {
-        if let Err(e) = file.write_all(&bytes) {
-            crate::log(&format!("port write: {e}"));
+fn write_loop(mut file: File, mut rx: mpsc::Receiver<PortOut>) {
+    while let Some(out) = rx.blocking_recv() {
+        match out {
+            PortOut::Data(bytes) => {
+                if let Err(e) = file.write_all(&bytes) {
+                    crate::log(&format!("port write: {e}"));
+                }
+            }
+            PortOut::Flush(done) => {
+                let _ = done.send(());
+            }
         }
     }
 }

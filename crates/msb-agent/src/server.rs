@@ -1,15 +1,18 @@
 //! The agent's service loop: handshake, then routing frames to exec sessions.
 
-use crate::port::Port;
+use crate::port::{Port, PortOut};
 use crate::reaper::Reaper;
-use crate::session::{self, Link};
-use crate::{init, metrics, power, spawn};
+use crate::session::{self, Link, Sessions};
+use crate::{init, metrics, shutdown, spawn};
 use bytes::BytesMut;
-use msb_protocol::{BootTimings, Frame, FrameCodec, Hello, Message, Ready, CONTROL_SESSION, PROTOCOL_VERSION};
+use msb_protocol::{
+    BootTimings, Frame, FrameCodec, Hello, Message, Ready, SpawnErrorKind, SpawnFailure, CONTROL_SESSION,
+    PROTOCOL_VERSION,
+};
 use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{spawn_local, LocalSet};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -41,6 +44,61 @@ impl Inbound {
     }
 }
 
+/// The outbound side: frames from every task, encoded in order onto the port; a flush
+/// resolves once all frames queued before it are written.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// Frames to send.
+    pub frames: mpsc::Sender<Frame>,
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+impl Outbound {
+    fn start(port: mpsc::Sender<PortOut>) -> Outbound {
+        let (frames, mut frame_rx) = mpsc::channel::<Frame>(64);
+        let (flushes, mut flush_rx) = mpsc::channel::<oneshot::Sender<()>>(1);
+        let encode = |frame: Frame| {
+            let mut buf = BytesMut::new();
+            match FrameCodec.encode(frame, &mut buf) {
+                Ok(()) => Some(PortOut::Data(buf.to_vec())),
+                Err(e) => {
+                    crate::log(&format!("encode: {e}"));
+                    None
+                }
+            }
+        };
+        spawn_local(async move {
+            loop {
+                tokio::select! {
+                    frame = frame_rx.recv() => {
+                        let Some(frame) = frame else { return };
+                        if let Some(out) = encode(frame) {
+                            if port.send(out).await.is_err() { return; }
+                        }
+                    }
+                    Some(done) = flush_rx.recv() => {
+                        while let Ok(frame) = frame_rx.try_recv() {
+                            if let Some(out) = encode(frame) {
+                                if port.send(out).await.is_err() { return; }
+                            }
+                        }
+                        if port.send(PortOut::Flush(done)).await.is_err() { return; }
+                    }
+                }
+            }
+        });
+        Outbound { frames, flushes }
+    }
+
+    /// Waits until every frame queued so far has been written to the port.
+    pub async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        if self.flushes.send(done).await.is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
 /// Serves the host until it asks for shutdown.
 pub async fn serve(port: Port, start_ns: u64) -> io::Result<()> {
     LocalSet::new().run_until(serve_local(port, start_ns)).await
@@ -48,17 +106,8 @@ pub async fn serve(port: Port, start_ns: u64) -> io::Result<()> {
 
 async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
     let Port { rx, tx } = port;
-    let (out, mut out_rx) = mpsc::channel::<Frame>(64);
-    spawn_local(async move {
-        while let Some(frame) = out_rx.recv().await {
-            let mut buf = BytesMut::new();
-            match FrameCodec.encode(frame, &mut buf) {
-                Ok(()) if tx.send(buf.to_vec()).await.is_ok() => {}
-                Ok(()) => return,
-                Err(e) => crate::log(&format!("encode: {e}")),
-            }
-        }
-    });
+    let outbound = Outbound::start(tx);
+    let out = outbound.frames.clone();
     let mut inbound = Inbound {
         rx,
         buf: BytesMut::new(),
@@ -73,15 +122,18 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
         let _ = out.send(control(Message::Error(msg.clone()))).await;
         return Err(io::Error::other(msg));
     }
-    if let Err(e) =
-        init::enter_root(&hello.config).and_then(|()| init::identity(&hello.config.hostname, hello.host_time))
+    let writable = match init::enter_root(&hello.config)
+        .and_then(|writable| init::identity(&hello.config.hostname, hello.host_time).map(|()| writable))
     {
-        let _ = out
-            .send(control(Message::Error(format!("guest setup failed: {e}"))))
-            .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        return Err(e);
-    }
+        Ok(writable) => writable,
+        Err(e) => {
+            let _ = out
+                .send(control(Message::Error(format!("guest setup failed: {e}"))))
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return Err(e);
+        }
+    };
     let timings = BootTimings {
         agent_start_ns: start_ns,
         ready_ns: init::boottime_ns(),
@@ -96,15 +148,25 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
 
     let reaper = Reaper::default();
     spawn_local(reaper.clone().run());
-    let mut sessions: HashMap<u32, mpsc::UnboundedSender<Message>> = HashMap::new();
+    let active = Sessions::default();
+    let mut writable = Some(writable);
+    let mut inboxes: HashMap<u32, mpsc::UnboundedSender<Message>> = HashMap::new();
     loop {
         let frame = inbound.next().await?;
         match frame.msg {
             Message::Exec(req) => {
-                sessions.retain(|_, tx| !tx.is_closed());
-                if frame.id == CONTROL_SESSION || sessions.contains_key(&frame.id) {
+                inboxes.retain(|_, tx| !tx.is_closed());
+                if frame.id == CONTROL_SESSION || inboxes.contains_key(&frame.id) {
                     let msg = format!("session id {} is in use", frame.id);
                     let _ = out.send(Frame::new(frame.id, Message::Error(msg))).await;
+                    continue;
+                }
+                if writable.is_none() {
+                    let failure = SpawnFailure {
+                        kind: SpawnErrorKind::Other,
+                        message: "the sandbox is stopping".into(),
+                    };
+                    let _ = out.send(Frame::new(frame.id, Message::SpawnFailed(failure))).await;
                     continue;
                 }
                 let link = Link {
@@ -116,8 +178,8 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
                         // Registered before the next await: the reaper cannot miss this pid.
                         let exit = reaper.watch(child.pid);
                         let (tx, inbox) = mpsc::unbounded_channel();
-                        sessions.insert(frame.id, tx);
-                        spawn_local(session::run(link, child, exit, inbox));
+                        inboxes.insert(frame.id, tx);
+                        spawn_local(session::run(link, child, exit, inbox, active.enter()));
                     }
                     Err(failure) => {
                         let _ = out.send(Frame::new(frame.id, Message::SpawnFailed(failure))).await;
@@ -129,9 +191,14 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
                     .send(Frame::new(frame.id, Message::Metrics(metrics::sample())))
                     .await;
             }
-            Message::Shutdown => {
-                power::stop_all_processes(Duration::from_secs(2));
-                power::power_off();
+            Message::Ping => {
+                let _ = out.send(Frame::new(frame.id, Message::Pong)).await;
+            }
+            Message::Shutdown(request) => {
+                // Frames keep flowing meanwhile: output of stopping processes, credit.
+                if let Some(writable) = writable.take() {
+                    spawn_local(shutdown::run(request, active.clone(), writable, outbound.clone()));
+                }
             }
             Message::Hello(_) => {
                 // A host that reconnects starts over with a Hello; the guest is already set up.
@@ -142,7 +209,7 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
                 let _ = out.send(control(Message::Ready(ready))).await;
             }
             msg => {
-                if let Some(tx) = sessions.get(&frame.id) {
+                if let Some(tx) = inboxes.get(&frame.id) {
                     let _ = tx.send(msg);
                 }
             }

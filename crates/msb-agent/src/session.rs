@@ -5,6 +5,7 @@ use crate::spawn::{winsize, ChildIo, Spawned};
 use msb_protocol::{ExitStatus, Frame, Message, StreamKind, MAX_CHUNK, STREAM_WINDOW};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
@@ -28,12 +29,40 @@ impl Link {
     }
 }
 
+/// How many sessions are running; each holds an [`Active`] until it has reported its exit.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions(Rc<Cell<usize>>);
+
+impl Sessions {
+    /// Counts one more session, until the returned guard is dropped.
+    pub fn enter(&self) -> Active {
+        self.0.set(self.0.get() + 1);
+        Active(self.0.clone())
+    }
+
+    /// Sessions running now.
+    pub fn active(&self) -> usize {
+        self.0.get()
+    }
+}
+
+/// One running session, counted in [`Sessions`].
+#[derive(Debug)]
+pub struct Active(Rc<Cell<usize>>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 /// Runs the session until its process has exited and its output is drained.
 pub async fn run(
     link: Link,
     child: Spawned,
     exit: oneshot::Receiver<ExitStatus>,
     mut inbox: mpsc::UnboundedReceiver<Message>,
+    _active: Active,
 ) {
     let pid = child.pid;
     if !link.send(Message::Started { pid: pid as u32 }).await {

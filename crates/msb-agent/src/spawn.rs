@@ -1,8 +1,8 @@
 //! Turning an `ExecRequest` into a running process: program lookup, environment, identity,
 //! working directory, and pipes or a PTY for its standard streams.
 
-use crate::users::{self, Identity};
 use msb_protocol::{ExecRequest, SpawnErrorKind, SpawnFailure, WindowSize};
+use msb_types::{resolve_user, Identity};
 use nix::pty::{openpty, Winsize};
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -125,6 +125,14 @@ fn child_setup(id: &Identity, dir: &CString, tty: bool) -> std::io::Result<()> {
     };
     // SAFETY: plain syscalls on valid arguments; `groups` and `dir` outlive the calls.
     unsafe {
+        // The agent shields itself from the OOM killer; its children must not inherit that,
+        // or a memory hog could only end in a kernel panic. Raising the score needs no
+        // privilege.
+        let adj = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if adj >= 0 {
+            libc::write(adj, b"0".as_ptr().cast(), 1);
+            libc::close(adj);
+        }
         check(libc::setsid())?;
         if tty {
             check(libc::ioctl(0, libc::TIOCSCTTY, 0))?;
@@ -141,8 +149,8 @@ fn identity(user: Option<&str>) -> Result<Identity, SpawnFailure> {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     match user {
-        Some(spec) => users::resolve(spec, &passwd, &group).map_err(|m| fail(SpawnErrorKind::BadUser, m)),
-        None => Ok(users::resolve("0", &passwd, &group).unwrap_or(Identity {
+        Some(spec) => resolve_user(spec, &passwd, &group).map_err(|e| fail(SpawnErrorKind::BadUser, e.to_string())),
+        None => Ok(resolve_user("0", &passwd, &group).unwrap_or(Identity {
             uid: 0,
             gid: 0,
             groups: vec![0],

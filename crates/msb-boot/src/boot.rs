@@ -1,50 +1,77 @@
 //! Executing a boot plan: launch the VM through a VMM, connect to its agent, hand it the
 //! guest configuration.
 
+use crate::console::{self, LastWords};
 use crate::{BootError, BootPlan, BootResult};
 use msb_protocol::client::{AgentClient, ExecSession};
-use msb_protocol::{ExecRequest, Ready};
-use msb_vmm::{VmProcess, Vmm};
+use msb_protocol::{ExecRequest, Message, Ready, ShutdownRequest};
+use msb_vmm::{VmProcess, Vmm, VmmError};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
 
 /// How long a guest may take from launch to a ready agent (generous: TCG is slow).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Beyond the grace period, how long a stopping guest may take to sync, freeze its
+/// filesystems and power off before it is killed (TCG is slow; a big dirty upper too).
+const POWER_OFF_MARGIN: Duration = Duration::from_secs(10);
 
 /// A running VM with a connected agent.
 #[derive(Debug)]
 pub struct BootedVm {
     process: VmProcess,
     client: Arc<AgentClient>,
+    last_words: watch::Receiver<Option<LastWords>>,
     /// Host-measured time from launching the VMM to the agent's `Ready`.
     pub boot_time: Duration,
 }
 
+/// How a requested shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    /// The agent stopped every process and froze the filesystems clean before powering off.
+    pub clean: bool,
+    /// Processes it had to kill because they outlived the grace period.
+    pub killed_processes: u32,
+    /// The VM did not power off in time and was killed.
+    pub forced: bool,
+}
+
 impl BootedVm {
-    /// Launches the VM of `plan` through `vmm` and completes the agent handshake.
+    /// Launches the VM of `plan` through `vmm` and completes the agent handshake. The
+    /// console log of the boot before is kept (rotated), this boot's starts empty.
     pub async fn boot(plan: &BootPlan, vmm: &impl Vmm) -> BootResult<BootedVm> {
-        let logs = plan.vm.console_log.parent().unwrap_or(&plan.vm.runtime_dir);
-        std::fs::create_dir_all(logs).map_err(BootError::io(format!("creating {}", logs.display())))?;
+        let log = &plan.console_log;
+        if let Some(logs) = log.parent() {
+            std::fs::create_dir_all(logs).map_err(BootError::io(format!("creating {}", logs.display())))?;
+        }
+        console::rotate(log).map_err(BootError::io(format!("rotating {}", log.display())))?;
         let started = Instant::now();
         let mut process = vmm.launch(&plan.vm).await?;
-        let stream = process.connect_agent(Duration::from_secs(10)).await?;
-        let handshake = AgentClient::handshake(stream, plan.guest.clone(), now());
-        let client = tokio::select! {
-            r = tokio::time::timeout(BOOT_TIMEOUT, handshake) => match r {
-                Ok(Ok(client)) => client,
-                Ok(Err(e)) => {
-                    process.check_running()?;
-                    return Err(e.into());
-                }
-                Err(_) => return Err(BootError::BootTimeout { secs: BOOT_TIMEOUT.as_secs(), log: plan.vm.console_log.clone() }),
-            },
-            e = watch_exit(&mut process) => return Err(e.into()),
+        let pipe = process
+            .take_console()
+            .ok_or_else(|| VmmError::InvalidSpec("the VMM gave no console".into()))?;
+        let last_words =
+            console::spawn_copier(pipe, log).map_err(BootError::io(format!("creating {}", log.display())))?;
+        let client = match handshake(plan, &mut process).await {
+            Ok(client) => client,
+            Err(e) => {
+                process.kill().await;
+                return Err(with_console(e, log));
+            }
         };
         Ok(BootedVm {
             process,
             client: Arc::new(client),
+            last_words,
             boot_time: started.elapsed(),
         })
+    }
+
+    /// What the guest said about its own end on its console so far, as it changes.
+    pub fn last_words(&self) -> watch::Receiver<Option<LastWords>> {
+        self.last_words.clone()
     }
 
     /// The agent's handshake answer, with the guest's own boot timings.
@@ -77,14 +104,65 @@ impl BootedVm {
         Ok(self.client.exec(req).await?)
     }
 
-    /// Asks the guest to stop its processes, sync and power off; kills the VM if it has not
-    /// exited within `grace`.
-    pub async fn shutdown(&mut self, grace: Duration) {
-        if self.client.shutdown().await.is_err() || !self.process.wait_exit(grace).await {
-            self.process.kill().await;
-        }
+    /// Asks the guest to stop: `request.signal` to every process, up to its grace period
+    /// for them to exit, SIGKILL for the rest, then sync, freeze the filesystems clean and
+    /// power off. Kills the VM if it has not gone within the grace period and a margin.
+    pub async fn shutdown(&mut self, request: ShutdownRequest) -> Shutdown {
+        let limit = Duration::from_millis(u64::from(request.grace_ms)) + POWER_OFF_MARGIN;
+        let progress = self.client.shutdown(request).await;
+        let exited = progress.is_ok() && self.process.wait_exit(limit).await;
         // Helpers (virtiofsd) end when QEMU disconnects; make sure of it.
         self.process.kill().await;
+        let mut killed_processes = None;
+        if let Ok(mut progress) = progress {
+            while let Ok(msg) = progress.try_recv() {
+                if let Message::ShutdownComplete { killed } = msg {
+                    killed_processes = Some(killed);
+                }
+            }
+        }
+        Shutdown {
+            clean: killed_processes.is_some(),
+            killed_processes: killed_processes.unwrap_or(0),
+            forced: !exited,
+        }
+    }
+}
+
+/// Completes the agent handshake, unless the VM ends first or the guest takes too long.
+async fn handshake(plan: &BootPlan, process: &mut VmProcess) -> BootResult<AgentClient> {
+    let stream = process.connect_agent(Duration::from_secs(10)).await?;
+    let handshake = AgentClient::handshake(stream, plan.guest.clone(), now());
+    tokio::select! {
+        r = tokio::time::timeout(BOOT_TIMEOUT, handshake) => match r {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => {
+                process.check_running()?;
+                Err(e.into())
+            }
+            Err(_) => Err(BootError::BootTimeout { secs: BOOT_TIMEOUT.as_secs(), log: plan.console_log.clone() }),
+        },
+        e = watch_exit(process) => Err(e.into()),
+    }
+}
+
+/// A boot failure with the end of the console added, where the VM itself failed.
+fn with_console(e: BootError, log: &Path) -> BootError {
+    match e {
+        BootError::Vmm(VmmError::Failed { what, detail }) => {
+            let console = console::tail(log, 8);
+            let detail = if console.is_empty() {
+                detail
+            } else {
+                format!(
+                    "{detail}\nguest console ({}):\n  {}",
+                    log.display(),
+                    console.replace('\n', "\n  ")
+                )
+            };
+            BootError::Vmm(VmmError::Failed { what, detail })
+        }
+        e => e,
     }
 }
 

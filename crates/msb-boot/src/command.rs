@@ -82,6 +82,17 @@ pub fn exec_request(spec: &SandboxSpec, argv: Vec<String>, opts: ExecOptions) ->
     })
 }
 
+/// The signal that asks the sandbox's processes to stop: the sandbox's, else its image's
+/// `StopSignal` (when valid), else SIGTERM.
+pub fn stop_signal(spec: &SandboxSpec) -> i32 {
+    const SIGTERM: i32 = 15;
+    spec.stop_signal
+        .iter()
+        .chain(image_config(spec).stop_signal.iter())
+        .find_map(|s| msb_types::parse_signal(s, Field::StopSignal).ok())
+        .unwrap_or(SIGTERM)
+}
+
 fn image_config(spec: &SandboxSpec) -> ImageConfig {
     spec.image.as_ref().map(|i| i.config.clone()).unwrap_or_default()
 }
@@ -151,6 +162,18 @@ mod tests {
         };
         let req = exec_request(&s, strings(&["true"]), opts).unwrap();
         assert_eq!((req.workdir.as_deref(), req.user.as_deref()), (Some("/"), Some("0")));
+    }
+
+    #[test]
+    fn the_stop_signal_comes_from_the_sandbox_then_the_image() {
+        let mut s = spec();
+        assert_eq!(stop_signal(&s), 15);
+        if let Some(image) = s.image.as_mut() {
+            image.config.stop_signal = Some("SIGQUIT".into());
+        }
+        assert_eq!(stop_signal(&s), 3);
+        s.stop_signal = Some("INT".into());
+        assert_eq!(stop_signal(&s), 2);
     }
 
     #[test]

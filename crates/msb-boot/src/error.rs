@@ -16,6 +16,14 @@ pub enum BootError {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// A file given as a disk-image root is not one.
+    #[error("rootfs {} {problem}", path.display())]
+    NotADiskImage {
+        /// The file.
+        path: PathBuf,
+        /// What it is not.
+        problem: String,
+    },
     /// The sandbox's directory lacks what its creation makes.
     #[error(
         "sandbox directory {dir} has no {file}: the sandbox was not created completely; remove it and create it again"

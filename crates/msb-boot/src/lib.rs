@@ -13,12 +13,14 @@
 
 mod boot;
 pub mod command;
+pub mod console;
+mod diskimage;
 mod error;
 mod host;
 mod plan;
 mod root;
 
-pub use boot::BootedVm;
+pub use boot::{BootedVm, Shutdown};
 pub use error::{BootError, BootResult};
 pub use host::{find_program, HostConfig};
 pub use plan::{plan, plan_with, BootPlan, ResolvedRoot};

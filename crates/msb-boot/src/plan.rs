@@ -26,6 +26,8 @@ pub struct BootPlan {
     pub vmm: QemuConfig,
     /// Why KVM is not used, when it is not.
     pub accel_note: Option<String>,
+    /// Where the guest console of this boot is written (earlier boots' logs are rotated).
+    pub console_log: PathBuf,
     /// What the VMM runs.
     pub vm: VmSpec,
     /// What the agent sets up before the sandbox is ready.
@@ -146,7 +148,6 @@ pub fn plan_with(
         shares,
         disks,
         runtime_dir: dir.join("runtime"),
-        console_log: dir.join("logs").join("console.log"),
         accel: accel.accel,
     };
     Ok(BootPlan {
@@ -155,6 +156,7 @@ pub fn plan_with(
             virtiofsd: host.virtiofsd.clone(),
         },
         accel_note: accel.reason,
+        console_log: dir.join("logs").join("console.log"),
         vm,
         guest: GuestConfig {
             root: source,

@@ -185,7 +185,7 @@ fn the_spec_and_host_settings_reach_the_plan() {
     assert_eq!(p.vmm.binary, host().qemu.unwrap());
     assert_eq!(p.vmm.virtiofsd, host().virtiofsd);
     assert_eq!(p.vm.runtime_dir, PathBuf::from(DIR).join("runtime"));
-    assert_eq!(p.vm.console_log, PathBuf::from(DIR).join("logs/console.log"));
+    assert_eq!(p.console_log, PathBuf::from(DIR).join("logs/console.log"));
     assert_eq!(p.vm.accel, Accel::Tcg);
     assert!(p.accel_note.is_some());
     let kvm = plan_with(

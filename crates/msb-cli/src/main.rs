@@ -7,6 +7,7 @@ mod progress;
 mod sandbox_args;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::io::IsTerminal;
 
 /// Exit status for failures of msb itself (docker's convention), as opposed to the guest
 /// command's own status.
@@ -79,10 +80,16 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MSB_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .init();
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let matches = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let (matches, cli) = match matches {
+        Ok(parsed) => parsed,
+        Err(e) => output::usage_error(e),
+    };
     let supervisor_input = match &cli.command {
         Command::Supervise { .. } => Some(supervisor_input()),
         _ => None,

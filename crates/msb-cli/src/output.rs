@@ -11,6 +11,36 @@ pub fn notice(msg: &str) {
     }
 }
 
+/// Ends `msb` for a command line it cannot parse: help and version as clap prints them,
+/// anything else as one `msb: error:` line (plus clap's tip, if any, as a hint) and 125.
+pub fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let (message, hint) = usage_lines(&text);
+    eprintln!("msb: error: {message}");
+    eprintln!("hint: {}", hint.unwrap_or("see `msb --help`, or `msb COMMAND --help`"));
+    std::process::exit(crate::EXIT_MSB_ERROR)
+}
+
+/// Clap's first line without its `error: ` and its tip, from its rendered error.
+fn usage_lines(text: &str) -> (&str, Option<&str>) {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid command line");
+    let message = first.strip_prefix("error:").map_or(first, str::trim);
+    let hint = text
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("tip:"))
+        .map(str::trim);
+    (message, hint)
+}
+
 /// The one line that says why `msb` failed: each cause in turn, spec fields named by the
 /// flags that set them.
 pub fn error_line(e: &anyhow::Error) -> String {
@@ -54,6 +84,7 @@ fn flag(field: Field) -> Option<&'static str> {
         Field::User => "--user",
         Field::IdleTimeout => "--idle-timeout",
         Field::MaxDuration => "--max-duration",
+        Field::StopSignal => "--stop-signal",
     })
 }
 
@@ -84,6 +115,19 @@ pub fn ago(at: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_errors_become_one_line_and_a_hint() {
+        let text = "error: unexpected argument '--cpu' found\n\n  tip: a similar argument exists: '--cpus'\n\nUsage: msb run [OPTIONS]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_lines(text),
+            (
+                "unexpected argument '--cpu' found",
+                Some("a similar argument exists: '--cpus'")
+            )
+        );
+        assert_eq!(usage_lines("error: bad\n"), ("bad", None));
+    }
 
     #[test]
     fn spec_errors_name_flags() {

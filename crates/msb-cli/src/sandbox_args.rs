@@ -54,8 +54,8 @@ pub struct SandboxArgs {
     /// Number of virtual CPUs [default: 1].
     #[arg(short = 'c', long)]
     cpus: Option<u32>,
-    /// Guest memory in MiB [default: 512].
-    #[arg(short = 'm', long, value_name = "MIB")]
+    /// Guest memory, e.g. 1G, 768M; bare numbers are MiB [default: 512M].
+    #[arg(short = 'm', long, value_name = "SIZE", value_parser = parse_size_mib)]
     memory: Option<u32>,
     /// Guest hostname (default: the sandbox name).
     #[arg(short = 'H', long)]
@@ -70,6 +70,9 @@ pub struct SandboxArgs {
     /// Stop the sandbox this long after it starts (e.g. 10m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     max_duration: Option<Duration>,
+    /// Signal that asks the sandbox's processes to stop (default: the image's, else SIGTERM).
+    #[arg(long, value_name = "SIGNAL")]
+    stop_signal: Option<String>,
     /// Replace a sandbox of the same name (stopping it if it runs).
     #[arg(long)]
     replace: bool,
@@ -126,6 +129,9 @@ impl SandboxArgs {
         }
         if let Some(d) = self.max_duration {
             b = b.max_duration(d);
+        }
+        if let Some(signal) = &self.stop_signal {
+            b = b.stop_signal(signal);
         }
         if self.replace {
             b = b.replace();

@@ -192,6 +192,55 @@ impl Sandbox {
         self.output(&[&["run"], args].concat())
     }
 
+    /// Runs `msb ARGS…`, asserts it succeeded and returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "msb {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `msb ARGS…`, asserts it exits with `code` and says `needle` on stderr; returns
+    /// the stderr.
+    pub fn fails(&self, args: &[&str], code: i32, needle: &str) -> String {
+        let out = self.output(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "msb {args:?}: {stderr}");
+        assert!(stderr.contains(needle), "msb {args:?}: expected '{needle}' in {stderr}");
+        stderr
+    }
+
+    /// `msb create NAME --rootfs <copy> [extra…]`, asserting it printed the name.
+    pub fn create(&self, name: &str, extra: &[&str]) {
+        let root = self.rootfs.to_string_lossy().into_owned();
+        let args = [&["create", name, "--rootfs", &root][..], extra].concat();
+        assert_eq!(self.ok(&args), format!("{name}\n"));
+    }
+
+    /// The sandbox's record (`msb inspect NAME`).
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["inspect", name])).expect("inspect prints JSON")
+    }
+
+    /// Waits (at most `within`) until `name` is no longer running; returns its record.
+    pub fn wait_stopped(&self, name: &str, within: std::time::Duration) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let info = self.inspect(name);
+            if info["state"] != "Running" {
+                return info;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} still running after {within:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// `msb run --rootfs <copy> [extra…] -- <command…>`.
     pub fn run(&self, extra: &[&str], command: &[&str]) -> Command {
         let mut cmd = self.msb();

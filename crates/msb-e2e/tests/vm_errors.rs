@@ -81,7 +81,7 @@ fn missing_kernel_or_qemu_says_how_to_fix_it() {
 }
 
 #[test]
-fn unknown_command_workdir_and_user_are_guest_errors() {
+fn unknown_commands_are_guest_errors_and_workdir_and_user_are_checked_before_boot() {
     if !vm_available() {
         return;
     }
@@ -95,8 +95,26 @@ fn unknown_command_workdir_and_user_are_guest_errors() {
     assert_error(
         sb.run(&["-w", "/nope"], &["true"]),
         125,
-        "working directory '/nope' does not exist",
+        "msb: error: --workdir '/nope' does not exist in the root filesystem",
     );
-    assert_error(sb.run(&["-u", "mallory"], &["true"]), 125, "user 'mallory' not found");
+    assert_error(
+        sb.run(&["-u", "mallory"], &["true"]),
+        125,
+        "msb: error: --user 'mallory' is not in the guest's /etc/passwd",
+    );
+    // Per exec, the guest checks them; its refusal is still one error line.
+    let out = sb.output(&["create", "per-exec", "--rootfs", sb.rootfs.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut cmd = sb.msb();
+    cmd.args(["exec", "per-exec", "-w", "/nope", "--", "true"]);
+    assert_error(cmd, 125, "msb: error: working directory '/nope' does not exist");
+    let mut cmd = sb.msb();
+    cmd.args(["exec", "per-exec", "-u", "mallory", "--", "true"]);
+    assert_error(
+        cmd,
+        125,
+        "msb: error: user: 'mallory' is not in the guest's /etc/passwd",
+    );
+    assert!(sb.output(&["rm", "-f", "per-exec"]).status.success());
     sb.assert_no_vm_left();
 }

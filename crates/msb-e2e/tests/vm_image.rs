@@ -66,7 +66,8 @@ fn an_unknown_image_is_a_clear_error() {
     let out = sb.run_output(&["--rootfs", "/", &format!("{addr}/msb-test/busybox")]);
     assert_eq!(
         out.status.code(),
-        Some(2),
-        "IMAGE and --rootfs together are a usage error"
+        Some(125),
+        "IMAGE and --rootfs together are a usage error, said as msb's own errors are"
     );
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("msb: error: "));
 }

@@ -8,86 +8,41 @@ use msb_e2e::{vm_available, Sandbox as World};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-fn ok(w: &World, args: &[&str]) -> String {
-    let out = w.output(args);
-    assert!(
-        out.status.success(),
-        "msb {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(w: &World, args: &[&str], code: i32, needle: &str) {
-    let out = w.output(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "msb {args:?}: {stderr}");
-    assert!(stderr.contains(needle), "msb {args:?}: expected '{needle}' in {stderr}");
-}
-
-fn create(w: &World, name: &str, extra: &[&str]) {
-    let root = w.rootfs.to_str().unwrap();
-    let mut args = vec!["create", name, "--rootfs", root];
-    args.extend(extra);
-    assert_eq!(ok(w, &args), format!("{name}\n"));
-}
-
-fn inspect(w: &World, name: &str) -> Value {
-    serde_json::from_str(&ok(w, &["inspect", name])).unwrap()
-}
-
-/// Waits until `name` is no longer running; returns its record.
-fn wait_stopped(w: &World, name: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let info = inspect(w, name);
-        if info["state"] != "Running" {
-            return info;
-        }
-        assert!(Instant::now() < deadline, "{name} still running after {within:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn a_sandbox_goes_through_its_states_and_refuses_the_wrong_verbs() {
     if !vm_available() {
         return;
     }
     let w = World::new();
-    create(&w, "life", &[]);
-    fails(
-        &w,
+    w.create("life", &[]);
+    w.fails(
         &["create", "life", "--rootfs", w.rootfs.to_str().unwrap()],
         125,
         "already exists",
     );
-    assert_eq!(inspect(&w, "life")["state"], "Running");
+    assert_eq!(w.inspect("life")["state"], "Running");
     assert_eq!(
-        ok(
-            &w,
-            &["exec", "life", "--", "sh", "-c", "echo kept > /root/mark; echo ran"]
-        ),
+        w.ok(&["exec", "life", "--", "sh", "-c", "echo kept > /root/mark; echo ran"]),
         "ran\n"
     );
-    fails(&w, &["start", "life"], 1, "is running");
-    fails(&w, &["rm", "life"], 1, "is running");
-    ok(&w, &["stop", "life"]);
-    let info = inspect(&w, "life");
+    w.fails(&["start", "life"], 1, "is running");
+    w.fails(&["rm", "life"], 1, "is running");
+    w.ok(&["stop", "life"]);
+    let info = w.inspect("life");
     assert_eq!(
         (info["state"].as_str(), info["exit_reason"].as_str()),
         (Some("Stopped"), Some("stopped on request"))
     );
-    assert!(ok(&w, &["ls"]).is_empty(), "ls shows running sandboxes only");
-    assert!(ok(&w, &["ls", "-a"]).contains("life"));
-    fails(&w, &["stop", "life"], 1, "is stopped: start it first");
-    fails(&w, &["exec", "life", "--", "true"], 125, "is stopped: start it first");
-    ok(&w, &["start", "life"]);
-    assert_eq!(ok(&w, &["exec", "life", "--", "cat", "/root/mark"]), "kept\n");
-    let listed: Value = serde_json::from_str(&ok(&w, &["ps", "--json"])).unwrap();
+    assert!(w.ok(&["ls"]).is_empty(), "ls shows running sandboxes only");
+    assert!(w.ok(&["ls", "-a"]).contains("life"));
+    w.fails(&["stop", "life"], 1, "is stopped: start it first");
+    w.fails(&["exec", "life", "--", "true"], 125, "is stopped: start it first");
+    w.ok(&["start", "life"]);
+    assert_eq!(w.ok(&["exec", "life", "--", "cat", "/root/mark"]), "kept\n");
+    let listed: Value = serde_json::from_str(&w.ok(&["ps", "--json"])).unwrap();
     assert_eq!(listed[0]["name"], "life");
-    ok(&w, &["rm", "-f", "life"]);
-    fails(&w, &["inspect", "life"], 125, "not found");
+    w.ok(&["rm", "-f", "life"]);
+    w.fails(&["inspect", "life"], 125, "not found");
     assert!(!w.home().join("sandboxes/life").exists());
     w.assert_no_vm_left();
 }
@@ -98,7 +53,7 @@ fn bad_names_are_refused_and_nothing_is_made() {
     let root = w.rootfs.to_str().unwrap();
     let long = "x".repeat(200);
     for name in ["../x", "a/b", "", "/", "UPPER", long.as_str()] {
-        fails(&w, &["create", name, "--rootfs", root], 125, "invalid sandbox name");
+        w.fails(&["create", name, "--rootfs", root], 125, "invalid sandbox name");
     }
     assert_eq!(w.sandbox_dirs(), 0);
 }
@@ -112,44 +67,38 @@ fn detached_runs_keep_their_command_output_and_exit_status() {
     let root = w.rootfs.to_str().unwrap();
     let script = "echo started; sleep 30";
     assert_eq!(
-        ok(
-            &w,
-            &["run", "-d", "--name", "bg", "--rootfs", root, "--", "sh", "-c", script]
-        ),
+        w.ok(&["run", "-d", "--name", "bg", "--rootfs", root, "--", "sh", "-c", script]),
         "bg\n"
     );
-    assert_eq!(ok(&w, &["exec", "bg", "--", "echo", "re-attached"]), "re-attached\n");
+    assert_eq!(w.ok(&["exec", "bg", "--", "echo", "re-attached"]), "re-attached\n");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !ok(&w, &["logs", "bg"]).contains("started") {
+    while !w.ok(&["logs", "bg"]).contains("started") {
         assert!(Instant::now() < deadline, "the command's output never reached the log");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let exec_log = ok(&w, &["logs", "--source", "exec", "bg"]);
+    let exec_log = w.ok(&["logs", "--source", "exec", "bg"]);
     assert!(
         exec_log.contains("argv=[\"echo\",\"re-attached\"]") && exec_log.contains("exit 0"),
         "{exec_log}"
     );
-    ok(&w, &["stop", "bg"]);
+    w.ok(&["stop", "bg"]);
     // The guest boots quietly; its console log is there all the same.
-    ok(&w, &["logs", "--source", "console", "bg"]);
+    w.ok(&["logs", "--source", "console", "bg"]);
     assert!(w.home().join("sandboxes/bg/logs/console.log").is_file());
 
-    ok(
-        &w,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "short",
-            "--rootfs",
-            root,
-            "--",
-            "sh",
-            "-c",
-            "echo bye; exit 3",
-        ],
-    );
-    let info = wait_stopped(&w, "short", Duration::from_secs(20));
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "short",
+        "--rootfs",
+        root,
+        "--",
+        "sh",
+        "-c",
+        "echo bye; exit 3",
+    ]);
+    let info = w.wait_stopped("short", Duration::from_secs(20));
     assert_eq!(info["exit_code"], 3);
     assert!(
         info["exit_reason"]
@@ -159,8 +108,8 @@ fn detached_runs_keep_their_command_output_and_exit_status() {
         "{info}"
     );
     // `logs -f` on a stopped sandbox prints what there is and ends.
-    assert_eq!(ok(&w, &["logs", "-f", "short"]), "bye\n");
-    ok(&w, &["rm", "bg", "short"]);
+    assert_eq!(w.ok(&["logs", "-f", "short"]), "bye\n");
+    w.ok(&["rm", "bg", "short"]);
     w.assert_no_vm_left();
 }
 
@@ -170,23 +119,23 @@ fn idle_timeout_and_max_duration_stop_the_sandbox() {
         return;
     }
     let w = World::new();
-    create(&w, "idle", &["--idle-timeout", "2s"]);
+    w.create("idle", &["--idle-timeout", "2s"]);
     // A session in progress is not idleness.
     assert_eq!(
-        ok(&w, &["exec", "idle", "--", "sh", "-c", "sleep 4; echo still-here"]),
+        w.ok(&["exec", "idle", "--", "sh", "-c", "sleep 4; echo still-here"]),
         "still-here\n"
     );
-    let info = wait_stopped(&w, "idle", Duration::from_secs(15));
+    let info = w.wait_stopped("idle", Duration::from_secs(15));
     assert_eq!(info["exit_reason"], "idle timeout");
 
-    create(&w, "capped", &["--max-duration", "4s"]);
+    w.create("capped", &["--max-duration", "4s"]);
     let started = Instant::now();
     let out = w.output(&["exec", "capped", "--", "sleep", "60"]);
     assert!(!out.status.success(), "the command dies with the sandbox");
     assert!(started.elapsed() < Duration::from_secs(30));
-    let info = wait_stopped(&w, "capped", Duration::from_secs(15));
+    let info = w.wait_stopped("capped", Duration::from_secs(15));
     assert_eq!(info["exit_reason"], "max duration reached");
-    ok(&w, &["rm", "idle", "capped"]);
+    w.ok(&["rm", "idle", "capped"]);
     w.assert_no_vm_left();
 }
 
@@ -201,24 +150,24 @@ fn a_killed_supervisor_or_vmm_is_reconciled_and_the_sandbox_starts_again() {
         return;
     }
     let w = World::new();
-    create(&w, "victim", &[]);
-    kill9(&inspect(&w, "victim")["supervisor_pid"]);
-    let info = wait_stopped(&w, "victim", Duration::from_secs(10));
+    w.create("victim", &[]);
+    kill9(&w.inspect("victim")["supervisor_pid"]);
+    let info = w.wait_stopped("victim", Duration::from_secs(10));
     assert_eq!(info["state"], "Crashed");
     assert!(
         info["exit_reason"].as_str().unwrap().contains("supervisor died"),
         "{info}"
     );
     w.assert_no_vm_left();
-    ok(&w, &["start", "victim"]);
-    assert_eq!(ok(&w, &["exec", "victim", "--", "echo", "back"]), "back\n");
+    w.ok(&["start", "victim"]);
+    assert_eq!(w.ok(&["exec", "victim", "--", "echo", "back"]), "back\n");
 
-    kill9(&inspect(&w, "victim")["vmm_pid"]);
-    let info = wait_stopped(&w, "victim", Duration::from_secs(10));
+    kill9(&w.inspect("victim")["vmm_pid"]);
+    let info = w.wait_stopped("victim", Duration::from_secs(10));
     assert_eq!(info["state"], "Crashed");
     assert_eq!(info["exit_reason"], "the VMM was killed by signal 9");
-    ok(&w, &["start", "victim"]);
-    ok(&w, &["rm", "-f", "victim"]);
+    w.ok(&["start", "victim"]);
+    w.ok(&["rm", "-f", "victim"]);
     w.assert_no_vm_left();
 }
 
@@ -228,20 +177,17 @@ fn twenty_execs_into_one_running_sandbox() {
         return;
     }
     let w = World::new();
-    create(&w, "busy", &[]);
+    w.create("busy", &[]);
     for i in 0..20 {
         let n = i.to_string();
         assert_eq!(
-            ok(
-                &w,
-                &["exec", "busy", "-e", &format!("N={n}"), "--", "sh", "-c", "echo $N"]
-            ),
+            w.ok(&["exec", "busy", "-e", &format!("N={n}"), "--", "sh", "-c", "echo $N"]),
             format!("{n}\n")
         );
     }
-    let log = ok(&w, &["logs", "busy"]);
+    let log = w.ok(&["logs", "busy"]);
     assert_eq!(log.matches(" exit 0 after ").count(), 20, "{log}");
-    ok(&w, &["rm", "-f", "busy"]);
+    w.ok(&["rm", "-f", "busy"]);
     w.assert_no_vm_left();
 }
 
@@ -256,13 +202,13 @@ fn eight_parallel_creates_and_removes() {
             let w = &w;
             s.spawn(move || {
                 let name = format!("par-{i}");
-                create(w, &name, &["--memory", "256"]);
-                assert_eq!(ok(w, &["exec", &name, "--", "echo", &name]), format!("{name}\n"));
-                ok(w, &["rm", "-f", &name]);
+                w.create(&name, &["--memory", "256"]);
+                assert_eq!(w.ok(&["exec", &name, "--", "echo", &name]), format!("{name}\n"));
+                w.ok(&["rm", "-f", &name]);
             });
         }
     });
-    assert!(ok(&w, &["ls", "-a"]).is_empty());
+    assert!(w.ok(&["ls", "-a"]).is_empty());
     w.assert_no_vm_left();
 }
 
@@ -272,13 +218,13 @@ fn metrics_report_guest_and_host_use() {
         return;
     }
     let w = World::new();
-    create(&w, "meter", &["--memory", "384"]);
-    let m: Value = serde_json::from_str(&ok(&w, &["metrics", "meter", "--json"])).unwrap();
+    w.create("meter", &["--memory", "384"]);
+    let m: Value = serde_json::from_str(&w.ok(&["metrics", "meter", "--json"])).unwrap();
     assert_eq!(m["memory_limit_bytes"], 384u64 << 20);
     assert!(m["memory_used_bytes"].as_u64().unwrap() > 1 << 20, "{m}");
     assert!(m["host_rss_bytes"].as_u64().unwrap() > 10 << 20, "{m}");
     assert!(m["disk_total_bytes"].as_u64().unwrap() > 0, "{m}");
-    assert!(ok(&w, &["metrics", "meter"]).contains("memory"));
-    ok(&w, &["rm", "-f", "meter"]);
-    fails(&w, &["metrics", "meter"], 125, "not found");
+    assert!(w.ok(&["metrics", "meter"]).contains("memory"));
+    w.ok(&["rm", "-f", "meter"]);
+    w.fails(&["metrics", "meter"], 125, "not found");
 }

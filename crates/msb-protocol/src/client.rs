@@ -4,10 +4,11 @@
 //! Output credit is granted back to the agent only as the caller consumes events, so a guest
 //! that floods stdout is held back by the window instead of filling host memory.
 
+use crate::codec::frame_len;
 use crate::mux::Mux;
 use crate::{
-    ExecRequest, ExitStatus, Frame, FrameCodec, GuestConfig, Hello, Message, ProtocolError, Ready, SpawnFailure,
-    StreamKind, WindowSize, CONTROL_SESSION, MAX_CHUNK, PROTOCOL_VERSION, STREAM_WINDOW,
+    ExecRequest, ExitStatus, Frame, FrameCodec, GuestConfig, Hello, Message, ProtocolError, Ready, ShutdownRequest,
+    SpawnFailure, StreamKind, WindowSize, CONTROL_SESSION, MAX_CHUNK, MAX_FRAME_LEN, PROTOCOL_VERSION, STREAM_WINDOW,
 };
 use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
@@ -38,6 +39,14 @@ pub enum ClientError {
     /// The agent sent something that makes no sense here.
     #[error("unexpected message from guest agent: {0}")]
     Unexpected(String),
+    /// A request does not fit in one frame.
+    #[error("{what} take {size} bytes encoded; the limit is {} bytes (1 MiB): pass large data through stdin or a file instead", crate::MAX_FRAME_LEN)]
+    TooLarge {
+        /// What is too large.
+        what: &'static str,
+        /// Its encoded size.
+        size: usize,
+    },
 }
 
 /// What a running exec reports.
@@ -132,8 +141,17 @@ impl AgentClient {
         &self.ready
     }
 
-    /// Starts a process in the guest.
+    /// Starts a process in the guest. A request too big for one frame (a huge argv or
+    /// environment) is refused here, before anything is sent.
     pub async fn exec(&self, req: ExecRequest) -> Result<ExecSession, ClientError> {
+        let msg = Message::Exec(req);
+        let size = frame_len(&msg)?;
+        if size > MAX_FRAME_LEN {
+            return Err(ClientError::TooLarge {
+                what: "the command's arguments and environment",
+                size,
+            });
+        }
         let stdin_credit = Arc::new(Semaphore::new(STREAM_WINDOW as usize));
         let (id, events) = self.mux.open(Some(stdin_credit.clone()))?;
         let control = ExecControl {
@@ -141,7 +159,7 @@ impl AgentClient {
             out: self.mux.sender(),
             stdin_credit,
         };
-        control.send(Message::Exec(req)).await?;
+        control.send(msg).await?;
         Ok(ExecSession {
             events,
             control,
@@ -161,9 +179,21 @@ impl AgentClient {
         }
     }
 
-    /// Asks the agent to stop all processes, sync and power the VM off.
-    pub async fn shutdown(&self) -> Result<(), ClientError> {
-        self.mux.send(CONTROL_SESSION, Message::Shutdown).await
+    /// Asks the agent to stop all processes (`request.signal`, then SIGKILL after the grace
+    /// period), sync and freeze its filesystems, and power the VM off. The receiver gets the
+    /// agent's `ShutdownComplete` once it is done.
+    pub async fn shutdown(&self, request: ShutdownRequest) -> Result<mpsc::UnboundedReceiver<Message>, ClientError> {
+        let progress = self.mux.control_messages()?;
+        self.mux.send(CONTROL_SESSION, Message::Shutdown(request)).await?;
+        Ok(progress)
+    }
+
+    /// Whether the agent answers a ping within `within`.
+    pub async fn ping(&self, within: std::time::Duration) -> bool {
+        matches!(
+            tokio::time::timeout(within, self.request(Message::Ping)).await,
+            Ok(Ok(Message::Pong))
+        )
     }
 }
 

@@ -103,6 +103,12 @@ impl Encoder<Frame> for FrameCodec {
     }
 }
 
+/// The size a frame carrying `msg` would have on the wire (length prefix excluded), to
+/// check it against [`MAX_FRAME_LEN`] before sending.
+pub fn frame_len(msg: &Message) -> Result<usize, ProtocolError> {
+    Ok(ID_BYTES + postcard::experimental::serialized_size(msg)?)
+}
+
 /// Encodes one frame into a fresh buffer (for tests and simple writers).
 pub fn encode_frame(frame: Frame) -> Result<Vec<u8>, ProtocolError> {
     let mut buf = BytesMut::new();
@@ -147,7 +153,10 @@ mod tests {
             bytes: 4096,
         });
         roundtrip(Message::Exited(ExitStatus::Signal(9)));
-        roundtrip(Message::Shutdown);
+        roundtrip(Message::Shutdown(crate::ShutdownRequest {
+            signal: 15,
+            grace_ms: 10_000,
+        }));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub enum Message {
     /// Agent → host: the process ended and all its output was sent; the session is over.
     Exited(ExitStatus),
     /// Host → agent (control session): stop processes, sync filesystems, power off.
-    Shutdown,
+    Shutdown(ShutdownRequest),
     /// Agent → host: a request could not be served.
     Error(String),
     /// Client → supervisor: the first message of a client connection. With `owner`, the
@@ -63,6 +63,25 @@ pub enum Message {
     Done,
     /// Supervisor → client: the sandbox's resource use; the session is over.
     SandboxMetrics(SandboxMetrics),
+    /// Host → agent: are you there? Answered with `Pong` on the same session.
+    Ping,
+    /// Agent → host: the answer to `Ping`; the session is over.
+    Pong,
+    /// Agent → host (control session): every process is gone and the writable filesystems
+    /// are synced and frozen clean; the VM powers off next.
+    ShutdownComplete {
+        /// Processes that had to be killed because they outlived the grace period.
+        killed: u32,
+    },
+}
+
+/// How the guest is to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownRequest {
+    /// Signal sent first to every process (the image's stop signal, usually SIGTERM).
+    pub signal: i32,
+    /// How long processes may take to exit after it, in milliseconds, before SIGKILL.
+    pub grace_ms: u32,
 }
 
 impl Message {
@@ -76,6 +95,7 @@ impl Message {
                 | Message::Metrics(_)
                 | Message::Done
                 | Message::SandboxMetrics(_)
+                | Message::Pong
         )
     }
 }

@@ -45,7 +45,7 @@ impl Mux {
         let (out, out_rx) = mpsc::channel(64);
         let routes: Routes = Arc::default();
         let (closed_tx, closed) = watch::channel(false);
-        tokio::spawn(write_loop(writer, out_rx));
+        tokio::spawn(write_loop(writer, out_rx, routes.clone()));
         tokio::spawn(read_loop(reader, routes.clone(), closed_tx));
         Arc::new(Mux {
             out,
@@ -70,6 +70,20 @@ impl Mux {
         Ok((id, rx))
     }
 
+    /// Receives the messages the peer sends on the control session (session 0) from now on.
+    pub fn control_messages(&self) -> Result<mpsc::UnboundedReceiver<Message>, ClientError> {
+        let (events, rx) = mpsc::unbounded_channel();
+        let route = Route {
+            events,
+            stdin_credit: None,
+        };
+        self.routes
+            .lock()
+            .map_err(|_| ClientError::Disconnected)?
+            .insert(crate::CONTROL_SESSION, route);
+        Ok(rx)
+    }
+
     /// Sends `msg` on session `id`.
     pub async fn send(&self, id: u32, msg: Message) -> Result<(), ClientError> {
         self.out
@@ -90,11 +104,29 @@ impl Mux {
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut writer: FramedWrite<W, FrameCodec>, mut rx: mpsc::Receiver<Frame>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: FramedWrite<W, FrameCodec>,
+    mut rx: mpsc::Receiver<Frame>,
+    routes: Routes,
+) {
     while let Some(frame) = rx.recv().await {
-        if let Err(e) = writer.send(frame).await {
-            tracing::debug!("channel write failed: {e}");
-            return;
+        let id = frame.id;
+        match writer.send(frame).await {
+            Ok(()) => {}
+            // Nothing was written: the connection is intact, only this session fails, and
+            // it is told why.
+            Err(e @ crate::ProtocolError::FrameTooLarge(_)) => {
+                tracing::warn!("session {id}: {e}");
+                if let Ok(mut map) = routes.lock() {
+                    if let Some(route) = map.remove(&id) {
+                        let _ = route.events.send(Message::Error(e.to_string()));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!("channel write failed: {e}");
+                return;
+            }
         }
     }
     // Every sender is gone: tell the peer we are done (it reads end of file) even while

@@ -7,8 +7,9 @@
 //! same patches applied to a plain directory; `docs/architecture.md` lists the cases.
 
 use crate::lower::{without_overlay_xattrs, Entry, Kind, Lower};
+use crate::view::{kind_of, visible, Visible};
 use crate::{display, PatchError};
-use msb_ext4::{Data, Dir, File, Metadata, Node, SpecialKind};
+use msb_ext4::{Data, Dir, File, Metadata, Node};
 use msb_types::{guest_path_components, Patch};
 use std::path::Path;
 
@@ -58,20 +59,6 @@ struct Engine<'a> {
 fn components(path: &str) -> Result<Vec<&[u8]>, PatchError> {
     let parts = guest_path_components(path).map_err(|e| PatchError::Invalid(e.to_string()))?;
     Ok(parts.into_iter().map(str::as_bytes).collect())
-}
-
-fn kind_of(node: &Node) -> Kind {
-    match node {
-        Node::Dir(_) => Kind::Dir,
-        Node::File(_) => Kind::File,
-        Node::Symlink { .. } => Kind::Symlink,
-        Node::Special { kind, .. } => match kind {
-            SpecialKind::Char { .. } => Kind::CharDevice,
-            SpecialKind::Block { .. } => Kind::BlockDevice,
-            SpecialKind::Fifo => Kind::Fifo,
-            SpecialKind::Socket => Kind::Socket,
-        },
-    }
 }
 
 fn file(meta: Metadata, data: Data) -> Node {
@@ -156,23 +143,12 @@ impl Engine<'_> {
     /// What the merged rootfs shows at `path`: the upper where it has something, the lower
     /// where the upper leaves it visible.
     fn seen(&mut self, path: &[&[u8]]) -> Result<Option<Seen>, PatchError> {
-        let mut dir: &Dir = self.upper;
-        let mut lower_visible = !dir.is_opaque();
-        for (depth, name) in path.iter().enumerate() {
-            let last = depth + 1 == path.len();
-            match dir.entries.get(*name) {
-                Some(node) if node.is_whiteout() => return Ok(None),
-                Some(Node::Dir(d)) if !last => {
-                    lower_visible &= !d.is_opaque();
-                    dir = d;
-                }
-                Some(node) if last => return Ok(Some(Seen::Upper(kind_of(node)))),
-                Some(_) => return Ok(None),
-                None if lower_visible => return Ok(self.lower.entry(path)?.map(Seen::Lower)),
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(Seen::Upper(Kind::Dir)))
+        Ok(match visible(self.upper, path) {
+            Visible::Hidden => None,
+            Visible::Root => Some(Seen::Upper(Kind::Dir)),
+            Visible::Upper(node) => Some(Seen::Upper(kind_of(node))),
+            Visible::Lower => self.lower.entry(path)?.map(Seen::Lower),
+        })
     }
 
     /// The `replace` guard: without it, any visible path is a conflict.
@@ -256,6 +232,20 @@ impl Engine<'_> {
     }
 
     fn remove(&mut self, path: &[&[u8]]) -> Result<(), PatchError> {
+        // Like every other patch, a path under something that is not a directory (a
+        // symlink, say) is refused, not silently ignored.
+        for depth in 1..path.len() {
+            match self.seen(&path[..depth])? {
+                Some(seen) if seen.kind() != Kind::Dir => {
+                    return Err(PatchError::ParentNotDir {
+                        path: display(&path[..depth]),
+                        kind: seen.kind().describe(),
+                    })
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
         self.upper.remove(path);
         if matches!(self.seen(path)?, Some(Seen::Lower(_))) {
             self.ensure_parents(path)?;

@@ -94,6 +94,9 @@ impl Layer for ErofsLayer {
     }
 
     fn read(&mut self, file: &Inode) -> Result<Vec<u8>, PatchError> {
+        if file.kind == FileKind::Symlink {
+            return self.reader.read_link(file).map_err(self.fail());
+        }
         self.reader.read_file(file).map_err(self.fail())
     }
 }

@@ -325,4 +325,13 @@ impl Lower for HostRoot {
             .map_err(PatchError::io(self.context(path, "reading")))?;
         Ok(bytes)
     }
+
+    fn read_link(&mut self, path: &[&[u8]]) -> Result<Vec<u8>, PatchError> {
+        let missing = || PatchError::AppendMissing { path: display(path) };
+        let (last, parents) = path.split_last().ok_or_else(missing)?;
+        let parent = self.walk_dirs(parents)?.ok_or_else(missing)?;
+        let target = rustix::fs::readlinkat(parent.as_fd(), *last, Vec::new())
+            .map_err(errno(|| self.context(path, "reading the link")))?;
+        Ok(target.into_bytes())
+    }
 }

@@ -13,6 +13,7 @@ mod host;
 mod lower;
 mod stack;
 mod upper;
+mod view;
 
 pub use engine::build_upper;
 pub use erofs::{open_stack, ErofsLayer};
@@ -20,7 +21,8 @@ pub use error::PatchError;
 pub use host::HostRoot;
 pub use lower::{Empty, Entry, Kind, Lower};
 pub use stack::{Layer, LayerEntry, Stack};
-pub use upper::write_upper_image;
+pub use upper::{write_upper_image, write_upper_tree};
+pub use view::{resolve, Merged};
 
 use msb_types::Patch;
 use std::path::Path;

@@ -59,6 +59,9 @@ pub trait Lower {
     /// The contents of the regular file visible at `path`.
     fn read_file(&mut self, path: &[&[u8]]) -> Result<Vec<u8>, PatchError>;
 
+    /// The target of the symlink visible at `path`.
+    fn read_link(&mut self, path: &[&[u8]]) -> Result<Vec<u8>, PatchError>;
+
     /// Whether this is an image under a separate upper (errors then say "image layer"),
     /// rather than the very directory the patches are written into.
     fn is_image(&self) -> bool {
@@ -79,6 +82,10 @@ impl Lower for Empty {
         Err(PatchError::AppendMissing {
             path: crate::display(path),
         })
+    }
+
+    fn read_link(&mut self, path: &[&[u8]]) -> Result<Vec<u8>, PatchError> {
+        self.read_file(path)
     }
 }
 

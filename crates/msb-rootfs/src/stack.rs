@@ -37,7 +37,7 @@ pub trait Layer {
     fn root(&mut self) -> Result<LayerEntry<Self::Handle>, PatchError>;
     /// The child `name` of directory `dir`.
     fn child(&mut self, dir: &Self::Handle, name: &[u8]) -> Result<Option<LayerEntry<Self::Handle>>, PatchError>;
-    /// The contents of a regular file.
+    /// The contents of a regular file, or the target of a symlink.
     fn read(&mut self, file: &Self::Handle) -> Result<Vec<u8>, PatchError>;
 }
 
@@ -104,6 +104,18 @@ impl<L: Layer> Stack<L> {
     }
 }
 
+impl<L: Layer> Stack<L> {
+    /// What the entry of `kind` at `path` holds (contents, or a link's target).
+    fn read_kind(&mut self, path: &[&[u8]], kind: Kind) -> Result<Vec<u8>, PatchError> {
+        match self.resolve(path)? {
+            Some((i, e)) if e.kind == kind => self.layers[i].read(&e.handle),
+            _ => Err(PatchError::AppendMissing {
+                path: crate::display(path),
+            }),
+        }
+    }
+}
+
 impl<L: Layer> Lower for Stack<L> {
     fn entry(&mut self, path: &[&[u8]]) -> Result<Option<Entry>, PatchError> {
         Ok(self.resolve(path)?.map(|(_, e)| Entry {
@@ -114,11 +126,10 @@ impl<L: Layer> Lower for Stack<L> {
     }
 
     fn read_file(&mut self, path: &[&[u8]]) -> Result<Vec<u8>, PatchError> {
-        match self.resolve(path)? {
-            Some((i, e)) if e.kind == Kind::File => self.layers[i].read(&e.handle),
-            _ => Err(PatchError::AppendMissing {
-                path: crate::display(path),
-            }),
-        }
+        self.read_kind(path, Kind::File)
+    }
+
+    fn read_link(&mut self, path: &[&[u8]]) -> Result<Vec<u8>, PatchError> {
+        self.read_kind(path, Kind::Symlink)
     }
 }

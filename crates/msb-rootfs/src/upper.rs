@@ -17,6 +17,12 @@ pub fn write_upper_image(
     now: i64,
 ) -> Result<msb_ext4::Stats, PatchError> {
     let upper = build_upper(patches, &mut open_stack(layers)?, now)?;
+    write_upper_tree(upper, out, size, now)
+}
+
+/// Writes the upper image holding the upper tree `upper` (from [`build_upper`]) to `out`,
+/// `size` bytes (sparse); a failed or interrupted write leaves no `out` behind.
+pub fn write_upper_tree(upper: Dir, out: &Path, size: u64, now: i64) -> Result<msb_ext4::Stats, PatchError> {
     let mut root = Dir::new(Metadata::root(0o755, now));
     root.entries.insert(b"upper".to_vec(), Node::Dir(upper));
     root.entries

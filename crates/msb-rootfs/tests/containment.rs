@@ -88,8 +88,9 @@ fn symlinks_in_the_rootfs_never_lead_a_patch_outside() {
         // Replacing the link itself is allowed and touches only the link.
         (Patch::text("/real/leak", "mine").replacing(), None),
         (Patch::remove("/etc"), None),
-        (Patch::remove("/up/file"), None),
-        (Patch::remove("/real/etclink/passwd"), None),
+        // Removing below a symlink is refused like every other patch there, not ignored.
+        (Patch::remove("/up/file"), Some("'/up' (symlink)")),
+        (Patch::remove("/real/etclink/passwd"), Some("'/real/etclink' (symlink)")),
     ];
     for (patch, error) in attempts {
         let w = world();

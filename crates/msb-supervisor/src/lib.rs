@@ -10,6 +10,7 @@
 //! leaves nothing stale behind.
 
 mod daemon;
+mod ending;
 mod error;
 mod execlog;
 mod hostproc;
@@ -18,6 +19,7 @@ mod lock;
 mod ready;
 mod relay;
 mod run;
+mod watchdog;
 
 pub use daemon::detach;
 pub use error::{Error, Result};

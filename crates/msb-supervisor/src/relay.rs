@@ -102,6 +102,8 @@ pub struct Shared {
     pub started: Instant,
     /// Whether an owner has connected (an owned sandbox stops if none comes).
     pub owner_seen: std::sync::atomic::AtomicBool,
+    /// The exit code of the sandbox's command, once it has ended.
+    pub main_exit: Mutex<Option<i32>>,
 }
 
 /// Counts a connection for as long as it lives.

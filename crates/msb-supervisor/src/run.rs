@@ -1,6 +1,7 @@
 //! The supervisor's life: take the sandbox lock, boot the VM, record it running, report
 //! ready, serve clients until something ends the sandbox, then record why and go.
 
+use crate::ending::{finish, Ending};
 use crate::execlog::{describe, ExecLog};
 use crate::relay::{self, Activity, Shared, StopHow, StopRequest};
 use crate::{Error, ReadyLine, Result, SandboxLock, SupervisorInput, CONTROL_SOCKET};
@@ -11,7 +12,7 @@ use msb_store::{SandboxState, Store};
 use msb_types::{Paths, SandboxSpec};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -127,12 +128,6 @@ enum Owner {
     Gone,
 }
 
-/// Why the serving loop ended.
-enum Ending {
-    Requested(StopRequest),
-    VmExited(std::io::Result<std::process::ExitStatus>),
-}
-
 async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()> {
     let Started {
         store,
@@ -156,6 +151,7 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
         cpus: spec.resources.cpus,
         started: Instant::now(),
         owner_seen: false.into(),
+        main_exit: Mutex::new(None),
     });
     if let Some(args) = &spec.command {
         let output = paths.sandbox_dir(name).join("logs").join("output.log");
@@ -178,6 +174,7 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
         done: None,
     };
     let owner_deadline = Instant::now() + OWNER_WAIT;
+    let mut watchdog = std::pin::pin!(crate::watchdog::watch(vm.client().clone(), vm.last_words()));
     let ending = loop {
         if owner == Owner::Gone {
             break Ending::Requested(graceful("whoever started it went away"));
@@ -189,6 +186,7 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
                 }
             }
             status = vm.wait() => break Ending::VmExited(status),
+            gone = &mut watchdog => break Ending::GuestGone(gone),
             Some(request) = stop_rx.recv() => break Ending::Requested(request),
             _ = terminate.recv() => break Ending::Requested(graceful("its supervisor was terminated")),
             _ = interrupt.recv() => break Ending::Requested(graceful("its supervisor was interrupted")),
@@ -207,35 +205,19 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
         }
     };
     drop(listener);
-    let done = match ending {
-        Ending::Requested(request) => {
-            match request.how {
-                StopHow::Graceful(grace) => vm.shutdown(grace).await,
-                StopHow::Kill => vm.kill().await,
-            }
-            shared.log.note(&format!("sandbox stopped: {}", request.reason));
-            store.set_stopped(name, request.exit_code, &request.reason)?;
-            request.done
-        }
-        Ending::VmExited(status) => {
-            vm.kill().await;
-            match status
-                .ok()
-                .and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s))
-            {
-                Some(sig) => {
-                    let reason = format!("the VMM was killed by signal {sig}");
-                    shared.log.note(&format!("sandbox crashed: {reason}"));
-                    store.set_crashed(name, &reason)?;
-                }
-                None => {
-                    shared.log.note("sandbox stopped: the guest powered off");
-                    store.set_stopped(name, None, "the guest powered off")?;
-                }
-            }
-            None
-        }
-    };
+    let stop_signal = msb_boot::command::stop_signal(&spec);
+    let (mut outcome, done) = finish(ending, &mut vm, stop_signal).await;
+    // The command may have ended while the sandbox was being stopped.
+    if outcome.exit_code.is_none() {
+        outcome.exit_code = shared.main_exit.lock().ok().and_then(|e| *e);
+    }
+    if outcome.crashed {
+        shared.log.note(&format!("sandbox crashed: {}", outcome.reason));
+        store.set_crashed(name, &outcome.reason)?;
+    } else {
+        shared.log.note(&format!("sandbox stopped: {}", outcome.reason));
+        store.set_stopped(name, outcome.exit_code, &outcome.reason)?;
+    }
     if spec.ephemeral {
         store.remove_sandbox(name)?;
         let _ = std::fs::remove_dir_all(paths.sandbox_dir(name));
@@ -275,6 +257,9 @@ async fn run_main(req: ExecRequest, shared: Arc<Shared>, output: std::path::Path
     };
     shared.log.ended(n, &outcome, started.elapsed());
     shared.activity.end();
+    if let Ok(mut exit) = shared.main_exit.lock() {
+        *exit = Some(code);
+    }
     let request = StopRequest {
         how: StopHow::Graceful(Duration::from_secs(10)),
         reason: format!("its command ended ({outcome})"),

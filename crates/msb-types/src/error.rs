@@ -32,6 +32,8 @@ pub enum Field {
     MaxDuration,
     /// The command (argv) of a process.
     Command,
+    /// The signal that asks the sandbox's processes to stop.
+    StopSignal,
 }
 
 impl Field {
@@ -51,6 +53,7 @@ impl Field {
             Field::IdleTimeout => "idle_timeout",
             Field::MaxDuration => "max_duration",
             Field::Command => "command",
+            Field::StopSignal => "stop_signal",
         }
     }
 }

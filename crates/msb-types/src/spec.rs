@@ -149,6 +149,10 @@ pub struct SandboxSpec {
     /// Removed as soon as it stops (an unnamed `msb run`).
     #[serde(default)]
     pub ephemeral: bool,
+    /// The signal that asks its processes to stop (`SIGTERM` style); else the image's
+    /// `StopSignal`, else SIGTERM.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
 }
 
 /// An image as a sandbox was created from it: the manifest and config stay fixed even if
@@ -184,6 +188,7 @@ impl SandboxSpec {
             idle_timeout_secs: None,
             max_duration_secs: None,
             ephemeral: false,
+            stop_signal: None,
         }
     }
 
@@ -217,6 +222,9 @@ impl SandboxSpec {
         }
         if self.max_duration_secs == Some(0) {
             return Err(SpecError::new(Field::MaxDuration, "must be at least one second"));
+        }
+        if let Some(signal) = &self.stop_signal {
+            crate::parse_signal(signal, Field::StopSignal)?;
         }
         if self.upper_size_mib < MIN_UPPER_SIZE_MIB {
             return Err(SpecError::new(

@@ -1,8 +1,10 @@
 //! Helper processes (QEMU, virtiofsd) that must never outlive their owner.
 
 use crate::VmmError;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tokio::net::unix::pipe;
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
@@ -12,20 +14,48 @@ use tokio::process::{Child, Command};
 /// Descriptors msb itself inherited without close-on-exec (a caller's PTY master, say) are
 /// not passed on: a helper holding a terminal open would keep it from ever hanging up.
 pub(crate) fn spawn_owned(cmd: &mut Command, what: &str) -> Result<Child, VmmError> {
+    spawn_owned_with(cmd, what, None)
+}
+
+/// [`spawn_owned`], giving the child `fd` as its descriptor 3 ([`PASSED_FD`]).
+pub(crate) fn spawn_owned_with(cmd: &mut Command, what: &str, fd: Option<RawFd>) -> Result<Child, VmmError> {
     cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
-    // SAFETY: runs between fork and exec; prctl and setpgid are async-signal-safe.
+    // SAFETY: runs between fork and exec; prctl, setpgid, dup2, fcntl and close_range are
+    // async-signal-safe, and `fd` stays open in the parent until the spawn returns.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::setpgid(0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            // Best effort (Linux >= 5.11): mark every descriptor above stdio close-on-exec.
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            let mut first_closed = PASSED_FD;
+            if let Some(fd) = fd {
+                // dup2 onto itself would keep close-on-exec: clear it explicitly then.
+                let placed = if fd == PASSED_FD {
+                    libc::fcntl(fd, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, PASSED_FD)
+                };
+                if placed < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                first_closed = PASSED_FD + 1;
+            }
+            // Best effort (Linux >= 5.11): mark every other descriptor above stdio
+            // close-on-exec.
+            libc::syscall(
+                libc::SYS_close_range,
+                first_closed as u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             Ok(())
         });
     }
     cmd.spawn().map_err(VmmError::io(format!("starting {what}")))
 }
+
+/// The descriptor number a helper finds a passed descriptor at.
+pub(crate) const PASSED_FD: RawFd = 3;
 
 /// Waits until `path` exists, failing early if `child` exits first.
 pub(crate) async fn wait_for_path(path: &Path, child: &mut Child, what: &str, log: &Path) -> Result<(), VmmError> {
@@ -60,13 +90,13 @@ pub(crate) fn tail(log: &Path) -> String {
     }
 }
 
-/// A launched VM: the VMM process, its helpers and the agent socket.
+/// A launched VM: the VMM process, its helpers, the agent socket and the console.
 #[derive(Debug)]
 pub struct VmProcess {
     pub(crate) vmm: Child,
     pub(crate) helpers: Vec<Child>,
     pub(crate) agent_socket: PathBuf,
-    pub(crate) console_log: PathBuf,
+    pub(crate) console: Option<pipe::Receiver>,
     pub(crate) stderr_log: PathBuf,
 }
 
@@ -79,9 +109,10 @@ impl VmProcess {
             .collect()
     }
 
-    /// The guest console log.
-    pub fn console_log(&self) -> &Path {
-        &self.console_log
+    /// The guest console's output (kernel and agent messages), once: whoever takes it must
+    /// keep reading it, or the guest stalls when it writes to its console.
+    pub fn take_console(&mut self) -> Option<pipe::Receiver> {
+        self.console.take()
     }
 
     /// Connects to the agent's socket, retrying while the VMM starts up.
@@ -107,11 +138,7 @@ impl VmProcess {
         match self.vmm.try_wait() {
             Ok(Some(status)) => Err(VmmError::Failed {
                 what: "the VM".into(),
-                detail: format!(
-                    "exited with {status}: {}{}",
-                    tail(&self.stderr_log),
-                    tail(&self.console_log)
-                ),
+                detail: format!("exited with {status}: {}", tail(&self.stderr_log)),
             }),
             _ => Ok(()),
         }

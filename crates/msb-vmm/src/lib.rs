@@ -33,8 +33,6 @@ pub struct VmSpec {
     /// Directory for the VM's sockets and generated files (kept short: unix socket paths
     /// are limited to 107 bytes).
     pub runtime_dir: PathBuf,
-    /// File receiving the guest console (kernel and agent messages).
-    pub console_log: PathBuf,
     /// Hardware acceleration to use.
     pub accel: Accel,
 }

@@ -1,8 +1,9 @@
 //! The QEMU `-M microvm` backend: direct kernel boot, virtio-mmio devices only.
 
-use crate::child::{spawn_owned, VmProcess};
+use crate::child::{spawn_owned_with, VmProcess, PASSED_FD};
 use crate::{joined, virtiofsd, Accel, DiskBacking, DiskFormat, VmSpec, Vmm, VmmError};
 use serde::{Deserialize, Serialize};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
@@ -105,10 +106,8 @@ fn args(spec: &VmSpec, files: &RuntimeFiles) -> Vec<String> {
         path(&spec.initramfs),
     ]);
     a.extend(["-append".into(), cmdline]);
-    a.extend([
-        "-chardev".into(),
-        format!("file,id=console,path={}", path(&spec.console_log)),
-    ]);
+    // The console goes into a pipe the launcher reads (see `VmProcess::take_console`).
+    a.extend(["-chardev".into(), format!("file,id=console,path=/dev/fd/{PASSED_FD}")]);
     a.extend(["-serial".into(), "chardev:console".into()]);
     a.extend(["-device".into(), "virtio-serial-device".into()]);
     a.extend([
@@ -259,9 +258,15 @@ impl Vmm for Qemu {
             std::fs::File::create(&stderr_log).map_err(VmmError::io(format!("creating {}", stderr_log.display())))?;
         let args = args(spec, &files);
         tracing::debug!("launching {} {:?}", self.config.binary.display(), args);
+        let (console, console_in) = std::io::pipe().map_err(VmmError::io("making the console pipe"))?;
+        let console = tokio::net::unix::pipe::Receiver::from_owned_fd(console.into())
+            .map_err(VmmError::io("reading the console pipe"))?;
         let mut cmd = Command::new(&self.config.binary);
         cmd.args(&args).stdout(std::process::Stdio::null()).stderr(stderr);
-        let vmm = spawn_owned(&mut cmd, "qemu-system-x86_64").map_err(|e| match e {
+        let spawned = spawn_owned_with(&mut cmd, "qemu-system-x86_64", Some(console_in.as_raw_fd()));
+        // Only QEMU holds the write end now, so the pipe ends when QEMU does.
+        drop(console_in);
+        let vmm = spawned.map_err(|e| match e {
             VmmError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => VmmError::NotInstalled {
                 program: "qemu-system-x86_64",
                 hint: "install it with `apt-get install qemu-system-x86` (or run `cargo xtask setup`), or set MSB_QEMU",
@@ -272,7 +277,7 @@ impl Vmm for Qemu {
             vmm,
             helpers,
             agent_socket: files.agent,
-            console_log: spec.console_log.clone(),
+            console: Some(console),
             stderr_log,
         })
     }
@@ -313,7 +318,6 @@ mod tests {
                 },
             ],
             runtime_dir: "/run/x".into(),
-            console_log: "/log/console.log".into(),
             accel,
         }
     }

@@ -9,8 +9,11 @@ use msb_protocol::{ExecRequest, ExitStatus};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// How long a VM may take to power off before it is killed.
-const GRACE: Duration = Duration::from_secs(5);
+/// How the benchmarked VMs are stopped: SIGTERM, 5 s for processes to go.
+const STOP: msb_protocol::ShutdownRequest = msb_protocol::ShutdownRequest {
+    signal: 15,
+    grace_ms: 5_000,
+};
 
 /// One boot, measured on the host and reported by the guest.
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +63,7 @@ pub async fn boot_once(spec: &SandboxSpec, paths: &Paths, host: &HostConfig) -> 
     let timings = vm.ready().timings;
     let host_ready = vm.boot_time;
     let started = Instant::now();
-    vm.shutdown(GRACE).await;
+    vm.shutdown(STOP).await;
     Ok(BootSample {
         host_ready,
         agent_start: Duration::from_nanos(timings.agent_start_ns),
@@ -80,7 +83,7 @@ pub async fn running_vm(
 ) -> Result<(Vec<ExecTiming>, IdleMemory)> {
     let mut vm = boot(spec, paths, host).await?;
     let result = measure_running(&vm, spec, execs, idle).await;
-    vm.shutdown(GRACE).await;
+    vm.shutdown(STOP).await;
     result
 }
 

@@ -30,6 +30,10 @@ pub struct LogsArgs {
     /// Which log (default: output for a sandbox with a command, else exec).
     #[arg(long, value_enum)]
     source: Option<Source>,
+    /// With `--source console`: the console of the N-th boot before the last one (the
+    /// last five boots are kept).
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "source")]
+    boot: usize,
 }
 
 /// Prints the log (and follows it).
@@ -47,7 +51,12 @@ pub async fn run(args: LogsArgs) -> Result<i32> {
         Source::Console => "console.log",
         Source::Supervisor => "supervisor.log",
     };
-    let path = msb.paths().sandbox_dir(&args.name).join("logs").join(file);
+    let mut path = msb.paths().sandbox_dir(&args.name).join("logs").join(file);
+    if source == Source::Console {
+        path = microsandbox::console_log_of_boot(&path, args.boot);
+    } else if args.boot > 0 {
+        anyhow::bail!("--boot applies to --source console only");
+    }
     let mut offset = 0u64;
     let mut out = std::io::stdout();
     loop {

@@ -32,17 +32,38 @@ pub async fn run(args: LsArgs) -> Result<i32> {
         eprintln!("no sandboxes{hint}");
         return Ok(0);
     }
-    println!("{:<24} {:<32} {:<40} CREATED", "NAME", "STATUS", "IMAGE/ROOT");
-    for s in &sandboxes {
-        println!(
-            "{:<24} {:<32} {:<40} {}",
-            s.name,
-            status(s),
-            s.source(),
-            ago(s.created_at)
-        );
-    }
+    let rows: Vec<[String; 4]> = sandboxes
+        .iter()
+        .map(|s| [s.name.clone(), status(s), s.source(), ago(s.created_at)])
+        .collect();
+    print!("{}", table(["NAME", "STATUS", "IMAGE/ROOT", "CREATED"], &rows));
     Ok(0)
+}
+
+/// Rows under a header, each column as wide as its widest cell (two spaces between).
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header);
+    for row in rows {
+        out.push_str(&line(std::array::from_fn(|i| row[i].as_str())));
+    }
+    out
 }
 
 /// `running 5 minutes`, `stopped 2 hours ago (idle timeout)`, `crashed …`.
@@ -55,5 +76,34 @@ fn status(s: &SandboxInfo) -> String {
             let why = s.exit_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
             format!("{} {when}{why}", state.as_str().to_lowercase())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_whatever_the_cell_widths() {
+        let rows = [
+            [
+                "a".to_string(),
+                "stopped 2 hours ago (the guest kernel panicked: Attempted to kill init!)".into(),
+                "img".into(),
+                "now".into(),
+            ],
+            [
+                "bb".to_string(),
+                "running 5 seconds".into(),
+                "/some/long/root/path".into(),
+                "1 day ago".into(),
+            ],
+        ];
+        let text = table(["NAME", "STATUS", "IMAGE/ROOT", "CREATED"], &rows);
+        let starts: Vec<usize> = text
+            .lines()
+            .map(|l| l.find("img").or(l.find("/some")).or(l.find("IMAGE")).unwrap())
+            .collect();
+        assert!(starts.windows(2).all(|w| w[0] == w[1]), "{text}");
     }
 }

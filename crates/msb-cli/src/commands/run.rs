@@ -5,7 +5,7 @@
 use crate::output::notice;
 use crate::sandbox_args::SandboxArgs;
 use anyhow::Result;
-use microsandbox::{ExecOptions, Microsandbox, MicrosandboxError, Sandbox, SandboxState};
+use microsandbox::{ExecOptions, Field, Microsandbox, MicrosandboxError, Sandbox, SandboxState, SpecError};
 
 /// Arguments of `msb run`.
 #[derive(clap::Args, Debug)]
@@ -45,9 +45,21 @@ pub async fn run(args: RunArgs, matches: &clap::ArgMatches) -> Result<i32> {
     }
     let mut builder = args.sandbox.builder(&msb, &name, args.image.as_deref(), matches)?;
     // Catch bad options before any pull.
-    builder.build()?;
-    if let Some(image) = &args.image {
-        crate::commands::pull::ensure(msb.paths(), image).await?;
+    let spec = builder.build()?;
+    let image_runs_something = match &args.image {
+        Some(image) => {
+            let config = crate::commands::pull::ensure(msb.paths(), image).await?.config;
+            config.entrypoint.is_some_and(|e| !e.is_empty()) || config.cmd.is_some_and(|c| !c.is_empty())
+        }
+        None => false,
+    };
+    // Found before anything boots: a foreground run needs something to run.
+    if !args.detach && args.command.is_empty() && spec.entrypoint.is_none() && !image_runs_something {
+        let problem = match args.image {
+            Some(_) => "no command given and the image defines no Entrypoint or Cmd: add `-- COMMAND`",
+            None => "no command given: add `-- COMMAND` (a directory or disk-image root has no default command)",
+        };
+        return Err(SpecError::new(Field::Command, problem).into());
     }
     if args.rm || (args.name.is_none() && !args.detach) {
         builder = builder.ephemeral();

@@ -10,7 +10,8 @@ pub struct StopArgs {
     /// Sandboxes to stop.
     #[arg(required = true)]
     names: Vec<String>,
-    /// Seconds the guest may take to power off before it is killed.
+    /// Seconds the sandbox's processes get after the stop signal (the image's, usually
+    /// SIGTERM) before they are killed; the guest then syncs and powers off.
     #[arg(short = 't', long, default_value_t = 10)]
     timeout: u64,
 }

@@ -59,6 +59,7 @@ impl Layer for MemLayer {
             Some(Node::File(File {
                 data: Data::Bytes(b), ..
             })) => Ok(b.clone()),
+            Some(Node::Symlink { target, .. }) => Ok(target.clone()),
             _ => panic!("not a file"),
         }
     }

@@ -1,7 +1,11 @@
-//! Resolving `user[:group]` specs against the guest's /etc/passwd and /etc/group.
+//! Resolving `user[:group]` specs against a root filesystem's /etc/passwd and /etc/group,
+//! as docker does. The guest agent resolves them before each exec; the host checks them
+//! against the root before booting.
 //!
 //! Parsed by hand because the agent is statically linked: glibc's NSS lookups do not work
 //! reliably in static binaries.
+
+use crate::{Field, SpecError};
 
 /// A resolved identity to run a process as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,39 +60,40 @@ fn group_entries(text: &str) -> Vec<(String, u32, Vec<String>)> {
 
 /// Resolves `spec` (`uid`, `name`, `uid:gid`, `name:group`, …) against passwd/group texts,
 /// the way docker does: a numeric uid need not exist; its group then defaults to 0.
-pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Identity, String> {
+pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<Identity, SpecError> {
+    let bad = |problem: String| SpecError::new(Field::User, problem);
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    if user.is_empty() {
-        return Err(format!("invalid user spec '{spec}'"));
+    if user.is_empty() || grp.is_some_and(str::is_empty) {
+        return Err(bad(format!("'{spec}' is not a user (use uid[:gid] or name[:group])")));
     }
     let users = passwd_entries(passwd);
     let groups = group_entries(group);
-    let entry = match user.parse::<u32>() {
-        Ok(uid) => users.iter().find(|e| e.uid == uid),
-        Err(_) => Some(
+    let entry = match numeric_id(user, "uid").map_err(bad)? {
+        Some(uid) => users.iter().find(|e| e.uid == uid),
+        None => Some(
             users
                 .iter()
                 .find(|e| e.name == user)
-                .ok_or_else(|| format!("user '{user}' not found in /etc/passwd"))?,
+                .ok_or_else(|| bad(format!("'{user}' is not in the guest's /etc/passwd")))?,
         ),
     };
-    let uid = match entry {
-        Some(e) => e.uid,
-        None => user.parse().map_err(|_| format!("invalid user '{user}'"))?,
+    let uid = match (entry, numeric_id(user, "uid").map_err(bad)?) {
+        (Some(e), _) => e.uid,
+        (None, Some(uid)) => uid,
+        (None, None) => return Err(bad(format!("'{user}' is not in the guest's /etc/passwd"))),
     };
     let gid = match grp {
-        Some(g) if !g.is_empty() => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => groups
+        Some(g) => match numeric_id(g, "gid").map_err(bad)? {
+            Some(gid) => gid,
+            None => groups
                 .iter()
                 .find(|(name, _, _)| name == g)
                 .map(|(_, gid, _)| *gid)
-                .ok_or_else(|| format!("group '{g}' not found in /etc/group"))?,
+                .ok_or_else(|| bad(format!("group '{g}' is not in the guest's /etc/group")))?,
         },
-        Some(_) => return Err(format!("invalid user spec '{spec}'")),
         None => entry.map(|e| e.gid).unwrap_or(0),
     };
     let mut supplementary = vec![gid];
@@ -108,6 +113,18 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Identity, String
     })
 }
 
+/// `Some(id)` for a number usable as a uid or gid, `None` for a name; an error for a number
+/// out of range (the largest id, 4294967295, means "none" to the kernel).
+fn numeric_id(text: &str, what: &str) -> Result<Option<u32>, String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    match text.parse::<u32>() {
+        Ok(id) if id < u32::MAX => Ok(Some(id)),
+        _ => Err(format!("{what} {text} is out of range: use 0 to {}", u32::MAX - 1)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,25 +133,30 @@ mod tests {
     const GROUP: &str = "root:x:0:\nstaff:x:50:alice\nalice:x:1000:\n";
 
     #[test]
-    fn numeric_and_named_users_resolve() {
-        let a = resolve("alice", PASSWD, GROUP).unwrap();
+    fn numeric_and_named_users_resolve_user() {
+        let a = resolve_user("alice", PASSWD, GROUP).unwrap();
         assert_eq!(
             (a.uid, a.gid, a.groups.clone(), a.home.as_str()),
             (1000, 1000, vec![1000, 50], "/home/alice")
         );
-        assert_eq!(resolve("1000", PASSWD, GROUP).unwrap(), a);
-        let unknown = resolve("4242", PASSWD, GROUP).unwrap();
+        assert_eq!(resolve_user("1000", PASSWD, GROUP).unwrap(), a);
+        let unknown = resolve_user("4242", PASSWD, GROUP).unwrap();
         assert_eq!((unknown.uid, unknown.gid, unknown.home.as_str()), (4242, 0, "/"));
-        let explicit = resolve("1000:50", PASSWD, GROUP).unwrap();
+        let explicit = resolve_user("1000:50", PASSWD, GROUP).unwrap();
         assert_eq!((explicit.gid, explicit.groups), (50, vec![50]));
-        assert_eq!(resolve("alice:staff", PASSWD, GROUP).unwrap().gid, 50);
+        assert_eq!(resolve_user("alice:staff", PASSWD, GROUP).unwrap().gid, 50);
     }
 
     #[test]
-    fn unknown_names_are_errors() {
-        assert!(resolve("bob", PASSWD, GROUP).unwrap_err().contains("bob"));
-        assert!(resolve("alice:nogroup", PASSWD, GROUP).unwrap_err().contains("nogroup"));
-        assert!(resolve(":1", PASSWD, GROUP).is_err());
-        assert!(resolve("1:", PASSWD, GROUP).is_err());
+    fn unknown_names_and_impossible_ids_are_errors() {
+        let problem = |spec| resolve_user(spec, PASSWD, GROUP).unwrap_err().problem;
+        assert!(problem("bob").contains("bob"));
+        assert!(problem("alice:nogroup").contains("nogroup"));
+        assert!(problem(":1").contains("not a user"));
+        assert!(problem("1:").contains("not a user"));
+        assert!(problem("4294967295").contains("out of range"));
+        assert!(problem("1:4294967295").contains("out of range"));
+        assert!(problem("99999999999").contains("out of range"));
+        assert_eq!(resolve_user("4294967294", PASSWD, GROUP).unwrap().uid, 4_294_967_294);
     }
 }
