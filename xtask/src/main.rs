@@ -4,6 +4,7 @@ mod agent;
 mod bench;
 mod ci;
 mod demo;
+mod fuzz;
 mod kernel;
 mod paths;
 mod registry;
@@ -36,6 +37,8 @@ enum Task {
     Ci,
     /// Start the local OCI registry and push the fixture images (idempotent).
     Registry(registry::Args),
+    /// Build every fuzz target and run each for a while.
+    Fuzz(fuzz::Args),
     /// Run a benchmark.
     Bench {
         #[command(subcommand)]
@@ -52,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Task::Demo => demo::run(),
         Task::Ci => ci::run(),
         Task::Registry(args) => registry::run(args),
+        Task::Fuzz(args) => fuzz::run(&args),
         Task::Bench { which } => bench::run(which),
     }
 }

@@ -15,6 +15,9 @@ pub struct PullSettings {
     pub platform: Option<Platform>,
     /// Use plain HTTP for the image's registry (loopback registries always do).
     pub insecure: bool,
+    /// How long a registry may send nothing mid-response before the pull fails (default
+    /// 30 s).
+    pub read_timeout: Option<std::time::Duration>,
 }
 
 /// The canonical form under which an image is stored (`docker.io/library/python:latest`).
@@ -45,7 +48,8 @@ pub async fn pull(
         Vec::new()
     };
     let store = Store::open(paths)?;
-    let puller = Puller::new(LayerStore::open(&paths.cache_dir())?, insecure);
+    let read_timeout = settings.read_timeout.unwrap_or(msb_oci::DEFAULT_READ_TIMEOUT);
+    let puller = Puller::new(LayerStore::open(&paths.cache_dir())?, insecure, read_timeout);
     let platform = settings.platform.clone().unwrap_or_else(msb_oci::host_platform);
     let opts = PullOptions {
         platform: platform.clone(),

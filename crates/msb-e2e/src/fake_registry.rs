@@ -66,6 +66,9 @@ pub enum Behaviour {
     /// Announce the full body, send this many bytes, then go silent (connection open) for the
     /// duration before closing.
     StallAfter(usize, Duration),
+    /// Answer only once this many requests for the path have arrived (at most 20 s; a
+    /// timeout is logged as `HOLD TIMED OUT <path>`).
+    HoldUntil(usize),
 }
 
 /// One canned answer.
@@ -243,7 +246,15 @@ fn serve_connection(conn: TcpStream, routes: &Mutex<HashMap<String, Response>>, 
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let path = if path == "/v2" { "/v2/" } else { path };
-    let response = routes.lock().unwrap().get(path).cloned().unwrap_or_else(|| {
+    let response = routes.lock().unwrap().get(path).cloned();
+    if let Some(Response {
+        behaviour: Behaviour::HoldUntil(n),
+        ..
+    }) = &response
+    {
+        hold_until(*n, path, log);
+    }
+    let response = response.unwrap_or_else(|| {
         let code = if path.contains("/manifests/") {
             "MANIFEST_UNKNOWN"
         } else if path.contains("/blobs/") {
@@ -255,6 +266,19 @@ fn serve_connection(conn: TcpStream, routes: &Mutex<HashMap<String, Response>>, 
     });
     let _ = write_response(&conn, method == "HEAD", &response);
     let _ = conn.shutdown(Shutdown::Both);
+}
+
+/// Waits until `n` requests for `path` are in the log (20 s at most).
+fn hold_until(n: usize, path: &str, log: &Mutex<Vec<String>>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let seen = || log.lock().unwrap().iter().filter(|l| l.contains(path)).count();
+    while seen() < n {
+        if std::time::Instant::now() > deadline {
+            log.lock().unwrap().push(format!("HOLD TIMED OUT {path}"));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn write_response(mut conn: &TcpStream, head: bool, r: &Response) -> std::io::Result<()> {
@@ -274,7 +298,7 @@ fn write_response(mut conn: &TcpStream, head: bool, r: &Response) -> std::io::Re
         return conn.flush();
     }
     match r.behaviour {
-        Behaviour::Normal | Behaviour::Sleep(_) => conn.write_all(&r.body)?,
+        Behaviour::Normal | Behaviour::Sleep(_) | Behaviour::HoldUntil(_) => conn.write_all(&r.body)?,
         Behaviour::CloseAfter(n) => conn.write_all(&r.body[..n.min(r.body.len())])?,
         Behaviour::StallAfter(n, d) => {
             conn.write_all(&r.body[..n.min(r.body.len())])?;

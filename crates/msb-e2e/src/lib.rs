@@ -103,6 +103,43 @@ pub fn msb_bin() -> PathBuf {
     workspace_root().join("target/debug/msb")
 }
 
+/// Runs `cmd` to the end (stdin closed, output collected) and returns its output with the
+/// peak resident memory of that one process, in KiB (from `wait4`, so nothing else's).
+pub fn output_with_peak_rss(cmd: &mut Command) -> (std::process::Output, u64) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning");
+    let (mut out, mut err) = (
+        child.stdout.take().expect("stdout"),
+        child.stderr.take().expect("stderr"),
+    );
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = out.read_to_end(&mut bytes);
+        bytes
+    });
+    let mut stderr = Vec::new();
+    let _ = err.read_to_end(&mut stderr);
+    let stdout = reader.join().expect("stdout reader");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child by pid; status and usage point to live locals.
+    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(waited > 0, "wait4 failed: {}", std::io::Error::last_os_error());
+    let output = std::process::Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout,
+        stderr,
+    };
+    (output, usage.ru_maxrss as u64)
+}
+
 /// Asserts that msb succeeded and returns its stdout.
 pub fn stdout_of(out: &std::process::Output) -> String {
     assert!(
@@ -253,10 +290,13 @@ impl Sandbox {
         cmd
     }
 
-    /// Live (non-zombie) processes whose command line mentions this world's home: the QEMU
-    /// and virtiofsd of its VMs.
+    /// Live (non-zombie) processes of this world's sandboxes: the QEMU and virtiofsd of its
+    /// VMs (their command lines name its home) and its supervisors (their environment does).
     pub fn vm_processes(&self) -> Vec<String> {
-        live_processes_mentioning(&self.home().to_string_lossy())
+        let home = self.home().to_string_lossy().into_owned();
+        let mut found = live_processes_mentioning(&home);
+        found.extend(supervisors_of(&home));
+        found
     }
 
     /// How many sandbox directories this world has.
@@ -264,9 +304,11 @@ impl Sandbox {
         std::fs::read_dir(self.home().join("sandboxes")).map_or(0, |d| d.count())
     }
 
-    /// Asserts that no VM process of this world is alive (waiting briefly for exits).
+    /// Asserts that no VM or supervisor process of this world is alive, waiting up to 15 s
+    /// for exits (well past a supervisor's own 2 s farewell and a VM's power-off).
     pub fn assert_no_vm_left(&self) {
-        for _ in 0..100 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
             if self.vm_processes().is_empty() {
                 return;
             }
@@ -280,6 +322,29 @@ impl Default for Sandbox {
     fn default() -> Self {
         Sandbox::new()
     }
+}
+
+/// Live `msb __supervise` processes started with `MSB_HOME=home` in their environment.
+fn supervisors_of(home: &str) -> Vec<String> {
+    let wanted = format!("MSB_HOME={home}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if !cmdline.contains("__supervise") {
+                return None;
+            }
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?.to_string();
+            let environ = std::fs::read(e.path().join("environ")).ok()?;
+            let ours = environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes());
+            (state != "Z" && ours).then_some(cmdline)
+        })
+        .collect()
 }
 
 /// Processes that are not zombies and whose argv contains `needle`.

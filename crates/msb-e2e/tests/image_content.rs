@@ -140,7 +140,7 @@ fn compare_with_umoci(addr: &str, name: &str) {
 fn can_mount() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    if !root && std::env::var("MSB_REQUIRE_VM").as_deref() == Ok("1") {
+    if !root && std::env::var("MSB_REQUIRE_MOUNT").as_deref() == Ok("1") {
         panic!("the layer content check needs root for loop and overlay mounts");
     }
     root

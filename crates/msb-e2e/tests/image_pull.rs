@@ -80,13 +80,36 @@ fn removing_an_image_keeps_layers_another_image_uses() {
 
 #[test]
 fn two_concurrent_pulls_of_one_image_both_succeed() {
-    let Some(addr) = registry() else { return };
+    use msb_e2e::fake_registry::{tar_of, Behaviour, FakeRegistry, ImageBuilder, Layer};
+    let registry = FakeRegistry::start();
+    let image = ImageBuilder::new("test/together", "v1")
+        .layer(Layer::tar_gz(&tar_of(&[("etc/one", b"1")])))
+        .layer(Layer::tar_gz(&tar_of(&[("etc/two", b"2")])))
+        .build();
+    registry.serve(&image);
+    // The first layer is answered only once both pulls have asked for it: they overlap.
+    let held = image.blob_path(&image.layer_digest(0));
+    registry.set_behaviour(&held, Behaviour::HoldUntil(2));
     let sb = Sandbox::new();
-    let image = format!("{addr}/msb-test/tricky");
-    let children: Vec<_> = (0..2).map(|_| sb.msb().args(["pull", "-q", &image]).output()).collect();
+    let reference = registry.reference(&image);
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            sb.msb()
+                .args(["pull", "-q", &reference])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("msb pull")
+        })
+        .collect();
     for child in children {
-        ok(&child.expect("msb pull"));
+        ok(&child.wait_with_output().expect("msb pull"));
     }
+    assert!(
+        !registry.requests().iter().any(|r| r.starts_with("HOLD TIMED OUT")),
+        "the pulls did not overlap: {:?}",
+        registry.requests()
+    );
     let listed = images(&sb);
     assert_eq!(listed.len(), 1);
     for f in layer_files(&sb) {
@@ -139,46 +162,58 @@ fn repush(addr: &str, tag: &str, flags: &[&str]) {
     );
 }
 
+/// The EROFS layer files `image` becomes when pulled into a fresh home of its own.
+fn layers_of_fresh_pull(image: &str) -> Vec<Vec<u8>> {
+    let sb = Sandbox::new();
+    ok(&msb(&sb, &["pull", "-q", image]));
+    let mut files = layer_files(&sb);
+    files.sort();
+    files.into_iter().map(|f| std::fs::read(f).unwrap()).collect()
+}
+
 #[test]
 fn docker_schema2_images_pull_like_oci_ones() {
     let Some(addr) = registry() else { return };
     repush(&addr, "v2s2", &["--format", "v2s2"]);
+    let oci = layers_of_fresh_pull(&format!("{addr}/msb-test/busybox:latest"));
     let sb = Sandbox::new();
-    let mut layers = Vec::new();
-    for tag in ["latest", "v2s2"] {
-        let image = format!("{addr}/msb-test/busybox:{tag}");
-        ok(&msb(&sb, &["pull", "-q", &image]));
-        let record: serde_json::Value = serde_json::from_str(&ok(&msb(&sb, &["image", "inspect", &image]))).unwrap();
-        layers.push(record["layers"][0].clone());
-    }
-    assert_eq!(layers[0]["diff_id"], layers[1]["diff_id"]);
+    let v2s2 = format!("{addr}/msb-test/busybox:v2s2");
+    ok(&msb(&sb, &["pull", "-q", &v2s2]));
+    let record: serde_json::Value = serde_json::from_str(&ok(&msb(&sb, &["image", "inspect", &v2s2]))).unwrap();
     assert_eq!(
-        layers[1]["media_type"],
+        record["layers"][0]["media_type"],
         "application/vnd.docker.image.rootfs.diff.tar.gzip"
     );
-    assert_eq!(layer_files(&sb).len(), 1, "one shared EROFS layer");
+    let docker: Vec<Vec<u8>> = layer_files(&sb)
+        .into_iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    assert_eq!(docker.len(), 1);
+    assert!(
+        oci == docker,
+        "a Docker v2s2 pull made a different EROFS layer than the OCI one"
+    );
 }
 
 #[test]
 fn gzip_zstd_and_uncompressed_layers_give_the_same_layer() {
-    use msb_e2e::fake_registry::{gzip, sha256, tar_of, FakeRegistry, ImageBuilder, Layer};
-    let fake = FakeRegistry::start();
-    let tar = tar_of(&[("etc/hello", b"hello"), ("bin/tool", b"#!/bin/sh\necho hi\n")]);
-    let zstd = zstd::encode_all(&tar[..], 3).expect("zstd");
-    let layers = [
-        Layer::raw("application/vnd.oci.image.layer.v1.tar+gzip", gzip(&tar), sha256(&tar)),
-        Layer::raw("application/vnd.oci.image.layer.v1.tar+zstd", zstd, sha256(&tar)),
-        Layer::raw("application/vnd.oci.image.layer.v1.tar", tar.clone(), sha256(&tar)),
-    ];
-    let sb = Sandbox::new();
-    for (i, layer) in layers.into_iter().enumerate() {
-        let image = ImageBuilder::new("test/compression", &format!("v{i}"))
-            .layer(layer)
-            .build();
-        fake.serve(&image);
-        ok(&msb(&sb, &["pull", "-q", &fake.reference(&image)]));
+    let Some(addr) = registry() else { return };
+    // Each in a home of its own, so nothing is taken from a cache: every variant is
+    // downloaded, decoded and converted.
+    let gzip = layers_of_fresh_pull(&format!("{addr}/msb-test/busybox:latest"));
+    assert_eq!(gzip.len(), 1);
+    for tag in ["zstd", "plain"] {
+        let other = layers_of_fresh_pull(&format!("{addr}/msb-test/busybox:{tag}"));
+        assert!(
+            gzip == other,
+            "the {tag} layer converts to different EROFS bytes than the gzip one"
+        );
     }
-    assert_eq!(images(&sb).len(), 3);
+    // Shared in one home: one layer file.
+    let sb = Sandbox::new();
+    for tag in ["latest", "zstd", "plain"] {
+        ok(&msb(&sb, &["pull", "-q", &format!("{addr}/msb-test/busybox:{tag}")]));
+    }
     assert_eq!(layer_files(&sb).len(), 1, "one EROFS layer shared by all three");
 }
 

@@ -39,16 +39,17 @@ fn layers_stack_with_whiteouts_and_opaque_dirs_and_writes_go_to_the_upper() {
     let Some((sb, image)) = image_world("tricky") else {
         return;
     };
+    stdout_of(&sb.output(&["pull", "-q", &image]));
+    let layers_before = layer_hashes(&sb);
+    assert!(!layers_before.is_empty());
     let script = "ls /tricky/del; ls /tricky/opaque; test -e /tricky/deldir || echo deldir-gone; \
                   rm /tricky/lower-only.txt && echo removed; echo new > /tricky/opaque/mine && cat /tricky/opaque/mine";
     let out = stdout_of(&sb.run_output(&[&image, "--", "sh", "-c", script]));
     assert_eq!(out, "stays.txt\nnew.txt\ndeldir-gone\nremoved\nnew\n");
-    // The layer files are untouched by the guest's writes.
-    for layer in std::fs::read_dir(sb.home().join("cache/layers")).unwrap().flatten() {
-        let status = std::process::Command::new("fsck.erofs")
-            .arg(layer.path())
-            .output()
-            .unwrap();
+    // The layer files are untouched by the guest's writes, to the byte.
+    assert_eq!(layer_hashes(&sb), layers_before, "a layer file changed");
+    for layer in layers_before.keys() {
+        let status = std::process::Command::new("fsck.erofs").arg(layer).output().unwrap();
         assert!(status.status.success());
     }
     let again = stdout_of(&sb.run_output(&[&image, "--", "cat", "/tricky/lower-only.txt"]));
@@ -70,4 +71,17 @@ fn an_unknown_image_is_a_clear_error() {
         "IMAGE and --rootfs together are a usage error, said as msb's own errors are"
     );
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("msb: error: "));
+}
+
+/// sha256 of every layer file of the store, by path.
+fn layer_hashes(sb: &Sandbox) -> std::collections::BTreeMap<std::path::PathBuf, String> {
+    use sha2::Digest;
+    std::fs::read_dir(sb.home().join("cache/layers"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).unwrap();
+            (e.path(), format!("{:x}", sha2::Sha256::digest(&bytes)))
+        })
+        .collect()
 }

@@ -156,21 +156,38 @@ fn three_sandboxes_run_at_once() {
     if !vm_available() {
         return;
     }
+    use std::io::{BufRead, BufReader};
+    use std::time::Instant;
     let sb = Sandbox::new();
-    let children: Vec<_> = (0..3)
+    // Each guest says it started, works 3 s, and ends: the runs overlap only if all three
+    // had started before any ended.
+    let runs: Vec<_> = (0..3)
         .map(|i| {
-            sb.run(&[], &["sh", "-c", &format!("sleep 1; echo vm{i}")])
+            let mut child = sb
+                .run(&[], &["sh", "-c", &format!("echo started; sleep 3; echo vm{i}")])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .spawn()
-                .expect("spawn")
+                .expect("spawn");
+            let stdout = child.stdout.take().expect("stdout");
+            std::thread::spawn(move || {
+                let mut lines = BufReader::new(stdout).lines();
+                let first = lines.next().expect("a line").expect("utf-8");
+                let started = Instant::now();
+                let rest: Vec<String> = lines.map(|l| l.expect("utf-8")).collect();
+                let status = child.wait().expect("wait");
+                (first, started, rest, Instant::now(), status)
+            })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    for (i, child) in children.into_iter().enumerate() {
-        let out = child.wait_with_output().expect("wait");
-        assert_eq!(text(&out.stdout), format!("vm{i}\n"));
+    let results: Vec<_> = runs.into_iter().map(|r| r.join().expect("runner")).collect();
+    for (i, (first, _, rest, _, status)) in results.iter().enumerate() {
+        assert!(status.success());
+        assert_eq!((first.as_str(), rest.as_slice()), ("started", &[format!("vm{i}")][..]));
     }
+    let last_start = results.iter().map(|r| r.1).max().unwrap();
+    let first_end = results.iter().map(|r| r.3).min().unwrap();
+    assert!(last_start < first_end, "the three VMs did not run at the same time");
     sb.assert_no_vm_left();
 }
 
@@ -185,35 +202,70 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 #[test]
-fn a_fast_producer_and_a_slow_reader_keep_msb_memory_bounded() {
+fn a_fast_producer_and_a_slow_reader_block_the_producer_and_bound_memory() {
     if !vm_available() {
         return;
     }
-    use std::io::Read;
+    use std::io::{BufRead, BufReader, Read};
+    const BLOCK: usize = 64 << 10;
+    const BLOCKS: usize = 768; // 48 MiB
     let sb = Sandbox::new();
-    let total = 48 * 1024 * 1024;
     let mut child = sb
-        .run(&[], &["head", "-c", &total.to_string(), "/dev/zero"])
+        .run(
+            &["--name", "flow"],
+            &["dd", "if=/dev/zero", &format!("bs={BLOCK}"), &format!("count={BLOCKS}")],
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn msb");
+    // dd reports on stderr (its own stream and credit) how much it has written.
+    let stderr = child.stderr.take().expect("stderr");
+    let (report_tx, reports) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(n) = line.strip_suffix(" records out").and_then(|r| r.split('+').next()) {
+                let _ = report_tx.send(n.parse::<usize>().unwrap_or(usize::MAX));
+            }
+        }
+    });
     let mut stdout = child.stdout.take().expect("stdout");
     let mut buf = vec![0u8; 1 << 20];
     stdout.read_exact(&mut buf).expect("first MiB");
-    let before = rss_kib(child.id());
-    // Stop reading: without flow control the guest's output would pile up in msb.
+    let supervisor = sb.inspect("flow")["supervisor_pid"].as_u64().expect("supervisor pid") as u32;
+    let (cli_before, sup_before) = (rss_kib(child.id()), rss_kib(supervisor));
+    // Stop reading: without flow control the guest's output would pile up somewhere.
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let stalled = rss_kib(child.id());
+    let (cli_stalled, sup_stalled) = (rss_kib(child.id()), rss_kib(supervisor));
+    let signal = sb.output(&["exec", "flow", "--", "sh", "-c", "kill -USR1 $(pidof dd)"]);
+    assert!(signal.status.success(), "{}", String::from_utf8_lossy(&signal.stderr));
+    // msb passes dd's report on once its blocked stdout moves again: read on, then look.
     let mut rest = Vec::new();
     stdout.read_to_end(&mut rest).expect("rest");
+    let written = reports
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("dd's report")
+        * BLOCK;
+    // What the guest got ahead by: the pipes and the credit windows on the way, no more.
+    assert!(
+        written < buf.len() + (4 << 20),
+        "the guest wrote {written} bytes while the host had read {}",
+        buf.len()
+    );
     assert!(child.wait().expect("wait").success());
-    assert_eq!(buf.len() + rest.len(), total);
+    assert_eq!(buf.len() + rest.len(), BLOCK * BLOCKS);
     assert!(rest.iter().all(|b| *b == 0));
     assert!(
-        stalled < before + 16 * 1024,
-        "msb grew from {before} KiB to {stalled} KiB while its reader stalled"
+        cli_stalled < cli_before + 16 * 1024,
+        "msb grew from {cli_before} KiB to {cli_stalled} KiB while its reader stalled"
     );
+    assert!(
+        sup_stalled < sup_before + 16 * 1024,
+        "the supervisor grew from {sup_before} KiB to {sup_stalled} KiB while the reader stalled"
+    );
+    assert!(sb.output(&["rm", "-f", "flow"]).status.success());
+    sb.assert_no_vm_left();
 }
 
 #[test]

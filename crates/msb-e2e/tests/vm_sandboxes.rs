@@ -119,12 +119,15 @@ fn idle_timeout_and_max_duration_stop_the_sandbox() {
         return;
     }
     let w = World::new();
-    w.create("idle", &["--idle-timeout", "2s"]);
+    w.create("idle", &["--idle-timeout", "3s"]);
     // A session in progress is not idleness.
     assert_eq!(
         w.ok(&["exec", "idle", "--", "sh", "-c", "sleep 4; echo still-here"]),
         "still-here\n"
     );
+    // Idleness counts from the end of the last session, not from its start (which was
+    // more than 3 s ago): the sandbox is still there right after.
+    assert_eq!(w.ok(&["exec", "idle", "--", "echo", "right-after"]), "right-after\n");
     let info = w.wait_stopped("idle", Duration::from_secs(15));
     assert_eq!(info["exit_reason"], "idle timeout");
 
@@ -214,16 +217,61 @@ fn eight_parallel_creates_and_removes() {
 
 #[test]
 fn metrics_report_guest_and_host_use() {
-    if !vm_available() {
+    // An image root: its disk figures are its own upper's, not a shared host filesystem's.
+    let Some((w, image)) = msb_e2e::image_world("busybox") else {
         return;
-    }
-    let w = World::new();
-    w.create("meter", &["--memory", "384"]);
-    let m: Value = serde_json::from_str(&w.ok(&["metrics", "meter", "--json"])).unwrap();
+    };
+    w.ok(&[
+        "create",
+        "meter",
+        "--image",
+        &image,
+        "--memory",
+        "384",
+        "--upper-size",
+        "256M",
+    ]);
+    let metrics = || -> Value { serde_json::from_str(&w.ok(&["metrics", "meter", "--json"])).unwrap() };
+    let m = metrics();
     assert_eq!(m["memory_limit_bytes"], 384u64 << 20);
     assert!(m["memory_used_bytes"].as_u64().unwrap() > 1 << 20, "{m}");
     assert!(m["host_rss_bytes"].as_u64().unwrap() > 10 << 20, "{m}");
     assert!(m["disk_total_bytes"].as_u64().unwrap() > 0, "{m}");
+    let idle_cpu = m["cpu_percent"].as_f64().unwrap();
+    // No network device yet: nothing can have crossed one.
+    assert_eq!(
+        (m["net_rx_bytes"].as_u64(), m["net_tx_bytes"].as_u64()),
+        (Some(0), Some(0)),
+        "{m}"
+    );
+    // A busy guest shows CPU use; 32 MiB written show as disk use.
+    let mut busy = w
+        .msb()
+        .args(["exec", "meter", "--", "sh", "-c", "while :; do :; done"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let hot = metrics();
+    let _ = busy.kill();
+    let _ = busy.wait();
+    assert!(
+        hot["cpu_percent"].as_f64().unwrap() > 50.0,
+        "busy guest: {hot}, idle: {idle_cpu}"
+    );
+    assert!(hot["host_cpu_percent"].as_f64().unwrap() > 20.0, "{hot}");
+    let used_before = metrics()["disk_used_bytes"].as_u64().unwrap();
+    w.ok(&[
+        "exec",
+        "meter",
+        "--",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/fill bs=1M count=32 && sync",
+    ]);
+    let used_after = metrics()["disk_used_bytes"].as_u64().unwrap();
+    assert!(used_after >= used_before + (30 << 20), "{used_before} -> {used_after}");
+    w.ok(&["exec", "meter", "--", "rm", "/fill"]);
     assert!(w.ok(&["metrics", "meter"]).contains("memory"));
     w.ok(&["rm", "-f", "meter"]);
     w.fails(&["metrics", "meter"], 125, "not found");

@@ -132,10 +132,10 @@ fn overlayfs_honours_whiteouts_and_opaque_dirs() {
         .output()
         .unwrap();
     if !st.status.success() {
-        eprintln!(
-            "note: overlayfs mount failed, skipping: {}",
+        skip(&format!(
+            "the overlayfs mount failed: {}",
             String::from_utf8_lossy(&st.stderr)
-        );
+        ));
         return;
     }
     let check = || {

@@ -116,8 +116,8 @@ fn non_empty(value: String, fallback: String) -> String {
 
 /// How long connecting to a registry may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a registry may send nothing in the middle of a response.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a registry may send nothing in the middle of a response, unless set otherwise.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A registry client bound to a layer store.
 pub struct Puller {
@@ -134,8 +134,9 @@ impl std::fmt::Debug for Puller {
 }
 
 impl Puller {
-    /// A puller using plain HTTP for the registries in `insecure` (e.g. `127.0.0.1:5000`).
-    pub fn new(store: LayerStore, insecure: Vec<String>) -> Self {
+    /// A puller using plain HTTP for the registries in `insecure` (e.g. `127.0.0.1:5000`),
+    /// giving up on a registry that sends nothing for `read_timeout` mid-response.
+    pub fn new(store: LayerStore, insecure: Vec<String>, read_timeout: Duration) -> Self {
         let protocol = if insecure.is_empty() {
             ClientProtocol::Https
         } else {
@@ -147,7 +148,7 @@ impl Puller {
                 // Without these a registry that stops answering hangs the pull for ever.
                 // The read timeout is per read (idle time), not for a whole layer.
                 connect_timeout: Some(CONNECT_TIMEOUT),
-                read_timeout: Some(READ_TIMEOUT),
+                read_timeout: Some(read_timeout),
                 ..Default::default()
             }),
             store,
@@ -216,8 +217,7 @@ impl Puller {
         image: &Reference,
         opts: &PullOptions,
     ) -> Result<(OciImageManifest, String, Reference), OciError> {
-        let registry = |source| OciError::registry(&image.whole(), source);
-        let (manifest, digest) = self.client.pull_manifest(image, &opts.auth).await.map_err(registry)?;
+        let (manifest, digest) = self.manifest(image, opts).await?;
         let index = match manifest {
             OciManifest::Image(m) => return Ok((m, digest, image.clone())),
             OciManifest::ImageIndex(index) => index,
@@ -246,13 +246,60 @@ impl Puller {
             });
         };
         let pinned = image.clone_with_digest(entry.digest.clone());
-        match self.client.pull_manifest(&pinned, &opts.auth).await.map_err(registry)? {
+        match self.manifest(&pinned, opts).await? {
             (OciManifest::Image(m), digest) => Ok((m, digest, image.clone())),
             (OciManifest::ImageIndex(_), _) => Err(OciError::UnsupportedMediaType {
                 reference: image.whole(),
                 media_type: "nested image index".into(),
             }),
         }
+    }
+
+    /// Fetches one manifest (image or index) and parses it; one larger than
+    /// [`MAX_MANIFEST_BYTES`] is refused.
+    async fn manifest(&self, image: &Reference, opts: &PullOptions) -> Result<(OciManifest, String), OciError> {
+        let registry = |source| OciError::registry(&image.whole(), source);
+        let (bytes, digest) = self
+            .client
+            .pull_manifest_raw(image, &opts.auth, MANIFEST_MEDIA_TYPES)
+            .await
+            .map_err(registry)?;
+        let bad = |reason: String| OciError::BadConfig {
+            reference: image.whole(),
+            reason,
+        };
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(bad(format!(
+                "its manifest is {} bytes; the limit is {MAX_MANIFEST_BYTES} (4 MiB)",
+                bytes.len()
+            )));
+        }
+        #[derive(serde::Deserialize)]
+        struct Versioned {
+            #[serde(rename = "schemaVersion")]
+            schema_version: i64,
+            #[serde(rename = "mediaType")]
+            media_type: Option<String>,
+        }
+        let unparsable = |e: serde_json::Error| bad(format!("its manifest does not parse: {e}"));
+        let versioned: Versioned = serde_json::from_slice(&bytes).map_err(unparsable)?;
+        if versioned.schema_version != 2 {
+            return Err(bad(format!(
+                "its manifest has schema version {} (only 2 is supported)",
+                versioned.schema_version
+            )));
+        }
+        if let Some(media_type) = versioned
+            .media_type
+            .filter(|t| !MANIFEST_MEDIA_TYPES.contains(&t.as_str()))
+        {
+            return Err(OciError::UnsupportedMediaType {
+                reference: image.whole(),
+                media_type,
+            });
+        }
+        let manifest = serde_json::from_slice(&bytes).map_err(unparsable)?;
+        Ok((manifest, digest))
     }
 
     /// Fetches, verifies and parses the config blob, and checks its platform.
@@ -311,6 +358,16 @@ impl Puller {
 
 /// Most layers an image may have: overlayfs stacks at most 500 lower directories.
 pub const MAX_LAYERS: usize = 500;
+/// Largest manifest accepted: what the OCI distribution spec asks registries to accept at
+/// least (real ones are a few KiB).
+const MAX_MANIFEST_BYTES: usize = 4 << 20;
+/// The manifest kinds asked for: OCI and Docker images and indexes.
+const MANIFEST_MEDIA_TYPES: &[&str] = &[
+    oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+    oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
+    oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,
+    oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+];
 /// Largest config blob accepted (real ones are a few KiB).
 const MAX_CONFIG_BYTES: i64 = 8 << 20;
 

@@ -4,7 +4,7 @@
 //! `NAME.stamp`, the hash of its recipe version and inputs. A build happens in a scratch
 //! directory and is renamed into place only when complete.
 
-use super::oci::{self, Layout};
+use super::oci::{self, Encoding, Layout};
 use super::{layers, python, server, tricky};
 use crate::{rootfs, util};
 use anyhow::{Context, Result};
@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// Bump when the busybox image recipe below changes.
-const BUSYBOX_RECIPE: &str = "msb-test/busybox v1";
+const BUSYBOX_RECIPE: &str = "msb-test/busybox v2";
 
 /// Config shared by the busybox-based fixtures.
 pub const BUSYBOX_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -41,7 +41,7 @@ pub fn build_all() -> Result<Vec<Fixture>> {
         Fixture {
             repo: "msb-test/busybox",
             layout: busybox,
-            tags: vec!["latest", "arm64-only", "multi"],
+            tags: vec!["latest", "arm64-only", "multi", "zstd", "plain"],
         },
         Fixture {
             repo: "msb-test/tricky",
@@ -138,7 +138,9 @@ fn busybox() -> Result<(Layout, String)> {
         layout.config("latest", &arm)?;
         let arm64 = json!({"architecture": "arm64", "os": "linux", "variant": "v8"});
         let amd64 = json!({"architecture": "amd64", "os": "linux"});
-        layout.write_platform_index("multi", &[("latest", amd64), ("arm64-only", arm64)])
+        layout.write_platform_index("multi", &[("latest", amd64), ("arm64-only", arm64)])?;
+        layout.recompressed("latest", "zstd", Encoding::Zstd)?;
+        layout.recompressed("latest", "plain", Encoding::Plain)
     })?;
     Ok((layout, hash))
 }

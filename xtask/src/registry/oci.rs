@@ -138,9 +138,7 @@ impl Layout {
         let body = serde_json::to_vec(&json!({
             "schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": manifests,
         }))?;
-        let digest = format!("sha256:{}", hex(&Sha256::digest(&body)));
-        let path = self.dir.join("blobs/sha256").join(&digest[7..]);
-        util::install_if_changed(&body, &path)?;
+        let digest = self.put_blob(&body)?;
         let mut index = self.index()?;
         let mut entries: Vec<Value> = refs(&index)
             .filter(|d| d["annotations"][REF_NAME] != tag)
@@ -152,6 +150,48 @@ impl Layout {
         }));
         index["manifests"] = Value::Array(entries);
         self.write_index(&index)
+    }
+
+    /// Tags as `new_tag` a copy of image `tag` whose gzip layers are stored as `to` instead
+    /// (same content, so same diff_ids and config), for tests of every layer encoding.
+    pub fn recompressed(&self, tag: &str, new_tag: &str, to: Encoding) -> Result<()> {
+        let mut manifest = self.json_blob(&self.descriptor(tag)?)?;
+        let layers = manifest["layers"].as_array_mut().context("manifest without layers")?;
+        for layer in layers.iter_mut() {
+            let digest = layer["digest"].as_str().context("layer without digest")?.to_string();
+            let mut tar = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&self.blob(&digest)?[..]), &mut tar)
+                .with_context(|| format!("gunzipping layer {digest}"))?;
+            let (blob, media_type) = match to {
+                Encoding::Zstd => (
+                    zstd::encode_all(&tar[..], 3).context("zstd")?,
+                    "application/vnd.oci.image.layer.v1.tar+zstd",
+                ),
+                Encoding::Plain => (tar, "application/vnd.oci.image.layer.v1.tar"),
+            };
+            let digest = self.put_blob(&blob)?;
+            *layer = json!({"mediaType": media_type, "digest": digest, "size": blob.len()});
+        }
+        let body = serde_json::to_vec(&manifest)?;
+        let digest = self.put_blob(&body)?;
+        let mut index = self.index()?;
+        let mut entries: Vec<Value> = refs(&index)
+            .filter(|d| d["annotations"][REF_NAME] != new_tag)
+            .cloned()
+            .collect();
+        entries.push(json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+            "size": body.len(), "annotations": { REF_NAME: new_tag },
+        }));
+        index["manifests"] = Value::Array(entries);
+        self.write_index(&index)
+    }
+
+    /// Stores `bytes` as a blob and returns its digest.
+    fn put_blob(&self, bytes: &[u8]) -> Result<String> {
+        let digest = format!("sha256:{}", hex(&Sha256::digest(bytes)));
+        util::install_if_changed(bytes, &self.dir.join("blobs/sha256").join(&digest[7..]))?;
+        Ok(digest)
     }
 
     /// Bytes of the manifest (or index) for `tag`, its config and its layers, counting blobs
@@ -169,6 +209,15 @@ impl Layout {
         let layers = doc["layers"].as_array().into_iter().flatten();
         Ok(own + doc["config"]["size"].as_u64().unwrap_or(0) + layers.filter_map(|l| l["size"].as_u64()).sum::<u64>())
     }
+}
+
+/// How a layer blob is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// zstd-compressed tar.
+    Zstd,
+    /// The tar as it is.
+    Plain,
 }
 
 fn refs(index: &Value) -> impl Iterator<Item = &Value> {

@@ -19,6 +19,9 @@ pub struct PullArgs {
     /// Print only the manifest digest.
     #[arg(short, long)]
     quiet: bool,
+    /// Seconds a registry may send nothing mid-response before the pull fails.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    read_timeout: u64,
 }
 
 /// The image's record, pulled first (with progress bars on a terminal) when it is not in the
@@ -37,6 +40,7 @@ pub async fn run(args: PullArgs) -> Result<i32> {
     let settings = PullSettings {
         platform: args.platform,
         insecure: args.insecure,
+        read_timeout: Some(std::time::Duration::from_secs(args.read_timeout)),
     };
     let progress = PullProgress::new(args.quiet);
     let record = image::pull(paths, &args.reference, &settings, &|e| progress.event(e)).await;
