@@ -105,6 +105,7 @@ pub fn msb_bin() -> PathBuf {
 
 /// Runs `cmd` to the end (stdin closed, output collected) and returns its output with the
 /// peak resident memory of that one process, in KiB (from `wait4`, so nothing else's).
+#[allow(clippy::zombie_processes)] // reaped by the wait4 below, which std cannot see
 pub fn output_with_peak_rss(cmd: &mut Command) -> (std::process::Output, u64) {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
