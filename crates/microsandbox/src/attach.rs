@@ -10,10 +10,24 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// Runs `request` attached to our stdio; returns the shell-style exit status. SIGINT,
 /// SIGTERM and SIGHUP to this process end the session with 128 + the signal; a closed
-/// stdout ends it with 141, as for a pipeline's writer.
-pub(crate) async fn attach(client: &AgentClient, request: ExecRequest) -> MicrosandboxResult<i32> {
+/// stdout ends it with 141, as for a pipeline's writer. Past `timeout` the process is
+/// killed and [`MicrosandboxError::ExecTimeout`] returned. On a terminal the guest gets
+/// this terminal's `TERM` unless one is set.
+pub(crate) async fn attach(
+    client: &AgentClient,
+    mut request: ExecRequest,
+    timeout: Option<std::time::Duration>,
+) -> MicrosandboxResult<i32> {
     let tty = request.tty.is_some();
+    if tty && !request.env.iter().any(|(k, _)| k == "TERM") {
+        let term = std::env::var("TERM").ok().filter(|t| !t.is_empty() && t != "dumb");
+        request
+            .env
+            .push(("TERM".into(), term.unwrap_or_else(|| "xterm".into())));
+    }
     let mut session = client.exec(request).await?;
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut timed_out = false;
     let _raw = if tty {
         RawMode::enable().map_err(|e| MicrosandboxError::io("putting the terminal in raw mode")(e.into()))?
     } else {
@@ -41,6 +55,10 @@ pub(crate) async fn attach(client: &AgentClient, request: ExecRequest) -> Micros
                     }
                 }
                 Some(ExecEvent::Started(_)) => {}
+                Some(ExecEvent::Exited(_)) if timed_out => {
+                    input.abort();
+                    return Err(MicrosandboxError::ExecTimeout(timeout.unwrap_or_default()));
+                }
                 Some(ExecEvent::Exited(status)) => break status.shell_code(),
                 Some(ExecEvent::SpawnFailed(f)) => {
                     eprintln!("msb: error: {}", f.message);
@@ -49,6 +67,10 @@ pub(crate) async fn attach(client: &AgentClient, request: ExecRequest) -> Micros
                 None => return Err(msb_protocol::client::ClientError::Disconnected.into()),
             },
             _ = winch.recv(), if tty => { let _ = session.control().resize(terminal_size()).await; }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() && !timed_out => {
+                timed_out = true;
+                session.control().signal(libc::SIGKILL).await?;
+            }
             _ = interrupt.recv() => break 128 + libc::SIGINT,
             _ = terminate.recv() => break 128 + libc::SIGTERM,
             _ = hangup.recv() => break 128 + libc::SIGHUP,

@@ -14,7 +14,7 @@ pub struct SandboxBuilder {
     spec: SandboxSpec,
     root: Option<RootChoice>,
     hostname: Option<String>,
-    replace: bool,
+    create: crate::lifecycle::CreateOptions,
 }
 
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ impl SandboxBuilder {
             spec: SandboxSpec::new(name, RootSpec::Bind(PathBuf::new())),
             root: None,
             hostname: None,
-            replace: false,
+            create: Default::default(),
         }
     }
 
@@ -53,9 +53,10 @@ impl SandboxBuilder {
         self
     }
 
-    /// Guest memory in MiB (default 512).
-    pub fn memory(mut self, mib: u32) -> Self {
-        self.spec.resources.memory_mib = mib;
+    /// Guest memory: MiB as a bare number, or with units (`512.mib()`, `1.gib()`; see
+    /// [`crate::size`]); default 512 MiB.
+    pub fn memory(mut self, size: impl Into<crate::size::Mebibytes>) -> Self {
+        self.spec.resources.memory_mib = size.into().0;
         self
     }
 
@@ -127,9 +128,58 @@ impl SandboxBuilder {
         self
     }
 
-    /// Size of an image root's writable layer in MiB (default 4096; sparse).
-    pub fn upper_size(mut self, mib: u32) -> Self {
-        self.spec.upper_size_mib = mib;
+    /// Size of an image root's writable layer: MiB, or with units (`8.gib()`); default
+    /// 4 GiB, sparse.
+    pub fn upper_size(mut self, size: impl Into<crate::size::Mebibytes>) -> Self {
+        self.spec.upper_size_mib = size.into().0;
+        self
+    }
+
+    /// Limits `resource` to `n` (soft and hard) for every process it runs.
+    pub fn rlimit(self, resource: msb_types::RlimitResource, n: u64) -> Self {
+        self.rlimit_range(resource, n, n)
+    }
+
+    /// Limits `resource` to `soft`, raisable to `hard`, for every process it runs (checked
+    /// at [`SandboxBuilder::build`]).
+    pub fn rlimit_range(mut self, resource: msb_types::RlimitResource, soft: u64, hard: u64) -> Self {
+        self.spec.rlimits.retain(|l| l.resource != resource);
+        self.spec.rlimits.push(msb_types::Rlimit { resource, soft, hard });
+        self
+    }
+
+    /// The shell `Sandbox::shell` runs scripts with (default `/bin/sh`).
+    pub fn shell(mut self, shell: impl Into<String>) -> Self {
+        self.spec.shell = Some(shell.into());
+        self
+    }
+
+    /// A script put on the guest's PATH as `/.msb/scripts/NAME` (mode 0755).
+    pub fn script(mut self, name: impl Into<String>, content: impl Into<String>) -> Self {
+        self.spec.scripts.insert(name.into(), content.into());
+        self
+    }
+
+    /// Several scripts (see [`SandboxBuilder::script`]).
+    pub fn scripts<N: Into<String>, C: Into<String>>(self, scripts: impl IntoIterator<Item = (N, C)>) -> Self {
+        scripts.into_iter().fold(self, |b, (n, c)| b.script(n, c))
+    }
+
+    /// A label (free-form metadata, shown by `inspect`).
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.spec.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Several labels.
+    pub fn labels<K: Into<String>, V: Into<String>>(self, labels: impl IntoIterator<Item = (K, V)>) -> Self {
+        labels.into_iter().fold(self, |b, (k, v)| b.label(k, v))
+    }
+
+    /// How much its supervisor logs into `logs/supervisor.log` (`error`, `warn`, `info`,
+    /// `debug`, `trace`, or `MSB_LOG`-style filters); default `warn`.
+    pub fn log_level(mut self, level: impl Into<String>) -> Self {
+        self.spec.log_level = Some(level.into());
         self
     }
 
@@ -142,7 +192,19 @@ impl SandboxBuilder {
 
     /// Replaces a sandbox of the same name (stopping it if it runs) instead of failing.
     pub fn replace(mut self) -> Self {
-        self.replace = true;
+        self.create.replace = true;
+        self
+    }
+
+    /// When its image is pulled (default: only when missing).
+    pub fn pull_policy(mut self, policy: crate::image::PullPolicy) -> Self {
+        self.create.pull = policy;
+        self
+    }
+
+    /// Reports the image pull's progress to `report` (called from the creating task).
+    pub fn on_pull_progress(mut self, report: impl Fn(crate::image::PullProgress) + Send + Sync + 'static) -> Self {
+        self.create.progress = Some(std::sync::Arc::new(report));
         self
     }
 
@@ -175,16 +237,34 @@ impl SandboxBuilder {
     /// Creates the sandbox and starts it; it stops (and an ephemeral one is removed) when
     /// the last clone of the returned handle is dropped, or this process ends.
     pub async fn create(self) -> MicrosandboxResult<Sandbox> {
-        let spec = self.build()?;
-        let note = crate::lifecycle::create(&self.msb, spec.clone(), self.replace, true).await?;
-        self.msb.connect_as(&spec.name, true, note).await
+        self.create_owned(true).await
     }
 
     /// Creates the sandbox and starts it in the background, independent of this process.
     pub async fn create_detached(self) -> MicrosandboxResult<Sandbox> {
+        self.create_owned(false).await
+    }
+
+    /// [`SandboxBuilder::create`] on a task of its own, with the image pull's progress on a
+    /// channel as it goes (the reference's `create_with_pull_progress`).
+    pub fn create_with_pull_progress(
+        self,
+    ) -> (
+        tokio::sync::mpsc::UnboundedReceiver<crate::image::PullProgress>,
+        tokio::task::JoinHandle<MicrosandboxResult<Sandbox>>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let builder = self.on_pull_progress(move |event| {
+            let _ = tx.send(event);
+        });
+        (rx, tokio::spawn(builder.create()))
+    }
+
+    async fn create_owned(mut self, owned: bool) -> MicrosandboxResult<Sandbox> {
         let spec = self.build()?;
-        let note = crate::lifecycle::create(&self.msb, spec.clone(), self.replace, false).await?;
-        self.msb.connect_as(&spec.name, false, note).await
+        self.create.owned = owned;
+        let note = crate::lifecycle::create(&self.msb, spec.clone(), &self.create).await?;
+        self.msb.connect_as(&spec.name, owned, note).await
     }
 }
 

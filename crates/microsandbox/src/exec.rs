@@ -75,6 +75,9 @@ impl ExecOutput {
 pub struct ExecHandle {
     session: ExecSession,
     pid: Option<u32>,
+    /// The process is killed when this passes (its timeout), and `recv` then reports it.
+    deadline: Option<(tokio::time::Instant, Duration)>,
+    timed_out: bool,
 }
 
 /// The input side of a running process; cheap to clone, usable from another task.
@@ -96,14 +99,33 @@ impl ExecSink {
 }
 
 impl ExecHandle {
-    pub(crate) fn new(session: ExecSession) -> ExecHandle {
-        ExecHandle { session, pid: None }
+    pub(crate) fn new(session: ExecSession, timeout: Option<Duration>) -> ExecHandle {
+        ExecHandle {
+            session,
+            pid: None,
+            deadline: timeout.map(|t| (tokio::time::Instant::now() + t, t)),
+            timed_out: false,
+        }
     }
 
     /// The next event: output chunks in order per stream, then exactly one `Exited` or
-    /// `SpawnFailed`; `None` after that.
+    /// `SpawnFailed`; `None` after that. A process with a timeout that passes is killed, and
+    /// instead of its `Exited` this returns [`MicrosandboxError::ExecTimeout`].
     pub async fn recv(&mut self) -> MicrosandboxResult<Option<ExecEvent>> {
-        let event = self.session.next().await?;
+        let event = match self.deadline.filter(|_| !self.timed_out) {
+            Some((at, _)) => match tokio::time::timeout_at(at, self.session.next()).await {
+                Ok(event) => event?,
+                Err(_) => {
+                    self.timed_out = true;
+                    self.session.control().signal(libc::SIGKILL).await?;
+                    self.session.next().await?
+                }
+            },
+            None => self.session.next().await?,
+        };
+        if let (true, Some(ExecEvent::Exited(_)), Some((_, limit))) = (self.timed_out, &event, self.deadline) {
+            return Err(MicrosandboxError::ExecTimeout(limit));
+        }
         if let Some(ExecEvent::Started(pid)) = event {
             self.pid = Some(pid);
         }
@@ -162,16 +184,11 @@ impl ExecHandle {
         ))
     }
 
-    /// Like [`ExecHandle::collect`], but kills the process if it has not ended after `timeout`.
-    pub async fn collect_within(self, timeout: Duration) -> MicrosandboxResult<ExecOutput> {
-        let control = self.session.control();
-        match tokio::time::timeout(timeout, self.collect()).await {
-            Ok(out) => out,
-            Err(_) => {
-                let _ = control.signal(libc::SIGKILL).await;
-                Err(MicrosandboxError::ExecTimeout(timeout))
-            }
-        }
+    /// Like [`ExecHandle::collect`], but kills the process if it has not ended after `timeout`
+    /// (from now) and returns [`MicrosandboxError::ExecTimeout`].
+    pub async fn collect_within(mut self, timeout: Duration) -> MicrosandboxResult<ExecOutput> {
+        self.deadline = Some((tokio::time::Instant::now() + timeout, timeout));
+        self.collect().await
     }
 
     /// Waits for the process to end, discarding its output.

@@ -79,6 +79,98 @@ pub async fn ensure_with(
     }
 }
 
+/// When an image is pulled from its registry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum PullPolicy {
+    /// Only when it is not in the local store.
+    #[default]
+    IfMissing,
+    /// Every time (the tag may point elsewhere now).
+    Always,
+    /// Never: an image not in the store is an error.
+    Never,
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = msb_types::SpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "if-missing" | "missing" | "ifmissing" | "if_missing" => Ok(PullPolicy::IfMissing),
+            "always" => Ok(PullPolicy::Always),
+            "never" => Ok(PullPolicy::Never),
+            other => Err(msb_types::SpecError::new(
+                msb_types::Field::Root,
+                format!("pull policy '{other}' is not one of always, if-missing, never"),
+            )),
+        }
+    }
+}
+
+/// What a pull reports as it goes (the reference's `PullProgress`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullProgress {
+    /// Looking the reference up.
+    Resolving {
+        /// The image.
+        reference: String,
+    },
+    /// Manifest resolved, a layer started, bytes arrived, a layer is in the store.
+    Layer(LayerEvent),
+    /// The image is in the store.
+    Complete {
+        /// The image, canonical.
+        reference: String,
+        /// Its manifest.
+        manifest_digest: String,
+        /// Nothing had to be downloaded.
+        cached: bool,
+    },
+}
+
+/// The record of `reference` as `policy` says: pulled (reporting to `progress`) always, only
+/// when missing, or never.
+pub async fn obtain(
+    paths: &Paths,
+    reference: &str,
+    policy: PullPolicy,
+    settings: &PullSettings,
+    progress: &(dyn Fn(PullProgress) + Send + Sync),
+) -> MicrosandboxResult<ImageRecord> {
+    let stored = match inspect(paths, reference) {
+        Err(MicrosandboxError::ImageNotFound(_)) => None,
+        other => Some(other?),
+    };
+    let record = match (policy, stored) {
+        (PullPolicy::Never, None) => {
+            return Err(MicrosandboxError::ImageNotFound(format!(
+                "{} (and the pull policy is never)",
+                canonical(reference)?
+            )))
+        }
+        (PullPolicy::Never | PullPolicy::IfMissing, Some(record)) => {
+            progress(PullProgress::Complete {
+                reference: record.reference.clone(),
+                manifest_digest: record.manifest_digest.clone(),
+                cached: true,
+            });
+            return Ok(record);
+        }
+        (PullPolicy::Always | PullPolicy::IfMissing, _) => {
+            progress(PullProgress::Resolving {
+                reference: canonical(reference)?,
+            });
+            pull(paths, reference, settings, &|e| progress(PullProgress::Layer(e))).await?
+        }
+    };
+    progress(PullProgress::Complete {
+        reference: record.reference.clone(),
+        manifest_digest: record.manifest_digest.clone(),
+        cached: false,
+    });
+    Ok(record)
+}
+
 /// The record of `reference`, pulled quietly first when it is not in the local store.
 pub async fn ensure(paths: &Paths, reference: &str) -> MicrosandboxResult<ImageRecord> {
     ensure_with(paths, reference, &|_| {}).await

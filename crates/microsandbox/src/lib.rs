@@ -27,17 +27,20 @@ mod env;
 mod error;
 mod exec;
 pub mod image;
+mod images;
 mod info;
 mod lifecycle;
 pub mod registry;
 mod sandbox;
+pub mod size;
 mod terminal;
 
 pub use builder::{PatchBuilder, SandboxBuilder};
 pub use error::MicrosandboxError;
 pub use exec::{ExecHandle, ExecOutput, ExecSink, ExecStatus};
+pub use images::{Image, ImageInfo, Images};
 pub use info::{SandboxInfo, SandboxMetrics};
-pub use msb_boot::command::ExecOptions;
+pub use msb_boot::command::{ExecOptions, Stdin};
 pub use msb_boot::console::numbered as console_log_of_boot;
 pub use msb_boot::{BootError, BootPlan, HostConfig};
 pub use msb_protocol::client::ExecEvent;
@@ -47,12 +50,33 @@ pub use msb_types::{
     parse_env, DiskImageFormat, Field, ImageRecord, Patch, Paths, Platform, Resources, RootSpec, SandboxSpec,
     SpecError, DEFAULT_CPUS, DEFAULT_MEMORY_MIB, DEFAULT_UPPER_SIZE_MIB,
 };
+pub use msb_types::{Rlimit, RlimitResource};
 pub use msb_vmm::AccelSetting;
 pub use sandbox::{Microsandbox, PlannedBoot, Sandbox};
 pub use terminal::terminal_size;
 
 /// Result with [`MicrosandboxError`].
 pub type MicrosandboxResult<T> = Result<T, MicrosandboxError>;
+
+#[cfg(test)]
+mod send_tests {
+    //! The SDK's futures must be `Send`: callers spawn them on multi-threaded runtimes.
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn the_main_futures_are_send() {
+        let msb = Microsandbox::at("/nonexistent");
+        assert_send(&msb.builder("x").rootfs("/r").create());
+        assert_send(&msb.builder("x").image("i").create_detached());
+        assert_send(&msb.start("x"));
+        assert_send(&msb.stop("x", std::time::Duration::ZERO));
+        assert_send(&msb.remove("x", true));
+        assert_send(&msb.list());
+        assert_send(&msb.images().pull("x", |_| {}));
+    }
+}
 
 /// A fresh sandbox name, `msb-` and eight hex digits.
 pub fn generate_name() -> MicrosandboxResult<String> {

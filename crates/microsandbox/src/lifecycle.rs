@@ -14,28 +14,55 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 /// How long a supervisor may take to boot the VM and report (TCG boots take seconds).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How a sandbox is created, beside its spec.
+#[derive(Clone, Default)]
+pub(crate) struct CreateOptions {
+    /// Replace a sandbox of the same name.
+    pub replace: bool,
+    /// The sandbox stops when its starter goes.
+    pub owned: bool,
+    /// When to pull its image.
+    pub pull: crate::image::PullPolicy,
+    /// Told how the pull goes.
+    pub progress: Option<std::sync::Arc<dyn Fn(crate::image::PullProgress) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for CreateOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateOptions")
+            .field("replace", &self.replace)
+            .field("owned", &self.owned)
+            .field("pull", &self.pull)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Records a new sandbox, makes its root and starts it; on any failure nothing of it is left.
 /// Returns why KVM is not used, when it is not.
 pub(crate) async fn create(
     msb: &Microsandbox,
     mut spec: SandboxSpec,
-    replace: bool,
-    owned: bool,
+    opts: &CreateOptions,
 ) -> MicrosandboxResult<Option<String>> {
+    let (replace, owned) = (opts.replace, opts.owned);
     spec.validate()?;
     let paths = msb.paths();
-    let store = Store::open(paths)?;
+    // The store is opened where it is used, never held across an await: a connection is not
+    // `Sync`, and the SDK's futures must be `Send` for multi-threaded runtimes.
     if replace {
         remove(paths, &spec.name, true).await.or_else(|e| match e {
             MicrosandboxError::SandboxNotFound(_) => Ok(()),
             e => Err(e),
         })?;
-    } else if let Some(existing) = store.get_sandbox(&spec.name)? {
-        // A crashed ephemeral sandbox of the same name goes away here.
-        reconcile(paths, &store, existing)?;
+    } else {
+        let store = Store::open(paths)?;
+        if let Some(existing) = store.get_sandbox(&spec.name)? {
+            // A crashed ephemeral sandbox of the same name goes away here.
+            reconcile(paths, &store, existing)?;
+        }
     }
     let json = to_json(&spec)?;
-    store.insert_sandbox(&spec.name, &json)?;
+    Store::open(paths)?.insert_sandbox(&spec.name, &json)?;
     let dir = paths.sandbox_dir(&spec.name);
     let made = async {
         // The name is ours now: a directory left by a crash halfway through a create or
@@ -45,20 +72,28 @@ pub(crate) async fn create(
                 .map_err(MicrosandboxError::io(format!("removing stale {}", dir.display())))?;
         }
         if let RootSpec::Oci(reference) = &spec.root {
-            let record = crate::image::ensure(paths, reference).await?;
+            let progress = |e| {
+                if let Some(report) = &opts.progress {
+                    report(e);
+                }
+            };
+            let settings = crate::image::PullSettings::default();
+            let record = crate::image::obtain(paths, reference, opts.pull, &settings, &progress).await?;
             spec.image = Some(PinnedImage {
                 reference: record.reference.clone(),
                 manifest_digest: record.manifest_digest.clone(),
                 config: record.config.clone(),
             });
-            store.set_sandbox_spec(&spec.name, &to_json(&spec)?, Some(&record.manifest_digest))?;
+            Store::open(paths)?.set_sandbox_spec(&spec.name, &to_json(&spec)?, Some(&record.manifest_digest))?;
         }
         msb_boot::prepare(&spec, paths)?;
         start_supervisor(msb, &spec, owned).await
     }
     .await;
     if made.is_err() {
-        let _ = store.remove_sandbox(&spec.name);
+        if let Ok(store) = Store::open(paths) {
+            let _ = store.remove_sandbox(&spec.name);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
     made
@@ -239,6 +274,7 @@ async fn start_supervisor(msb: &Microsandbox, spec: &SandboxSpec, owned: bool) -
         home: paths.home().to_path_buf(),
         name: name.to_string(),
         owned,
+        log_level: spec.log_level.clone(),
         plan: msb_boot::plan(spec, paths, msb.host()?)?,
     };
     let input = serde_json::to_vec(&input)

@@ -3,7 +3,7 @@
 use crate::exec::{ExecHandle, ExecOutput};
 use crate::info::{SandboxInfo, SandboxMetrics};
 use crate::{env, lifecycle, MicrosandboxError, MicrosandboxResult, SandboxBuilder};
-use msb_boot::command::{self, ExecOptions};
+use msb_boot::command::{self, ExecOptions, Stdin};
 use msb_boot::{BootPlan, HostConfig};
 use msb_protocol::client::AgentClient;
 use msb_protocol::{Control, Message};
@@ -78,6 +78,11 @@ impl Microsandbox {
     pub fn with_supervisor(mut self, msb: impl Into<PathBuf>) -> Microsandbox {
         self.supervisor = Some(msb.into());
         self
+    }
+
+    /// Its image store.
+    pub fn images(&self) -> crate::Images {
+        crate::Images::of(self.clone())
     }
 
     /// The host settings sandboxes boot with.
@@ -268,9 +273,20 @@ impl Sandbox {
         self.exec_stream_with(cmd, args, opts).await?.collect().await
     }
 
-    /// Runs `sh -c script` and collects its output.
+    /// Runs `SHELL -c script` (the sandbox's shell, default `/bin/sh`) and collects its
+    /// output.
     pub async fn shell(&self, script: &str) -> MicrosandboxResult<ExecOutput> {
-        self.exec("/bin/sh", ["-c", script]).await
+        self.exec(self.shell_program(), ["-c", script]).await
+    }
+
+    /// Starts `SHELL -c script` and returns its event stream and stdin.
+    pub async fn shell_stream(&self, script: &str) -> MicrosandboxResult<ExecHandle> {
+        self.exec_stream(self.shell_program(), ["-c", script]).await
+    }
+
+    /// The sandbox's shell.
+    pub fn shell_program(&self) -> &str {
+        self.inner.spec.shell.as_deref().unwrap_or("/bin/sh")
     }
 
     /// Starts `cmd args…` and returns its event stream and stdin.
@@ -294,10 +310,11 @@ impl Sandbox {
         cmd: &str,
         args: impl IntoIterator<Item = S>,
     ) -> MicrosandboxResult<ExecHandle> {
-        self.exec_stream_with(cmd, args, ExecOptions::default()).await
+        self.exec_stream_with(cmd, args, ExecOptions::new().stdin_pipe()).await
     }
 
-    /// Starts `cmd args…` with per-process settings; returns its event stream and stdin.
+    /// Starts `cmd args…` with per-process settings; returns its event stream and stdin
+    /// (a pipe only with `Stdin::Pipe`; `Stdin::Bytes` are written and closed here).
     pub async fn exec_stream_with<S: Into<String>>(
         &self,
         cmd: &str,
@@ -307,23 +324,36 @@ impl Sandbox {
         let argv = std::iter::once(cmd.to_string())
             .chain(args.into_iter().map(Into::into))
             .collect();
+        let (timeout, input) = (opts.timeout, opts.stdin.clone());
         let req = command::exec_request(&self.inner.spec, argv, opts)?;
-        Ok(ExecHandle::new(self.inner.client.exec(req).await?))
+        let handle = ExecHandle::new(self.inner.client.exec(req).await?, timeout);
+        if let Stdin::Bytes(bytes) = input {
+            // Fed from a task: input beyond the credit window waits for the process to read.
+            let sink = handle.stdin();
+            tokio::spawn(async move {
+                if sink.write(&bytes).await.is_ok() {
+                    let _ = sink.close().await;
+                }
+            });
+        }
+        Ok(handle)
     }
 
     /// Runs `argv` attached to this process's terminal (raw mode and a guest PTY when
     /// `opts.tty` is set): output as it comes, stdin forwarded. Returns the shell-style
     /// exit status.
     pub async fn attach(&self, argv: Vec<String>, opts: ExecOptions) -> MicrosandboxResult<i32> {
-        let req = command::exec_request(&self.inner.spec, argv, opts)?;
-        crate::attach::attach(&self.inner.client, req).await
+        let timeout = opts.timeout;
+        let req = command::exec_request(&self.inner.spec, argv, opts.stdin_pipe())?;
+        crate::attach::attach(&self.inner.client, req, timeout).await
     }
 
     /// Runs the sandbox's command as docker would (`args` replace the image's Cmd, after its
     /// entrypoint) attached to this process's terminal; returns the shell-style status.
     pub async fn attach_command(&self, args: Vec<String>, opts: ExecOptions) -> MicrosandboxResult<i32> {
-        let req = command::run_request(&self.inner.spec, args, opts)?;
-        crate::attach::attach(&self.inner.client, req).await
+        let timeout = opts.timeout;
+        let req = command::run_request(&self.inner.spec, args, opts.stdin_pipe())?;
+        crate::attach::attach(&self.inner.client, req, timeout).await
     }
 
     /// Its resource use now (measured over a quarter of a second).

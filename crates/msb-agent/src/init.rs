@@ -64,7 +64,7 @@ pub fn enter_root(config: &GuestConfig) -> io::Result<Vec<File>> {
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(errno)?;
     nix::unistd::chroot(".").map_err(errno)?;
     std::env::set_current_dir("/")?;
-    late_mounts()?;
+    late_mounts(config.tmp_mib)?;
     protect_from_oom();
     Ok(writable)
 }
@@ -136,7 +136,7 @@ fn disk_by_serial(serial: &str) -> io::Result<String> {
 }
 
 /// The mounts a Linux userland expects below the new root.
-fn late_mounts() -> io::Result<()> {
+fn late_mounts(tmp_mib: Option<u32>) -> io::Result<()> {
     ensure_dir(Path::new("/dev/pts"), 0o755)?;
     ensure_dir(Path::new("/dev/shm"), 0o1777)?;
     mount_fs(
@@ -153,13 +153,20 @@ fn late_mounts() -> io::Result<()> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=1777"),
     )?;
-    mount_fs(
-        "tmpfs",
-        "/tmp",
-        "tmpfs",
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777"),
-    )?;
+    // An image root gets a /tmp in RAM; a directory root keeps the directory's own.
+    if let Some(mib) = tmp_mib {
+        let opts = format!("mode=1777,size={mib}m");
+        mount_fs(
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(&opts),
+        )?;
+        if Path::new("/var/tmp").is_dir() {
+            std::fs::set_permissions("/var/tmp", std::fs::Permissions::from_mode(0o1777))?;
+        }
+    }
     mount_fs(
         "tmpfs",
         "/run",
@@ -182,6 +189,42 @@ fn late_mounts() -> io::Result<()> {
     }
     if std::fs::symlink_metadata("/dev/ptmx").is_err() {
         symlink("pts/ptmx", "/dev/ptmx")?;
+    }
+    Ok(())
+}
+
+/// Where the sandbox's scripts are, first on every process's PATH.
+pub const SCRIPTS_DIR: &str = "/.msb/scripts";
+
+/// Files the guest gets from its configuration: the scripts (on a tmpfs at `/.msb`, so
+/// they never land in the root filesystem) and, for image roots, `/etc/hostname` and
+/// `/etc/hosts` naming the hostname.
+pub fn guest_files(config: &GuestConfig) -> io::Result<()> {
+    if !config.scripts.is_empty() {
+        mount_fs(
+            "tmpfs",
+            "/.msb",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0755"),
+        )?;
+        ensure_dir(Path::new(SCRIPTS_DIR), 0o755)?;
+        for (name, body) in &config.scripts {
+            // Names were checked on the host; a path separator here is refused all the same.
+            if name.contains('/') || name.starts_with('.') {
+                continue;
+            }
+            let path = Path::new(SCRIPTS_DIR).join(name);
+            std::fs::write(&path, body)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    if config.write_identity_files {
+        ensure_dir(Path::new("/etc"), 0o755)?;
+        let name = &config.hostname;
+        std::fs::write("/etc/hostname", format!("{name}\n"))?;
+        let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n");
+        std::fs::write("/etc/hosts", hosts)?;
     }
     Ok(())
 }

@@ -122,9 +122,11 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
         let _ = out.send(control(Message::Error(msg.clone()))).await;
         return Err(io::Error::other(msg));
     }
-    let writable = match init::enter_root(&hello.config)
-        .and_then(|writable| init::identity(&hello.config.hostname, hello.host_time).map(|()| writable))
-    {
+    let writable = match init::enter_root(&hello.config).and_then(|writable| {
+        init::identity(&hello.config.hostname, hello.host_time)?;
+        init::guest_files(&hello.config)?;
+        Ok(writable)
+    }) {
         Ok(writable) => writable,
         Err(e) => {
             let _ = out

@@ -182,7 +182,7 @@ impl SessionIo {
                     (async_fd(stdout)?, StreamKind::Stdout),
                     (async_fd(stderr)?, StreamKind::Stderr),
                 ],
-                input: Some(async_fd(stdin)?),
+                input: stdin.map(async_fd).transpose()?,
                 pty: None,
             },
             ChildIo::Pty { master } => {

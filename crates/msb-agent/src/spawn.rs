@@ -1,7 +1,7 @@
 //! Turning an `ExecRequest` into a running process: program lookup, environment, identity,
 //! working directory, and pipes or a PTY for its standard streams.
 
-use msb_protocol::{ExecRequest, SpawnErrorKind, SpawnFailure, WindowSize};
+use msb_protocol::{ExecRequest, SpawnErrorKind, SpawnFailure, StdinMode, WindowSize};
 use msb_types::{resolve_user, Identity};
 use nix::pty::{openpty, Winsize};
 use std::collections::BTreeMap;
@@ -18,8 +18,8 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 pub enum ChildIo {
     /// Separate pipes.
     Pipes {
-        /// Write end of the child's stdin.
-        stdin: OwnedFd,
+        /// Write end of the child's stdin (`None`: its stdin is `/dev/null`).
+        stdin: Option<OwnedFd>,
         /// Read end of the child's stdout.
         stdout: OwnedFd,
         /// Read end of the child's stderr.
@@ -79,7 +79,11 @@ pub fn spawn(req: &ExecRequest) -> Result<Spawned, SpawnFailure> {
     cmd.arg0(program).args(&req.argv[1..]).env_clear().envs(&env);
     let (io, child_tty) = match req.tty {
         None => {
-            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            let stdin = match req.stdin {
+                StdinMode::Null => Stdio::null(),
+                StdinMode::Pipe => Stdio::piped(),
+            };
+            cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
             (None, false)
         }
         Some(size) => {
@@ -93,10 +97,22 @@ pub fn spawn(req: &ExecRequest) -> Result<Spawned, SpawnFailure> {
     };
     let dir = CString::new(workdir.clone()).map_err(|_| invalid("workdir contains NUL"))?;
     let id = identity.clone();
+    let limits: Vec<(u32, libc::rlimit)> = req
+        .rlimits
+        .iter()
+        .map(|l| {
+            let value = |v: u64| if v == u64::MAX { libc::RLIM_INFINITY } else { v };
+            let limit = libc::rlimit {
+                rlim_cur: value(l.soft),
+                rlim_max: value(l.hard),
+            };
+            (l.resource.linux_number(), limit)
+        })
+        .collect();
     // SAFETY: the closure runs in the forked child before exec and only calls
     // async-signal-safe libc functions on data prepared before the fork.
     unsafe {
-        cmd.pre_exec(move || child_setup(&id, &dir, child_tty));
+        cmd.pre_exec(move || child_setup(&id, &dir, child_tty, &limits));
     }
     let mut child = cmd.spawn().map_err(|e| classify(&e, program, &workdir))?;
     let pid = child.id() as i32;
@@ -105,7 +121,7 @@ pub fn spawn(req: &ExecRequest) -> Result<Spawned, SpawnFailure> {
         None => {
             let missing = || other("child pipes missing".into());
             ChildIo::Pipes {
-                stdin: child.stdin.take().ok_or_else(missing)?.into(),
+                stdin: child.stdin.take().map(Into::into),
                 stdout: child.stdout.take().ok_or_else(missing)?.into(),
                 stderr: child.stderr.take().ok_or_else(missing)?.into(),
             }
@@ -115,7 +131,7 @@ pub fn spawn(req: &ExecRequest) -> Result<Spawned, SpawnFailure> {
 }
 
 /// Runs in the child between fork and exec.
-fn child_setup(id: &Identity, dir: &CString, tty: bool) -> std::io::Result<()> {
+fn child_setup(id: &Identity, dir: &CString, tty: bool, limits: &[(u32, libc::rlimit)]) -> std::io::Result<()> {
     let check = |rc: libc::c_int| {
         if rc < 0 {
             Err(std::io::Error::last_os_error())
@@ -134,6 +150,10 @@ fn child_setup(id: &Identity, dir: &CString, tty: bool) -> std::io::Result<()> {
             libc::close(adj);
         }
         check(libc::setsid())?;
+        // Before dropping privileges, so hard limits can also be raised where root may.
+        for (resource, limit) in limits {
+            check(libc::setrlimit(*resource, limit))?;
+        }
         if tty {
             check(libc::ioctl(0, libc::TIOCSCTTY, 0))?;
         }
@@ -177,6 +197,11 @@ fn environment(req: &ExecRequest, id: &Identity) -> BTreeMap<String, String> {
         env.insert("TERM".to_string(), "xterm".to_string());
     }
     env.extend(req.env.iter().cloned());
+    // The sandbox's scripts come first on the PATH, whatever PATH the image sets.
+    if Path::new(crate::init::SCRIPTS_DIR).is_dir() {
+        let path = env.get("PATH").cloned().unwrap_or_default();
+        env.insert("PATH".to_string(), format!("{}:{path}", crate::init::SCRIPTS_DIR));
+    }
     env
 }
 

@@ -2,10 +2,11 @@
 //! defaults, by the rules docker uses (later settings win: image, then sandbox, then the
 //! request itself).
 
-use msb_protocol::{ExecRequest, WindowSize};
-use msb_types::{Field, ImageConfig, SandboxSpec, SpecError};
+use msb_protocol::{ExecRequest, StdinMode, WindowSize};
+use msb_types::{Field, ImageConfig, Rlimit, SandboxSpec, SpecError};
 
-/// Per-process settings on top of the sandbox's.
+/// Per-process settings on top of the sandbox's. Fields can be set directly, or chained in
+/// the reference's builder style: `ExecOptions::new().cwd("/app").env("A", "1").timeout(d)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecOptions {
     /// Environment; wins over the sandbox's and the image's by name.
@@ -16,6 +17,98 @@ pub struct ExecOptions {
     pub user: Option<String>,
     /// Run on a terminal of this size.
     pub tty: Option<WindowSize>,
+    /// Where stdin comes from (default: nothing, so a program that reads it gets EOF).
+    pub stdin: Stdin,
+    /// Kill the process if it has not ended after this long, and report a timeout.
+    pub timeout: Option<std::time::Duration>,
+    /// Resource limits; win over the sandbox's by resource.
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// A process's standard input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Stdin {
+    /// `/dev/null`.
+    #[default]
+    Null,
+    /// A pipe the caller writes (streaming execs).
+    Pipe,
+    /// These bytes, then end of file.
+    Bytes(Vec<u8>),
+}
+
+impl ExecOptions {
+    /// No settings beyond the sandbox's.
+    pub fn new() -> ExecOptions {
+        ExecOptions::default()
+    }
+
+    /// The working directory.
+    pub fn cwd(mut self, dir: impl Into<String>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    /// The user (`name`, `uid`, `name:group`, `uid:gid`).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, value.into()));
+        self
+    }
+
+    /// Sets several environment variables.
+    pub fn envs<K: Into<String>, V: Into<String>>(self, vars: impl IntoIterator<Item = (K, V)>) -> Self {
+        vars.into_iter().fold(self, |o, (k, v)| o.env(k, v))
+    }
+
+    /// Kills the process after `limit` and reports a timeout.
+    pub fn timeout(mut self, limit: std::time::Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// stdin is `/dev/null` (the default).
+    pub fn stdin_null(mut self) -> Self {
+        self.stdin = Stdin::Null;
+        self
+    }
+
+    /// stdin is a pipe the caller writes.
+    pub fn stdin_pipe(mut self) -> Self {
+        self.stdin = Stdin::Pipe;
+        self
+    }
+
+    /// stdin is `bytes`, then end of file.
+    pub fn stdin_bytes(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Stdin::Bytes(bytes.into());
+        self
+    }
+
+    /// Runs on a terminal of this size (or not).
+    pub fn tty(mut self, size: Option<WindowSize>) -> Self {
+        self.tty = size;
+        self
+    }
+
+    /// Limits `resource` to `n` (soft and hard).
+    pub fn rlimit(self, resource: msb_types::RlimitResource, n: u64) -> Self {
+        self.rlimit_range(resource, n, n)
+    }
+
+    /// Limits `resource` to `soft`, raisable to `hard` (checked when the process starts).
+    pub fn rlimit_range(mut self, resource: msb_types::RlimitResource, soft: u64, hard: u64) -> Self {
+        self.rlimits.retain(|l| l.resource != resource);
+        self.rlimits.push(Rlimit { resource, soft, hard });
+        self
+    }
 }
 
 /// The sandbox's command (`msb run`): `args` replace the image's Cmd; the sandbox's
@@ -73,12 +166,20 @@ pub fn exec_request(spec: &SandboxSpec, argv: Vec<String>, opts: ExecOptions) ->
             ));
         }
     }
+    for limit in &opts.rlimits {
+        limit.validate()?;
+    }
     Ok(ExecRequest {
         argv,
         env,
         workdir,
         user: opts.user.or_else(|| spec.user.clone()).or_else(|| image.user.clone()),
         tty: opts.tty,
+        stdin: match opts.stdin {
+            Stdin::Null => StdinMode::Null,
+            Stdin::Pipe | Stdin::Bytes(_) => StdinMode::Pipe,
+        },
+        rlimits: msb_types::merge_rlimits(&spec.rlimits, &opts.rlimits),
     })
 }
 

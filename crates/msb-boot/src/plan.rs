@@ -34,6 +34,11 @@ pub struct BootPlan {
     pub guest: GuestConfig,
 }
 
+/// The `/tmp` of an image root: a quarter of the guest's RAM, between 1 and 512 MiB.
+fn tmp_size_mib(memory_mib: u32) -> u32 {
+    (memory_mib / 4).clamp(1, 512)
+}
+
 /// A sandbox's root as found on this host: the facts the plan needs that only the
 /// filesystem and the store know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +84,7 @@ pub fn plan_with(
         program: "qemu-system-x86_64",
         hint: "install it with `apt-get install qemu-system-x86` (or run `cargo xtask setup`), or set MSB_QEMU",
     })?;
+    let image_root = matches!(root, ResolvedRoot::Image { .. });
     let (shares, disks, source) = match root {
         ResolvedRoot::Dir(dir) => (
             vec![Share {
@@ -161,6 +167,9 @@ pub fn plan_with(
         guest: GuestConfig {
             root: source,
             hostname: spec.hostname.clone(),
+            scripts: spec.scripts.iter().map(|(n, b)| (n.clone(), b.clone())).collect(),
+            tmp_mib: image_root.then(|| tmp_size_mib(spec.resources.memory_mib)),
+            write_identity_files: image_root,
         },
     })
 }

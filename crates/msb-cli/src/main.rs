@@ -16,8 +16,26 @@ pub const EXIT_MSB_ERROR: i32 = 125;
 #[derive(Parser)]
 #[command(name = "msb", version, about = "Run untrusted code in hardware-isolated microVMs")]
 struct Cli {
+    /// How much msb logs on stderr: error, warn, info, debug, trace, or `MSB_LOG`-style
+    /// filters such as `msb_net=trace` (default: `$MSB_LOG`, else warn).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Same as `--log-level debug`.
+    #[arg(long, global = true)]
+    debug: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Diagnostics on stderr, filtered by `filter`, coloured only on a terminal.
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .init();
 }
 
 #[derive(Subcommand)]
@@ -77,12 +95,6 @@ fn supervisor_input() -> msb_supervisor::SupervisorInput {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MSB_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .without_time()
-        .init();
     let matches = Cli::command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
@@ -94,6 +106,13 @@ fn main() {
         Command::Supervise { .. } => Some(supervisor_input()),
         _ => None,
     };
+    let level = match &supervisor_input {
+        // A supervisor logs into its sandbox's supervisor.log, as its spec asks.
+        Some(input) => input.log_level.clone(),
+        None if cli.debug => Some("debug".into()),
+        None => cli.log_level.clone().or_else(|| std::env::var("MSB_LOG").ok()),
+    };
+    init_logging(level.as_deref().unwrap_or("warn"));
     // One thread: helper processes get PR_SET_PDEATHSIG from the thread that spawns them,
     // and the main thread lives exactly as long as msb.
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

@@ -85,6 +85,10 @@ fn flag(field: Field) -> Option<&'static str> {
         Field::IdleTimeout => "--idle-timeout",
         Field::MaxDuration => "--max-duration",
         Field::StopSignal => "--stop-signal",
+        Field::Rlimits => "--rlimit",
+        Field::Scripts => "--script",
+        Field::Shell => "--shell",
+        Field::Labels => "--label",
     })
 }
 

@@ -20,6 +20,10 @@ pub struct ProcessArgs {
     /// User to run as: uid[:gid] or name[:group] from the guest's /etc/passwd.
     #[arg(short = 'u', long, value_name = "USER")]
     user: Option<String>,
+    /// Resource limit: RES=N or RES=SOFT:HARD (nofile, nproc, as, cpu, fsize, core …;
+    /// `unlimited` allowed); repeatable.
+    #[arg(long = "rlimit", value_name = "RES=N|SOFT:HARD")]
+    rlimits: Vec<microsandbox::Rlimit>,
 }
 
 impl ProcessArgs {
@@ -35,6 +39,8 @@ impl ProcessArgs {
             workdir: self.workdir.clone(),
             user: self.user.clone(),
             tty: tty.then(microsandbox::terminal_size),
+            rlimits: self.rlimits.clone(),
+            ..ExecOptions::default()
         })
     }
 }
@@ -117,6 +123,9 @@ impl SandboxArgs {
         }
         if let Some(user) = process.user {
             b = b.user(user);
+        }
+        for limit in process.rlimits {
+            b = b.rlimit_range(limit.resource, limit.soft, limit.hard);
         }
         if let Some(program) = &self.entrypoint {
             b = b.entrypoint([program]);

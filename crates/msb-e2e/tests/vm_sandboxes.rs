@@ -128,7 +128,11 @@ fn idle_timeout_and_max_duration_stop_the_sandbox() {
     // Idleness counts from the end of the last session, not from its start (more than
     // 3 s ago): a second after it ended, the sandbox still runs.
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(w.inspect("idle")["state"], "Running", "stopped before it was idle for 3 s");
+    assert_eq!(
+        w.inspect("idle")["state"],
+        "Running",
+        "stopped before it was idle for 3 s"
+    );
     let info = w.wait_stopped("idle", Duration::from_secs(15));
     assert_eq!(info["exit_reason"], "idle timeout");
 

@@ -197,8 +197,15 @@ impl Puller {
             layers: manifest.layers.len(),
             bytes,
         });
-        let jobs = manifest.layers.iter().zip(&config.rootfs.diff_ids);
-        let layers: Vec<PulledLayer> = futures::stream::iter(jobs.map(|(desc, diff_id)| fetch.layer(desc, diff_id)))
+        // Collected first: a lazy `map` over borrowed iterators inside the stream makes the
+        // pull's future not provably `Send` (rustc's higher-ranked lifetime limitation).
+        let jobs: Vec<_> = manifest
+            .layers
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .map(|(desc, diff_id)| fetch.layer(desc, diff_id))
+            .collect();
+        let layers: Vec<PulledLayer> = futures::stream::iter(jobs)
             .buffered(opts.concurrency.max(1))
             .try_collect()
             .await?;

@@ -145,6 +145,8 @@ mod tests {
             workdir: Some("/tmp".into()),
             user: Some("1000:1000".into()),
             tty: Some(WindowSize { rows: 24, cols: 80 }),
+            stdin: crate::StdinMode::Pipe,
+            rlimits: vec![msb_types::Rlimit::new(msb_types::RlimitResource::Nofile, 64)],
         }));
         roundtrip(Message::Stdout(vec![0, 255, 10]));
         roundtrip(Message::Stdin(Vec::new()));

@@ -172,6 +172,12 @@ pub struct GuestConfig {
     pub root: RootSource,
     /// Hostname of the guest.
     pub hostname: String,
+    /// Scripts to put on the PATH of every process (`/.msb/scripts/NAME`), by name.
+    pub scripts: Vec<(String, String)>,
+    /// Mount a tmpfs of this many MiB at `/tmp` (image roots; a directory root keeps its own).
+    pub tmp_mib: Option<u32>,
+    /// Write `/etc/hostname` and `/etc/hosts` for the hostname (image roots).
+    pub write_identity_files: bool,
 }
 
 /// Where the guest's root filesystem comes from.
@@ -247,6 +253,20 @@ pub struct ExecRequest {
     pub user: Option<String>,
     /// Run on a pseudo-terminal of this size instead of pipes.
     pub tty: Option<WindowSize>,
+    /// Where the process's stdin comes from (ignored on a terminal).
+    pub stdin: StdinMode,
+    /// Resource limits set before the program starts.
+    pub rlimits: Vec<msb_types::Rlimit>,
+}
+
+/// A process's standard input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StdinMode {
+    /// `/dev/null`: a program that reads input gets end of file at once.
+    #[default]
+    Null,
+    /// A pipe fed by `Stdin` messages until `StdinEof`.
+    Pipe,
 }
 
 /// A terminal size.

@@ -75,6 +75,8 @@ mod tests {
             workdir: None,
             user: None,
             tty: None,
+            stdin: Default::default(),
+            rlimits: Vec::new(),
         };
         let n = log.started(&req);
         log.ended(n, &describe(ExitStatus::Code(3)), Duration::from_millis(1500));

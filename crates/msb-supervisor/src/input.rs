@@ -19,6 +19,8 @@ pub struct SupervisorInput {
     pub name: String,
     /// Whether the sandbox belongs to its starter (stops when the starter goes).
     pub owned: bool,
+    /// The supervisor's log filter (`warn` when absent).
+    pub log_level: Option<String>,
     /// How to boot it.
     pub plan: BootPlan,
 }

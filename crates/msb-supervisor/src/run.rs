@@ -43,6 +43,7 @@ pub async fn supervise(input: SupervisorInput) -> i32 {
         name,
         owned,
         plan,
+        ..
     } = input;
     let (paths, name) = (Paths::new(home), name.as_str());
     let started = match start(&paths, name, &plan).await {

@@ -34,6 +34,14 @@ pub enum Field {
     Command,
     /// The signal that asks the sandbox's processes to stop.
     StopSignal,
+    /// Resource limits of guest processes.
+    Rlimits,
+    /// Scripts put on the guest's PATH.
+    Scripts,
+    /// The shell of `shell` calls.
+    Shell,
+    /// Labels.
+    Labels,
 }
 
 impl Field {
@@ -54,6 +62,10 @@ impl Field {
             Field::MaxDuration => "max_duration",
             Field::Command => "command",
             Field::StopSignal => "stop_signal",
+            Field::Rlimits => "rlimits",
+            Field::Scripts => "scripts",
+            Field::Shell => "shell",
+            Field::Labels => "labels",
         }
     }
 }

@@ -5,6 +5,7 @@ mod image;
 mod name;
 mod patch;
 mod paths;
+mod rlimit;
 mod signal;
 mod spec;
 mod users;
@@ -14,9 +15,10 @@ pub use image::{ImageConfig, ImageRecord, LayerRecord, Platform, PlatformError};
 pub use name::{validate_name, NameError};
 pub use patch::{guest_path_components, GuestPathError, Patch};
 pub use paths::Paths;
+pub use rlimit::{merge_rlimits, Rlimit, RlimitResource};
 pub use signal::parse_signal;
 pub use spec::{
     parse_env, DiskImageFormat, PinnedImage, Resources, RootSpec, SandboxSpec, DEFAULT_CPUS, DEFAULT_MEMORY_MIB,
-    DEFAULT_UPPER_SIZE_MIB, MAX_CPUS, MIN_MEMORY_MIB, MIN_UPPER_SIZE_MIB,
+    DEFAULT_UPPER_SIZE_MIB, MAX_CPUS, MAX_SCRIPT_BYTES, MIN_MEMORY_MIB, MIN_UPPER_SIZE_MIB,
 };
 pub use users::{resolve_user, Identity};

@@ -1,7 +1,8 @@
 //! What a user asks for: the sandbox spec and its resource limits.
 
-use crate::{Field, ImageConfig, Patch, SpecError};
+use crate::{Field, ImageConfig, Patch, Rlimit, SpecError};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Where a sandbox's root filesystem comes from.
@@ -153,7 +154,26 @@ pub struct SandboxSpec {
     /// `StopSignal`, else SIGTERM.
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// Resource limits of every process started in it (per-exec limits win by resource).
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
+    /// Scripts put on the guest's PATH (`/.msb/scripts/NAME`, mode 0755), by name.
+    #[serde(default)]
+    pub scripts: BTreeMap<String, String>,
+    /// The shell that runs `shell` calls (default `/bin/sh`).
+    #[serde(default)]
+    pub shell: Option<String>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// How much its supervisor logs (`MSB_LOG` syntax: `warn`, `debug`, `msb_net=trace` …).
+    #[serde(default)]
+    pub log_level: Option<String>,
 }
+
+/// Most bytes all scripts may hold together: they travel in the guest configuration, one
+/// protocol frame.
+pub const MAX_SCRIPT_BYTES: usize = 512 << 10;
 
 /// An image as a sandbox was created from it: the manifest and config stay fixed even if
 /// the reference later names another image.
@@ -189,6 +209,11 @@ impl SandboxSpec {
             max_duration_secs: None,
             ephemeral: false,
             stop_signal: None,
+            rlimits: Vec::new(),
+            scripts: BTreeMap::new(),
+            shell: None,
+            labels: BTreeMap::new(),
+            log_level: None,
         }
     }
 
@@ -226,12 +251,61 @@ impl SandboxSpec {
         if let Some(signal) = &self.stop_signal {
             crate::parse_signal(signal, Field::StopSignal)?;
         }
+        for limit in &self.rlimits {
+            limit.validate()?;
+        }
+        self.validate_scripts()?;
+        if let Some(shell) = &self.shell {
+            if !shell.starts_with('/') || shell.contains('\0') {
+                return Err(SpecError::new(
+                    Field::Shell,
+                    format!("'{shell}' must be an absolute path"),
+                ));
+            }
+        }
+        if let Some(key) = self.labels.keys().find(|k| k.is_empty() || k.contains(['=', '\0'])) {
+            return Err(SpecError::new(
+                Field::Labels,
+                format!("'{key}' is not a label name (non-empty, no '=' or NUL)"),
+            ));
+        }
         if self.upper_size_mib < MIN_UPPER_SIZE_MIB {
             return Err(SpecError::new(
                 Field::UpperSize,
                 format!(
                     "{} MiB is too small: use at least {MIN_UPPER_SIZE_MIB} MiB",
                     self.upper_size_mib
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SandboxSpec {
+    /// Script names are plain file names; their total size fits in one frame.
+    fn validate_scripts(&self) -> Result<(), SpecError> {
+        let mut total = 0;
+        for (name, body) in &self.scripts {
+            let plain = !name.is_empty()
+                && name.len() <= 255
+                && !name.starts_with('.')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b));
+            if !plain {
+                return Err(SpecError::new(
+                    Field::Scripts,
+                    format!(
+                        "'{name}' is not a script name (letters, digits, '.', '_', '-', '+'; not starting with '.')"
+                    ),
+                ));
+            }
+            total += name.len() + body.len();
+        }
+        if total > MAX_SCRIPT_BYTES {
+            return Err(SpecError::new(
+                Field::Scripts,
+                format!(
+                    "they hold {total} bytes; at most {MAX_SCRIPT_BYTES} (put big files in with patches or volumes)"
                 ),
             ));
         }
@@ -313,5 +387,25 @@ mod tests {
         assert_eq!(spec(|s| s.upper_size_mib = 1), Err(Field::UpperSize));
         assert_eq!(spec(|s| s.env = vec![("A\0".into(), "x".into())]), Err(Field::Env));
         assert_eq!(spec(|s| s.patches = vec![Patch::text("rel", "")]), Err(Field::Patches));
+        assert_eq!(
+            spec(|s| s.scripts.insert("../x".into(), "".into()).map_or((), drop)),
+            Err(Field::Scripts)
+        );
+        assert_eq!(
+            spec(|s| s
+                .scripts
+                .insert("big".into(), "x".repeat(MAX_SCRIPT_BYTES))
+                .map_or((), drop)),
+            Err(Field::Scripts)
+        );
+        assert_eq!(spec(|s| s.shell = Some("bash".into())), Err(Field::Shell));
+        assert_eq!(
+            spec(|s| s.rlimits = vec![Rlimit {
+                resource: crate::RlimitResource::Nofile,
+                soft: 2,
+                hard: 1
+            }]),
+            Err(Field::Rlimits)
+        );
     }
 }

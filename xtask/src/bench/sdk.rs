@@ -143,6 +143,8 @@ async fn run(vm: &BootedVm, argv: &[&str]) -> Result<Ran> {
         workdir: None,
         user: None,
         tty: None,
+        stdin: Default::default(),
+        rlimits: Vec::new(),
     };
     let t0 = Instant::now();
     let mut session = vm.exec(req).await.with_context(|| format!("exec {argv:?}"))?;
