@@ -58,6 +58,17 @@ pub use terminal::terminal_size;
 /// Result with [`MicrosandboxError`].
 pub type MicrosandboxResult<T> = Result<T, MicrosandboxError>;
 
+/// A fresh sandbox name, `msb-` and eight hex digits.
+pub fn generate_name() -> MicrosandboxResult<String> {
+    let mut buf = [0u8; 4];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").map_err(MicrosandboxError::io("opening /dev/urandom"))?,
+        &mut buf,
+    )
+    .map_err(MicrosandboxError::io("reading /dev/urandom"))?;
+    Ok(format!("msb-{:08x}", u32::from_ne_bytes(buf)))
+}
+
 #[cfg(test)]
 mod send_tests {
     //! The SDK's futures must be `Send`: callers spawn them on multi-threaded runtimes.
@@ -76,15 +87,4 @@ mod send_tests {
         assert_send(&msb.list());
         assert_send(&msb.images().pull("x", |_| {}));
     }
-}
-
-/// A fresh sandbox name, `msb-` and eight hex digits.
-pub fn generate_name() -> MicrosandboxResult<String> {
-    let mut buf = [0u8; 4];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").map_err(MicrosandboxError::io("opening /dev/urandom"))?,
-        &mut buf,
-    )
-    .map_err(MicrosandboxError::io("reading /dev/urandom"))?;
-    Ok(format!("msb-{:08x}", u32::from_ne_bytes(buf)))
 }
