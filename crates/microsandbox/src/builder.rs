@@ -25,9 +25,18 @@ enum RootChoice {
 
 impl SandboxBuilder {
     pub(crate) fn new(msb: Microsandbox, name: String) -> SandboxBuilder {
+        let mut spec = SandboxSpec::new(name, RootSpec::Bind(PathBuf::new()));
+        // `config.json`'s defaults; an invalid file is reported by `build`.
+        if let Ok(config) = msb.config() {
+            let d = &config.sandbox_defaults;
+            spec.resources.cpus = d.cpus.unwrap_or(spec.resources.cpus);
+            spec.resources.memory_mib = d.memory_mib.unwrap_or(spec.resources.memory_mib);
+            spec.shell = d.shell.clone();
+            spec.workdir = d.workdir.clone();
+        }
         SandboxBuilder {
             msb,
-            spec: SandboxSpec::new(name, RootSpec::Bind(PathBuf::new())),
+            spec,
             root: None,
             hostname: None,
             create: Default::default(),
@@ -216,6 +225,7 @@ impl SandboxBuilder {
 
     /// Checks everything that can be checked without creating anything.
     pub fn build(&self) -> MicrosandboxResult<SandboxSpec> {
+        self.msb.config()?;
         let mut spec = self.spec.clone();
         spec.root = match &self.root {
             None => return Err(SpecError::new(Field::Root, "a sandbox needs one: an image or a rootfs path").into()),

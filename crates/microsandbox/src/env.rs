@@ -2,6 +2,7 @@
 //! the host's programs and artefacts, and the search path for them. Everything below the
 //! SDK takes these as values.
 
+use crate::config::ConfigPaths;
 use msb_boot::HostConfig;
 use msb_types::Paths;
 use std::ffi::OsString;
@@ -31,14 +32,28 @@ pub(crate) fn search_dirs(var: &impl Fn(&str) -> Option<OsString>) -> Vec<PathBu
     dirs
 }
 
+/// `config.json`'s `paths` over what is installed.
+pub(crate) fn apply_config_paths(host: &mut HostConfig, config: &ConfigPaths) {
+    if let Some(kernel) = &config.kernel {
+        host.kernel = kernel.clone();
+    }
+    if let Some(initramfs) = &config.initramfs {
+        host.initramfs = initramfs.clone();
+    }
+    host.qemu = config.qemu.clone().or(host.qemu.take());
+    host.virtiofsd = config.virtiofsd.clone().or(host.virtiofsd.take());
+}
+
 /// The host settings for `paths`: installed artefacts and programs found on the search
-/// path, each overridden by its `MSB_*` variable (`MSB_KERNEL`, `MSB_INITRAMFS`,
-/// `MSB_QEMU`, `MSB_VIRTIOFSD`, `MSB_ACCEL`).
+/// path, then `config.json`'s `paths`, then each `MSB_*` variable (`MSB_KERNEL`,
+/// `MSB_INITRAMFS`, `MSB_QEMU`, `MSB_VIRTIOFSD`, `MSB_ACCEL`).
 pub(crate) fn host_config(
     paths: &Paths,
+    config: &ConfigPaths,
     var: &impl Fn(&str) -> Option<OsString>,
 ) -> Result<HostConfig, msb_vmm::accel::UnknownAccel> {
     let mut host = HostConfig::installed(paths, &search_dirs(var));
+    apply_config_paths(&mut host, config);
     let path = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     host.kernel = path("MSB_KERNEL").unwrap_or(host.kernel);
     host.initramfs = path("MSB_INITRAMFS").unwrap_or(host.initramfs);
@@ -85,7 +100,7 @@ mod tests {
         let v = vars(&[("HOME", "/u"), ("PATH", "/nowhere")]);
         assert_eq!(home(&v), PathBuf::from("/u/.microsandbox"));
         let paths = Paths::new(home(&v));
-        let host = host_config(&paths, &v).unwrap();
+        let host = host_config(&paths, &ConfigPaths::default(), &v).unwrap();
         assert_eq!(host.kernel, PathBuf::from("/u/.microsandbox/lib/vmlinux"));
         assert_eq!(host.accel, msb_vmm::AccelSetting::Auto);
         let v = vars(&[
@@ -96,13 +111,18 @@ mod tests {
             ("MSB_BIN", "/b/msb"),
         ]);
         assert_eq!(home(&v), PathBuf::from("/h"));
-        let host = host_config(&Paths::new("/h"), &v).unwrap();
+        let host = host_config(&Paths::new("/h"), &ConfigPaths::default(), &v).unwrap();
         assert_eq!(host.kernel, PathBuf::from("/k"));
         assert_eq!(host.initramfs, PathBuf::from("/h/lib/initramfs.cpio"));
         assert_eq!(host.qemu, Some(PathBuf::from("/q")));
         assert_eq!(host.accel, msb_vmm::AccelSetting::Tcg);
         assert_eq!(supervisor(&v), Some(PathBuf::from("/b/msb")));
-        assert!(host_config(&Paths::new("/h"), &vars(&[("MSB_ACCEL", "kmv")])).is_err());
+        assert!(host_config(
+            &Paths::new("/h"),
+            &ConfigPaths::default(),
+            &vars(&[("MSB_ACCEL", "kmv")])
+        )
+        .is_err());
         assert_eq!(
             docker_config(&vars(&[("HOME", "/u")])),
             Some(PathBuf::from("/u/.docker/config.json"))

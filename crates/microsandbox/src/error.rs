@@ -7,9 +7,9 @@ pub enum MicrosandboxError {
     /// A spec field has a value that cannot be used (names the field).
     #[error(transparent)]
     InvalidSpec(#[from] msb_types::SpecError),
-    /// The host settings (`MSB_*` variables) are invalid.
+    /// The settings (`MSB_*` variables, `$MSB_HOME/config.json`) are invalid.
     #[error("{0}")]
-    InvalidHostConfig(String),
+    Config(String),
     /// No sandbox by that name.
     #[error("sandbox '{0}' not found (see `msb ls -a`)")]
     SandboxNotFound(String),

@@ -18,6 +18,10 @@ pub struct PullSettings {
     /// How long a registry may send nothing mid-response before the pull fails (default
     /// 30 s).
     pub read_timeout: Option<std::time::Duration>,
+    /// Credentials to use, before any stored ones.
+    pub auth: Option<(String, String)>,
+    /// PEM files of extra CAs to trust for the registry.
+    pub ca_certs: Vec<std::path::PathBuf>,
 }
 
 /// The canonical form under which an image is stored (`docker.io/library/python:latest`).
@@ -40,16 +44,47 @@ pub async fn pull(
 ) -> MicrosandboxResult<ImageRecord> {
     let image = normalize_reference(reference)?;
     let registry = image.resolve_registry().to_string();
+    let config = crate::config::Config::load(paths.home()).map_err(MicrosandboxError::Config)?;
+    let entry = config.registry(&registry);
+    let configured = entry
+        .and_then(|e| e.auth.as_ref())
+        .map(|a| a.credentials(crate::env::process_var))
+        .transpose()
+        .map_err(MicrosandboxError::Config)?;
     let docker = crate::env::docker_config(&crate::env::process_var);
-    let auth = msb_oci::auth::resolve(paths.home(), docker.as_deref(), &registry).map_err(msb_oci::OciError::from)?;
-    let insecure = if settings.insecure || is_loopback(&registry) {
+    let sources = msb_oci::auth::AuthSources {
+        explicit: settings.auth.clone(),
+        configured,
+        home: Some(paths.home()),
+        docker_config: docker.as_deref(),
+    };
+    let auth = msb_oci::auth::resolve(&sources, &registry).map_err(msb_oci::OciError::from)?;
+    let insecure = if settings.insecure || entry.is_some_and(|e| e.insecure) || is_loopback(&registry) {
         vec![registry]
     } else {
         Vec::new()
     };
+    let ca_files = config
+        .registries
+        .ca_certs
+        .iter()
+        .chain(entry.iter().flat_map(|e| &e.ca_certs))
+        .chain(&settings.ca_certs);
+    let ca_certs = ca_files
+        .map(|f| {
+            std::fs::read(f).map_err(MicrosandboxError::io(format!(
+                "reading the CA certificate {}",
+                f.display()
+            )))
+        })
+        .collect::<Result<_, _>>()?;
     let store = Store::open(paths)?;
-    let read_timeout = settings.read_timeout.unwrap_or(msb_oci::DEFAULT_READ_TIMEOUT);
-    let puller = Puller::new(LayerStore::open(&paths.cache_dir())?, insecure, read_timeout);
+    let puller_config = msb_oci::PullerConfig {
+        insecure,
+        read_timeout: settings.read_timeout.unwrap_or(msb_oci::DEFAULT_READ_TIMEOUT),
+        ca_certs,
+    };
+    let puller = Puller::new(LayerStore::open(&paths.cache_dir())?, puller_config);
     let platform = settings.platform.clone().unwrap_or_else(msb_oci::host_platform);
     let opts = PullOptions {
         platform: platform.clone(),

@@ -23,6 +23,7 @@
 
 mod attach;
 mod builder;
+pub mod config;
 mod env;
 mod error;
 mod exec;

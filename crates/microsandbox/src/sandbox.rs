@@ -1,5 +1,6 @@
 //! Sandboxes as managed objects: find, start, stop, remove them, and run processes in them.
 
+use crate::config::Config;
 use crate::exec::{ExecHandle, ExecOutput};
 use crate::info::{SandboxInfo, SandboxMetrics};
 use crate::{env, lifecycle, MicrosandboxError, MicrosandboxResult, SandboxBuilder};
@@ -36,6 +37,8 @@ pub struct Microsandbox {
     host: Result<HostConfig, String>,
     /// The `msb` binary that supervises sandboxes, when set explicitly.
     supervisor: Option<PathBuf>,
+    /// `$MSB_HOME/config.json`, or why it is invalid (said when it is used).
+    config: Result<Config, String>,
 }
 
 impl Microsandbox {
@@ -46,10 +49,13 @@ impl Microsandbox {
     pub fn from_env() -> Microsandbox {
         let var = env::process_var;
         let paths = Paths::new(env::home(&var));
+        let config = Config::load(paths.home());
+        let defaults = config.as_ref().map(|c| c.paths.clone()).unwrap_or_default();
         Microsandbox {
-            host: env::host_config(&paths, &var).map_err(|e| format!("MSB_ACCEL: {e}")),
-            supervisor: env::supervisor(&var),
+            host: env::host_config(&paths, &defaults, &var).map_err(|e| format!("MSB_ACCEL: {e}")),
+            supervisor: env::supervisor(&var).or(defaults.msb),
             paths,
+            config,
         }
     }
 
@@ -61,11 +67,21 @@ impl Microsandbox {
     pub fn at(home: impl Into<std::path::PathBuf>) -> Microsandbox {
         let var = env::process_var;
         let paths = Paths::new(home);
+        let config = Config::load(paths.home());
+        let defaults = config.as_ref().map(|c| c.paths.clone()).unwrap_or_default();
+        let mut host = HostConfig::installed(&paths, &env::search_dirs(&var));
+        env::apply_config_paths(&mut host, &defaults);
         Microsandbox {
-            host: Ok(HostConfig::installed(&paths, &env::search_dirs(&var))),
-            supervisor: env::supervisor(&var),
+            host: Ok(host),
+            supervisor: env::supervisor(&var).or(defaults.msb),
             paths,
+            config,
         }
+    }
+
+    /// Its `config.json` (defaults when there is none).
+    pub fn config(&self) -> MicrosandboxResult<&Config> {
+        self.config.as_ref().map_err(|e| MicrosandboxError::Config(e.clone()))
     }
 
     /// The same layout with other host settings (kernel, initramfs, programs, accelerator).
@@ -87,9 +103,7 @@ impl Microsandbox {
 
     /// The host settings sandboxes boot with.
     pub fn host(&self) -> MicrosandboxResult<&HostConfig> {
-        self.host
-            .as_ref()
-            .map_err(|e| MicrosandboxError::InvalidHostConfig(e.clone()))
+        self.host.as_ref().map_err(|e| MicrosandboxError::Config(e.clone()))
     }
 
     /// The `msb` binary set to supervise sandboxes, if one was.

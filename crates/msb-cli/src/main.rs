@@ -13,6 +13,9 @@ use std::io::IsTerminal;
 /// command's own status.
 pub const EXIT_MSB_ERROR: i32 = 125;
 
+/// Exit status of a command killed for its `--timeout` (GNU `timeout`'s).
+pub const EXIT_TIMEOUT: i32 = 124;
+
 #[derive(Parser)]
 #[command(name = "msb", version, about = "Run untrusted code in hardware-isolated microVMs")]
 struct Cli {
@@ -151,7 +154,11 @@ fn main() {
     rt.shutdown_background();
     let code = result.unwrap_or_else(|e| {
         eprintln!("msb: error: {}", output::error_line(&e));
-        EXIT_MSB_ERROR
+        // A command killed for its --timeout ends as `timeout(1)`'s would.
+        match e.downcast_ref::<microsandbox::MicrosandboxError>() {
+            Some(microsandbox::MicrosandboxError::ExecTimeout(_)) => EXIT_TIMEOUT,
+            _ => EXIT_MSB_ERROR,
+        }
     });
     std::process::exit(code);
 }

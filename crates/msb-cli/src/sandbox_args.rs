@@ -76,6 +76,22 @@ pub struct SandboxArgs {
     /// Stop the sandbox this long after it starts (e.g. 10m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     max_duration: Option<Duration>,
+    /// A script put on the guest's PATH: NAME:HOSTFILE (the file is read now); repeatable.
+    #[arg(long = "script", value_name = "NAME:HOSTFILE", value_parser = parse_script)]
+    scripts: Vec<(String, String)>,
+    /// The shell for `msb shell` and for a TTY run or exec without a command (default
+    /// /bin/sh).
+    #[arg(long, value_name = "PATH")]
+    shell: Option<String>,
+    /// A label: KEY=VALUE; repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// When to pull the image: always, if-missing (default) or never.
+    #[arg(long = "pull", value_name = "POLICY", default_value = "if-missing")]
+    pub pull: microsandbox::image::PullPolicy,
+    /// How much the sandbox's supervisor logs (error, warn, info, debug, trace).
+    #[arg(long = "sandbox-log-level", value_name = "LEVEL")]
+    sandbox_log_level: Option<String>,
     /// Signal that asks the sandbox's processes to stop (default: the image's, else SIGTERM).
     #[arg(long, value_name = "SIGNAL")]
     stop_signal: Option<String>,
@@ -142,6 +158,16 @@ impl SandboxArgs {
         if let Some(signal) = &self.stop_signal {
             b = b.stop_signal(signal);
         }
+        b = b
+            .scripts(self.scripts.clone())
+            .labels(self.labels.clone())
+            .pull_policy(self.pull);
+        if let Some(shell) = &self.shell {
+            b = b.shell(shell);
+        }
+        if let Some(level) = &self.sandbox_log_level {
+            b = b.log_level(level);
+        }
         if self.replace {
             b = b.replace();
         }
@@ -150,6 +176,22 @@ impl SandboxArgs {
         }
         Ok(b)
     }
+}
+
+/// Parses `NAME:HOSTFILE`, reading the file now.
+fn parse_script(text: &str) -> Result<(String, String), String> {
+    let (name, file) = text
+        .split_once(':')
+        .ok_or_else(|| format!("'{text}' is not NAME:HOSTFILE"))?;
+    let body = std::fs::read_to_string(file).map_err(|e| format!("reading {file}: {e}"))?;
+    Ok((name.to_string(), body))
+}
+
+/// Parses `KEY=VALUE`.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{text}' is not KEY=VALUE"))
 }
 
 /// Parses `30s`, `5m`, `1h`, `2d` or a bare number of seconds.

@@ -210,3 +210,69 @@ fn docker_config_credentials_are_used_when_msb_has_none() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("config.json is malformed"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_docker_credential_helper_is_asked_and_config_json_entries_come_before_it() {
+    let Some(fixture) = registry() else { return };
+    let reg = AuthRegistry::start(&fixture);
+    let sb = Sandbox::new();
+    let docker = tempfile::tempdir().unwrap();
+    // A helper that knows the registry, and records that it was asked for it.
+    let bin = tempfile::tempdir().unwrap();
+    let asked = bin.path().join("asked");
+    let helper = bin.path().join("docker-credential-test");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho \"$server\" >> {}\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = serde_json::json!({ "credHelpers": { reg.addr.clone(): "test" } });
+    std::fs::write(docker.path().join("config.json"), config.to_string()).unwrap();
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    let pull = |sb: &Sandbox| {
+        sb.msb()
+            .env("DOCKER_CONFIG", docker.path())
+            .env("PATH", &path)
+            .args(["pull", "-q", &reg.image()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    ok(&pull(&sb));
+    assert_eq!(
+        std::fs::read_to_string(&asked).unwrap().trim(),
+        reg.addr,
+        "the helper was not asked"
+    );
+    // msb's config.json entry wins over the helper: a wrong password there is used (and
+    // refused), the helper is not asked again.
+    let other = Sandbox::new();
+    let json = serde_json::json!({"registries": {"hosts": {reg.addr.clone(): {
+        "auth": {"username": USER, "password_env": "MSB_TEST_REGISTRY_PASSWORD"}}}}});
+    std::fs::write(other.home().join("config.json"), json.to_string()).unwrap();
+    let out = other
+        .msb()
+        .env("DOCKER_CONFIG", docker.path())
+        .env("PATH", &path)
+        .env("MSB_TEST_REGISTRY_PASSWORD", "wrong")
+        .args(["pull", "-q", &reg.image()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_denied(&out, &reg.addr);
+    assert_eq!(std::fs::read_to_string(&asked).unwrap().lines().count(), 1);
+    // An invalid config.json is an error naming the field, not silent defaults.
+    std::fs::write(
+        other.home().join("config.json"),
+        r#"{"sandbox_defaults": {"cpus": "two"}}"#,
+    )
+    .unwrap();
+    let out = other.output(&["pull", "-q", &reg.image()]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("sandbox_defaults.cpus"), "{}", stderr(&out));
+}

@@ -43,6 +43,14 @@ pub enum AuthError {
         #[source]
         source: std::io::Error,
     },
+    /// A Docker credential helper failed.
+    #[error("the credential helper {helper} failed: {reason}")]
+    Helper {
+        /// The helper program.
+        helper: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A credentials file is not what it should be.
     #[error("{} is malformed: {reason}; fix or remove it", path.display())]
     Malformed {
@@ -260,18 +268,46 @@ pub fn list(home: &Path, docker: Option<&Path>) -> Result<Vec<StoredLogin>, Auth
     Ok(out)
 }
 
-/// Credentials for `registry_host`: msb's file, else Docker's `config.json` at `docker`,
-/// else anonymous.
-pub fn resolve(home: &Path, docker: Option<&Path>, registry_host: &str) -> Result<RegistryAuth, AuthError> {
+/// Where credentials for a registry may come from, in the order they are tried.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSources<'a> {
+    /// Given by the caller for this pull (SDK).
+    pub explicit: Option<(String, String)>,
+    /// From msb's `config.json` entry for the registry (its password already read).
+    pub configured: Option<(String, String)>,
+    /// `$MSB_HOME`, holding msb's credentials file.
+    pub home: Option<&'a Path>,
+    /// Docker's `config.json` (`auths`, then `credHelpers`/`credsStore`).
+    pub docker_config: Option<&'a Path>,
+}
+
+/// Credentials for `registry_host`: the explicit ones, msb's config entry, msb's
+/// credentials file, Docker's `auths`, Docker's credential helper, else anonymous.
+pub fn resolve(sources: &AuthSources<'_>, registry_host: &str) -> Result<RegistryAuth, AuthError> {
     let host = normalize_host(registry_host)?;
-    if let Some(e) = read_file(home)?.registries.remove(&host) {
-        tracing::debug!(%host, "using credentials from {}", credentials_path(home).display());
-        return Ok(RegistryAuth::Basic(e.username, e.password));
+    let basic = |(user, pass): (String, String), from: &str| {
+        tracing::debug!(%host, "using credentials from {from}");
+        Ok(RegistryAuth::Basic(user, pass))
+    };
+    if let Some(creds) = sources.explicit.clone() {
+        return basic(creds, "the caller");
     }
-    if let Some(path) = docker {
+    if let Some(creds) = sources.configured.clone() {
+        return basic(creds, "msb's config.json");
+    }
+    if let Some(home) = sources.home {
+        if let Some(e) = read_file(home)?.registries.remove(&host) {
+            return basic((e.username, e.password), &credentials_path(home).display().to_string());
+        }
+    }
+    if let Some(path) = sources.docker_config {
         if let Some((_, user, pass)) = docker::entries(path)?.into_iter().find(|(h, _, _)| *h == host) {
-            tracing::debug!(%host, "using credentials from {}", path.display());
-            return Ok(RegistryAuth::Basic(user, pass));
+            return basic((user, pass), &path.display().to_string());
+        }
+        if let Some(helper) = docker::helper_for(path, &host)? {
+            if let Some(creds) = docker::ask_helper(&helper, &host)? {
+                return basic(creds, &format!("docker-credential-{helper}"));
+            }
         }
     }
     Ok(RegistryAuth::Anonymous)

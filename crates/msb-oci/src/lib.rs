@@ -17,6 +17,6 @@ pub use auth::AuthError;
 pub use config::ImageConfigFile;
 pub use error::OciError;
 pub use layer::{LayerEvent, PulledLayer};
-pub use pull::{host_platform, PullOptions, PulledImage, Puller, DEFAULT_READ_TIMEOUT};
+pub use pull::{host_platform, PullOptions, PulledImage, Puller, PullerConfig, DEFAULT_READ_TIMEOUT};
 pub use reference::normalize_reference;
 pub use store::LayerStore;

@@ -119,6 +119,27 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a registry may send nothing in the middle of a response, unless set otherwise.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How a puller talks to registries.
+#[derive(Debug, Clone)]
+pub struct PullerConfig {
+    /// Registries spoken to over plain HTTP (e.g. `127.0.0.1:5000`).
+    pub insecure: Vec<String>,
+    /// How long a registry may send nothing mid-response.
+    pub read_timeout: Duration,
+    /// Extra CA certificates (PEM) trusted for HTTPS.
+    pub ca_certs: Vec<Vec<u8>>,
+}
+
+impl Default for PullerConfig {
+    fn default() -> Self {
+        PullerConfig {
+            insecure: Vec::new(),
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            ca_certs: Vec::new(),
+        }
+    }
+}
+
 /// A registry client bound to a layer store.
 pub struct Puller {
     client: Client,
@@ -134,9 +155,13 @@ impl std::fmt::Debug for Puller {
 }
 
 impl Puller {
-    /// A puller using plain HTTP for the registries in `insecure` (e.g. `127.0.0.1:5000`),
-    /// giving up on a registry that sends nothing for `read_timeout` mid-response.
-    pub fn new(store: LayerStore, insecure: Vec<String>, read_timeout: Duration) -> Self {
+    /// A puller into `store`, connecting as `config` says.
+    pub fn new(store: LayerStore, config: PullerConfig) -> Self {
+        let PullerConfig {
+            insecure,
+            read_timeout,
+            ca_certs,
+        } = config;
         let protocol = if insecure.is_empty() {
             ClientProtocol::Https
         } else {
@@ -149,6 +174,13 @@ impl Puller {
                 // The read timeout is per read (idle time), not for a whole layer.
                 connect_timeout: Some(CONNECT_TIMEOUT),
                 read_timeout: Some(read_timeout),
+                extra_root_certificates: ca_certs
+                    .into_iter()
+                    .map(|pem| oci_client::client::Certificate {
+                        encoding: oci_client::client::CertificateEncoding::Pem,
+                        data: pem,
+                    })
+                    .collect(),
                 ..Default::default()
             }),
             store,

@@ -27,7 +27,8 @@ pub async fn run(args: CreateArgs, matches: &clap::ArgMatches) -> Result<i32> {
     let mut builder = args.sandbox.builder(&msb, &args.name, args.image.as_deref(), matches)?;
     builder.build()?;
     if let Some(image) = &args.image {
-        crate::commands::pull::ensure(msb.paths(), image).await?;
+        crate::commands::pull::ensure(msb.paths(), image, args.sandbox.pull).await?;
+        builder = builder.pull_policy(microsandbox::image::PullPolicy::IfMissing);
     }
     if !args.command.is_empty() {
         builder = builder.command(args.command);

@@ -15,6 +15,9 @@ pub struct ExecArgs {
     tty: bool,
     #[command(flatten)]
     process: ProcessArgs,
+    /// Kill the command if it has not ended after this long (e.g. 30s, 5m); exit 124.
+    #[arg(long, value_name = "DURATION", value_parser = crate::sandbox_args::parse_duration)]
+    timeout: Option<std::time::Duration>,
     /// Command and arguments.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -26,5 +29,7 @@ pub async fn run(args: ExecArgs) -> Result<i32> {
         bail!("give a command after `--` (or use `msb shell {}`)", args.name);
     }
     let sb = Microsandbox::from_env().connect(&args.name).await?;
-    Ok(sb.attach(args.command, args.process.options(args.tty)?).await?)
+    let mut opts = args.process.options(args.tty)?;
+    opts.timeout = args.timeout;
+    Ok(sb.attach(args.command, opts).await?)
 }

@@ -19,16 +19,27 @@ pub struct PullArgs {
     /// Print only the manifest digest.
     #[arg(short, long)]
     quiet: bool,
+    /// Trust this CA (PEM file) for the registry's HTTPS, beside the system's; repeatable.
+    #[arg(long = "ca-certs", value_name = "PEM")]
+    ca_certs: Vec<std::path::PathBuf>,
+    /// Accepted for the reference's `pull -f`: `msb pull` always asks the registry (layers
+    /// already stored under their digest are not downloaded again).
+    #[arg(short, long)]
+    force: bool,
     /// Seconds a registry may send nothing mid-response before the pull fails.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     read_timeout: u64,
 }
 
-/// The image's record, pulled first (with progress bars on a terminal) when it is not in the
-/// local store.
-pub async fn ensure(paths: &Paths, reference: &str) -> Result<microsandbox::ImageRecord> {
+/// The image's record, pulled first as `policy` says (with progress bars on a terminal).
+pub async fn ensure(paths: &Paths, reference: &str, policy: image::PullPolicy) -> Result<microsandbox::ImageRecord> {
     let progress = PullProgress::new(false);
-    let record = image::ensure_with(paths, reference, &|e| progress.event(e)).await;
+    let report = |e| {
+        if let image::PullProgress::Layer(event) = e {
+            progress.event(event);
+        }
+    };
+    let record = image::obtain(paths, reference, policy, &PullSettings::default(), &report).await;
     progress.finish();
     Ok(record?)
 }
@@ -41,7 +52,10 @@ pub async fn run(args: PullArgs) -> Result<i32> {
         platform: args.platform,
         insecure: args.insecure,
         read_timeout: Some(std::time::Duration::from_secs(args.read_timeout)),
+        ca_certs: args.ca_certs,
+        ..PullSettings::default()
     };
+    let _ = args.force;
     let progress = PullProgress::new(args.quiet);
     let record = image::pull(paths, &args.reference, &settings, &|e| progress.event(e)).await;
     progress.finish();

@@ -28,6 +28,9 @@ pub struct RunArgs {
     tty: bool,
     #[command(flatten)]
     sandbox: SandboxArgs,
+    /// Kill the command if it has not ended after this long (e.g. 30s, 5m); exit 124.
+    #[arg(long, value_name = "DURATION", value_parser = crate::sandbox_args::parse_duration)]
+    timeout: Option<std::time::Duration>,
     /// Command and arguments (default: the image's entrypoint and cmd).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -48,7 +51,11 @@ pub async fn run(args: RunArgs, matches: &clap::ArgMatches) -> Result<i32> {
     let spec = builder.build()?;
     let image_runs_something = match &args.image {
         Some(image) => {
-            let config = crate::commands::pull::ensure(msb.paths(), image).await?.config;
+            let config = crate::commands::pull::ensure(msb.paths(), image, args.sandbox.pull)
+                .await?
+                .config;
+            // Obtained as the policy said; the create need not pull again.
+            builder = builder.pull_policy(microsandbox::image::PullPolicy::IfMissing);
             config.entrypoint.is_some_and(|e| !e.is_empty()) || config.cmd.is_some_and(|c| !c.is_empty())
         }
         None => false,
@@ -108,6 +115,7 @@ async fn reuse(msb: &Microsandbox, args: &RunArgs) -> Result<Option<(Sandbox, bo
 async fn attach(sb: Sandbox, args: &RunArgs, started_here: bool) -> Result<i32> {
     let opts = ExecOptions {
         tty: args.tty.then(microsandbox::terminal_size),
+        timeout: args.timeout,
         ..Default::default()
     };
     let outcome = sb.attach_command(args.command.clone(), opts).await;

@@ -88,6 +88,36 @@ fn entry_debug_output_hides_the_password() {
     assert!(!format!("{e:?}").contains("hunter2"));
 }
 
+fn sources<'a>(home: &'a std::path::Path, docker: Option<&'a std::path::Path>) -> AuthSources<'a> {
+    AuthSources {
+        home: Some(home),
+        docker_config: docker,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn explicit_then_configured_credentials_come_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    login(&home, "ghcr.io", "file", "filepw").unwrap();
+    let mut s = sources(&home, None);
+    assert_eq!(
+        basic(resolve(&s, "ghcr.io").unwrap()),
+        Some(("file".into(), "filepw".into()))
+    );
+    s.configured = Some(("conf".into(), "confpw".into()));
+    assert_eq!(
+        basic(resolve(&s, "ghcr.io").unwrap()),
+        Some(("conf".into(), "confpw".into()))
+    );
+    s.explicit = Some(("mine".into(), "minepw".into()));
+    assert_eq!(
+        basic(resolve(&s, "ghcr.io").unwrap()),
+        Some(("mine".into(), "minepw".into()))
+    );
+}
+
 #[test]
 fn resolve_prefers_msb_then_docker_then_anonymous() {
     let tmp = tempfile::tempdir().unwrap();
@@ -101,48 +131,51 @@ fn resolve_prefers_msb_then_docker_then_anonymous() {
             "quay.io": {"auth": "cXVheTpwdzpjb2xvbg=="},
             "helper.example": {}
           },
-          "credHelpers": {"gcr.io": "gcloud"},
-          "credsStore": "desktop",
+          "credHelpers": {"gcr.io": "msb-test-absent"},
+          "credsStore": "msb-test-absent-store",
           "psFormat": "table"
         }"#,
     );
     let d = Some(docker.as_path());
     assert!(matches!(
-        resolve(&home, d, "example.com").unwrap(),
+        resolve(&sources(&home, d), "example.com").unwrap(),
         RegistryAuth::Anonymous
     ));
-    assert!(matches!(resolve(&home, d, "gcr.io").unwrap(), RegistryAuth::Anonymous));
     assert!(matches!(
-        resolve(&home, d, "helper.example").unwrap(),
+        resolve(&sources(&home, d), "gcr.io").unwrap(),
+        RegistryAuth::Anonymous
+    ));
+    assert!(matches!(
+        resolve(&sources(&home, d), "helper.example").unwrap(),
         RegistryAuth::Anonymous
     ));
     for hub in ["docker.io", "registry-1.docker.io", "index.docker.io"] {
         assert_eq!(
-            basic(resolve(&home, d, hub).unwrap()),
+            basic(resolve(&sources(&home, d), hub).unwrap()),
             Some(("hub".into(), "hubpw".into()))
         );
     }
     assert_eq!(
-        basic(resolve(&home, d, "ghcr.io").unwrap()),
+        basic(resolve(&sources(&home, d), "ghcr.io").unwrap()),
         Some(("gh".into(), "ghpw".into()))
     );
     // The password may itself contain ':'.
     assert_eq!(
-        basic(resolve(&home, d, "quay.io").unwrap()),
+        basic(resolve(&sources(&home, d), "quay.io").unwrap()),
         Some(("quay".into(), "pw:colon".into()))
     );
     login(&home, "docker.io", "mine", "minepw").unwrap();
     assert_eq!(
-        basic(resolve(&home, d, "registry-1.docker.io").unwrap()),
+        basic(resolve(&sources(&home, d), "registry-1.docker.io").unwrap()),
         Some(("mine".into(), "minepw".into()))
     );
     let listed = list(&home, d).unwrap();
-    let sources: Vec<(&str, &str, CredentialSource)> = listed
+    let listed: Vec<(&str, &str, CredentialSource)> = listed
         .iter()
         .map(|l| (l.registry.as_str(), l.username.as_str(), l.source))
         .collect();
     assert_eq!(
-        sources,
+        listed,
         vec![
             ("docker.io", "mine", CredentialSource::Msb),
             ("ghcr.io", "gh", CredentialSource::DockerConfig),
@@ -152,7 +185,7 @@ fn resolve_prefers_msb_then_docker_then_anonymous() {
     // A missing Docker config is simply not used.
     let missing = tmp.path().join("nope/config.json");
     assert!(matches!(
-        resolve(&home, Some(&missing), "ghcr.io").unwrap(),
+        resolve(&sources(&home, Some(&missing)), "ghcr.io").unwrap(),
         RegistryAuth::Anonymous
     ));
 }
@@ -164,7 +197,7 @@ fn malformed_files_are_errors_naming_the_file() {
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(credentials_path(&home), "{not json").unwrap();
     for err in [
-        resolve(&home, None, "ghcr.io").unwrap_err(),
+        resolve(&sources(&home, None), "ghcr.io").unwrap_err(),
         login(&home, "ghcr.io", "u", "p").unwrap_err(),
         list(&home, None).unwrap_err(),
     ] {
@@ -182,7 +215,7 @@ fn malformed_files_are_errors_naming_the_file() {
         (r#"{"auths": "nope"}"#, "config.json"),
     ] {
         let docker = write_docker(tmp.path(), json);
-        let err = resolve(&home, Some(&docker), "x.io").unwrap_err();
+        let err = resolve(&sources(&home, Some(&docker)), "x.io").unwrap_err();
         assert!(matches!(err, AuthError::Malformed { .. }), "{json}: {err}");
         let msg = err.to_string();
         assert!(msg.contains(needle) && msg.contains("config.json"), "{json}: {msg}");
