@@ -20,8 +20,10 @@ pub fn run() -> Result<()> {
         .env("MSB_BIN", &msb)
         .env("MSB_TEST_REGISTRY", &registry);
     if std::env::var_os("CI").is_some() {
-        // CI runs as root: nothing that needs VMs or mounts may skip there.
-        cmd.env("MSB_REQUIRE_VM", "1").env("MSB_REQUIRE_MOUNT", "1");
+        // CI runs as root: nothing that needs VMs, mounts or root may skip there.
+        cmd.env("MSB_REQUIRE_VM", "1")
+            .env("MSB_REQUIRE_MOUNT", "1")
+            .env("MSB_REQUIRE_ROOT", "1");
     }
     util::run(&mut cmd)?;
     // The fuzz targets are built and run briefly, so they cannot rot.

@@ -27,5 +27,6 @@ async fn main() -> MicrosandboxResult<()> {
     print!("{}", out.stdout_text());
     println!("exit status: {}", out.status.code());
     // Ephemeral: stopping it removes it too.
-    sb.stop().await
+    sb.stop().await?;
+    Ok(())
 }

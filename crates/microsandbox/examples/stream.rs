@@ -40,5 +40,6 @@ async fn main() -> MicrosandboxResult<()> {
         context: "the stdin feeder task".into(),
         source: std::io::Error::other(e),
     })??;
-    sb.stop().await
+    sb.stop().await?;
+    Ok(())
 }

@@ -5,18 +5,25 @@ use crate::terminal::{terminal_size, RawMode};
 use crate::{MicrosandboxError, MicrosandboxResult};
 use msb_protocol::client::{AgentClient, ExecControl, ExecEvent};
 use msb_protocol::ExecRequest;
+use msb_types::{DetachKeys, DetachMatcher, Scanned};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{signal, SignalKind};
 
-/// Runs `request` attached to our stdio; returns the shell-style exit status. SIGINT,
-/// SIGTERM and SIGHUP to this process end the session with 128 + the signal; a closed
-/// stdout ends it with 141, as for a pipeline's writer. Past `timeout` the process is
-/// killed and [`MicrosandboxError::ExecTimeout`] returned. On a terminal the guest gets
-/// this terminal's `TERM` unless one is set.
+/// What [`attach`](crate::Sandbox::attach) returns when the user typed the detach keys: the
+/// process runs on in the guest (the reference's value).
+pub const DETACHED: i32 = -1;
+
+/// Runs `request` attached to our stdio; returns the shell-style exit status, or
+/// [`DETACHED`]. SIGINT, SIGTERM and SIGHUP to this process end the session with 128 + the
+/// signal; a closed stdout ends it with 141, as for a pipeline's writer. Past `timeout` the
+/// process is killed and [`MicrosandboxError::ExecTimeout`] returned. On a terminal the
+/// guest gets this terminal's `TERM` unless one is set, and `detach_keys` (default
+/// `ctrl-]`) let go of the session.
 pub(crate) async fn attach(
     client: &AgentClient,
     mut request: ExecRequest,
     timeout: Option<std::time::Duration>,
+    detach_keys: Option<DetachKeys>,
 ) -> MicrosandboxResult<i32> {
     let tty = request.tty.is_some();
     if tty && !request.env.iter().any(|(k, _)| k == "TERM") {
@@ -33,7 +40,10 @@ pub(crate) async fn attach(
     } else {
         None
     };
-    let input = tokio::spawn(forward_stdin(session.control()));
+    let detach = tty.then(|| DetachMatcher::new(&detach_keys.unwrap_or_default()));
+    let (detached_tx, mut detached) = tokio::sync::oneshot::channel();
+    let input = tokio::spawn(forward_stdin(session.control(), detach, detached_tx));
+    let mut stdin_done = false;
     let watch = |kind| signal(kind).map_err(MicrosandboxError::io("watching signals"));
     let mut interrupt = watch(SignalKind::interrupt())?;
     let mut terminate = watch(SignalKind::terminate())?;
@@ -71,6 +81,13 @@ pub(crate) async fn attach(
                 timed_out = true;
                 session.control().signal(libc::SIGKILL).await?;
             }
+            said = &mut detached, if !stdin_done => {
+                // Either the detach keys, or stdin ended (the sender is gone).
+                stdin_done = true;
+                if said.is_ok() {
+                    break DETACHED;
+                }
+            }
             _ = interrupt.recv() => break 128 + libc::SIGINT,
             _ = terminate.recv() => break 128 + libc::SIGTERM,
             _ = hangup.recv() => break 128 + libc::SIGHUP,
@@ -87,17 +104,33 @@ async fn write(out: &mut (impl AsyncWriteExt + Unpin), data: &[u8]) -> std::io::
     out.flush().await
 }
 
-async fn forward_stdin(control: ExecControl) {
+/// Copies our stdin to the process until it ends; on the detach keys, lets go of the
+/// session instead and says so on `detached`.
+async fn forward_stdin(
+    control: ExecControl,
+    mut detach: Option<DetachMatcher>,
+    detached: tokio::sync::oneshot::Sender<()>,
+) {
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; msb_protocol::MAX_CHUNK];
     loop {
-        match stdin.read(&mut buf).await {
+        let n = match stdin.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if control.write_stdin(&buf[..n]).await.is_err() {
-                    return;
-                }
+            Ok(n) => n,
+        };
+        let scanned = match &mut detach {
+            Some(matcher) => matcher.feed(&buf[..n]),
+            None => Scanned::Input(buf[..n].to_vec()),
+        };
+        let (Scanned::Input(input) | Scanned::Detach(input)) = &scanned;
+        if control.write_stdin(input).await.is_err() {
+            return;
+        }
+        if matches!(scanned, Scanned::Detach(_)) {
+            if control.release().await.is_ok() {
+                let _ = detached.send(());
             }
+            return;
         }
     }
     let _ = control.close_stdin().await;

@@ -1,7 +1,7 @@
 //! Describing a sandbox before creating it.
 
 use crate::{Microsandbox, MicrosandboxError, MicrosandboxResult, Sandbox};
-use msb_types::{DiskImageFormat, Field, Patch, Resources, RootSpec, SandboxSpec, SpecError};
+use msb_types::{DiskImageFormat, Field, Mount, Patch, Resources, RootSpec, SandboxSpec, SpecError};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ pub struct SandboxBuilder {
     msb: Microsandbox,
     spec: SandboxSpec,
     root: Option<RootChoice>,
+    disk_fstype: Option<String>,
     hostname: Option<String>,
     create: crate::lifecycle::CreateOptions,
 }
@@ -33,14 +34,23 @@ impl SandboxBuilder {
             spec.resources.memory_mib = d.memory_mib.unwrap_or(spec.resources.memory_mib);
             spec.shell = d.shell.clone();
             spec.workdir = d.workdir.clone();
+            spec.log_level = config.log_level.clone();
         }
         SandboxBuilder {
             msb,
             spec,
             root: None,
+            disk_fstype: None,
             hostname: None,
             create: Default::default(),
         }
+    }
+
+    /// The filesystem type of a disk-image root (`ext4`, `xfs` …), for images whose
+    /// filesystem cannot be probed (qcow2, vmdk); raw images are probed.
+    pub fn rootfs_fstype(mut self, fstype: impl Into<String>) -> Self {
+        self.disk_fstype = Some(fstype.into());
+        self
     }
 
     /// Boots from an OCI image (`python`, `ghcr.io/org/app:1.2`), pulled if not stored yet.
@@ -174,6 +184,40 @@ impl SandboxBuilder {
         scripts.into_iter().fold(self, |b, (n, c)| b.script(n, c))
     }
 
+    /// Mounts host directory `host` at `guest`, read-write (`-v HOST:GUEST`). The host path
+    /// is made absolute and canonical when the sandbox is built; it must exist.
+    pub fn volume(self, host: impl Into<PathBuf>, guest: impl Into<String>) -> Self {
+        self.bind(host.into(), guest.into(), false)
+    }
+
+    /// Mounts host directory `host` at `guest`, read-only (`-v HOST:GUEST:ro`). The host's
+    /// file server refuses writes, so not even root in the guest remounting it can write.
+    pub fn volume_ro(self, host: impl Into<PathBuf>, guest: impl Into<String>) -> Self {
+        self.bind(host.into(), guest.into(), true)
+    }
+
+    fn bind(self, host: PathBuf, guest: String, readonly: bool) -> Self {
+        self.mount(Mount::Bind { host, guest, readonly })
+    }
+
+    /// A tmpfs at `guest` of at most `size_mib` MiB (`--tmpfs GUEST:size=…`); other options
+    /// through [`SandboxBuilder::mount`] with [`Mount::parse_tmpfs`] or a [`Mount::Tmpfs`].
+    pub fn tmpfs(self, guest: impl Into<String>, size_mib: Option<u32>) -> Self {
+        self.mount(Mount::Tmpfs {
+            guest: guest.into(),
+            size_mib,
+            mode: None,
+            noexec: false,
+            readonly: false,
+        })
+    }
+
+    /// Any mount (checked, with the others, at [`SandboxBuilder::build`]).
+    pub fn mount(mut self, mount: Mount) -> Self {
+        self.spec.mounts.push(mount);
+        self
+    }
+
     /// A label (free-form metadata, shown by `inspect`).
     pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.spec.labels.insert(key.into(), value.into());
@@ -211,6 +255,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// How the image is pulled: `.registry(|r| r.auth("me", token).ca_cert("/etc/ca.pem"))`.
+    /// Credentials given here come before stored ones and are never written anywhere.
+    pub fn registry(mut self, f: impl FnOnce(crate::image::PullSettings) -> crate::image::PullSettings) -> Self {
+        self.create.registry = f(std::mem::take(&mut self.create.registry));
+        self
+    }
+
     /// Reports the image pull's progress to `report` (called from the creating task).
     pub fn on_pull_progress(mut self, report: impl Fn(crate::image::PullProgress) + Send + Sync + 'static) -> Self {
         self.create.progress = Some(std::sync::Arc::new(report));
@@ -229,17 +280,30 @@ impl SandboxBuilder {
         let mut spec = self.spec.clone();
         spec.root = match &self.root {
             None => return Err(SpecError::new(Field::Root, "a sandbox needs one: an image or a rootfs path").into()),
-            Some(RootChoice::Image(reference)) => RootSpec::Oci(crate::image::canonical(reference)?),
             Some(RootChoice::Path(path)) if path.is_file() => RootSpec::DiskImage {
                 path: path.clone(),
                 format: DiskImageFormat::from_path(path),
-                fstype: None,
+                fstype: self.disk_fstype.clone(),
             },
+            Some(_) if self.disk_fstype.is_some() => {
+                return Err(SpecError::new(Field::Root, "a filesystem type is for a disk-image root only").into())
+            }
+            Some(RootChoice::Image(reference)) => RootSpec::Oci(crate::image::canonical(reference)?),
             Some(RootChoice::Path(path)) => RootSpec::Bind(path.clone()),
         };
         let asked = self.spec.resources;
         spec.resources = Resources::new(asked.cpus, asked.memory_mib, host_memory_mib()?)?;
         spec.hostname = self.hostname.clone().unwrap_or_else(|| spec.name.clone());
+        for mount in &mut spec.mounts {
+            if let Mount::Bind { host, guest, .. } | Mount::Disk { image: host, guest, .. } = mount {
+                *host = std::fs::canonicalize(&*host).map_err(|e| {
+                    SpecError::new(
+                        Field::Mounts,
+                        format!("host path '{}' for {guest}: {e}", host.display()),
+                    )
+                })?;
+            }
+        }
         spec.validate()?;
         Ok(spec)
     }
@@ -257,17 +321,22 @@ impl SandboxBuilder {
 
     /// [`SandboxBuilder::create`] on a task of its own, with the image pull's progress on a
     /// channel as it goes (the reference's `create_with_pull_progress`).
-    pub fn create_with_pull_progress(
-        self,
-    ) -> (
-        tokio::sync::mpsc::UnboundedReceiver<crate::image::PullProgress>,
-        tokio::task::JoinHandle<MicrosandboxResult<Sandbox>>,
-    ) {
+    pub fn create_with_pull_progress(self) -> PullingCreate {
+        self.pulling_create(true)
+    }
+
+    /// [`SandboxBuilder::create_detached`] on a task of its own, with the image pull's
+    /// progress on a channel as it goes.
+    pub fn create_detached_with_pull_progress(self) -> PullingCreate {
+        self.pulling_create(false)
+    }
+
+    fn pulling_create(self, owned: bool) -> PullingCreate {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let builder = self.on_pull_progress(move |event| {
             let _ = tx.send(event);
         });
-        (rx, tokio::spawn(builder.create()))
+        (rx, tokio::spawn(builder.create_owned(owned)))
     }
 
     async fn create_owned(mut self, owned: bool) -> MicrosandboxResult<Sandbox> {
@@ -277,6 +346,12 @@ impl SandboxBuilder {
         self.msb.connect_as(&spec.name, owned, note).await
     }
 }
+
+/// A create running on a task of its own: the pull's progress events, and the sandbox.
+pub type PullingCreate = (
+    tokio::sync::mpsc::UnboundedReceiver<crate::image::PullProgress>,
+    tokio::task::JoinHandle<MicrosandboxResult<Sandbox>>,
+);
 
 /// Collects patches: `.patch(|p| p.text("/etc/motd", "hi", None, false).mkdir("/data", None))`.
 /// Arguments mirror the fields of [`Patch`].

@@ -13,6 +13,9 @@ pub const CONFIG_FILE: &str = "config.json";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// How much sandbox supervisors log into their `supervisor.log` unless a sandbox says
+    /// (`error` … `trace`, or `MSB_LOG`-style filters).
+    pub log_level: Option<String>,
     /// What new sandboxes get unless asked otherwise.
     #[serde(default)]
     pub sandbox_defaults: SandboxDefaults,
@@ -182,6 +185,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(good.sandbox_defaults.cpus, Some(2));
+        assert_eq!(
+            load(r#"{"log_level": "debug"}"#).unwrap().log_level.as_deref(),
+            Some("debug")
+        );
         assert_eq!(good.registry("ghcr.io").unwrap().auth.as_ref().unwrap().username, "me");
         let err = load(r#"{"sandbox_defaults": {"cpus": "two"}}"#).unwrap_err();
         assert!(err.contains("sandbox_defaults.cpus"), "{err}");

@@ -44,12 +44,26 @@ pub enum MicrosandboxError {
     /// Talking to the sandbox failed.
     #[error(transparent)]
     Agent(#[from] msb_protocol::client::ClientError),
+    /// A file operation failed in the guest; its kind says how.
+    #[error(transparent)]
+    Fs(msb_protocol::FsFailure),
     /// A process did not finish within its timeout (it was killed).
     #[error("the command did not finish within {0:?} and was killed")]
     ExecTimeout(std::time::Duration),
     /// No such image in the local store.
     #[error("image {0} not found locally: pull it with `msb pull {0}`")]
     ImageNotFound(String),
+    /// No volume by that name.
+    #[error("volume '{0}' not found (see `msb volume ls`)")]
+    VolumeNotFound(String),
+    /// The volume is mounted by sandboxes.
+    #[error("volume '{name}' is mounted by sandbox(es) {}: remove them first, or use --force", sandboxes.join(", "))]
+    VolumeInUse {
+        /// The volume.
+        name: String,
+        /// The sandboxes that mount it.
+        sandboxes: Vec<String>,
+    },
     /// The image is used by sandboxes.
     #[error("image {reference} is used by sandbox(es) {}: remove them first, or use --force", sandboxes.join(", "))]
     ImageInUse {

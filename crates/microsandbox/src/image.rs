@@ -8,8 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use msb_oci::LayerEvent as PullEvent;
 
-/// Options for [`pull`].
-#[derive(Debug, Clone, Default)]
+/// Options for [`pull`]; also what a sandbox's create pulls with
+/// ([`SandboxBuilder::registry`](crate::SandboxBuilder::registry)).
+#[derive(Clone, Default)]
 pub struct PullSettings {
     /// Platform to pull; the host's when absent.
     pub platform: Option<Platform>,
@@ -22,6 +23,45 @@ pub struct PullSettings {
     pub auth: Option<(String, String)>,
     /// PEM files of extra CAs to trust for the registry.
     pub ca_certs: Vec<std::path::PathBuf>,
+    /// Download and convert every layer again, even those already stored.
+    pub force: bool,
+}
+
+impl PullSettings {
+    /// Logs in to the image's registry with these credentials (before any stored ones).
+    pub fn auth(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.auth = Some((username.into(), password.into()));
+        self
+    }
+
+    /// Talks plain HTTP to the image's registry.
+    pub fn insecure(mut self) -> Self {
+        self.insecure = true;
+        self
+    }
+
+    /// Trusts the CA in this PEM file for the registry's HTTPS, beside the system's.
+    pub fn ca_cert(mut self, pem: impl Into<std::path::PathBuf>) -> Self {
+        self.ca_certs.push(pem.into());
+        self
+    }
+}
+
+/// The password never reaches a log: only whether there are credentials, and for whom.
+impl std::fmt::Debug for PullSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullSettings")
+            .field("platform", &self.platform)
+            .field("insecure", &self.insecure)
+            .field("read_timeout", &self.read_timeout)
+            .field(
+                "auth",
+                &self.auth.as_ref().map(|(user, _)| format!("{user}:<redacted>")),
+            )
+            .field("ca_certs", &self.ca_certs)
+            .field("force", &self.force)
+            .finish()
+    }
 }
 
 /// The canonical form under which an image is stored (`docker.io/library/python:latest`).
@@ -89,6 +129,7 @@ pub async fn pull(
     let opts = PullOptions {
         platform: platform.clone(),
         auth,
+        refetch: settings.force,
         ..Default::default()
     };
     let pulled = puller.pull(&image, &opts, progress).await?;

@@ -20,6 +20,8 @@ pub struct SandboxInfo {
     pub vmm_pid: Option<u32>,
     /// Created, seconds since the Unix epoch.
     pub created_at: i64,
+    /// Last changed (state, spec), seconds since the Unix epoch.
+    pub updated_at: i64,
     /// Last started.
     pub started_at: Option<i64>,
     /// Last stopped or found crashed.
@@ -40,6 +42,7 @@ impl SandboxInfo {
             supervisor_pid: record.supervisor_pid,
             vmm_pid: record.vmm_pid,
             created_at: record.created_at,
+            updated_at: record.updated_at,
             started_at: record.started_at,
             stopped_at: record.stopped_at,
             exit_code: record.exit_code,
@@ -78,8 +81,24 @@ pub struct SandboxMetrics {
     pub host_rss_bytes: u64,
     /// Host CPU use of those processes, percent of one CPU.
     pub host_cpu_percent: f32,
-    /// Time since the sandbox started.
+    /// Time since the sandbox started (whole seconds in JSON, as `uptime_secs`).
+    #[serde(rename = "uptime_secs", serialize_with = "whole_seconds")]
     pub uptime: Duration,
+    /// Bytes the guest read from its disks since boot.
+    pub disk_read_bytes: u64,
+    /// Bytes the guest wrote to its disks since boot.
+    pub disk_write_bytes: u64,
+    /// When it was measured (RFC 3339 in JSON).
+    #[serde(serialize_with = "rfc3339")]
+    pub timestamp: std::time::SystemTime,
+}
+
+fn whole_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+fn rfc3339<S: serde::Serializer>(t: &std::time::SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_rfc3339_seconds(*t).to_string())
 }
 
 impl From<msb_protocol::SandboxMetrics> for SandboxMetrics {
@@ -96,6 +115,9 @@ impl From<msb_protocol::SandboxMetrics> for SandboxMetrics {
             host_rss_bytes: m.host_rss,
             host_cpu_percent: m.host_cpu_permille as f32 / 10.0,
             uptime: Duration::from_millis(m.uptime_ms),
+            disk_read_bytes: g.disk_read,
+            disk_write_bytes: g.disk_written,
+            timestamp: std::time::SystemTime::now(),
         }
     }
 }

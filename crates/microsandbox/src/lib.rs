@@ -27,6 +27,9 @@ pub mod config;
 mod env;
 mod error;
 mod exec;
+mod fs;
+mod fs_copy;
+mod host_fs;
 pub mod image;
 mod images;
 mod info;
@@ -35,26 +38,33 @@ pub mod registry;
 mod sandbox;
 pub mod size;
 mod terminal;
+mod volumes;
 
-pub use builder::{PatchBuilder, SandboxBuilder};
+pub use attach::DETACHED;
+pub use builder::{PatchBuilder, PullingCreate, SandboxBuilder};
 pub use error::MicrosandboxError;
 pub use exec::{ExecHandle, ExecOutput, ExecSink, ExecStatus};
+pub use fs::{FsEntry, FsEvent, FsEventKind, FsFailure, FsKind, FsReadStream, FsWatcher, FsWriteSink, SandboxFs};
+pub use fs_copy::{CopyOptions, CopyReport};
+pub use host_fs::HostFs;
 pub use images::{Image, ImageInfo, Images};
 pub use info::{SandboxInfo, SandboxMetrics};
 pub use msb_boot::command::{ExecOptions, Stdin};
 pub use msb_boot::console::numbered as console_log_of_boot;
 pub use msb_boot::{BootError, BootPlan, HostConfig};
 pub use msb_protocol::client::ExecEvent;
+pub use msb_protocol::FsErrorKind;
 pub use msb_protocol::{SpawnErrorKind, SpawnFailure, WindowSize};
 pub use msb_store::SandboxState;
 pub use msb_types::{
-    parse_env, DiskImageFormat, Field, ImageRecord, Patch, Paths, Platform, Resources, RootSpec, SandboxSpec,
-    SpecError, DEFAULT_CPUS, DEFAULT_MEMORY_MIB, DEFAULT_UPPER_SIZE_MIB,
+    parse_env, validate_name, DiskImageFormat, Field, ImageRecord, NameError, Patch, Paths, Platform, Resources,
+    RootSpec, SandboxSpec, SpecError, DEFAULT_CPUS, DEFAULT_MEMORY_MIB, DEFAULT_UPPER_SIZE_MIB,
 };
-pub use msb_types::{Rlimit, RlimitResource};
+pub use msb_types::{DetachKeys, DetachKeysError, Mount, Rlimit, RlimitResource};
 pub use msb_vmm::AccelSetting;
 pub use sandbox::{Microsandbox, PlannedBoot, Sandbox};
 pub use terminal::terminal_size;
+pub use volumes::{Volume, VolumeBuilder, Volumes};
 
 /// Result with [`MicrosandboxError`].
 pub type MicrosandboxResult<T> = Result<T, MicrosandboxError>;

@@ -23,6 +23,8 @@ pub(crate) struct CreateOptions {
     pub owned: bool,
     /// When to pull its image.
     pub pull: crate::image::PullPolicy,
+    /// How the image is pulled (credentials, plain HTTP, CAs).
+    pub registry: crate::image::PullSettings,
     /// Told how the pull goes.
     pub progress: Option<std::sync::Arc<dyn Fn(crate::image::PullProgress) + Send + Sync>>,
 }
@@ -33,6 +35,7 @@ impl std::fmt::Debug for CreateOptions {
             .field("replace", &self.replace)
             .field("owned", &self.owned)
             .field("pull", &self.pull)
+            .field("registry", &self.registry)
             .finish_non_exhaustive()
     }
 }
@@ -61,6 +64,9 @@ pub(crate) async fn create(
             reconcile(paths, &store, existing)?;
         }
     }
+    for name in msb.volumes().ensure(&spec.mounts)? {
+        tracing::info!("volume '{name}' did not exist: created it for sandbox '{}'", spec.name);
+    }
     let json = to_json(&spec)?;
     Store::open(paths)?.insert_sandbox(&spec.name, &json)?;
     let dir = paths.sandbox_dir(&spec.name);
@@ -77,8 +83,7 @@ pub(crate) async fn create(
                     report(e);
                 }
             };
-            let settings = crate::image::PullSettings::default();
-            let record = crate::image::obtain(paths, reference, opts.pull, &settings, &progress).await?;
+            let record = crate::image::obtain(paths, reference, opts.pull, &opts.registry, &progress).await?;
             spec.image = Some(PinnedImage {
                 reference: record.reference.clone(),
                 manifest_digest: record.manifest_digest.clone(),
@@ -269,6 +274,7 @@ pub(crate) async fn connect(paths: &Paths, name: &str, owner: bool) -> Microsand
 /// Returns why KVM is not used, when it is not.
 async fn start_supervisor(msb: &Microsandbox, spec: &SandboxSpec, owned: bool) -> MicrosandboxResult<Option<String>> {
     let paths = msb.paths();
+    msb.volumes().check_disks_free(spec, &list(paths)?)?;
     let name = spec.name.as_str();
     let input = SupervisorInput {
         home: paths.home().to_path_buf(),

@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::exec::{ExecHandle, ExecOutput};
 use crate::info::{SandboxInfo, SandboxMetrics};
-use crate::{env, lifecycle, MicrosandboxError, MicrosandboxResult, SandboxBuilder};
+use crate::{env, lifecycle, MicrosandboxError, MicrosandboxResult, SandboxBuilder, SandboxState};
 use msb_boot::command::{self, ExecOptions, Stdin};
 use msb_boot::{BootPlan, HostConfig};
 use msb_protocol::client::AgentClient;
@@ -137,12 +137,30 @@ impl Microsandbox {
         SandboxInfo::from_record(lifecycle::get(&self.paths, name)?)
     }
 
-    /// Every sandbox, oldest first.
+    /// Every sandbox, newest first.
     pub async fn list(&self) -> MicrosandboxResult<Vec<SandboxInfo>> {
         lifecycle::list(&self.paths)?
             .into_iter()
+            .rev()
             .map(SandboxInfo::from_record)
             .collect()
+    }
+
+    /// The resource use of every running sandbox, by name (measured at once).
+    pub async fn all_metrics(&self) -> MicrosandboxResult<std::collections::BTreeMap<String, SandboxMetrics>> {
+        let running: Vec<SandboxInfo> = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|s| s.state == SandboxState::Running)
+            .collect();
+        let measured = futures::future::join_all(running.iter().map(|s| async move {
+            let sb = self.connect(&s.name).await?;
+            Ok::<_, MicrosandboxError>((s.name.clone(), sb.metrics().await?))
+        }))
+        .await;
+        // A sandbox that stopped meanwhile is simply not in the answer.
+        Ok(measured.into_iter().filter_map(Result::ok).collect())
     }
 
     /// Starts a stopped sandbox; it stops again when the last clone of the handle is dropped.
@@ -162,11 +180,22 @@ impl Microsandbox {
         self.connect_as(name, false, None).await
     }
 
-    /// Stops a running sandbox gracefully (the guest syncs and powers off; it is killed if
-    /// it has not within `grace`).
-    pub async fn stop(&self, name: &str, grace: Duration) -> MicrosandboxResult<()> {
+    /// Stops a running sandbox gracefully: the stop signal to its processes, up to `grace`
+    /// for them to end, then the guest syncs and powers off. Returns how it ended (`None`:
+    /// it was ephemeral and is gone).
+    pub async fn stop(&self, name: &str, grace: Duration) -> MicrosandboxResult<Option<SandboxInfo>> {
         let grace_ms = u32::try_from(grace.as_millis()).unwrap_or(u32::MAX);
-        lifecycle::control(&self.paths, name, Control::Stop { grace_ms }).await
+        lifecycle::control(&self.paths, name, Control::Stop { grace_ms }).await?;
+        self.record_after_end(name).await
+    }
+
+    /// The record of a sandbox that has just ended (`None`: it was ephemeral and is gone).
+    async fn record_after_end(&self, name: &str) -> MicrosandboxResult<Option<SandboxInfo>> {
+        match self.get(name).await {
+            Ok(info) => Ok(Some(info)),
+            Err(MicrosandboxError::SandboxNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Kills a running sandbox's VM at once.
@@ -232,7 +261,7 @@ impl Sandbox {
         Microsandbox::from_env().get(name).await
     }
 
-    /// Every sandbox, oldest first.
+    /// Every sandbox, newest first.
     pub async fn list() -> MicrosandboxResult<Vec<SandboxInfo>> {
         Microsandbox::from_env().list().await
     }
@@ -245,6 +274,11 @@ impl Sandbox {
     /// A handle on a running sandbox (see [`Microsandbox::connect`]).
     pub async fn connect(name: &str) -> MicrosandboxResult<Sandbox> {
         Microsandbox::from_env().connect(name).await
+    }
+
+    /// Its connection to the supervisor.
+    pub(crate) fn client(&self) -> &AgentClient {
+        &self.inner.client
     }
 
     /// Its name.
@@ -355,19 +389,29 @@ impl Sandbox {
 
     /// Runs `argv` attached to this process's terminal (raw mode and a guest PTY when
     /// `opts.tty` is set): output as it comes, stdin forwarded. Returns the shell-style
-    /// exit status.
+    /// exit status, or [`DETACHED`](crate::DETACHED) when the user typed the detach keys
+    /// (`opts.detach_keys`, default `ctrl-]`; on a terminal only): the process runs on.
     pub async fn attach(&self, argv: Vec<String>, opts: ExecOptions) -> MicrosandboxResult<i32> {
-        let timeout = opts.timeout;
+        let (timeout, keys) = (opts.timeout, opts.detach_keys.clone());
         let req = command::exec_request(&self.inner.spec, argv, opts.stdin_pipe())?;
-        crate::attach::attach(&self.inner.client, req, timeout).await
+        crate::attach::attach(&self.inner.client, req, timeout, keys).await
+    }
+
+    /// Opens the sandbox's shell on this process's terminal, always with a guest PTY (of
+    /// the terminal's size unless `opts` gives one); returns its exit status or
+    /// [`DETACHED`](crate::DETACHED).
+    pub async fn attach_shell(&self, opts: ExecOptions) -> MicrosandboxResult<i32> {
+        let size = opts.tty.unwrap_or_else(crate::terminal_size);
+        self.attach(vec![self.shell_program().to_string()], opts.tty(Some(size)))
+            .await
     }
 
     /// Runs the sandbox's command as docker would (`args` replace the image's Cmd, after its
     /// entrypoint) attached to this process's terminal; returns the shell-style status.
     pub async fn attach_command(&self, args: Vec<String>, opts: ExecOptions) -> MicrosandboxResult<i32> {
-        let timeout = opts.timeout;
+        let (timeout, keys) = (opts.timeout, opts.detach_keys.clone());
         let req = command::run_request(&self.inner.spec, args, opts.stdin_pipe())?;
-        crate::attach::attach(&self.inner.client, req, timeout).await
+        crate::attach::attach(&self.inner.client, req, timeout, keys).await
     }
 
     /// Its resource use now (measured over a quarter of a second).
@@ -380,19 +424,53 @@ impl Sandbox {
         }
     }
 
-    /// Stops it gracefully (10 s for the guest to power off) and waits until it has.
-    pub async fn stop(self) -> MicrosandboxResult<()> {
+    /// Stops it gracefully (its processes get 10 s after the stop signal) and waits until it
+    /// has; returns how it ended (`None`: it was ephemeral and is gone).
+    pub async fn stop(self) -> MicrosandboxResult<Option<SandboxInfo>> {
         self.stop_with(Duration::from_secs(10)).await
     }
 
     /// Stops it gracefully, killing it if the guest has not powered off within `grace`.
-    pub async fn stop_with(self, grace: Duration) -> MicrosandboxResult<()> {
+    pub async fn stop_with(self, grace: Duration) -> MicrosandboxResult<Option<SandboxInfo>> {
         let grace_ms = u32::try_from(grace.as_millis()).unwrap_or(u32::MAX);
         self.control(Control::Stop { grace_ms }).await
     }
 
+    /// Takes no new processes, waits for the running ones to end, then stops; returns how it
+    /// ended.
+    pub async fn drain(self) -> MicrosandboxResult<Option<SandboxInfo>> {
+        self.control(Control::Drain).await
+    }
+
+    /// Lets go of the sandbox: an owning handle no longer stops it when dropped.
+    pub async fn detach(self) -> MicrosandboxResult<()> {
+        match self.inner.client.request(Message::Control(Control::Detach)).await? {
+            Message::Done => Ok(()),
+            other => Err(MicrosandboxError::Supervisor(format!(
+                "unexpected answer to detach: {other:?}"
+            ))),
+        }
+    }
+
+    /// Its resource use every `interval` (at least 250 ms, the measuring window), until it
+    /// stops.
+    pub fn metrics_stream(
+        &self,
+        interval: Duration,
+    ) -> impl futures::Stream<Item = MicrosandboxResult<SandboxMetrics>> + '_ {
+        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(250)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        futures::stream::unfold(tick, move |mut tick| async move {
+            tick.tick().await;
+            match self.metrics().await {
+                Err(MicrosandboxError::Agent(msb_protocol::client::ClientError::Disconnected)) => None,
+                m => Some((m, tick)),
+            }
+        })
+    }
+
     /// Kills its VM at once and waits until it is gone.
-    pub async fn kill(self) -> MicrosandboxResult<()> {
+    pub async fn kill(self) -> MicrosandboxResult<Option<SandboxInfo>> {
         self.control(Control::Kill).await
     }
 
@@ -409,17 +487,19 @@ impl Sandbox {
     }
 
     /// Sends `what` over this handle's own connection (so an owning handle does not stop
-    /// the sandbox merely by going away first), then lets go of it.
-    async fn control(self, what: Control) -> MicrosandboxResult<()> {
+    /// the sandbox merely by going away first), lets go of it, and returns the record as
+    /// the sandbox ended (`None`: ephemeral, gone).
+    async fn control(self, what: Control) -> MicrosandboxResult<Option<SandboxInfo>> {
         let msb = self.inner.msb.clone();
         let name = self.name().to_string();
         match Arc::try_unwrap(self.inner) {
-            Ok(inner) => lifecycle::control_on(inner.client, msb.paths(), &name, what).await,
+            Ok(inner) => lifecycle::control_on(inner.client, msb.paths(), &name, what).await?,
             // Other clones keep this connection open: use a connection of our own.
             Err(_) => lifecycle::control(msb.paths(), &name, what)
                 .await
-                .or_else(tolerate_gone),
+                .or_else(tolerate_gone)?,
         }
+        msb.record_after_end(&name).await
     }
 
     /// Waits until it stops (by itself, a timeout, or someone else's stop) and returns its

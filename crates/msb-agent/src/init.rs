@@ -1,11 +1,11 @@
 //! Boot-time setup: basic mounts, switching into the root filesystem, hostname and clock.
 
 use crate::loopdev;
-use msb_protocol::{GuestConfig, LayerDisk, RootSource};
+use msb_protocol::{GuestConfig, GuestMount, LayerDisk, RootSource};
 use nix::mount::{mount, MsFlags};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 const NEW_ROOT: &str = "/newroot";
@@ -42,7 +42,7 @@ pub fn enter_root(config: &GuestConfig) -> io::Result<Vec<File>> {
             Vec::new()
         }
         RootSource::Disk { serial, fstype } => {
-            mount_disk(&disk_by_serial(serial)?, fstype.as_deref())?;
+            mount_disk(&disk_by_serial(serial)?, NEW_ROOT, fstype.as_deref(), MsFlags::empty())?;
             vec![File::open(NEW_ROOT)?]
         }
     };
@@ -65,6 +65,10 @@ pub fn enter_root(config: &GuestConfig) -> io::Result<Vec<File>> {
     nix::unistd::chroot(".").map_err(errno)?;
     std::env::set_current_dir("/")?;
     late_mounts(config.tmp_mib)?;
+    let mut writable = writable;
+    for m in &config.mounts {
+        writable.extend(user_mount(m)?);
+    }
     protect_from_oom();
     Ok(writable)
 }
@@ -101,22 +105,27 @@ fn mount_overlay(layers: &LayerDisk, upper: &str) -> io::Result<()> {
     mount_fs("overlay", NEW_ROOT, "overlay", MsFlags::empty(), Some(&opts))
 }
 
-/// Mounts a disk image as the root: with the given filesystem type, or the first type the
-/// kernel knows that accepts it.
-fn mount_disk(dev: &str, fstype: Option<&str>) -> io::Result<()> {
+/// Mounts the filesystem on disk `dev` at `target`: with the given filesystem type, or the
+/// first type the kernel knows that accepts it.
+fn mount_disk(dev: &str, target: &str, fstype: Option<&str>, flags: MsFlags) -> io::Result<()> {
     if let Some(fstype) = fstype {
-        return mount_fs(dev, NEW_ROOT, fstype, MsFlags::empty(), None);
+        return mount_fs(dev, target, fstype, flags, None);
     }
     let known = std::fs::read_to_string("/proc/filesystems")?;
     let mut tried = Vec::new();
     for fstype in known.lines().filter(|l| !l.starts_with("nodev")).map(str::trim) {
-        match mount_fs(dev, NEW_ROOT, fstype, MsFlags::empty(), None) {
+        match mount_fs(dev, target, fstype, flags, None) {
             Ok(()) => return Ok(()),
             Err(_) => tried.push(fstype),
         }
     }
+    // A read-only disk whose ext4 journal needs replaying (its last writer stopped
+    // uncleanly) cannot be replayed here: it is read as the journal left it.
+    if flags.contains(MsFlags::MS_RDONLY) && mount_fs(dev, target, "ext4", flags, Some("noload")).is_ok() {
+        return Ok(());
+    }
     Err(io::Error::other(format!(
-        "no filesystem on the root disk {dev} could be mounted (tried {})",
+        "no filesystem on disk {dev} could be mounted at {target} (tried {})",
         tried.join(", ")
     )))
 }
@@ -193,6 +202,76 @@ fn late_mounts(tmp_mib: Option<u32>) -> io::Result<()> {
     Ok(())
 }
 
+/// Where the shares of single-file mounts are mounted, out of the way.
+const FILE_SHARES: &str = "/run/msb/file-mounts";
+
+/// One of the sandbox's own mounts (`-v`, `--disk`, `--tmpfs`), its mount point made if
+/// missing; a writable disk's filesystem is returned, to be frozen clean at shutdown.
+fn user_mount(m: &GuestMount) -> io::Result<Option<File>> {
+    let readonly = |ro: bool| if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+    match m {
+        GuestMount::VirtioFs {
+            tag,
+            path,
+            readonly: ro,
+        } => mount_fs(tag, path, "virtiofs", readonly(*ro), None)
+            .map(|()| None)
+            .map_err(|e| io::Error::new(e.kind(), format!("mounting the host directory for {path}: {e}"))),
+        GuestMount::File {
+            tag,
+            name,
+            path,
+            readonly: ro,
+        } => {
+            let share = format!("{FILE_SHARES}/{tag}");
+            mount_fs(tag, &share, "virtiofs", readonly(*ro), None)
+                .map_err(|e| io::Error::new(e.kind(), format!("mounting the host file for {path}: {e}")))?;
+            let target = Path::new(path);
+            if std::fs::symlink_metadata(target).is_err() {
+                if let Some(dir) = target.parent() {
+                    ensure_dir(dir, 0o755)?;
+                }
+                File::create(target)?;
+            }
+            let source = format!("{share}/{name}");
+            let bind = |flags: MsFlags| {
+                mount(Some(source.as_str()), path.as_str(), None::<&str>, flags, None::<&str>)
+                    .map_err(|e| io::Error::other(format!("binding the host file over {path}: {e}")))
+            };
+            bind(MsFlags::MS_BIND)?;
+            if *ro {
+                bind(MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY)?;
+            }
+            Ok(None)
+        }
+        GuestMount::Disk {
+            serial,
+            path,
+            readonly: ro,
+        } => {
+            mount_disk(&disk_by_serial(serial)?, path, None, readonly(*ro) | MsFlags::MS_NODEV)?;
+            Ok((!ro).then(|| File::open(path)).transpose()?)
+        }
+        GuestMount::Tmpfs {
+            path,
+            size_mib,
+            mode,
+            noexec,
+            readonly: ro,
+        } => {
+            let mut opts = format!("mode={:o}", mode.unwrap_or(0o1777));
+            if let Some(mib) = size_mib {
+                opts.push_str(&format!(",size={mib}m"));
+            }
+            let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | readonly(*ro);
+            if *noexec {
+                flags |= MsFlags::MS_NOEXEC;
+            }
+            mount_fs("tmpfs", path, "tmpfs", flags, Some(&opts)).map(|()| None)
+        }
+    }
+}
+
 /// Where the sandbox's scripts are, first on every process's PATH.
 pub const SCRIPTS_DIR: &str = "/.msb/scripts";
 
@@ -225,8 +304,41 @@ pub fn guest_files(config: &GuestConfig) -> io::Result<()> {
         std::fs::write("/etc/hostname", format!("{name}\n"))?;
         let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n");
         std::fs::write("/etc/hosts", hosts)?;
+        if !config.scripts.is_empty() {
+            add_scripts_to_profile(Path::new("/etc/profile"))?;
+        }
     }
     Ok(())
+}
+
+/// First line of the block that puts the scripts on a login shell's PATH.
+const PROFILE_MARK: &str = "# msb: sandbox scripts on PATH";
+
+/// Appends (once: the upper keeps it across boots) a block to `profile` that puts the
+/// scripts first on PATH, since login shells set PATH afresh from it.
+fn add_scripts_to_profile(profile: &Path) -> io::Result<()> {
+    let text = match std::fs::read_to_string(profile) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    if text.lines().any(|line| line == PROFILE_MARK) {
+        return Ok(());
+    }
+    let separator = if text.is_empty() || text.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    let block = format!(
+        "{separator}{PROFILE_MARK}\ncase \":$PATH:\" in *\":{SCRIPTS_DIR}:\"*) ;; *) PATH=\"{SCRIPTS_DIR}:$PATH\"; export PATH ;; esac\n"
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .open(profile)?;
+    std::io::Write::write_all(&mut file, block.as_bytes())
 }
 
 /// Sets the hostname and the wall clock from the host's values.
@@ -261,4 +373,36 @@ fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
 
 fn errno(e: nix::errno::Errno) -> io::Error {
     io::Error::from(e)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profile_block_is_added_once_after_what_was_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("profile");
+        std::fs::write(&profile, "export PATH=/bin").unwrap();
+        add_scripts_to_profile(&profile).unwrap();
+        add_scripts_to_profile(&profile).unwrap();
+        let text = std::fs::read_to_string(&profile).unwrap();
+        assert!(
+            text.starts_with("export PATH=/bin\n# msb: sandbox scripts on PATH\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches(SCRIPTS_DIR).count(), 2, "{text}");
+        // A shell that reads it gets the scripts first, once, however often it is read.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(". {0}; . {0}; echo $PATH", profile.display()))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{SCRIPTS_DIR}:/bin\n"));
+        // A missing profile is created.
+        let fresh = dir.path().join("fresh");
+        add_scripts_to_profile(&fresh).unwrap();
+        assert!(std::fs::read_to_string(&fresh).unwrap().starts_with(PROFILE_MARK));
+    }
 }

@@ -5,6 +5,7 @@
 //! filesystem the host describes, answers `Ready`, and then serves exec sessions until the
 //! host asks it to shut down.
 
+mod files;
 mod init;
 mod loopdev;
 mod metrics;
@@ -15,6 +16,9 @@ mod server;
 mod session;
 mod shutdown;
 mod spawn;
+#[cfg(test)]
+mod testutil;
+mod watch;
 
 use std::time::Duration;
 

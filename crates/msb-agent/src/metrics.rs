@@ -8,6 +8,7 @@ pub fn sample() -> GuestMetrics {
     let meminfo = read("/proc/meminfo");
     let (disk_total, disk_used) = disk("/");
     let (net_rx, net_tx) = network(&read("/proc/net/dev"));
+    let (disk_read, disk_written) = disk_io(&read("/proc/diskstats"));
     let uptime_ms = read("/proc/uptime")
         .split_whitespace()
         .next()
@@ -23,7 +24,27 @@ pub fn sample() -> GuestMetrics {
         net_rx,
         net_tx,
         uptime_ms,
+        disk_read,
+        disk_written,
     }
+}
+
+/// Bytes read from and written to the virtio disks (`vd*`, whole disks, not loop devices
+/// over them, which would count the layers twice), from /proc/diskstats.
+fn disk_io(diskstats: &str) -> (u64, u64) {
+    const SECTOR: u64 = 512;
+    diskstats
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let name = f.get(2)?;
+            let whole_disk = name.starts_with("vd") && name[2..].bytes().all(|b| b.is_ascii_lowercase());
+            if !whole_disk {
+                return None;
+            }
+            Some((f.get(5)?.parse::<u64>().ok()?, f.get(9)?.parse::<u64>().ok()?))
+        })
+        .fold((0, 0), |(r, w), (sr, sw)| (r + sr * SECTOR, w + sw * SECTOR))
 }
 
 fn read(path: &str) -> String {

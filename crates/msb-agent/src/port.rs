@@ -69,7 +69,7 @@ fn find(timeout: Duration) -> io::Result<PathBuf> {
 }
 
 fn read_loop(mut file: File, tx: mpsc::Sender<Vec<u8>>) {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
     loop {
         match file.read(&mut buf) {
             // No host connected (yet, or any more): wait for one.

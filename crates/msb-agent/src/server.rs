@@ -3,7 +3,7 @@
 use crate::port::{Port, PortOut};
 use crate::reaper::Reaper;
 use crate::session::{self, Link, Sessions};
-use crate::{init, metrics, shutdown, spawn};
+use crate::{files, init, metrics, shutdown, spawn};
 use bytes::BytesMut;
 use msb_protocol::{
     BootTimings, Frame, FrameCodec, Hello, Message, Ready, SpawnErrorKind, SpawnFailure, CONTROL_SESSION,
@@ -187,6 +187,31 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
                         let _ = out.send(Frame::new(frame.id, Message::SpawnFailed(failure))).await;
                     }
                 }
+            }
+            Message::Fs(req) => {
+                inboxes.retain(|_, tx| !tx.is_closed());
+                let refusal = if frame.id == CONTROL_SESSION || inboxes.contains_key(&frame.id) {
+                    Some(format!("session id {} is in use", frame.id))
+                } else if writable.is_none() {
+                    Some("the sandbox is stopping".to_string())
+                } else {
+                    None
+                };
+                if let Some(message) = refusal {
+                    let failure = msb_protocol::FsFailure {
+                        kind: msb_protocol::FsErrorKind::Other,
+                        message,
+                    };
+                    let _ = out.send(Frame::new(frame.id, Message::FsFailed(failure))).await;
+                    continue;
+                }
+                let link = Link {
+                    id: frame.id,
+                    out: out.clone(),
+                };
+                let (tx, inbox) = mpsc::unbounded_channel();
+                inboxes.insert(frame.id, tx);
+                spawn_local(files::run(link, req, inbox, active.enter()));
             }
             Message::MetricsRequest => {
                 let _ = out

@@ -24,7 +24,8 @@ pub struct Link {
 }
 
 impl Link {
-    async fn send(&self, msg: Message) -> bool {
+    /// Sends `msg` on this session; false once the host's side is gone.
+    pub async fn send(&self, msg: Message) -> bool {
         self.out.send(Frame::new(self.id, msg)).await.is_ok()
     }
 }
@@ -128,7 +129,7 @@ pub async fn run(
 
 /// Output credit the host has granted, per stream.
 #[derive(Debug)]
-struct Credit {
+pub struct Credit {
     stdout: Arc<Semaphore>,
     stderr: Arc<Semaphore>,
 }
@@ -144,7 +145,8 @@ impl Default for Credit {
 }
 
 impl Credit {
-    fn semaphore(&self, kind: StreamKind) -> Arc<Semaphore> {
+    /// The window of `kind`'s output.
+    pub fn semaphore(&self, kind: StreamKind) -> Arc<Semaphore> {
         if kind == StreamKind::Stderr {
             self.stderr.clone()
         } else {
@@ -153,7 +155,7 @@ impl Credit {
     }
 
     /// Adds the credit a `Credit` message grants; other messages are ignored.
-    fn apply(&self, msg: &Message) {
+    pub fn apply(&self, msg: &Message) {
         if let Message::Credit {
             stream: stream @ (StreamKind::Stdout | StreamKind::Stderr),
             bytes,
@@ -302,3 +304,6 @@ fn set_winsize(master: &OwnedFd, size: msb_protocol::WindowSize) {
         libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws as *const _);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -247,3 +247,6 @@ pub fn winsize(size: WindowSize) -> Winsize {
         ws_ypixel: 0,
     }
 }
+
+#[cfg(test)]
+mod tests;

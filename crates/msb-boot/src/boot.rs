@@ -2,7 +2,7 @@
 //! guest configuration.
 
 use crate::console::{self, LastWords};
-use crate::{BootError, BootPlan, BootResult};
+use crate::{BootError, BootPlan, BootResult, FileLink};
 use msb_protocol::client::{AgentClient, ExecSession};
 use msb_protocol::{ExecRequest, Message, Ready, ShutdownRequest};
 use msb_vmm::{VmProcess, Vmm, VmmError};
@@ -16,6 +16,38 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Beyond the grace period, how long a stopping guest may take to sync, freeze its
 /// filesystems and power off before it is killed (TCG is slow; a big dirty upper too).
 const POWER_OFF_MARGIN: Duration = Duration::from_secs(10);
+
+/// Links a single-file mount's file into the directory its share serves (afresh at each
+/// boot: the file may have been replaced since).
+fn stage(link: &FileLink) -> BootResult<()> {
+    let io = BootError::io;
+    if let Some(dir) = link.link.parent() {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    // What the guest left there (a read-write share: even a directory) goes; nothing in
+    // it is followed.
+    let removed = match std::fs::symlink_metadata(&link.link) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&link.link),
+        Ok(_) => std::fs::remove_file(&link.link),
+        Err(_) => Ok(()),
+    };
+    removed.map_err(io(format!("removing {}", link.link.display())))?;
+    // The file itself, should its path have become a symlink since the sandbox was made.
+    let source = std::fs::canonicalize(&link.source).map_err(io(format!("resolving {}", link.source.display())))?;
+    std::fs::hard_link(&source, &link.link).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::CrossesDevices => format!(
+                "{e}: a single file is shared through a hard link, which cannot cross into \
+                 another filesystem than the sandbox's; share its directory instead"
+            ),
+            _ => e.to_string(),
+        };
+        BootError::Spec(msb_types::SpecError::new(
+            msb_types::Field::Mounts,
+            format!("sharing {}: {why}", link.source.display()),
+        ))
+    })
+}
 
 /// A running VM with a connected agent.
 #[derive(Debug)]
@@ -47,6 +79,9 @@ impl BootedVm {
             std::fs::create_dir_all(logs).map_err(BootError::io(format!("creating {}", logs.display())))?;
         }
         console::rotate(log).map_err(BootError::io(format!("rotating {}", log.display())))?;
+        for link in &plan.file_links {
+            stage(link)?;
+        }
         let started = Instant::now();
         let mut process = vmm.launch(&plan.vm).await?;
         let pipe = process

@@ -23,6 +23,9 @@ pub struct ExecOptions {
     pub timeout: Option<std::time::Duration>,
     /// Resource limits; win over the sandbox's by resource.
     pub rlimits: Vec<Rlimit>,
+    /// Keys that detach an attached terminal session, leaving the process running
+    /// (default `ctrl-]`; only on a terminal).
+    pub detach_keys: Option<msb_types::DetachKeys>,
 }
 
 /// A process's standard input.
@@ -95,6 +98,12 @@ impl ExecOptions {
     /// Runs on a terminal of this size (or not).
     pub fn tty(mut self, size: Option<WindowSize>) -> Self {
         self.tty = size;
+        self
+    }
+
+    /// The keys that detach an attached terminal session.
+    pub fn detach_keys(mut self, keys: msb_types::DetachKeys) -> Self {
+        self.detach_keys = Some(keys);
         self
     }
 

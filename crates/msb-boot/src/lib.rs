@@ -23,5 +23,5 @@ mod root;
 pub use boot::{BootedVm, Shutdown};
 pub use error::{BootError, BootResult};
 pub use host::{find_program, HostConfig};
-pub use plan::{plan, plan_with, BootPlan, ResolvedRoot};
+pub use plan::{plan, plan_with, BootPlan, FileLink, ResolvedRoot};
 pub use root::{prepare, UPPER_FILE};

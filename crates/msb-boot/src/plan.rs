@@ -2,14 +2,18 @@
 
 use crate::root;
 use crate::{BootError, BootResult, HostConfig};
-use msb_protocol::{GuestConfig, LayerDisk, RootSource};
-use msb_types::{DiskImageFormat, Paths, SandboxSpec};
-use msb_vmm::{AccelChoice, Disk, DiskBacking, DiskFormat, DiskPart, QemuConfig, Share, VmSpec, VmmError};
+use msb_protocol::{GuestConfig, GuestMount, LayerDisk, RootSource};
+use msb_types::{normal_guest_path, DiskImageFormat, Field, Mount, Paths, SandboxSpec, SpecError};
+use msb_vmm::{AccelChoice, Disk, DiskBacking, DiskFormat, DiskPart, QemuConfig, Share, ShareCache, VmSpec, VmmError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// virtio-fs tag of a directory root.
 const ROOT_TAG: &str = "msb-root";
+/// virtio-fs tags of host directories mounted besides the root: this and their number.
+const MOUNT_TAG_PREFIX: &str = "msb-mount-";
+/// Serials of disks mounted besides the root: this and their mount's number.
+const MOUNT_DISK_SERIAL_PREFIX: &str = "msb-disk-";
 /// Serial of the disk joining an image's layers.
 const LAYERS_SERIAL: &str = "msb-layers";
 /// Serial of an image root's writable upper.
@@ -32,6 +36,19 @@ pub struct BootPlan {
     pub vm: VmSpec,
     /// What the agent sets up before the sandbox is ready.
     pub guest: GuestConfig,
+    /// Hard links made before each launch: a single-file mount is shared from a directory
+    /// that holds only a link to that file.
+    #[serde(default)]
+    pub file_links: Vec<FileLink>,
+}
+
+/// A host file linked into a directory of its own (`link`), to share just that file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLink {
+    /// The host file.
+    pub source: PathBuf,
+    /// The hard link to make (its directory is shared).
+    pub link: PathBuf,
 }
 
 /// The `/tmp` of an image root: a quarter of the guest's RAM, between 1 and 512 MiB.
@@ -66,6 +83,8 @@ pub enum ResolvedRoot {
 /// Plans the boot of sandbox `spec` (made ready by [`crate::prepare`]) on this host.
 pub fn plan(spec: &SandboxSpec, paths: &Paths, host: &HostConfig) -> BootResult<BootPlan> {
     spec.validate()?;
+    let spec = &resolve_mounts(spec, paths);
+    check_mount_sources(spec)?;
     let dir = paths.sandbox_dir(&spec.name);
     let root = root::resolve(spec, paths, &dir)?;
     plan_with(spec, &dir, root, host, msb_vmm::accel::detect(host.accel))
@@ -85,12 +104,9 @@ pub fn plan_with(
         hint: "install it with `apt-get install qemu-system-x86` (or run `cargo xtask setup`), or set MSB_QEMU",
     })?;
     let image_root = matches!(root, ResolvedRoot::Image { .. });
-    let (shares, disks, source) = match root {
+    let (mut shares, mut disks, source) = match root {
         ResolvedRoot::Dir(dir) => (
-            vec![Share {
-                tag: ROOT_TAG.into(),
-                dir,
-            }],
+            vec![Share::private(ROOT_TAG, dir)],
             Vec::new(),
             RootSource::VirtioFs { tag: ROOT_TAG.into() },
         ),
@@ -130,11 +146,7 @@ pub fn plan_with(
             let disk = Disk {
                 backing: DiskBacking::File {
                     path,
-                    format: match format {
-                        DiskImageFormat::Raw => DiskFormat::Raw,
-                        DiskImageFormat::Qcow2 => DiskFormat::Qcow2,
-                        DiskImageFormat::Vmdk => DiskFormat::Vmdk,
-                    },
+                    format: disk_format(format),
                 },
                 readonly: false,
                 serial: ROOT_DISK_SERIAL.into(),
@@ -146,6 +158,19 @@ pub fn plan_with(
             (Vec::new(), vec![disk], source)
         }
     };
+    let mut file_links = Vec::new();
+    let mut devices = Devices {
+        shares: &mut shares,
+        disks: &mut disks,
+        file_links: &mut file_links,
+        staging: dir.join("runtime").join("file-mounts"),
+    };
+    let mounts = spec
+        .mounts
+        .iter()
+        .enumerate()
+        .map(|(i, mount)| guest_mount(i, mount, &mut devices))
+        .collect::<BootResult<_>>()?;
     let vm = VmSpec {
         kernel: host.kernel.clone(),
         initramfs: host.initramfs.clone(),
@@ -170,6 +195,158 @@ pub fn plan_with(
             scripts: spec.scripts.iter().map(|(n, b)| (n.clone(), b.clone())).collect(),
             tmp_mib: image_root.then(|| tmp_size_mib(spec.resources.memory_mib)),
             write_identity_files: image_root,
+            mounts,
+        },
+        file_links,
+    })
+}
+
+/// What mounts add to the VM, and where single files are staged.
+struct Devices<'a> {
+    shares: &'a mut Vec<Share>,
+    disks: &'a mut Vec<Disk>,
+    file_links: &'a mut Vec<FileLink>,
+    staging: PathBuf,
+}
+
+/// `spec` with each named volume as what holds it (its directory, or a sized volume's
+/// disk), and each bind of a single file as a file mount.
+fn resolve_mounts(spec: &SandboxSpec, paths: &Paths) -> SandboxSpec {
+    let mut spec = spec.clone();
+    for mount in &mut spec.mounts {
+        if let Mount::Bind { host, guest, readonly } = mount {
+            if host.is_file() {
+                *mount = Mount::File {
+                    host: std::mem::take(host),
+                    guest: std::mem::take(guest),
+                    readonly: *readonly,
+                };
+            }
+        }
+        if let Mount::Volume { name, guest, readonly } = mount {
+            let (guest, readonly) = (std::mem::take(guest), *readonly);
+            *mount = match paths.is_sized_volume(name) {
+                true => Mount::Disk {
+                    image: paths.volume_disk(name),
+                    guest,
+                    readonly,
+                },
+                false => Mount::Bind {
+                    host: paths.volume_dir(name),
+                    guest,
+                    readonly,
+                },
+            };
+        }
+    }
+    spec
+}
+
+/// The guest's side of mount number `i`; a host directory also becomes a share (cached
+/// nothing: the host or other sandboxes may change it).
+fn guest_mount(i: usize, mount: &Mount, devices: &mut Devices<'_>) -> BootResult<GuestMount> {
+    let share = |dir: PathBuf, readonly: bool| Share {
+        tag: format!("{MOUNT_TAG_PREFIX}{i}"),
+        dir,
+        readonly,
+        cache: ShareCache::Never,
+    };
+    Ok(match mount {
+        Mount::Volume { name, .. } => {
+            return Err(BootError::Spec(SpecError::new(
+                Field::Mounts,
+                format!("volume '{name}' has no directory yet: plan the sandbox with its paths (msb_boot::plan)"),
+            )))
+        }
+        Mount::Bind { host, guest, readonly } => {
+            let share = share(host.clone(), *readonly);
+            let tag = share.tag.clone();
+            devices.shares.push(share);
+            GuestMount::VirtioFs {
+                tag,
+                path: normal_guest_path(guest),
+                readonly: *readonly,
+            }
+        }
+        Mount::File { host, guest, readonly } => {
+            let name = host
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let dir = devices.staging.join(i.to_string());
+            devices.file_links.push(FileLink {
+                source: host.clone(),
+                link: dir.join(&name),
+            });
+            let share = share(dir, *readonly);
+            let tag = share.tag.clone();
+            devices.shares.push(share);
+            GuestMount::File {
+                tag,
+                name,
+                path: normal_guest_path(guest),
+                readonly: *readonly,
+            }
+        }
+        Mount::Disk { image, guest, readonly } => {
+            let serial = format!("{MOUNT_DISK_SERIAL_PREFIX}{i}");
+            devices.disks.push(Disk {
+                backing: DiskBacking::File {
+                    path: image.clone(),
+                    format: disk_format(DiskImageFormat::from_path(image)),
+                },
+                readonly: *readonly,
+                serial: serial.clone(),
+            });
+            GuestMount::Disk {
+                serial,
+                path: normal_guest_path(guest),
+                readonly: *readonly,
+            }
+        }
+        Mount::Tmpfs {
+            guest,
+            size_mib,
+            mode,
+            noexec,
+            readonly,
+        } => GuestMount::Tmpfs {
+            path: normal_guest_path(guest),
+            size_mib: *size_mib,
+            mode: *mode,
+            noexec: *noexec,
+            readonly: *readonly,
         },
     })
+}
+
+fn disk_format(format: DiskImageFormat) -> DiskFormat {
+    match format {
+        DiskImageFormat::Raw => DiskFormat::Raw,
+        DiskImageFormat::Qcow2 => DiskFormat::Qcow2,
+        DiskImageFormat::Vmdk => DiskFormat::Vmdk,
+    }
+}
+
+/// Checks what the mounts need of the host: each bind's directory is there.
+fn check_mount_sources(spec: &SandboxSpec) -> BootResult<()> {
+    for mount in &spec.mounts {
+        let (host, guest, want_dir) = match mount {
+            Mount::Bind { host, guest, .. } => (host, guest, true),
+            Mount::File { host, guest, .. } => (host, guest, false),
+            Mount::Disk { image, guest, .. } => (image, guest, false),
+            _ => continue,
+        };
+        let problem = match std::fs::metadata(host) {
+            Ok(meta) if meta.is_dir() == want_dir && (want_dir || meta.is_file()) => continue,
+            Ok(_) if want_dir => "is neither a directory nor a regular file".into(),
+            Ok(_) => "is not a regular file".into(),
+            Err(e) => e.to_string(),
+        };
+        return Err(BootError::Spec(SpecError::new(
+            Field::Mounts,
+            format!("host path '{}' for {guest}: {problem}", host.display()),
+        )));
+    }
+    Ok(())
 }

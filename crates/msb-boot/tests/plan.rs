@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use msb_boot::{plan_with, BootError, BootPlan, HostConfig, ResolvedRoot};
-use msb_protocol::{Extent, RootSource};
-use msb_types::{DiskImageFormat, Field, Patch, RootSpec, SandboxSpec};
-use msb_vmm::{Accel, AccelChoice, AccelSetting, DiskBacking, DiskPart, Qemu, Vmm};
+use msb_protocol::{Extent, GuestMount, RootSource};
+use msb_types::{DiskImageFormat, Field, Mount, Patch, RootSpec, SandboxSpec};
+use msb_vmm::{Accel, AccelChoice, AccelSetting, DiskBacking, DiskPart, Qemu, ShareCache, Vmm};
 use std::path::{Path, PathBuf};
 
 const DIR: &str = "/home/u/.microsandbox/sandboxes/box";
@@ -227,6 +227,90 @@ fn an_invalid_spec_is_refused_before_any_lookup() {
     s.patches.push(Patch::text("relative", "x"));
     match msb_boot::plan(&s, &paths, &host()) {
         Err(BootError::Spec(e)) => assert_eq!(e.field, Field::Patches),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn mounts_become_shares_and_guest_mounts_in_order() {
+    let mut s = spec(RootSpec::Oci("img".into()));
+    s.mounts = vec![
+        Mount::parse_volume("/srv/data:/data/:ro").unwrap(),
+        Mount::parse_tmpfs("/scratch:size=64m,noexec").unwrap(),
+        Mount::parse_volume("/srv/out:/out").unwrap(),
+    ];
+    let p = plan(&s, image_root(2));
+    let shares: Vec<_> =
+        p.vm.shares
+            .iter()
+            .map(|sh| (sh.tag.as_str(), sh.dir.to_str().unwrap(), sh.readonly, sh.cache))
+            .collect();
+    assert_eq!(
+        shares,
+        [
+            ("msb-mount-0", "/srv/data", true, ShareCache::Never),
+            ("msb-mount-2", "/srv/out", false, ShareCache::Never)
+        ]
+    );
+    assert_eq!(
+        p.guest.mounts,
+        [
+            GuestMount::VirtioFs {
+                tag: "msb-mount-0".into(),
+                path: "/data".into(),
+                readonly: true
+            },
+            GuestMount::Tmpfs {
+                path: "/scratch".into(),
+                size_mib: Some(64),
+                mode: None,
+                noexec: true,
+                readonly: false
+            },
+            GuestMount::VirtioFs {
+                tag: "msb-mount-2".into(),
+                path: "/out".into(),
+                readonly: false
+            },
+        ]
+    );
+    // A single file is shared from a directory of its own, holding a link to it.
+    let mut one = spec(RootSpec::Oci("img".into()));
+    one.mounts = vec![Mount::File {
+        host: "/etc/app.conf".into(),
+        guest: "/etc/app.conf".into(),
+        readonly: true,
+    }];
+    let p = plan(&one, image_root(1));
+    let staging = format!("{DIR}/runtime/file-mounts/0");
+    assert_eq!(p.vm.shares[0].dir.to_str(), Some(staging.as_str()));
+    assert!(p.vm.shares[0].readonly);
+    assert_eq!(
+        p.file_links,
+        [msb_boot::FileLink {
+            source: "/etc/app.conf".into(),
+            link: format!("{staging}/app.conf").into()
+        }]
+    );
+    // The read-only share is read-only in virtiofsd's hands, not only in the guest's.
+    let root = plan(&spec(RootSpec::Bind("/r".into())), ResolvedRoot::Dir("/r".into()));
+    assert_eq!(
+        (root.vm.shares[0].readonly, root.vm.shares[0].cache),
+        (false, ShareCache::Always)
+    );
+}
+
+#[test]
+fn a_missing_host_directory_is_refused_by_name() {
+    let paths = msb_types::Paths::new("/nonexistent-msb-home");
+    let mut s = spec(RootSpec::Bind("/nonexistent".into()));
+    s.mounts
+        .push(Mount::parse_volume("/nonexistent-host-dir:/data").unwrap());
+    match msb_boot::plan(&s, &paths, &host()) {
+        Err(BootError::Spec(e)) => {
+            assert_eq!(e.field, Field::Mounts);
+            assert!(e.to_string().contains("/nonexistent-host-dir"), "{e}");
+        }
         other => panic!("{other:?}"),
     }
 }

@@ -5,6 +5,7 @@ mod output;
 mod patch_args;
 mod progress;
 mod sandbox_args;
+mod terminal;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::IsTerminal;
@@ -26,8 +27,33 @@ struct Cli {
     /// Same as `--log-level debug`.
     #[arg(long, global = true)]
     debug: bool,
+    /// The reference's spellings of `--log-level LEVEL`.
+    #[arg(long, global = true, hide = true)]
+    error: bool,
+    #[arg(long, global = true, hide = true)]
+    warn: bool,
+    #[arg(long, global = true, hide = true)]
+    info: bool,
+    #[arg(long, global = true, hide = true)]
+    trace: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// The level a flag of its own names (`--debug`, and `--error` … `--trace` as the
+    /// reference spells them); the most verbose wins.
+    fn level_flag(&self) -> Option<&'static str> {
+        [
+            (self.trace, "trace"),
+            (self.debug, "debug"),
+            (self.info, "info"),
+            (self.warn, "warn"),
+            (self.error, "error"),
+        ]
+        .into_iter()
+        .find_map(|(set, level)| set.then_some(level))
+    }
 }
 
 /// Diagnostics on stderr, filtered by `filter`, coloured only on a terminal.
@@ -51,31 +77,55 @@ enum Command {
     Start(commands::start::StartArgs),
     /// Stop sandboxes gracefully.
     Stop(commands::stop::StopArgs),
+    /// Stop sandboxes gracefully and start them again.
+    Restart(commands::restart::RestartArgs),
     /// Kill sandboxes' VMs at once.
     Kill(commands::kill::KillArgs),
     /// Remove sandboxes.
+    #[command(visible_alias = "remove")]
     Rm(commands::rm::RmArgs),
-    /// List sandboxes (running ones unless -a).
-    #[command(visible_alias = "ps")]
+    /// List sandboxes (running and crashed ones unless -a).
+    #[command(visible_aliases = ["ps", "list", "status"])]
     Ls(commands::ls::LsArgs),
     /// Show a sandbox's spec, state, processes and files as JSON.
     Inspect(commands::inspect::InspectArgs),
     /// Show a sandbox's logs.
     Logs(commands::logs::LogsArgs),
-    /// Run a command in a running sandbox.
+    /// Run a command in a sandbox (a stopped one is started for it).
     Exec(commands::exec::ExecArgs),
     /// Open a shell in a running sandbox.
     Shell(commands::shell::ShellArgs),
-    /// Show a running sandbox's resource use.
+    /// Show the resource use of a running sandbox, or of all of them.
     Metrics(commands::metrics::MetricsArgs),
     /// Pull an image from a registry.
     Pull(commands::pull::PullArgs),
     /// Manage local images.
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
+    /// A running sandbox's files: ls, cat, stat, write, mkdir, rm, mv, chmod, watch.
+    #[command(subcommand)]
+    Fs(commands::fs::FsCommand),
+    /// Manage named volumes: create, ls, inspect, rm, prune.
+    #[command(subcommand, alias = "vol")]
+    Volume(commands::volume::VolumeCommand),
+    /// Copy files and trees between the host and a running sandbox (`SRC NAME:PATH`,
+    /// `NAME:PATH DST`; `-` for a tar stream).
+    Cp(commands::cp::CpArgs),
     /// Manage registry credentials.
     #[command(subcommand)]
     Registry(commands::registry::RegistryCommand),
+    /// List local images (as `msb image ls`).
+    #[command(hide = true)]
+    Images(commands::image::ls::LsArgs),
+    /// Remove images (as `msb image rm`).
+    #[command(hide = true)]
+    Rmi(commands::image::rm::RmArgs),
+    /// Put a command on the PATH that runs in a sandbox of an image.
+    Install(Box<commands::install::InstallArgs>),
+    /// Remove commands that `msb install` put on the PATH.
+    Uninstall(commands::install::UninstallArgs),
+    /// Print a shell completion script (`source <(msb completion bash)`).
+    Completion(commands::completion::CompletionArgs),
     /// Supervise a sandbox (started by msb itself, detached; its boot plan on stdin).
     #[command(name = "__supervise", hide = true)]
     Supervise {
@@ -112,8 +162,11 @@ fn main() {
     let level = match &supervisor_input {
         // A supervisor logs into its sandbox's supervisor.log, as its spec asks.
         Some(input) => input.log_level.clone(),
-        None if cli.debug => Some("debug".into()),
-        None => cli.log_level.clone().or_else(|| std::env::var("MSB_LOG").ok()),
+        None => cli
+            .level_flag()
+            .map(str::to_string)
+            .or_else(|| cli.log_level.clone())
+            .or_else(|| std::env::var("MSB_LOG").ok()),
     };
     init_logging(level.as_deref().unwrap_or("warn"));
     // One thread: helper processes get PR_SET_PDEATHSIG from the thread that spawns them,
@@ -133,6 +186,7 @@ fn main() {
             Command::Create(args) => commands::create::run(*args, sub("create")).await,
             Command::Start(args) => commands::start::run(args).await,
             Command::Stop(args) => commands::stop::run(args).await,
+            Command::Restart(args) => commands::restart::run(args).await,
             Command::Kill(args) => commands::kill::run(args).await,
             Command::Rm(args) => commands::rm::run(args).await,
             Command::Ls(args) => commands::ls::run(args).await,
@@ -146,8 +200,16 @@ fn main() {
                 None => Ok(EXIT_MSB_ERROR),
             },
             Command::Pull(args) => commands::pull::run(args).await,
-            Command::Image(cmd) => commands::image::run(cmd),
+            Command::Image(cmd) => commands::image::run(cmd).await,
+            Command::Fs(cmd) => commands::fs::run(cmd).await,
+            Command::Cp(args) => commands::cp::run(args).await,
+            Command::Volume(cmd) => commands::volume::run(cmd).await,
             Command::Registry(cmd) => commands::registry::run(cmd).await,
+            Command::Images(args) => commands::image::run(commands::image::ImageCommand::Ls(args)).await,
+            Command::Rmi(args) => commands::image::run(commands::image::ImageCommand::Rm(args)).await,
+            Command::Install(args) => commands::install::install(*args).await,
+            Command::Uninstall(args) => commands::install::uninstall(args),
+            Command::Completion(args) => commands::completion::run::<Cli>(args),
         }
     });
     // Do not wait for a blocking read of the terminal that will never finish.
@@ -161,4 +223,20 @@ fn main() {
         }
     });
     std::process::exit(code);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_references_level_flags_are_accepted_anywhere() {
+        let level = |args: &[&str]| Cli::try_parse_from(args).unwrap().level_flag();
+        assert_eq!(level(&["msb", "ls"]), None);
+        assert_eq!(level(&["msb", "--trace", "ls"]), Some("trace"));
+        assert_eq!(level(&["msb", "ls", "--error"]), Some("error"));
+        assert_eq!(level(&["msb", "--warn", "ls", "--info"]), Some("info"));
+        assert_eq!(level(&["msb", "--error", "ls", "--debug"]), Some("debug"));
+    }
 }

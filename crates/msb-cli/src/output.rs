@@ -4,10 +4,54 @@ use microsandbox::{BootError, Field, MicrosandboxError, SpecError};
 use std::io::IsTerminal;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Set by `-q`: no notices or progress on stderr, errors only.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Silences notices and progress for the rest of this run.
+pub fn set_quiet() {
+    QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `-q` silenced notices and progress.
+pub fn is_quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `-q, --quiet`: no notices, progress or names of what was done; errors only.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct QuietArg {
+    /// No notices or progress on stderr, nothing on stdout for what succeeded (errors only).
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+impl QuietArg {
+    /// Silences this run if `-q` was given.
+    pub fn apply(self) {
+        if self.quiet {
+            set_quiet();
+        }
+    }
+}
+
 /// Prints a notice for a person at a terminal; stays quiet when stderr is piped.
 pub fn notice(msg: &str) {
-    if std::io::stderr().is_terminal() {
+    if std::io::stderr().is_terminal() && !is_quiet() {
         eprintln!("msb: {msg}");
+    }
+}
+
+/// `arg` as one POSIX shell word: as it is when it holds only characters no shell treats
+/// specially, else single-quoted.
+pub fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=,:@%+".contains(&b));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
     }
 }
 
@@ -74,7 +118,7 @@ fn spec_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a Sp
 /// name, the root, patches, the command).
 fn flag(field: Field) -> Option<&'static str> {
     Some(match field {
-        Field::Name | Field::Root | Field::Patches | Field::Command => return None,
+        Field::Name | Field::Root | Field::Patches | Field::Command | Field::Mounts => return None,
         Field::Cpus => "--cpus",
         Field::Memory => "--memory",
         Field::Hostname => "--hostname",
@@ -90,6 +134,69 @@ fn flag(field: Field) -> Option<&'static str> {
         Field::Shell => "--shell",
         Field::Labels => "--label",
     })
+}
+
+/// Rows under a header, each column as wide as its widest cell (two spaces between).
+pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header);
+    for row in rows {
+        out.push_str(&line(std::array::from_fn(|i| row[i].as_str())));
+    }
+    out
+}
+
+/// How listing verbs print: a table for people, JSON or bare names for scripts.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ListFormat {
+    /// JSON output (one array) for scripts.
+    #[arg(long)]
+    pub json: bool,
+    /// Output format: `table` (default) or `json` (the same as --json).
+    #[arg(long, value_name = "FORMAT", value_parser = ["table", "json"])]
+    pub format: Option<String>,
+    /// Names only, one per line.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl ListFormat {
+    /// Whether JSON was asked for (`--json` or `--format json`).
+    pub fn json(&self) -> bool {
+        self.json || self.format.as_deref() == Some("json")
+    }
+}
+
+/// RFC 3339 (UTC) of a time in seconds since the epoch.
+pub fn rfc3339(secs: i64) -> String {
+    let t = UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// `text` cut to `max` characters with an ellipsis, unless `full`.
+pub fn trunc(text: &str, max: usize, full: bool) -> String {
+    if full || text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// `12 seconds`, `5 minutes`, `3 hours`, `2 days`: how long `secs` is, roughly.
@@ -121,6 +228,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn arguments_are_quoted_only_when_needed_and_read_back_whole() {
+        assert_eq!(shell_quote("-M"), "-M");
+        assert_eq!(shell_quote("file=/a/b,format=raw"), "file=/a/b,format=raw");
+        assert_eq!(shell_quote("console=ttyS0 quiet"), "'console=ttyS0 quiet'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        let tricky = "a 'b' $c \"d\" `e` \\ *";
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("printf %s {}", shell_quote(tricky))])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), tricky);
+    }
+
+    #[test]
     fn usage_errors_become_one_line_and_a_hint() {
         let text = "error: unexpected argument '--cpu' found\n\n  tip: a similar argument exists: '--cpus'\n\nUsage: msb run [OPTIONS]\n\nFor more information, try '--help'.\n";
         assert_eq!(
@@ -143,6 +265,38 @@ mod tests {
         let wrapped = anyhow::Error::new(SpecError::new(Field::Patches, "patch /x: bad")).context("--text x");
         assert_eq!(error_line(&wrapped), "--text x: patch /x: bad");
         assert_eq!(error_line(&anyhow::anyhow!("plain")), "plain");
+    }
+
+    #[test]
+    fn columns_line_up_whatever_the_cell_widths() {
+        let rows = [
+            [
+                "a".to_string(),
+                "stopped 2 hours ago (the guest kernel panicked: Attempted to kill init!)".into(),
+                "img".into(),
+                "now".into(),
+            ],
+            [
+                "bb".to_string(),
+                "running 5 seconds".into(),
+                "/some/long/root/path".into(),
+                "1 day ago".into(),
+            ],
+        ];
+        let text = table(["NAME", "STATUS", "IMAGE/ROOT", "CREATED"], &rows);
+        let starts: Vec<usize> = text
+            .lines()
+            .map(|l| l.find("img").or(l.find("/some")).or(l.find("IMAGE")).unwrap())
+            .collect();
+        assert!(starts.windows(2).all(|w| w[0] == w[1]), "{text}");
+    }
+
+    #[test]
+    fn long_cells_are_cut_unless_asked() {
+        assert_eq!(trunc("abcdef", 4, false), "abc…");
+        assert_eq!(trunc("abcdef", 4, true), "abcdef");
+        assert_eq!(trunc("abc", 4, false), "abc");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
 
     #[test]

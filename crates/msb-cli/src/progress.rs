@@ -18,7 +18,7 @@ pub struct PullProgress {
 impl PullProgress {
     /// Bars only when stderr is a terminal and not `quiet`.
     pub fn new(quiet: bool) -> Self {
-        let multi = (!quiet && std::io::stderr().is_terminal())
+        let multi = (!quiet && !crate::output::is_quiet() && std::io::stderr().is_terminal())
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         PullProgress {
             multi,

@@ -27,8 +27,8 @@ pub struct ProcessArgs {
 }
 
 impl ProcessArgs {
-    /// The SDK options, on a terminal when `tty`.
-    pub fn options(&self, tty: bool) -> Result<ExecOptions> {
+    /// The SDK options.
+    pub fn options(&self) -> Result<ExecOptions> {
         let env = self
             .env
             .iter()
@@ -38,7 +38,6 @@ impl ProcessArgs {
             env,
             workdir: self.workdir.clone(),
             user: self.user.clone(),
-            tty: tty.then(microsandbox::terminal_size),
             rlimits: self.rlimits.clone(),
             ..ExecOptions::default()
         })
@@ -52,6 +51,9 @@ pub struct SandboxArgs {
     /// .vmdk; attached read-write) as the guest's root filesystem instead of an image.
     #[arg(long, value_name = "DIR|FILE")]
     pub rootfs: Option<PathBuf>,
+    /// Filesystem type of a disk-image --rootfs (ext4, xfs …; default: probed on raw images).
+    #[arg(long, value_name = "TYPE", requires = "rootfs")]
+    rootfs_fstype: Option<String>,
     /// Replace the image's entrypoint.
     #[arg(long, value_name = "PROGRAM")]
     entrypoint: Option<String>,
@@ -83,6 +85,17 @@ pub struct SandboxArgs {
     /// /bin/sh).
     #[arg(long, value_name = "PATH")]
     shell: Option<String>,
+    /// Mount a host directory (HOST starts with / or ./) or a named volume (made if
+    /// missing): SOURCE:GUEST[:ro]; read-only is enforced on the host; repeatable.
+    #[arg(short = 'v', long = "volume", value_name = "HOST|NAME:GUEST[:ro]", value_parser = parse_volume)]
+    volumes: Vec<microsandbox::Mount>,
+    /// Mount the filesystem of a disk image (raw, qcow2, vmdk; type probed):
+    /// IMAGE:GUEST[:ro]; repeatable.
+    #[arg(long = "disk", value_name = "IMAGE:GUEST[:ro]", value_parser = parse_disk)]
+    disks: Vec<microsandbox::Mount>,
+    /// Mount a tmpfs: GUEST[:size=64m,mode=1777,noexec,ro]; repeatable.
+    #[arg(long = "tmpfs", value_name = "GUEST[:OPTIONS]", value_parser = parse_tmpfs)]
+    tmpfs: Vec<microsandbox::Mount>,
     /// A label: KEY=VALUE; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
@@ -99,10 +112,24 @@ pub struct SandboxArgs {
     #[arg(long)]
     replace: bool,
     #[command(flatten)]
+    pub quiet: crate::output::QuietArg,
+    #[command(flatten)]
     patches: PatchArgs,
 }
 
 impl SandboxArgs {
+    /// Says which named volumes the sandbox will mount that do not exist yet (creating the
+    /// sandbox creates them, as docker does).
+    pub async fn announce_new_volumes(&self, msb: &Microsandbox) {
+        for mount in &self.volumes {
+            if let microsandbox::Mount::Volume { name, .. } = mount {
+                if let Err(microsandbox::MicrosandboxError::VolumeNotFound(_)) = msb.volumes().get(name).await {
+                    crate::output::notice(&format!("volume '{name}' does not exist: creating it"));
+                }
+            }
+        }
+    }
+
     /// Whether `--replace` was given.
     pub fn replaces(&self) -> bool {
         self.replace
@@ -132,7 +159,10 @@ impl SandboxArgs {
             (None, Some(path)) => b.rootfs(path),
             (None, None) => anyhow::bail!("give an image or --rootfs DIR|FILE"),
         };
-        let process = self.process.options(false)?;
+        if let Some(fstype) = &self.rootfs_fstype {
+            b = b.rootfs_fstype(fstype);
+        }
+        let process = self.process.options()?;
         b = b.envs(process.env);
         if let Some(dir) = process.workdir {
             b = b.workdir(dir);
@@ -171,6 +201,9 @@ impl SandboxArgs {
         if self.replace {
             b = b.replace();
         }
+        for mount in self.volumes.iter().chain(&self.disks).chain(&self.tmpfs) {
+            b = b.mount(mount.clone());
+        }
         for patch in crate::patch_args::patches(matches)? {
             b = b.add_patch(patch);
         }
@@ -187,8 +220,20 @@ fn parse_script(text: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), body))
 }
 
+fn parse_volume(text: &str) -> Result<microsandbox::Mount, String> {
+    microsandbox::Mount::parse_volume(text).map_err(|e| e.to_string())
+}
+
+fn parse_disk(text: &str) -> Result<microsandbox::Mount, String> {
+    microsandbox::Mount::parse_disk(text).map_err(|e| e.to_string())
+}
+
+fn parse_tmpfs(text: &str) -> Result<microsandbox::Mount, String> {
+    microsandbox::Mount::parse_tmpfs(text).map_err(|e| e.to_string())
+}
+
 /// Parses `KEY=VALUE`.
-fn parse_label(text: &str) -> Result<(String, String), String> {
+pub fn parse_label(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("'{text}' is not KEY=VALUE"))

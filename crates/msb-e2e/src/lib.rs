@@ -105,10 +105,8 @@ pub fn msb_bin() -> PathBuf {
 
 /// Runs `cmd` to the end (stdin closed, output collected) and returns its output with the
 /// peak resident memory of that one process, in KiB (from `wait4`, so nothing else's).
-#[allow(clippy::zombie_processes)] // reaped by the wait4 below, which std cannot see
 pub fn output_with_peak_rss(cmd: &mut Command) -> (std::process::Output, u64) {
     use std::io::Read;
-    use std::os::unix::process::ExitStatusExt;
     let mut child = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -127,18 +125,33 @@ pub fn output_with_peak_rss(cmd: &mut Command) -> (std::process::Output, u64) {
     let mut stderr = Vec::new();
     let _ = err.read_to_end(&mut stderr);
     let stdout = reader.join().expect("stdout reader");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child by pid; status and usage point to live locals.
-    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert!(waited > 0, "wait4 failed: {}", std::io::Error::last_os_error());
-    let output = std::process::Output {
-        status: std::process::ExitStatus::from_raw(status),
-        stdout,
-        stderr,
-    };
-    (output, usage.ru_maxrss as u64)
+    let (status, peak) = wait_with_peak_rss(child);
+    (std::process::Output { status, stdout, stderr }, peak)
+}
+
+/// The peak resident memory so far of process `pid` (`VmHWM`), in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Waits for `child` (its streams as it was started with) and returns how it ended and its
+/// peak resident memory in KiB: its `VmHWM`, sampled every 20 ms until it exits (the last
+/// sample counts: the mark only grows). Not `wait4`'s `ru_maxrss`, which carries over the
+/// high-water mark of the test process the child was spawned from (vfork shares its
+/// memory until exec), so a busy test binary made every child look big.
+pub fn wait_with_peak_rss(mut child: std::process::Child) -> (std::process::ExitStatus, u64) {
+    let mut peak = 0;
+    loop {
+        if let Some(kib) = peak_rss_kib(child.id()) {
+            peak = kib;
+        }
+        if let Some(status) = child.try_wait().expect("waiting for the child") {
+            return (status, peak);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Asserts that msb succeeded and returns its stdout.
@@ -251,11 +264,12 @@ impl Sandbox {
         stderr
     }
 
-    /// `msb create NAME --rootfs <copy> [extra…]`, asserting it printed the name.
+    /// `msb create -n NAME --rootfs <copy> [extra…]`, asserting it printed nothing (the
+    /// name was given).
     pub fn create(&self, name: &str, extra: &[&str]) {
         let root = self.rootfs.to_string_lossy().into_owned();
-        let args = [&["create", name, "--rootfs", &root][..], extra].concat();
-        assert_eq!(self.ok(&args), format!("{name}\n"));
+        let args = [&["create", "-n", name, "--rootfs", &root][..], extra].concat();
+        assert_eq!(self.ok(&args), "");
     }
 
     /// The sandbox's record (`msb inspect NAME`).
@@ -296,7 +310,7 @@ impl Sandbox {
     pub fn vm_processes(&self) -> Vec<String> {
         let home = self.home().to_string_lossy().into_owned();
         let mut found = live_processes_mentioning(&home);
-        found.extend(supervisors_of(&home));
+        found.extend(supervisors_of(&home).into_iter().map(|(_, cmdline)| cmdline));
         found
     }
 
@@ -319,14 +333,30 @@ impl Sandbox {
     }
 }
 
+/// A test that failed midway leaves no sandbox of its world running: its supervisors and
+/// VM processes are killed, so one failure does not slow every later test.
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let home = self.home().to_string_lossy().into_owned();
+        for (pid, _) in supervisors_of(&home).into_iter().chain(pids_mentioning(&home)) {
+            // SAFETY: kill(2) on a pid just read from /proc; the worst case is a signal to
+            // a process that has already gone.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 impl Default for Sandbox {
     fn default() -> Self {
         Sandbox::new()
     }
 }
 
-/// Live `msb __supervise` processes started with `MSB_HOME=home` in their environment.
-fn supervisors_of(home: &str) -> Vec<String> {
+/// Live `msb __supervise` processes started with `MSB_HOME=home` in their environment:
+/// their pids and command lines.
+fn supervisors_of(home: &str) -> Vec<(i32, String)> {
     let wanted = format!("MSB_HOME={home}");
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -343,13 +373,22 @@ fn supervisors_of(home: &str) -> Vec<String> {
             let state = stat.rsplit_once(')')?.1.split_whitespace().next()?.to_string();
             let environ = std::fs::read(e.path().join("environ")).ok()?;
             let ours = environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes());
-            (state != "Z" && ours).then_some(cmdline)
+            let pid = e.file_name().to_str()?.parse().ok()?;
+            (state != "Z" && ours).then_some((pid, cmdline))
         })
         .collect()
 }
 
 /// Processes that are not zombies and whose argv contains `needle`.
 pub fn live_processes_mentioning(needle: &str) -> Vec<String> {
+    pids_mentioning(needle)
+        .into_iter()
+        .map(|(_, cmdline)| cmdline)
+        .collect()
+}
+
+/// [`live_processes_mentioning`], with their pids.
+fn pids_mentioning(needle: &str) -> Vec<(i32, String)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -361,8 +400,9 @@ pub fn live_processes_mentioning(needle: &str) -> Vec<String> {
             let state = stat.rsplit_once(')')?.1.split_whitespace().next()?.to_string();
             let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            (state != "Z" && cmdline.contains(needle) && !cmdline.contains("cargo")).then_some(cmdline)
+            let pid = e.file_name().to_str()?.parse().ok()?;
+            (state != "Z" && cmdline.contains(needle) && !cmdline.contains("cargo")).then_some((pid, cmdline))
         })
-        .filter(|c| !c.contains("/msb run") && !c.starts_with("msb "))
+        .filter(|(_, c)| !c.contains("/msb run") && !c.starts_with("msb "))
         .collect()
 }

@@ -1,5 +1,6 @@
 //! `msb registry login/logout/ls` and authenticated pulls against a second `docker-registry`
-//! that requires HTTP Basic credentials (htpasswd), filled from the fixture registry.
+//! that requires HTTP Basic credentials (htpasswd), filled from the fixture registry; the
+//! SDK builder's own credentials.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -275,4 +276,39 @@ fn a_docker_credential_helper_is_asked_and_config_json_entries_come_before_it() 
     let out = other.output(&["pull", "-q", &reg.image()]);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("sandbox_defaults.cpus"), "{}", stderr(&out));
+}
+
+/// The SDK's `registry(|r| r.auth(..))` logs in with what it is given: a wrong password is
+/// refused by the registry (and never shown), the right one pulls and boots the image.
+#[tokio::test]
+async fn sdk_create_pulls_with_the_credentials_given_to_the_builder() {
+    let Some(fixture) = registry() else { return };
+    if !msb_e2e::vm_available() {
+        return;
+    }
+    let reg = AuthRegistry::start(&fixture);
+    let sb = Sandbox::new();
+    let msb = microsandbox::Microsandbox::at(sb.home());
+    let image = reg.image();
+    let refused = msb
+        .builder("wrong")
+        .image(image.as_str())
+        .registry(|r| r.auth(USER, "not the password"))
+        .create()
+        .await
+        .expect_err("a wrong password was accepted");
+    let said = refused.to_string();
+    assert!(said.contains("denied"), "{said}");
+    assert!(!said.contains("not the password"), "{said}");
+    let booted = msb
+        .builder("right")
+        .image(image.as_str())
+        .registry(|r| r.auth(USER, PASSWORD))
+        .create()
+        .await
+        .unwrap();
+    let out = booted.exec("echo", ["pulled"]).await.unwrap();
+    assert_eq!(out.stdout_text(), "pulled\n");
+    booted.stop().await.unwrap();
+    sb.assert_no_vm_left();
 }

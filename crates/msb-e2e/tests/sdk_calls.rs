@@ -1,9 +1,10 @@
 //! SDK calls and CLI verbs no other suite reaches: process signals and kills, timed
 //! collection, sandbox kill and wait, `msb kill`, `msb shell`, `--replace`, `--rm`, a named
-//! run's reuse, and `image prune`.
+//! run's reuse, `image prune`, drain, detach, metrics over time, create with pull progress.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use microsandbox::image::PullProgress;
 use microsandbox::{ExecEvent, ExecStatus, Microsandbox, MicrosandboxError, SandboxState};
 use msb_e2e::{image_world, vm_available, Sandbox as World};
 use std::time::{Duration, Instant};
@@ -137,8 +138,17 @@ fn kill_shell_replace_rm_and_reuse_on_the_command_line() {
     );
     // --replace makes a new sandbox of the same name; without it the name is taken.
     w.ok(&["exec", "k", "--", "sh", "-c", "echo old > /mark"]);
-    w.fails(&["create", "k", "--rootfs", &root], 125, "already exists");
-    w.ok(&["create", "k", "--rootfs", &root, "--replace", "--hostname", "replaced"]);
+    w.fails(&["create", "-n", "k", "--rootfs", &root], 125, "already exists");
+    w.ok(&[
+        "create",
+        "-n",
+        "k",
+        "--rootfs",
+        &root,
+        "--replace",
+        "--hostname",
+        "replaced",
+    ]);
     assert_eq!(w.ok(&["exec", "k", "--", "hostname"]), "replaced\n");
     // run --name reuses a stopped sandbox (its settings stay), --rm removes it after.
     w.ok(&["stop", "k"]);
@@ -168,7 +178,7 @@ fn image_prune_drops_only_what_nothing_uses() {
     // `layers` is busybox plus 23 layers of its own.
     let deep = busybox.replace("msb-test/busybox", "msb-test/layers");
     w.ok(&["pull", "-q", &busybox]);
-    w.ok(&["create", "user", "--image", &deep]);
+    w.ok(&["create", &deep, "-n", "user"]);
     w.ok(&["stop", "user"]);
     let layers = || std::fs::read_dir(w.home().join("cache/layers")).unwrap().count();
     assert_eq!(layers(), 24);
@@ -183,5 +193,65 @@ fn image_prune_drops_only_what_nothing_uses() {
     w.ok(&["image", "prune"]);
     assert_eq!(layers(), 1, "prune kept unused layers or removed a used one");
     assert_eq!(w.ok(&["run", &busybox, "--", "echo", "still"]), "still\n");
+    w.assert_no_vm_left();
+}
+
+#[tokio::test]
+async fn drain_detach_and_metrics_over_time() {
+    use futures::StreamExt;
+    // An image root, so the guest has a disk whose counters can move.
+    let Some((w, busybox)) = image_world("busybox") else {
+        return;
+    };
+    let msb = Microsandbox::at(w.home());
+    // A detached handle lets go: dropping it no longer stops the sandbox.
+    // The image is pulled on create, its progress reported on the way.
+    let (mut progress, created) = msb.builder("kept").image(busybox.as_str()).create_with_pull_progress();
+    let sb = created.await.unwrap().unwrap();
+    let mut events = Vec::new();
+    while let Ok(event) = progress.try_recv() {
+        events.push(event);
+    }
+    assert!(
+        matches!(events.first(), Some(PullProgress::Resolving { .. })),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| matches!(e, PullProgress::Layer(_))), "{events:?}");
+    assert!(
+        matches!(events.last(), Some(PullProgress::Complete { cached: false, .. })),
+        "{events:?}"
+    );
+    sb.detach().await.unwrap();
+    assert_eq!(msb.get("kept").await.unwrap().state, SandboxState::Running);
+    let sb = msb.connect("kept").await.unwrap();
+    // Disk counters move when the guest writes through to its disk.
+    let before = sb.metrics().await.unwrap();
+    sb.shell("dd if=/dev/zero of=/root/blob bs=1M count=4 2>/dev/null; sync")
+        .await
+        .unwrap();
+    let after = sb.metrics().await.unwrap();
+    assert!(
+        after.disk_write_bytes >= before.disk_write_bytes + 4 * 1024 * 1024,
+        "{before:?} -> {after:?}"
+    );
+    // All running sandboxes measured at once; a stream of measurements of one.
+    let all = msb.all_metrics().await.unwrap();
+    assert_eq!(all.keys().collect::<Vec<_>>(), ["kept"]);
+    let samples: Vec<_> = sb.metrics_stream(Duration::from_millis(300)).take(2).collect().await;
+    assert_eq!(samples.len(), 2);
+    assert!(samples[1].as_ref().unwrap().uptime > samples[0].as_ref().unwrap().uptime);
+    // Drain: the running process finishes, new ones are refused, then the sandbox stops.
+    let slow = sb.shell_stream("sleep 2; echo finished").await.unwrap();
+    let drainer = tokio::spawn(msb.connect("kept").await.unwrap().drain());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = sb.exec("true", Vec::<String>::new()).await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("draining")),
+        "{refused:?}"
+    );
+    assert_eq!(slow.collect().await.unwrap().stdout_text(), "finished\n");
+    let ended = drainer.await.unwrap().unwrap().expect("a named sandbox is kept");
+    assert_eq!(ended.state, SandboxState::Stopped);
+    drop(sb);
     w.assert_no_vm_left();
 }

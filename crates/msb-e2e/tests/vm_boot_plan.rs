@@ -34,7 +34,7 @@ fn argv_of(plan: &Value) -> Vec<String> {
 /// Creates `name` with `args`, checks that the plan shown is what runs (QEMU's argv), and
 /// that the plan of the stopped sandbox is the same; returns the plan.
 fn shown_is_run(w: &World, name: &str, args: &[&str]) -> Value {
-    stdout_of(&w.output(&[&["create", name], args].concat()));
+    stdout_of(&w.output(&[&["create", "-n", name], args].concat()));
     let shown = plan(w, name);
     let mut running = running_qemu_argv(w, name);
     // QEMU's argv[0] is the program as it was started.
@@ -79,7 +79,7 @@ fn the_plan_of_an_image_root_is_what_runs() {
     let Some((w, image)) = image_world("layers") else {
         return;
     };
-    let p = shown_is_run(&w, "img", &["--image", &image]);
+    let p = shown_is_run(&w, "img", &[&image]);
     let disks = p["plan"]["vm"]["disks"].as_array().unwrap();
     let parts = disks[0]["backing"]["Joined"].as_array().unwrap();
     let extents = p["plan"]["guest"]["root"]["Overlay"]["layers"]["extents"]

@@ -49,7 +49,7 @@ fn power_off_halt_and_reboot_are_seen_and_recorded_as_stops() {
         assert_eq!(info["state"], "Stopped", "{name}: {info}");
         assert!(info["exit_reason"].as_str().unwrap().contains(reason), "{name}: {info}");
         assert!(took < Duration::from_secs(15), "{name} took {took:?} to be noticed");
-        w.fails(&["exec", name, "--", "true"], 125, "is stopped");
+        w.fails(&["exec", "--no-start", name, "--", "true"], 125, "is stopped");
         // A stopped sandbox starts again.
         w.ok(&["start", name]);
         assert_eq!(w.ok(&["exec", name, "--", "echo", "back"]), "back\n");

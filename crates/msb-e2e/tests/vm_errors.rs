@@ -103,7 +103,7 @@ fn unknown_commands_are_guest_errors_and_workdir_and_user_are_checked_before_boo
         "msb: error: --user 'mallory' is not in the guest's /etc/passwd",
     );
     // Per exec, the guest checks them; its refusal is still one error line.
-    let out = sb.output(&["create", "per-exec", "--rootfs", sb.rootfs.to_str().unwrap()]);
+    let out = sb.output(&["create", "-n", "per-exec", "--rootfs", sb.rootfs.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut cmd = sb.msb();
     cmd.args(["exec", "per-exec", "-w", "/nope", "--", "true"]);

@@ -180,6 +180,13 @@ fn a_disk_image_boots_as_the_root_and_refuses_patches() {
         "kept\n",
         "the guest wrote into the image file"
     );
+    // A filesystem type given is what the guest mounts with; a malformed one is refused.
+    let out = sb.run_output(&["--rootfs", disk_arg, "--rootfs-fstype", "nosuchfs", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("mount nosuchfs on /newroot"), "{}", stderr(&out));
+    let out = sb.run_output(&["--rootfs", disk_arg, "--rootfs-fstype", "ext4;x", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("is not a filesystem type"), "{}", stderr(&out));
     let out = sb.run_output(&["--rootfs", disk_arg, "--text", "/x=1", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(

@@ -75,7 +75,7 @@ fn a_stopped_image_sandbox_leaves_its_upper_clean() {
     let Some((w, image)) = image_world("busybox") else {
         return;
     };
-    w.ok(&["create", "clean", "--image", &image, "--upper-size", "256M"]);
+    w.ok(&["create", &image, "-n", "clean", "--upper-size", "256M"]);
     w.ok(&[
         "exec",
         "clean",

@@ -114,7 +114,7 @@ fn config_json_gives_new_sandboxes_their_defaults() {
     let w = World::new();
     std::fs::write(
         w.home().join("config.json"),
-        r#"{"sandbox_defaults": {"cpus": 2, "memory_mib": 320, "workdir": "/tmp"}}"#,
+        r#"{"log_level": "debug", "sandbox_defaults": {"cpus": 2, "memory_mib": 320, "workdir": "/tmp"}}"#,
     )
     .unwrap();
     w.create("defaulted", &[]);
@@ -126,6 +126,10 @@ fn config_json_gives_new_sandboxes_their_defaults() {
         ),
         (Some(2), Some(320))
     );
+    // The supervisor logs at the configured level.
+    assert_eq!(info["spec"]["log_level"], "debug", "{info}");
+    let log = std::fs::read_to_string(w.home().join("sandboxes/defaulted/logs/supervisor.log")).unwrap();
+    assert!(log.contains("DEBUG"), "{log}");
     assert_eq!(
         w.ok(&["exec", "defaulted", "--", "sh", "-c", "nproc; pwd"]),
         "2\n/tmp\n"
@@ -138,12 +142,17 @@ fn config_json_gives_new_sandboxes_their_defaults() {
 }
 
 #[test]
-fn an_image_root_gets_a_sized_tmp_and_identity_files() {
+fn an_image_root_gets_a_sized_tmp_identity_files_and_scripts_for_login_shells() {
     let Some((w, image)) = image_world("busybox") else {
         return;
     };
+    // A login shell started with nothing inherited still finds the scripts (/etc/profile).
     let script = "stat -c '%a' /tmp; df -m /tmp | tail -1 | tr -s ' ' | cut -d' ' -f2; \
-                  cat /etc/hostname; grep -c box1 /etc/hosts; grep -c localhost /etc/hosts";
+                  cat /etc/hostname; grep -c box1 /etc/hosts; grep -c localhost /etc/hosts; \
+                  env -i /bin/sh -l -c 'command -v greet'";
+    let greet = w.home().join("greet.sh");
+    std::fs::write(&greet, "#!/bin/sh\necho hi\n").unwrap();
+    let greet = format!("greet:{}", greet.display());
     let out = w.ok(&[
         "run",
         &image,
@@ -151,12 +160,14 @@ fn an_image_root_gets_a_sized_tmp_and_identity_files() {
         "400",
         "--hostname",
         "box1",
+        "--script",
+        &greet,
         "--",
         "sh",
         "-c",
         script,
     ]);
-    assert_eq!(out, "1777\n100\nbox1\n1\n2\n", "{out}");
+    assert_eq!(out, "1777\n100\nbox1\n1\n2\n/.msb/scripts/greet\n", "{out}");
     // A directory root keeps its own /tmp (a file in it is seen) and /etc.
     std::fs::write(w.rootfs.join("tmp/mine"), "x").unwrap();
     let root = w.rootfs.to_str().unwrap().to_string();

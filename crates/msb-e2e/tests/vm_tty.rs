@@ -1,4 +1,5 @@
-//! `msb run -t` driven through a pseudo-terminal pair: prompt, command, resize, Ctrl-C, exit.
+//! `msb run -t` driven through a pseudo-terminal pair: prompt, command, resize, Ctrl-C, exit,
+//! detach keys, and `exec` without a command.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -70,6 +71,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Starts `msb run -t … sh` on a fresh pseudo-terminal of 30×100; returns msb, the test's
 /// side of the terminal, and a handle on the terminal itself (for a hangup).
 fn open_terminal(sb: &Sandbox) -> (std::process::Child, Terminal, OwnedFd) {
+    open_terminal_for(sb.run(&["-t", "-e", "PS1=prompt> "], &["sh"]))
+}
+
+/// Starts `cmd` (an msb command line) on a fresh pseudo-terminal of 30×100.
+fn open_terminal_for(mut cmd: std::process::Command) -> (std::process::Child, Terminal, OwnedFd) {
     let size = Winsize {
         ws_row: 30,
         ws_col: 100,
@@ -86,7 +92,6 @@ fn open_terminal(sb: &Sandbox) -> (std::process::Child, Terminal, OwnedFd) {
     .expect("cloexec");
     let slave: OwnedFd = pty.slave;
     let tty = slave.try_clone().expect("dup");
-    let mut cmd = sb.run(&["-t", "-e", "PS1=prompt> "], &["sh"]);
     cmd.stdin(slave.try_clone().expect("dup"))
         .stdout(slave.try_clone().expect("dup"))
         .stderr(slave);
@@ -169,5 +174,51 @@ fn terminal_hangup_stops_the_vm() {
     assert_eq!(unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCVHANGUP) }, 0);
     let status = msb_e2e::wait_or_kill(&mut child, Duration::from_secs(20), "msb ignored the hangup");
     assert_eq!(status.code(), Some(128 + libc::SIGHUP));
+    sb.assert_no_vm_left();
+}
+
+#[test]
+fn detach_keys_leave_the_process_running() {
+    if !vm_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let root = sb.rootfs.to_str().unwrap().to_string();
+    let mut run = sb.msb();
+    run.args([
+        "run",
+        "-t",
+        "--name",
+        "kept",
+        "--detach-keys",
+        "ctrl-p,ctrl-q",
+        "-e",
+        "PS1=prompt> ",
+    ]);
+    run.args(["--rootfs", &root, "--", "sh"]);
+    let (mut child, mut term, _tty) = open_terminal_for(run);
+    term.expect("prompt> ");
+    // After the detach it writes ~2 MB that nobody reads: discarded, it must not block.
+    term.send(b"echo started; sleep 3; seq 1 300000; echo finished > /root/mark\r");
+    term.expect("started");
+    // ctrl-p alone is typed through; ctrl-p ctrl-q detaches.
+    term.send(b"\x10\x11");
+    let status = msb_e2e::wait_or_kill(&mut child, Duration::from_secs(20), "msb did not detach");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(sb.inspect("kept")["state"], "Running");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mark = || sb.output(&["exec", "kept", "--", "cat", "/root/mark"]).stdout;
+    while mark() != b"finished\n" {
+        assert!(Instant::now() < deadline, "the detached process did not run on");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // `exec` without a command on a terminal is the sandbox's shell.
+    let mut exec = sb.msb();
+    exec.args(["exec", "-e", "PS1=inside> ", "kept"]);
+    let (mut child, mut term, _tty) = open_terminal_for(exec);
+    term.expect("inside> ");
+    term.send(b"exit 3\r");
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    sb.ok(&["rm", "-f", "kept"]);
     sb.assert_no_vm_left();
 }

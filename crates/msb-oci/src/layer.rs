@@ -89,6 +89,8 @@ pub(crate) struct Fetch<'a> {
     pub image: &'a Reference,
     pub store: &'a LayerStore,
     pub events: &'a (dyn Fn(LayerEvent) + Send + Sync),
+    /// Fetch stored layers again.
+    pub refetch: bool,
 }
 
 impl Fetch<'_> {
@@ -133,7 +135,9 @@ impl Fetch<'_> {
             cached,
         };
         let dest = self.store.layer_path(diff_id);
-        if let Ok(meta) = std::fs::metadata(&dest) {
+        // A refetched layer replaces the stored file by rename: a VM that has the old one
+        // open keeps reading it.
+        if let Some(meta) = std::fs::metadata(&dest).ok().filter(|_| !self.refetch) {
             (self.events)(LayerEvent::Done {
                 digest: desc.digest.clone(),
                 cached: true,

@@ -23,6 +23,9 @@ pub struct PullOptions {
     pub auth: RegistryAuth,
     /// Layers downloaded at once.
     pub concurrency: usize,
+    /// Download and convert every layer again, even those already stored (to repair a
+    /// damaged store).
+    pub refetch: bool,
 }
 
 impl Default for PullOptions {
@@ -31,6 +34,7 @@ impl Default for PullOptions {
             platform: host_platform(),
             auth: RegistryAuth::Anonymous,
             concurrency: 3,
+            refetch: false,
         }
     }
 }
@@ -223,6 +227,7 @@ impl Puller {
             image: &image,
             store: &self.store,
             events,
+            refetch: opts.refetch,
         };
         let bytes = manifest.layers.iter().map(|l| l.size.max(0) as u64).sum();
         events(LayerEvent::Resolved {

@@ -39,6 +39,9 @@ pub enum ClientError {
     /// The agent sent something that makes no sense here.
     #[error("unexpected message from guest agent: {0}")]
     Unexpected(String),
+    /// A file operation failed in the guest.
+    #[error(transparent)]
+    Fs(crate::FsFailure),
     /// A request does not fit in one frame.
     #[error("{what} take {size} bytes encoded; the limit is {} bytes (1 MiB): pass large data through stdin or a file instead", crate::MAX_FRAME_LEN)]
     TooLarge {
@@ -144,13 +147,20 @@ impl AgentClient {
     /// Starts a process in the guest. A request too big for one frame (a huge argv or
     /// environment) is refused here, before anything is sent.
     pub async fn exec(&self, req: ExecRequest) -> Result<ExecSession, ClientError> {
-        let msg = Message::Exec(req);
+        let stream = self
+            .open_stream(Message::Exec(req), "the command's arguments and environment")
+            .await?;
+        Ok(ExecSession {
+            stream,
+            finished: false,
+        })
+    }
+
+    /// Opens a session with stdin credit and sends `msg` on it (size-checked as `what`).
+    pub(crate) async fn open_stream(&self, msg: Message, what: &'static str) -> Result<SessionStream, ClientError> {
         let size = frame_len(&msg)?;
         if size > MAX_FRAME_LEN {
-            return Err(ClientError::TooLarge {
-                what: "the command's arguments and environment",
-                size,
-            });
+            return Err(ClientError::TooLarge { what, size });
         }
         let stdin_credit = Arc::new(Semaphore::new(STREAM_WINDOW as usize));
         let (id, events) = self.mux.open(Some(stdin_credit.clone()))?;
@@ -160,11 +170,10 @@ impl AgentClient {
             stdin_credit,
         };
         control.send(msg).await?;
-        Ok(ExecSession {
+        Ok(SessionStream {
             events,
             control,
             unacked: [0, 0],
-            finished: false,
         })
     }
 
@@ -242,49 +251,34 @@ impl ExecControl {
     pub async fn resize(&self, size: WindowSize) -> Result<(), ClientError> {
         self.send(Message::Resize(size)).await
     }
-}
 
-/// A running process in the guest: a stream of [`ExecEvent`]s plus its [`ExecControl`].
-#[derive(Debug)]
-pub struct ExecSession {
-    events: mpsc::UnboundedReceiver<Message>,
-    control: ExecControl,
-    unacked: [u32; 2],
-    finished: bool,
-}
-
-impl ExecSession {
-    /// The input side, to be moved into another task.
-    pub fn control(&self) -> ExecControl {
-        self.control.clone()
+    /// Lets go of the process: it runs on in the guest, its output discarded, and no longer
+    /// ends when this connection closes. No more events arrive for the session.
+    pub async fn release(&self) -> Result<(), ClientError> {
+        self.send(Message::Release).await
     }
+}
 
-    /// The next event; `Ok(None)` after `Exited`/`SpawnFailed` has been returned.
-    pub async fn next(&mut self) -> Result<Option<ExecEvent>, ClientError> {
+/// The incoming side of a session with output streams: messages as they come, output
+/// credit granted back to the agent as the caller takes them.
+#[derive(Debug)]
+pub(crate) struct SessionStream {
+    events: mpsc::UnboundedReceiver<Message>,
+    pub(crate) control: ExecControl,
+    unacked: [u32; 2],
+}
+
+impl SessionStream {
+    /// The next message, after granting back the credit of what was taken before.
+    pub(crate) async fn recv(&mut self) -> Result<Message, ClientError> {
         self.grant_credit().await?;
-        if self.finished {
-            return Ok(None);
+        let msg = self.events.recv().await.ok_or(ClientError::Disconnected)?;
+        match msg.output_len() {
+            Some((StreamKind::Stderr, len)) => self.unacked[1] += len,
+            Some((_, len)) => self.unacked[0] += len,
+            None => {}
         }
-        let Some(msg) = self.events.recv().await else {
-            return Err(ClientError::Disconnected);
-        };
-        let event = match msg {
-            Message::Started { pid } => ExecEvent::Started(pid),
-            Message::Stdout(data) => {
-                self.unacked[0] += data.len() as u32;
-                ExecEvent::Stdout(data)
-            }
-            Message::Stderr(data) => {
-                self.unacked[1] += data.len() as u32;
-                ExecEvent::Stderr(data)
-            }
-            Message::Exited(status) => ExecEvent::Exited(status),
-            Message::SpawnFailed(f) => ExecEvent::SpawnFailed(f),
-            Message::Error(e) => return Err(ClientError::Rejected(e)),
-            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
-        };
-        self.finished = matches!(event, ExecEvent::Exited(_) | ExecEvent::SpawnFailed(_));
-        Ok(Some(event))
+        Ok(msg)
     }
 
     /// Returns consumed output credit to the agent, batched unless the queue has run dry.
@@ -298,5 +292,39 @@ impl ExecSession {
             }
         }
         Ok(())
+    }
+}
+
+/// A running process in the guest: a stream of [`ExecEvent`]s plus its [`ExecControl`].
+#[derive(Debug)]
+pub struct ExecSession {
+    stream: SessionStream,
+    finished: bool,
+}
+
+impl ExecSession {
+    /// The input side, to be moved into another task.
+    pub fn control(&self) -> ExecControl {
+        self.stream.control.clone()
+    }
+
+    /// The next event; `Ok(None)` after `Exited`/`SpawnFailed` has been returned.
+    pub async fn next(&mut self) -> Result<Option<ExecEvent>, ClientError> {
+        if self.finished {
+            // What was taken last is still granted back.
+            self.stream.grant_credit().await?;
+            return Ok(None);
+        }
+        let event = match self.stream.recv().await? {
+            Message::Started { pid } => ExecEvent::Started(pid),
+            Message::Stdout(data) => ExecEvent::Stdout(data),
+            Message::Stderr(data) => ExecEvent::Stderr(data),
+            Message::Exited(status) => ExecEvent::Exited(status),
+            Message::SpawnFailed(f) => ExecEvent::SpawnFailed(f),
+            Message::Error(e) => return Err(ClientError::Rejected(e)),
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        self.finished = matches!(event, ExecEvent::Exited(_) | ExecEvent::SpawnFailed(_));
+        Ok(Some(event))
     }
 }

@@ -73,6 +73,21 @@ pub enum Message {
         /// Processes that had to be killed because they outlived the grace period.
         killed: u32,
     },
+    /// Client → supervisor, on an exec session: the client lets go of it (detach keys). The
+    /// process runs on with its output discarded; the session no longer ends with the
+    /// client's connection.
+    Release,
+    /// Host → agent: a file operation; the frame's id names the new session. Contents
+    /// travel as `Stdin` (writes) and `Stdout` (reads) under stream credit.
+    Fs(crate::fs::FsRequest),
+    /// Agent → host: the `FsOp::Watch` is in place; changes from now on are reported.
+    FsWatching,
+    /// Agent → host: a change seen by an `FsOp::Watch` (charged to stdout credit).
+    FsEvent(crate::fs::FsEvent),
+    /// Agent → host: the file operation succeeded; the session is over.
+    FsDone(crate::fs::FsReply),
+    /// Agent → host: the file operation failed; the session is over.
+    FsFailed(crate::fs::FsFailure),
 }
 
 /// How the guest is to stop.
@@ -96,7 +111,19 @@ impl Message {
                 | Message::Done
                 | Message::SandboxMetrics(_)
                 | Message::Pong
+                | Message::FsDone(_)
+                | Message::FsFailed(_)
         )
+    }
+
+    /// For process output (and watch events), which stream's credit it uses and how much.
+    pub fn output_len(&self) -> Option<(StreamKind, u32)> {
+        match self {
+            Message::Stdout(data) => Some((StreamKind::Stdout, data.len() as u32)),
+            Message::Stderr(data) => Some((StreamKind::Stderr, data.len() as u32)),
+            Message::FsEvent(event) => Some((StreamKind::Stdout, event.cost())),
+            _ => None,
+        }
     }
 }
 
@@ -112,6 +139,11 @@ pub enum Control {
     Kill,
     /// Measure resource use (guest and host side).
     Metrics,
+    /// This connection no longer owns the sandbox: it keeps running when the connection
+    /// closes.
+    Detach,
+    /// Accept no new processes, wait for the running ones to end, then stop.
+    Drain,
 }
 
 /// Counters read inside the guest at one moment.
@@ -135,6 +167,10 @@ pub struct GuestMetrics {
     pub net_tx: u64,
     /// Time since the guest kernel started, milliseconds.
     pub uptime_ms: u64,
+    /// Bytes read from the guest's disks.
+    pub disk_read: u64,
+    /// Bytes written to the guest's disks.
+    pub disk_written: u64,
 }
 
 /// A sandbox's resource use, measured by its supervisor over a short window.
@@ -178,6 +214,70 @@ pub struct GuestConfig {
     pub tmp_mib: Option<u32>,
     /// Write `/etc/hostname` and `/etc/hosts` for the hostname (image roots).
     pub write_identity_files: bool,
+    /// Mounts made once the root is entered, in order (their mount points are made).
+    pub mounts: Vec<GuestMount>,
+}
+
+/// A mount besides the root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GuestMount {
+    /// A host directory shared over virtio-fs under `tag`.
+    VirtioFs {
+        /// The virtio-fs mount tag.
+        tag: String,
+        /// Where it is mounted.
+        path: String,
+        /// Mounted read-only (the host refuses writes as well).
+        readonly: bool,
+    },
+    /// One file of a virtio-fs share (`tag`, holding only it) mounted over `path`.
+    File {
+        /// The virtio-fs mount tag.
+        tag: String,
+        /// The file's name in the share.
+        name: String,
+        /// Where it is mounted (an empty file is made there if nothing is).
+        path: String,
+        /// Mounted read-only (the host refuses writes as well).
+        readonly: bool,
+    },
+    /// The filesystem on a disk (found by its serial), its type probed.
+    Disk {
+        /// Serial of the disk.
+        serial: String,
+        /// Where it is mounted.
+        path: String,
+        /// Mounted read-only (the disk is attached read-only too).
+        readonly: bool,
+    },
+    /// A tmpfs.
+    Tmpfs {
+        /// Where it is mounted.
+        path: String,
+        /// Most it holds, in MiB (tmpfs's default when absent).
+        size_mib: Option<u32>,
+        /// Permission bits of its root (1777 when absent).
+        mode: Option<u32>,
+        /// Mounted `noexec`.
+        noexec: bool,
+        /// Mounted read-only.
+        readonly: bool,
+    },
+}
+
+impl GuestConfig {
+    /// Boot into `root` as `hostname`, with no scripts, no `/tmp` tmpfs and the root's own
+    /// `/etc` files.
+    pub fn new(root: RootSource, hostname: impl Into<String>) -> GuestConfig {
+        GuestConfig {
+            root,
+            hostname: hostname.into(),
+            scripts: Vec::new(),
+            tmp_mib: None,
+            write_identity_files: false,
+            mounts: Vec::new(),
+        }
+    }
 }
 
 /// Where the guest's root filesystem comes from.
@@ -257,6 +357,22 @@ pub struct ExecRequest {
     pub stdin: StdinMode,
     /// Resource limits set before the program starts.
     pub rlimits: Vec<msb_types::Rlimit>,
+}
+
+impl ExecRequest {
+    /// `argv` as root in `/`, with the default environment, stdin `/dev/null`, no terminal
+    /// and no limits; set the fields to change that.
+    pub fn new<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> ExecRequest {
+        ExecRequest {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            workdir: None,
+            user: None,
+            tty: None,
+            stdin: StdinMode::Null,
+            rlimits: Vec::new(),
+        }
+    }
 }
 
 /// A process's standard input.

@@ -17,9 +17,41 @@ struct Route {
     events: mpsc::UnboundedSender<Message>,
     /// When set, stdin credit from the peer is added here instead of being delivered.
     stdin_credit: Option<Arc<Semaphore>>,
+    /// Output bytes (stdout, stderr) the peer may still send: the window plus the credit
+    /// granted since, less what it sent. `None` on the control session, whose output
+    /// (console lines while shutting down) is not flow-controlled.
+    output_allowed: Option<[u64; 2]>,
 }
 
-type Routes = Arc<Mutex<HashMap<u32, Route>>>;
+impl Route {
+    /// Takes `len` bytes of `stream`'s allowance; false when the peer sent more than it
+    /// was granted (a hostile or broken peer: its channel would otherwise grow without bound).
+    fn take_output(&mut self, stream: usize, len: usize) -> bool {
+        let Some(allowed) = &mut self.output_allowed else {
+            return true;
+        };
+        match allowed[stream].checked_sub(len as u64) {
+            Some(left) => {
+                allowed[stream] = left;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Index of an output stream in [`Route::output_allowed`].
+fn output_index(stream: StreamKind) -> Option<usize> {
+    match stream {
+        StreamKind::Stdout => Some(0),
+        StreamKind::Stderr => Some(1),
+        StreamKind::Stdin => None,
+    }
+}
+
+/// The sessions of a connection; `None` once the connection has closed, so a session
+/// opened after that fails at once instead of waiting for frames that cannot come.
+type Routes = Arc<Mutex<Option<HashMap<u32, Route>>>>;
 
 /// A multiplexed connection.
 pub struct Mux {
@@ -43,7 +75,7 @@ impl Mux {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let (out, out_rx) = mpsc::channel(64);
-        let routes: Routes = Arc::default();
+        let routes: Routes = Arc::new(Mutex::new(Some(HashMap::new())));
         let (closed_tx, closed) = watch::channel(false);
         tokio::spawn(write_loop(writer, out_rx, routes.clone()));
         tokio::spawn(read_loop(reader, routes.clone(), closed_tx));
@@ -62,12 +94,20 @@ impl Mux {
     ) -> Result<(u32, mpsc::UnboundedReceiver<Message>), ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (events, rx) = mpsc::unbounded_channel();
-        let route = Route { events, stdin_credit };
-        self.routes
-            .lock()
-            .map_err(|_| ClientError::Disconnected)?
-            .insert(id, route);
+        let window = u64::from(crate::STREAM_WINDOW);
+        let route = Route {
+            events,
+            stdin_credit,
+            output_allowed: Some([window; 2]),
+        };
+        self.add_route(id, route)?;
         Ok((id, rx))
+    }
+
+    fn add_route(&self, id: u32, route: Route) -> Result<(), ClientError> {
+        let mut routes = self.routes.lock().map_err(|_| ClientError::Disconnected)?;
+        routes.as_mut().ok_or(ClientError::Disconnected)?.insert(id, route);
+        Ok(())
     }
 
     /// Receives the messages the peer sends on the control session (session 0) from now on.
@@ -76,11 +116,9 @@ impl Mux {
         let route = Route {
             events,
             stdin_credit: None,
+            output_allowed: None,
         };
-        self.routes
-            .lock()
-            .map_err(|_| ClientError::Disconnected)?
-            .insert(crate::CONTROL_SESSION, route);
+        self.add_route(crate::CONTROL_SESSION, route)?;
         Ok(rx)
     }
 
@@ -111,6 +149,19 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 ) {
     while let Some(frame) = rx.recv().await {
         let id = frame.id;
+        // Output credit we grant is counted before the peer can act on it.
+        if let Message::Credit { stream, bytes } = frame.msg {
+            if let Some(i) = output_index(stream) {
+                let mut map = routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if let Some(allowed) = map
+                    .as_mut()
+                    .and_then(|m| m.get_mut(&id))
+                    .and_then(|r| r.output_allowed.as_mut())
+                {
+                    allowed[i] = allowed[i].saturating_add(u64::from(bytes));
+                }
+            }
+        }
         match writer.send(frame).await {
             Ok(()) => {}
             // Nothing was written: the connection is intact, only this session fails, and
@@ -118,7 +169,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             Err(e @ crate::ProtocolError::FrameTooLarge(_)) => {
                 tracing::warn!("session {id}: {e}");
                 if let Ok(mut map) = routes.lock() {
-                    if let Some(route) = map.remove(&id) {
+                    if let Some(route) = map.as_mut().and_then(|map| map.remove(&id)) {
                         let _ = route.events.send(Message::Error(e.to_string()));
                     }
                 }
@@ -148,10 +199,28 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         };
         let Ok(mut map) = routes.lock() else { break };
-        let Some(route) = map.get(&frame.id) else {
+        let Some(map) = map.as_mut() else { break };
+        let Some(route) = map.get_mut(&frame.id) else {
             tracing::debug!("frame for unknown session {}: {:?}", frame.id, frame.msg);
             continue;
         };
+        let output = frame.msg.output_len().map(|(stream, len)| match stream {
+            StreamKind::Stderr => (1, len as usize),
+            _ => (0, len as usize),
+        });
+        if let Some((stream, len)) = output {
+            if !route.take_output(stream, len) {
+                tracing::warn!(
+                    "session {}: the peer sent output beyond the credit it was granted",
+                    frame.id
+                );
+                let _ = route.events.send(Message::Error(
+                    "the guest sent more output than it was granted credit for; the session was ended".into(),
+                ));
+                map.remove(&frame.id);
+                continue;
+            }
+        }
         match (&frame.msg, &route.stdin_credit) {
             (
                 Message::Credit {
@@ -164,14 +233,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 let last = frame.msg.ends_session();
                 let _ = route.events.send(frame.msg);
                 if last {
-                    map.remove(&frame.id);
+                    // A writer waiting for stdin credit learns that the session is over.
+                    if let Some(credit) = map.remove(&frame.id).and_then(|r| r.stdin_credit) {
+                        credit.close();
+                    }
                 }
             }
         }
     }
-    // Dropping the routes closes every session's channel: they see Disconnected.
-    if let Ok(mut map) = routes.lock() {
-        for (_, route) in map.drain() {
+    // Dropping the routes closes every session's channel: they see Disconnected; no new
+    // route can be added from now on.
+    if let Some(map) = routes.lock().ok().and_then(|mut map| map.take()) {
+        for (_, route) in map {
             if let Some(credit) = route.stdin_credit {
                 credit.close();
             }

@@ -33,7 +33,7 @@ fn errno(context: impl FnOnce() -> String) -> impl FnOnce(Errno) -> PatchError {
     }
 }
 
-fn kind(stat: &Stat) -> Kind {
+pub(crate) fn kind(stat: &Stat) -> Kind {
     match FileType::from_raw_mode(stat.st_mode) {
         FileType::Directory => Kind::Dir,
         FileType::Symlink => Kind::Symlink,
@@ -56,11 +56,11 @@ fn attrs(stat: &Stat) -> Metadata {
 }
 
 /// Opens one name below `dir` without following it.
-fn open_at(dir: BorrowedFd<'_>, name: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_at(dir: BorrowedFd<'_>, name: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
     rustix::fs::openat(dir, name, flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
 }
 
-fn stat_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Option<Stat>, Errno> {
+pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Option<Stat>, Errno> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(s) => Ok(Some(s)),
         Err(Errno::NOENT) => Ok(None),
@@ -255,7 +255,7 @@ fn set_owner_and_mode(fd: &OwnedFd, meta: &Metadata) -> Result<(), Errno> {
 }
 
 /// Runs `create` with fresh temporary names until one does not exist yet.
-fn temp_name(mut create: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<Vec<u8>, Errno> {
+pub(crate) fn temp_name(mut create: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<Vec<u8>, Errno> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -269,7 +269,7 @@ fn temp_name(mut create: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<Vec<u
 
 /// Removes `name` from `dir`, with everything below it when it is a directory; nothing
 /// below is followed.
-fn remove_all(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> Result<(), Errno> {
+pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> Result<(), Errno> {
     if !is_dir {
         return rustix::fs::unlinkat(dir, name, AtFlags::empty());
     }

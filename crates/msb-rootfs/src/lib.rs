@@ -12,6 +12,7 @@ mod error;
 mod host;
 mod lower;
 mod stack;
+mod unpack;
 mod upper;
 mod view;
 
@@ -21,11 +22,22 @@ pub use error::PatchError;
 pub use host::HostRoot;
 pub use lower::{Empty, Entry, Kind, Lower};
 pub use stack::{Layer, LayerEntry, Stack};
+pub use unpack::{unpack_contained, UnpackOptions, UnpackStats};
 pub use upper::{write_upper_image, write_upper_tree};
 pub use view::{resolve, Merged};
 
 use msb_types::Patch;
 use std::path::Path;
+
+/// Removes directory `name` of `dir` and everything below it, following nothing: a
+/// symlink there is `ENOTDIR`, as for `rmdir`.
+pub fn remove_tree(dir: std::os::fd::BorrowedFd<'_>, name: &[u8]) -> Result<(), rustix::io::Errno> {
+    match host::stat_at(dir, name)? {
+        None => Err(rustix::io::Errno::NOENT),
+        Some(stat) if host::kind(&stat) != Kind::Dir => Err(rustix::io::Errno::NOTDIR),
+        Some(_) => host::remove_all(dir, name, true),
+    }
+}
 
 /// Applies `patches` to the host directory `root`, never touching anything outside it.
 /// Every patch is checked against the directory first; on a conflict nothing is written.

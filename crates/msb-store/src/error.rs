@@ -113,6 +113,13 @@ pub enum StoreError {
         name: String,
     },
 
+    /// A volume by that name exists already.
+    #[error("volume '{name}' already exists (see `msb volume ls`)")]
+    VolumeExists {
+        /// The name.
+        name: String,
+    },
+
     /// The sandbox name is not valid.
     #[error(transparent)]
     InvalidName(#[from] msb_types::NameError),

@@ -10,10 +10,12 @@ mod images;
 mod sandboxes;
 mod schema;
 mod validate;
+mod volumes;
 
 pub use error::StoreError;
 pub use sandboxes::{SandboxRecord, SandboxState};
 pub use schema::SCHEMA_VERSION;
+pub use volumes::VolumeRecord;
 
 use error::{is_busy, is_not_a_database};
 use msb_types::Paths;

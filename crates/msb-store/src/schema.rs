@@ -21,10 +21,24 @@ struct Migration {
 }
 
 /// All migrations, oldest first; versions are 1, 2, 3… in order.
-const MIGRATIONS: &[Migration] = &[Migration { version: 1, sql: V1 }, Migration { version: 2, sql: V2 }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, sql: V1 },
+    Migration { version: 2, sql: V2 },
+    Migration { version: 3, sql: V3 },
+];
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// Named volumes (their contents are directories under `$MSB_HOME/volumes`).
+const V3: &str = r#"
+CREATE TABLE volume (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT    NOT NULL UNIQUE,
+    labels     TEXT    NOT NULL CHECK (json_valid(labels)),
+    created_at INTEGER NOT NULL
+) STRICT;
+"#;
 
 /// Sandboxes pin the manifest they were created from: its layers stay while they exist.
 const V2: &str = r#"

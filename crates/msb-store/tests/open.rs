@@ -36,7 +36,8 @@ fn migrates_an_empty_home_and_reopens_it() {
             "manifest",
             "manifest_layer",
             "sandbox",
-            "schema_version"
+            "schema_version",
+            "volume"
         ]
     );
     let versions: Vec<i64> = {

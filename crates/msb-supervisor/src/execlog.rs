@@ -1,7 +1,8 @@
-//! The exec log: one line when each session starts and one when it ends, plus the
-//! sandbox's own events (started, stopped and why), in `logs/exec.log`.
+//! The exec log: one line when each session (a process or a file operation) starts and one
+//! when it ends, plus the sandbox's own events (started, stopped and why), in
+//! `logs/exec.log`.
 
-use msb_protocol::{ExecRequest, ExitStatus};
+use msb_protocol::{ExecRequest, ExitStatus, FsRequest};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -34,21 +35,40 @@ impl ExecLog {
         }
     }
 
-    /// Records the start of a session and returns its number in this log.
-    pub fn started(&self, req: &ExecRequest) -> u64 {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+    /// Records the start of a process and returns its entry in this log.
+    pub fn started(&self, req: &ExecRequest) -> LogEntry {
         let argv = serde_json::to_string(&req.argv).unwrap_or_default();
         let user = req.user.as_deref().unwrap_or("root");
         let cwd = req.workdir.as_deref().unwrap_or("/");
         let tty = if req.tty.is_some() { " tty" } else { "" };
-        self.note(&format!("exec#{n} start{tty} user={user} cwd={cwd} argv={argv}"));
-        n
+        self.start("exec", &format!("{tty} user={user} cwd={cwd} argv={argv}"))
     }
 
-    /// Records how session `n` ended.
-    pub fn ended(&self, n: u64, outcome: &str, took: Duration) {
-        self.note(&format!("exec#{n} {outcome} after {:.3}s", took.as_secs_f64()));
+    /// Records the start of a file operation and returns its entry in this log.
+    pub fn started_fs(&self, req: &FsRequest) -> LogEntry {
+        let user = req.user.as_deref().unwrap_or("root");
+        let what = serde_json::to_string(&req.op.describe()).unwrap_or_default();
+        self.start("fs", &format!(" user={user} op={what}"))
     }
+
+    fn start(&self, kind: &'static str, details: &str) -> LogEntry {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.note(&format!("{kind}#{n} start{details}"));
+        LogEntry { kind, n }
+    }
+
+    /// Records how a session ended.
+    pub fn ended(&self, entry: LogEntry, outcome: &str, took: Duration) {
+        let LogEntry { kind, n } = entry;
+        self.note(&format!("{kind}#{n} {outcome} after {:.3}s", took.as_secs_f64()));
+    }
+}
+
+/// A session's line in the log: its kind and number.
+#[derive(Debug, Clone, Copy)]
+pub struct LogEntry {
+    kind: &'static str,
+    n: u64,
 }
 
 /// How an exit status reads in the log.
@@ -69,17 +89,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("exec.log");
         let log = ExecLog::open(&path).unwrap();
-        let req = ExecRequest {
-            argv: vec!["echo".into(), "hi there".into()],
-            env: Vec::new(),
-            workdir: None,
-            user: None,
-            tty: None,
-            stdin: Default::default(),
-            rlimits: Vec::new(),
-        };
-        let n = log.started(&req);
-        log.ended(n, &describe(ExitStatus::Code(3)), Duration::from_millis(1500));
+        let req = ExecRequest::new(["echo", "hi there"]);
+        let entry = log.started(&req);
+        log.ended(entry, &describe(ExitStatus::Code(3)), Duration::from_millis(1500));
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(

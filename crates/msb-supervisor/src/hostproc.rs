@@ -2,7 +2,11 @@
 
 /// CPU time (user + system) of `pid` in clock ticks; 0 if it is gone.
 pub fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// utime + stime from the text of a `/proc/PID/stat` file; 0 if it cannot be parsed.
+fn stat_cpu_ticks(stat: &str) -> u64 {
     // Fields after the command name (which may hold spaces) start at field 3.
     let Some((_, rest)) = stat.rsplit_once(')') else {
         return 0;
@@ -31,15 +35,55 @@ pub fn ticks_per_second() -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A stat line whose fields 14-17 (utime, stime, cutime, cstime) all differ.
+    fn stat_line(comm: &str) -> String {
+        format!("4242 ({comm}) S 1 4242 4242 0 -1 4194560 100 200 3 4 1111 222 33 4 20 0 1 0 5 6 7")
+    }
 
     #[test]
-    fn our_own_process_has_memory_and_a_clock() {
+    fn cpu_ticks_are_utime_plus_stime() {
+        assert_eq!(stat_cpu_ticks(&stat_line("qemu-system-x86")), 1111 + 222);
+    }
+
+    #[test]
+    fn a_command_name_with_spaces_and_parentheses_does_not_shift_the_fields() {
+        assert_eq!(stat_cpu_ticks(&stat_line("a) b (c")), 1333);
+        assert_eq!(stat_cpu_ticks(&stat_line(") 9 9 9 9 9 9 9 9 9 9 9 9 (")), 1333);
+    }
+
+    #[test]
+    fn unparsable_stat_is_zero() {
+        assert_eq!(stat_cpu_ticks(""), 0);
+        assert_eq!(stat_cpu_ticks("4242 no-parenthesis S 1 2 3"), 0);
+        assert_eq!(stat_cpu_ticks("4242 (short) S 1 2"), 0);
+    }
+
+    #[test]
+    fn our_own_cpu_time_grows_as_we_spin() {
         let me = std::process::id();
-        assert!(rss_bytes(me) > 0);
-        let _ = cpu_ticks(me);
-        assert!(ticks_per_second() >= 1);
+        let start = cpu_ticks(me);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut x = 0u64;
+        while cpu_ticks(me) < start + 2 {
+            assert!(
+                Instant::now() < deadline,
+                "10 s of spinning did not show 2 ticks of CPU time"
+            );
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
+    }
+
+    #[test]
+    fn memory_of_our_own_process_and_of_none() {
+        assert!(rss_bytes(std::process::id()) > 1 << 20);
         assert_eq!(rss_bytes(u32::MAX), 0);
+        assert_eq!(cpu_ticks(u32::MAX), 0);
     }
 }

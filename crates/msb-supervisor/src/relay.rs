@@ -8,7 +8,9 @@ use crate::execlog::{describe, ExecLog};
 use crate::hostproc;
 use futures::{SinkExt, StreamExt};
 use msb_protocol::client::AgentClient;
-use msb_protocol::{Control, Frame, FrameCodec, Message, Ready, SandboxMetrics, CONTROL_SESSION, PROTOCOL_VERSION};
+use msb_protocol::{
+    Control, Frame, FrameCodec, GuestMetrics, Message, Ready, SandboxMetrics, CONTROL_SESSION, PROTOCOL_VERSION,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,6 +70,11 @@ impl Activity {
         self.active.fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// Sessions open now.
+    pub fn running(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
     /// How long nothing has run; zero while a session is open.
     pub fn idle_for(&self) -> Duration {
         if self.active.load(Ordering::SeqCst) > 0 {
@@ -104,6 +111,8 @@ pub struct Shared {
     pub owner_seen: std::sync::atomic::AtomicBool,
     /// The exit code of the sandbox's command, once it has ended.
     pub main_exit: Mutex<Option<i32>>,
+    /// Draining: no new processes.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// Counts a connection for as long as it lives.
@@ -122,8 +131,17 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// Client session id → agent session id, for the sessions still open.
-type Sessions = Arc<Mutex<HashMap<u32, u32>>>;
+/// Client session id → its route, for the sessions still open and held by the client.
+type Sessions = Arc<Mutex<HashMap<u32, Route>>>;
+
+/// Where a client's session goes.
+#[derive(Clone)]
+struct Route {
+    /// The agent's session id.
+    agent: u32,
+    /// Set when the client lets go of the session ([`Message::Release`]).
+    released: Arc<std::sync::atomic::AtomicBool>,
+}
 
 /// Serves one client until it disconnects.
 pub async fn serve_client(stream: UnixStream, shared: Arc<Shared>) {
@@ -132,7 +150,7 @@ pub async fn serve_client(stream: UnixStream, shared: Arc<Shared>) {
     let mut reader = FramedRead::new(rd, FrameCodec);
     let (out, out_rx) = mpsc::channel::<Frame>(64);
     tokio::spawn(write_loop(FramedWrite::new(wr, FrameCodec), out_rx));
-    let owner = match reader.next().await {
+    let mut owner = match reader.next().await {
         Some(Ok(Frame {
             msg: Message::Connect { version, owner },
             ..
@@ -161,16 +179,32 @@ pub async fn serve_client(stream: UnixStream, shared: Arc<Shared>) {
     while let Some(Ok(frame)) = reader.next().await {
         let id = frame.id;
         match frame.msg {
-            Message::Exec(req) => open_session(id, req, &shared, &sessions, &out).await,
+            Message::Exec(_) if shared.draining.load(Ordering::SeqCst) => {
+                let msg = Message::Error("the sandbox is draining: it takes no new processes".into());
+                let _ = out.send(Frame::new(id, msg)).await;
+            }
+            Message::Exec(req) => open_session(id, Opening::Exec(req), &shared, &sessions, &out).await,
+            // File operations are not processes: a draining sandbox still serves them.
+            Message::Fs(req) => open_session(id, Opening::Fs(req), &shared, &sessions, &out).await,
+            Message::Control(Control::Detach) => {
+                owner = false;
+                let _ = out.send(Frame::new(id, Message::Done)).await;
+            }
             Message::Control(control) => {
                 tokio::spawn(serve_control(id, control, shared.clone(), out.clone()));
+            }
+            Message::Release => {
+                // The process runs on; the connection's end no longer kills it.
+                if let Some(route) = sessions.lock().ok().and_then(|mut s| s.remove(&id)) {
+                    route.released.store(true, Ordering::SeqCst);
+                }
             }
             msg @ (Message::Stdin(_)
             | Message::StdinEof
             | Message::Credit { .. }
             | Message::Signal(_)
             | Message::Resize(_)) => {
-                let agent_id = sessions.lock().ok().and_then(|s| s.get(&id).copied());
+                let agent_id = sessions.lock().ok().and_then(|s| s.get(&id).map(|r| r.agent));
                 if let Some(agent_id) = agent_id {
                     let _ = shared.agent.mux().send(agent_id, msg).await;
                 }
@@ -184,7 +218,7 @@ pub async fn serve_client(stream: UnixStream, shared: Arc<Shared>) {
     // The client is gone: its processes go too.
     let open: Vec<u32> = sessions
         .lock()
-        .map(|s| s.values().copied().collect())
+        .map(|s| s.values().map(|r| r.agent).collect())
         .unwrap_or_default();
     for agent_id in open {
         let _ = shared.agent.mux().send(agent_id, Message::Signal(libc::SIGKILL)).await;
@@ -200,14 +234,16 @@ pub async fn serve_client(stream: UnixStream, shared: Arc<Shared>) {
     }
 }
 
-/// Starts relaying client session `id` as a new agent session running `req`.
-async fn open_session(
-    id: u32,
-    req: msb_protocol::ExecRequest,
-    shared: &Arc<Shared>,
-    sessions: &Sessions,
-    out: &mpsc::Sender<Frame>,
-) {
+/// What opens a relayed session.
+enum Opening {
+    /// A process.
+    Exec(msb_protocol::ExecRequest),
+    /// A file operation.
+    Fs(msb_protocol::FsRequest),
+}
+
+/// Starts relaying client session `id` as a new agent session opened by `opening`.
+async fn open_session(id: u32, opening: Opening, shared: &Arc<Shared>, sessions: &Sessions, out: &mpsc::Sender<Frame>) {
     let in_use = id == CONTROL_SESSION || sessions.lock().map(|s| s.contains_key(&id)).unwrap_or(true);
     let opened = if in_use {
         Err(format!("session id {id} is in use"))
@@ -221,11 +257,19 @@ async fn open_session(
             return;
         }
     };
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Ok(mut s) = sessions.lock() {
-        s.insert(id, agent_id);
+        let route = Route {
+            agent: agent_id,
+            released: released.clone(),
+        };
+        s.insert(id, route);
     }
     shared.activity.begin();
-    let n = shared.log.started(&req);
+    let entry = match &opening {
+        Opening::Exec(req) => shared.log.started(req),
+        Opening::Fs(req) => shared.log.started_fs(req),
+    };
     let started = Instant::now();
     let (shared2, sessions2, out2) = (shared.clone(), sessions.clone(), out.clone());
     tokio::spawn(async move {
@@ -236,7 +280,23 @@ async fn open_session(
                 Message::Exited(status) => outcome = describe(*status),
                 Message::SpawnFailed(f) => outcome = format!("failed to start: {}", f.message),
                 Message::Error(e) => outcome = format!("error: {e}"),
+                Message::FsDone(_) => outcome = "done".into(),
+                Message::FsFailed(f) => outcome = format!("failed: {}", f.message),
                 _ => {}
+            }
+            if released.load(Ordering::SeqCst) {
+                // Nobody reads it: discard the output and let the process write more.
+                if let Some((stream, bytes)) = msg.output_len() {
+                    let _ = shared2
+                        .agent
+                        .mux()
+                        .send(agent_id, Message::Credit { stream, bytes })
+                        .await;
+                }
+                if last {
+                    break;
+                }
+                continue;
             }
             // Keep draining even if the client is gone, so the session is accounted for.
             let _ = out2.send(Frame::new(id, msg)).await;
@@ -244,17 +304,24 @@ async fn open_session(
                 break;
             }
         }
-        if outcome.starts_with("ended:") {
+        if outcome.starts_with("ended:") && !released.load(Ordering::SeqCst) {
             let msg = Message::Error("the sandbox stopped".into());
             let _ = out2.send(Frame::new(id, msg)).await;
         }
-        if let Ok(mut s) = sessions2.lock() {
-            s.remove(&id);
+        // A released session left the map already; its id may name a new session by now.
+        if !released.load(Ordering::SeqCst) {
+            if let Ok(mut s) = sessions2.lock() {
+                s.remove(&id);
+            }
         }
-        shared2.log.ended(n, &outcome, started.elapsed());
+        shared2.log.ended(entry, &outcome, started.elapsed());
         shared2.activity.end();
     });
-    let _ = shared.agent.mux().send(agent_id, Message::Exec(req)).await;
+    let request = match opening {
+        Opening::Exec(req) => Message::Exec(req),
+        Opening::Fs(req) => Message::Fs(req),
+    };
+    let _ = shared.agent.mux().send(agent_id, request).await;
 }
 
 async fn serve_control(id: u32, control: Control, shared: Arc<Shared>, out: mpsc::Sender<Frame>) {
@@ -268,6 +335,16 @@ async fn serve_control(id: u32, control: Control, shared: Arc<Shared>, out: mpsc
             Ok(m) => Message::SandboxMetrics(m),
             Err(e) => Message::Error(format!("measuring the sandbox: {e}")),
         },
+        Control::Drain => {
+            shared.draining.store(true, Ordering::SeqCst);
+            // New execs are refused from now on; the running ones end by themselves.
+            while shared.activity.running() > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            stop(&shared, StopHow::Graceful(Duration::from_secs(10)), "drained").await
+        }
+        // Handled by the connection itself.
+        Control::Detach => Message::Done,
     };
     let _ = out.send(Frame::new(id, reply)).await;
 }
@@ -301,20 +378,30 @@ async fn metrics(shared: &Shared) -> Result<SandboxMetrics, msb_protocol::client
     let last = guest(&shared.agent).await?;
     let host_last = host(&shared.vm_pids);
     let secs = t0.elapsed().as_secs_f64();
-    let busy = last.cpu_busy_ticks.saturating_sub(first.cpu_busy_ticks) as f64;
-    let total = last.cpu_total_ticks.saturating_sub(first.cpu_total_ticks) as f64;
-    let cpus = f64::from(shared.cpus.max(1));
-    let guest_permille = if total > 0.0 { busy / total * 1000.0 * cpus } else { 0.0 };
-    let host_ticks = host_last.saturating_sub(host_first) as f64;
-    let host_permille = host_ticks / hostproc::ticks_per_second() as f64 / secs * 1000.0;
+    let host_ticks = host_last.saturating_sub(host_first);
     Ok(SandboxMetrics {
         guest: last,
-        guest_cpu_permille: guest_permille.round() as u32,
+        guest_cpu_permille: guest_cpu_permille(&first, &last, shared.cpus),
         host_rss: shared.vm_pids.iter().map(|p| hostproc::rss_bytes(*p)).sum(),
-        host_cpu_permille: host_permille.round() as u32,
+        host_cpu_permille: host_cpu_permille(host_ticks, hostproc::ticks_per_second(), secs),
         memory_limit: shared.memory_limit,
         uptime_ms: shared.started.elapsed().as_millis() as u64,
     })
+}
+
+/// Guest CPU use between two samples, in tenths of a percent of one CPU: the tick counters
+/// cover all `cpus` together, so the busy share of them is scaled by their number.
+fn guest_cpu_permille(first: &GuestMetrics, last: &GuestMetrics, cpus: u32) -> u32 {
+    let busy = last.cpu_busy_ticks.saturating_sub(first.cpu_busy_ticks) as f64;
+    let total = last.cpu_total_ticks.saturating_sub(first.cpu_total_ticks) as f64;
+    let cpus = f64::from(cpus.max(1));
+    let permille = if total > 0.0 { busy / total * 1000.0 * cpus } else { 0.0 };
+    permille.round() as u32
+}
+
+/// CPU use of `ticks` clock ticks spent over `secs` seconds, in tenths of a percent of one CPU.
+fn host_cpu_permille(ticks: u64, ticks_per_second: u64, secs: f64) -> u32 {
+    (ticks as f64 / ticks_per_second as f64 / secs * 1000.0).round() as u32
 }
 
 async fn guest(agent: &AgentClient) -> Result<msb_protocol::GuestMetrics, msb_protocol::client::ClientError> {
@@ -338,3 +425,6 @@ async fn write_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -153,6 +153,7 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
         started: Instant::now(),
         owner_seen: false.into(),
         main_exit: Mutex::new(None),
+        draining: false.into(),
     });
     if let Some(args) = &spec.command {
         let output = paths.sandbox_dir(name).join("logs").join("output.log");
@@ -206,6 +207,10 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
         }
     };
     drop(listener);
+    // Stop requests from now on are answered at once (the sandbox is stopping already);
+    // their clients then wait for this process to let go of the sandbox. Requests still
+    // queued are answered the same way as their channel goes.
+    drop(stop_rx);
     let stop_signal = msb_boot::command::stop_signal(&spec);
     let (mut outcome, done) = finish(ending, &mut vm, stop_signal).await;
     // The command may have ended while the sandbox was being stopped.
@@ -236,7 +241,7 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
 async fn run_main(req: ExecRequest, shared: Arc<Shared>, output: std::path::PathBuf) {
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&output).ok();
     shared.activity.begin();
-    let n = shared.log.started(&req);
+    let entry = shared.log.started(&req);
     let started = Instant::now();
     let (outcome, code) = match shared.agent.exec(req).await {
         Ok(mut session) => loop {
@@ -256,7 +261,7 @@ async fn run_main(req: ExecRequest, shared: Arc<Shared>, output: std::path::Path
         },
         Err(e) => (format!("failed to start: {e}"), 125),
     };
-    shared.log.ended(n, &outcome, started.elapsed());
+    shared.log.ended(entry, &outcome, started.elapsed());
     shared.activity.end();
     if let Ok(mut exit) = shared.main_exit.lock() {
         *exit = Some(code);

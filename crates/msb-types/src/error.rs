@@ -42,6 +42,8 @@ pub enum Field {
     Shell,
     /// Labels.
     Labels,
+    /// Mounts besides the root (`-v`, `--tmpfs`).
+    Mounts,
 }
 
 impl Field {
@@ -66,6 +68,7 @@ impl Field {
             Field::Scripts => "scripts",
             Field::Shell => "shell",
             Field::Labels => "labels",
+            Field::Mounts => "mounts",
         }
     }
 }

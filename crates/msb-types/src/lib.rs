@@ -1,7 +1,9 @@
 //! Shared plain data: what a user asks of a sandbox, with validation, and where things live.
 
+mod detach_keys;
 mod error;
 mod image;
+mod mount;
 mod name;
 mod patch;
 mod paths;
@@ -10,8 +12,10 @@ mod signal;
 mod spec;
 mod users;
 
+pub use detach_keys::{DetachKeys, DetachKeysError, DetachMatcher, Scanned};
 pub use error::{Field, SpecError};
 pub use image::{ImageConfig, ImageRecord, LayerRecord, Platform, PlatformError};
+pub use mount::{check_guest_path, check_mounts, is_host_path, normal_guest_path, Mount};
 pub use name::{validate_name, NameError};
 pub use patch::{guest_path_components, GuestPathError, Patch};
 pub use paths::Paths;

@@ -169,6 +169,9 @@ pub struct SandboxSpec {
     /// How much its supervisor logs (`MSB_LOG` syntax: `warn`, `debug`, `msb_net=trace` …).
     #[serde(default)]
     pub log_level: Option<String>,
+    /// Host directories and tmpfs mounted into the guest, in order.
+    #[serde(default)]
+    pub mounts: Vec<crate::Mount>,
 }
 
 /// Most bytes all scripts may hold together: they travel in the guest configuration, one
@@ -214,6 +217,7 @@ impl SandboxSpec {
             shell: None,
             labels: BTreeMap::new(),
             log_level: None,
+            mounts: Vec::new(),
         }
     }
 
@@ -228,9 +232,22 @@ impl SandboxSpec {
                  or use an OCI image or a directory root",
             ));
         }
+        if let RootSpec::DiskImage {
+            fstype: Some(fstype), ..
+        } = &self.root
+        {
+            let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_';
+            if fstype.is_empty() || fstype.len() > 32 || !fstype.bytes().all(plain) {
+                return Err(SpecError::new(
+                    Field::Root,
+                    format!("'{fstype}' is not a filesystem type (a-z, 0-9 and '_', like ext4 or xfs)"),
+                ));
+            }
+        }
         for patch in &self.patches {
             patch.validate()?;
         }
+        crate::check_mounts(&self.mounts)?;
         for (key, value) in &self.env {
             check_env(key, value)?;
         }

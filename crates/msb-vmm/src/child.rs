@@ -161,3 +161,6 @@ impl VmProcess {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -44,6 +44,35 @@ pub struct Share {
     pub tag: String,
     /// The host directory.
     pub dir: PathBuf,
+    /// The file server refuses every write (the guest cannot lift this by remounting).
+    pub readonly: bool,
+    /// How long the guest may trust what it cached.
+    pub cache: ShareCache,
+}
+
+impl Share {
+    /// A writable share that only this guest changes (the root): cached as long as the
+    /// guest likes.
+    pub fn private(tag: impl Into<String>, dir: impl Into<PathBuf>) -> Share {
+        Share {
+            tag: tag.into(),
+            dir: dir.into(),
+            readonly: false,
+            cache: ShareCache::Always,
+        }
+    }
+}
+
+/// virtiofsd's caching policy for a share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShareCache {
+    /// Data and metadata cached across opens: fastest, but changes made by the host (or
+    /// another sandbox) meanwhile may be seen late.
+    Always,
+    /// Nothing cached, data or attributes: every read and stat asks the host. For
+    /// directories the host or other sandboxes change too: with `auto`, a file another
+    /// writer grew was still read at its old, cached size.
+    Never,
 }
 
 /// A disk attached to the VM.

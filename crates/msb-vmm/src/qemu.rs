@@ -249,7 +249,7 @@ impl Vmm for Qemu {
             })?;
             for (i, (share, sock)) in spec.shares.iter().zip(&files.shares).enumerate() {
                 let log = dir.join(format!("virtiofsd-{i}.log"));
-                helpers.push(virtiofsd::start(binary, &share.dir, sock, &log).await?);
+                helpers.push(virtiofsd::start(binary, share, sock, &log).await?);
             }
         }
         let _ = std::fs::remove_file(&files.agent);
@@ -295,10 +295,7 @@ mod tests {
             initramfs: "/k/init.cpio".into(),
             cpus: 2,
             memory_mib: 256,
-            shares: vec![Share {
-                tag: "root".into(),
-                dir: "/srv/root,1".into(),
-            }],
+            shares: vec![Share::private("root", "/srv/root,1")],
             disks: vec![
                 Disk {
                     backing: DiskBacking::File {

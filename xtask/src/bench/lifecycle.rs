@@ -92,11 +92,7 @@ fn measure(f: &mut Figures, runs: usize, tmp: &Path, msb: &Path, image: &str) ->
         );
         let name = format!("life-{round}");
         let t0 = Instant::now();
-        util::run(
-            cmd(msb, tmp)
-                .args(["create", &name, "--image", image])
-                .stdout(Stdio::null()),
-        )?;
+        util::run(cmd(msb, tmp).args(["create", image, "-n", &name]).stdout(Stdio::null()))?;
         let out = util::output(cmd(msb, tmp).args(["exec", &name, "--", "echo", "first"]))?;
         let first = t0.elapsed();
         if out != "first\n" {
@@ -113,7 +109,7 @@ fn measure(f: &mut Figures, runs: usize, tmp: &Path, msb: &Path, image: &str) ->
     console::progress("lifecycle", "exec round trips");
     util::run(
         cmd(msb, tmp)
-            .args(["create", "execs", "--image", image])
+            .args(["create", image, "-n", "execs"])
             .stdout(Stdio::null()),
     )?;
     for _ in 0..CLI_EXECS {
@@ -154,7 +150,7 @@ fn crowd(f: &mut Figures, tmp: &Path, msb: &Path, image: &str) -> Result<()> {
     let children: Vec<_> = (0..CROWD)
         .map(|i| {
             cmd(msb, tmp)
-                .args(["create", &format!("crowd-{i}"), "--image", image])
+                .args(["create", image, "-n", &format!("crowd-{i}")])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()

@@ -4,6 +4,7 @@
 mod boot;
 mod console;
 mod floor;
+mod fs;
 mod lifecycle;
 mod procmem;
 mod procs;
@@ -55,6 +56,13 @@ pub enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// Files into and out of a running sandbox: the file API against `msb exec` pipes and
+    /// the virtio-fs share, for one 256 MiB file and 10,000 small ones.
+    Fs {
+        /// Rounds (no warm-up: each round moves over 1 GiB).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Upper image build time (empty and 1,000 patched files) against mke2fs, and
     /// `msb run IMAGE true` against `msb run --rootfs DIR true` on the same files.
     Rootfs {
@@ -74,5 +82,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Pull { runs, json } => pull::run(runs, json),
         Which::Rootfs { runs, json } => rootfs::run(runs, json),
         Which::Lifecycle { runs, json } => lifecycle::run(runs, json),
+        Which::Fs { runs } => fs::run(runs),
     }
 }

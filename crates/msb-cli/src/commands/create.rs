@@ -1,5 +1,5 @@
-//! `msb create NAME --image REF [options] [-- COMMAND]`: make a sandbox and start it in the
-//! background.
+//! `msb create IMAGE | --rootfs PATH [-n NAME] [options] [-- COMMAND]`: make a sandbox and
+//! start it in the background.
 
 use crate::sandbox_args::SandboxArgs;
 use anyhow::Result;
@@ -9,11 +9,11 @@ use microsandbox::Microsandbox;
 #[derive(clap::Args, Debug)]
 #[command(group = clap::ArgGroup::new("root").required(true).args(["image", "rootfs"]))]
 pub struct CreateArgs {
-    /// Name of the new sandbox (1-63 of a-z, 0-9, '-').
-    name: String,
     /// OCI image to boot (pulled first if it is not in the local store).
-    #[arg(long, value_name = "REF")]
     image: Option<String>,
+    /// Name of the new sandbox (1-63 of a-z, 0-9, '-'); a generated one is printed.
+    #[arg(short = 'n', long)]
+    name: Option<String>,
     #[command(flatten)]
     sandbox: SandboxArgs,
     /// A command to start at boot; the sandbox stops when it ends (its output: `msb logs`).
@@ -21,10 +21,16 @@ pub struct CreateArgs {
     command: Vec<String>,
 }
 
-/// Creates and starts the sandbox; prints its name.
+/// Creates and starts the sandbox; prints its name if it was generated.
 pub async fn run(args: CreateArgs, matches: &clap::ArgMatches) -> Result<i32> {
+    args.sandbox.quiet.apply();
     let msb = Microsandbox::from_env();
-    let mut builder = args.sandbox.builder(&msb, &args.name, args.image.as_deref(), matches)?;
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => microsandbox::generate_name()?,
+    };
+    let mut builder = args.sandbox.builder(&msb, &name, args.image.as_deref(), matches)?;
+    args.sandbox.announce_new_volumes(&msb).await;
     builder.build()?;
     if let Some(image) = &args.image {
         crate::commands::pull::ensure(msb.paths(), image, args.sandbox.pull).await?;
@@ -34,6 +40,9 @@ pub async fn run(args: CreateArgs, matches: &clap::ArgMatches) -> Result<i32> {
         builder = builder.command(args.command);
     }
     builder.create_detached().await?;
-    println!("{}", args.name);
+    // A name the user gave needs no echo; a generated one is how they find the sandbox.
+    if args.name.is_none() {
+        println!("{name}");
+    }
     Ok(0)
 }

@@ -61,13 +61,13 @@ fn print_plan(planned: &PlannedBoot) -> Result<()> {
     println!("VMM command line:");
     let mut args = planned.command_line.iter();
     if let Some(program) = args.next() {
-        print!("  {}", shell_quote(program));
+        print!("  {}", crate::output::shell_quote(program));
     }
     for arg in args {
         if arg.starts_with('-') {
             print!(" \\\n   ");
         }
-        print!(" {}", shell_quote(arg));
+        print!(" {}", crate::output::shell_quote(arg));
     }
     println!();
     match &plan.accel_note {
@@ -77,31 +77,4 @@ fn print_plan(planned: &PlannedBoot) -> Result<()> {
     println!("\nVM:\n{}", serde_json::to_string_pretty(&plan.vm)?);
     println!("\nguest:\n{}", serde_json::to_string_pretty(&plan.guest)?);
     Ok(())
-}
-
-/// `arg` as a POSIX shell reads it back.
-fn shell_quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=,:@%+".contains(&b));
-    if plain {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', "'\\''"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arguments_are_quoted_only_when_needed() {
-        assert_eq!(shell_quote("-M"), "-M");
-        assert_eq!(shell_quote("file=/a/b,format=raw"), "file=/a/b,format=raw");
-        assert_eq!(shell_quote("console=ttyS0 quiet"), "'console=ttyS0 quiet'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
-    }
 }

@@ -9,10 +9,13 @@ pub struct KillArgs {
     /// Sandboxes to kill.
     #[arg(required = true)]
     names: Vec<String>,
+    #[command(flatten)]
+    quiet: crate::output::QuietArg,
 }
 
 /// Kills each sandbox; exit 1 if any failed.
 pub async fn run(args: KillArgs) -> Result<i32> {
+    args.quiet.apply();
     let msb = Microsandbox::from_env();
     crate::commands::each(&args.names, |name| {
         let msb = msb.clone();

@@ -1,69 +1,113 @@
-//! `msb ls` / `msb ps [-a] [--json]`: the sandboxes, running ones by default.
+//! `msb ls` / `ps` / `status` / `list [NAME…]`: the sandboxes; running and crashed ones by
+//! default (a crash is something to see), all with `-a`.
 
-use crate::output::{ago, now, span};
+use crate::output::{ago, now, rfc3339, span, table, trunc, ListFormat};
 use anyhow::Result;
 use microsandbox::{Microsandbox, SandboxInfo, SandboxState};
 
 /// Arguments of `msb ls`.
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {
-    /// Stopped and crashed sandboxes too.
+    /// Only these sandboxes (any state).
+    names: Vec<String>,
+    /// Stopped sandboxes too.
     #[arg(short, long)]
     all: bool,
-    /// JSON output (one array) for scripts.
+    /// Running ones only.
+    #[arg(long, conflicts_with_all = ["all", "stopped"])]
+    running: bool,
+    /// Stopped and crashed ones only.
+    #[arg(long, conflicts_with = "all")]
+    stopped: bool,
+    /// Show long cells whole.
     #[arg(long)]
-    json: bool,
+    no_trunc: bool,
+    #[command(flatten)]
+    format: ListFormat,
 }
 
-/// Prints the table (or JSON).
+impl LsArgs {
+    fn shows(&self, s: &SandboxInfo) -> bool {
+        if !self.names.is_empty() {
+            return self.names.contains(&s.name);
+        }
+        match s.state {
+            _ if self.all => true,
+            SandboxState::Running => !self.stopped,
+            SandboxState::Crashed => !self.running,
+            SandboxState::Stopped | SandboxState::Created => self.stopped,
+        }
+    }
+}
+
+/// Prints the table (or JSON, or names).
 pub async fn run(args: LsArgs) -> Result<i32> {
     let sandboxes: Vec<SandboxInfo> = Microsandbox::from_env()
         .list()
         .await?
         .into_iter()
-        .filter(|s| args.all || s.state == SandboxState::Running)
+        .filter(|s| args.shows(s))
         .collect();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&sandboxes)?);
-        return Ok(0);
+    // Names that are not there are reported and make the exit status 1, like the verbs that
+    // take several names; the others are still listed.
+    let missing: Vec<&String> = args
+        .names
+        .iter()
+        .filter(|n| !sandboxes.iter().any(|s| &s.name == *n))
+        .collect();
+    for name in &missing {
+        eprintln!("msb: error: sandbox '{name}' not found (see `msb ls -a`)");
+    }
+    let code = i32::from(!missing.is_empty());
+    if args.format.json() {
+        let rows: Vec<serde_json::Value> = sandboxes.iter().map(json_row).collect::<Result<_>>()?;
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(code);
+    }
+    if args.format.quiet {
+        for s in &sandboxes {
+            println!("{}", s.name);
+        }
+        return Ok(code);
     }
     if sandboxes.is_empty() {
-        let hint = if args.all { "" } else { " running (see -a for all)" };
-        eprintln!("no sandboxes{hint}");
-        return Ok(0);
+        let hint = if args.all {
+            ""
+        } else {
+            " running or crashed (see -a for all)"
+        };
+        if args.names.is_empty() {
+            eprintln!("no sandboxes{hint}");
+        }
+        return Ok(code);
     }
+    let full = args.no_trunc;
     let rows: Vec<[String; 4]> = sandboxes
         .iter()
-        .map(|s| [s.name.clone(), status(s), s.source(), ago(s.created_at)])
+        .map(|s| {
+            [
+                s.name.clone(),
+                trunc(&status(s), 60, full),
+                trunc(&s.source(), 48, full),
+                ago(s.created_at),
+            ]
+        })
         .collect();
     print!("{}", table(["NAME", "STATUS", "IMAGE/ROOT", "CREATED"], &rows));
-    Ok(0)
+    Ok(code)
 }
 
-/// Rows under a header, each column as wide as its widest cell (two spaces between).
-fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = header.map(|h| h.chars().count());
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; N]| {
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == N {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<w$}  "));
+/// A sandbox for scripts: its record with absolute UTC times (RFC 3339).
+fn json_row(s: &SandboxInfo) -> Result<serde_json::Value> {
+    let mut row = serde_json::to_value(s)?;
+    if let Some(obj) = row.as_object_mut() {
+        for key in ["created_at", "updated_at", "started_at", "stopped_at"] {
+            if let Some(secs) = obj.get(key).and_then(serde_json::Value::as_i64) {
+                obj.insert(key.into(), rfc3339(secs).into());
             }
         }
-        out.trim_end().to_string() + "\n"
-    };
-    let mut out = line(header);
-    for row in rows {
-        out.push_str(&line(std::array::from_fn(|i| row[i].as_str())));
     }
-    out
+    Ok(row)
 }
 
 /// `running 5 minutes`, `stopped 2 hours ago (idle timeout)`, `crashed …`.
@@ -76,34 +120,5 @@ fn status(s: &SandboxInfo) -> String {
             let why = s.exit_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
             format!("{} {when}{why}", state.as_str().to_lowercase())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn columns_line_up_whatever_the_cell_widths() {
-        let rows = [
-            [
-                "a".to_string(),
-                "stopped 2 hours ago (the guest kernel panicked: Attempted to kill init!)".into(),
-                "img".into(),
-                "now".into(),
-            ],
-            [
-                "bb".to_string(),
-                "running 5 seconds".into(),
-                "/some/long/root/path".into(),
-                "1 day ago".into(),
-            ],
-        ];
-        let text = table(["NAME", "STATUS", "IMAGE/ROOT", "CREATED"], &rows);
-        let starts: Vec<usize> = text
-            .lines()
-            .map(|l| l.find("img").or(l.find("/some")).or(l.find("IMAGE")).unwrap())
-            .collect();
-        assert!(starts.windows(2).all(|w| w[0] == w[1]), "{text}");
     }
 }

@@ -1,26 +1,32 @@
 //! One module per CLI verb.
 
+pub mod completion;
+pub mod cp;
 pub mod create;
 pub mod exec;
+pub mod fs;
 pub mod image;
 pub mod inspect;
+pub mod install;
 pub mod kill;
 pub mod logs;
 pub mod ls;
 pub mod metrics;
 pub mod pull;
 pub mod registry;
+pub mod restart;
 pub mod rm;
 pub mod run;
 pub mod shell;
 pub mod start;
 pub mod stop;
+pub mod volume;
 
 use microsandbox::MicrosandboxResult;
 use std::future::Future;
 
 /// Applies `op` to each named sandbox in turn, printing the name of each that succeeded
-/// and the error of each that did not; exit status 1 if any failed.
+/// (unless `-q`) and the error of each that did not; exit status 1 if any failed.
 pub async fn each<F, Fut>(names: &[String], op: F) -> anyhow::Result<i32>
 where
     F: Fn(String) -> Fut,
@@ -29,6 +35,7 @@ where
     let mut failed = false;
     for name in names {
         match op(name.clone()).await {
+            Ok(()) if crate::output::is_quiet() => {}
             Ok(()) => println!("{name}"),
             Err(e) => {
                 eprintln!("msb: error: {e}");

@@ -22,8 +22,8 @@ pub struct PullArgs {
     /// Trust this CA (PEM file) for the registry's HTTPS, beside the system's; repeatable.
     #[arg(long = "ca-certs", value_name = "PEM")]
     ca_certs: Vec<std::path::PathBuf>,
-    /// Accepted for the reference's `pull -f`: `msb pull` always asks the registry (layers
-    /// already stored under their digest are not downloaded again).
+    /// Download and convert every layer again, even those already stored (`msb pull` always
+    /// asks the registry for the tag; without -f stored layers are reused).
     #[arg(short, long)]
     force: bool,
     /// Seconds a registry may send nothing mid-response before the pull fails.
@@ -53,9 +53,9 @@ pub async fn run(args: PullArgs) -> Result<i32> {
         insecure: args.insecure,
         read_timeout: Some(std::time::Duration::from_secs(args.read_timeout)),
         ca_certs: args.ca_certs,
+        force: args.force,
         ..PullSettings::default()
     };
-    let _ = args.force;
     let progress = PullProgress::new(args.quiet);
     let record = image::pull(paths, &args.reference, &settings, &|e| progress.event(e)).await;
     progress.finish();

@@ -9,6 +9,8 @@ pub struct RmArgs {
     /// Sandboxes to remove.
     #[arg(required = true)]
     names: Vec<String>,
+    #[command(flatten)]
+    quiet: crate::output::QuietArg,
     /// Kill running ones first.
     #[arg(short, long)]
     force: bool,
@@ -16,6 +18,7 @@ pub struct RmArgs {
 
 /// Removes each sandbox; exit 1 if any failed.
 pub async fn run(args: RmArgs) -> Result<i32> {
+    args.quiet.apply();
     let msb = Microsandbox::from_env();
     let force = args.force;
     crate::commands::each(&args.names, |name| {

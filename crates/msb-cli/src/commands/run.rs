@@ -4,6 +4,7 @@
 
 use crate::output::notice;
 use crate::sandbox_args::SandboxArgs;
+use crate::terminal::{end_session, TerminalArgs};
 use anyhow::Result;
 use microsandbox::{ExecOptions, Field, Microsandbox, MicrosandboxError, Sandbox, SandboxState, SpecError};
 
@@ -17,27 +18,29 @@ pub struct RunArgs {
     /// sandboxes are removed when their command ends.
     #[arg(short = 'n', long)]
     name: Option<String>,
-    /// Start the sandbox (and the command, if one is given) in the background and print its name.
+    /// Start the sandbox (and the command, if one is given) in the background; a generated
+    /// name is printed.
     #[arg(short = 'd', long)]
     detach: bool,
     /// Remove the sandbox when it stops, even a named one.
     #[arg(long)]
     rm: bool,
-    /// Allocate a pseudo-terminal and attach the host terminal to it (raw mode).
-    #[arg(short = 't', long)]
-    tty: bool,
+    #[command(flatten)]
+    terminal: TerminalArgs,
     #[command(flatten)]
     sandbox: SandboxArgs,
     /// Kill the command if it has not ended after this long (e.g. 30s, 5m); exit 124.
     #[arg(long, value_name = "DURATION", value_parser = crate::sandbox_args::parse_duration)]
     timeout: Option<std::time::Duration>,
-    /// Command and arguments (default: the image's entrypoint and cmd).
+    /// Command and arguments (default: the image's entrypoint and cmd; with -t and neither,
+    /// the sandbox's shell).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
 
 /// Runs the command and returns the exit status for msb.
-pub async fn run(args: RunArgs, matches: &clap::ArgMatches) -> Result<i32> {
+pub async fn run(mut args: RunArgs, matches: &clap::ArgMatches) -> Result<i32> {
+    args.sandbox.quiet.apply();
     let msb = Microsandbox::from_env();
     let name = match &args.name {
         Some(n) => n.clone(),
@@ -47,6 +50,7 @@ pub async fn run(args: RunArgs, matches: &clap::ArgMatches) -> Result<i32> {
         return attach(sb, &args, started_here).await;
     }
     let mut builder = args.sandbox.builder(&msb, &name, args.image.as_deref(), matches)?;
+    args.sandbox.announce_new_volumes(&msb).await;
     // Catch bad options before any pull.
     let spec = builder.build()?;
     let image_runs_something = match &args.image {
@@ -60,8 +64,12 @@ pub async fn run(args: RunArgs, matches: &clap::ArgMatches) -> Result<i32> {
         }
         None => false,
     };
-    // Found before anything boots: a foreground run needs something to run.
-    if !args.detach && args.command.is_empty() && spec.entrypoint.is_none() && !image_runs_something {
+    // Found before anything boots: a foreground run needs something to run (a terminal
+    // gets the shell).
+    let nothing_to_run = args.command.is_empty() && spec.entrypoint.is_none() && !image_runs_something;
+    if nothing_to_run && args.terminal.tty {
+        args.command = vec![spec.shell.clone().unwrap_or_else(|| "/bin/sh".into())];
+    } else if nothing_to_run && !args.detach {
         let problem = match args.image {
             Some(_) => "no command given and the image defines no Entrypoint or Cmd: add `-- COMMAND`",
             None => "no command given: add `-- COMMAND` (a directory or disk-image root has no default command)",
@@ -77,7 +85,10 @@ pub async fn run(args: RunArgs, matches: &clap::ArgMatches) -> Result<i32> {
         }
         let sb = builder.create_detached().await?;
         accel_notice(&sb);
-        println!("{name}");
+        // A name the user gave needs no echo; a generated one is how they find it.
+        if args.name.is_none() {
+            println!("{name}");
+        }
         return Ok(0);
     }
     let sb = builder.create().await?;
@@ -114,15 +125,12 @@ async fn reuse(msb: &Microsandbox, args: &RunArgs) -> Result<Option<(Sandbox, bo
 /// this run started it.
 async fn attach(sb: Sandbox, args: &RunArgs, started_here: bool) -> Result<i32> {
     let opts = ExecOptions {
-        tty: args.tty.then(microsandbox::terminal_size),
         timeout: args.timeout,
         ..Default::default()
     };
+    let opts = args.terminal.apply(opts, args.terminal.tty);
     let outcome = sb.attach_command(args.command.clone(), opts).await;
-    if started_here {
-        sb.stop().await?;
-    }
-    Ok(outcome?)
+    end_session(sb, outcome, started_here).await
 }
 
 /// Tells a person at a terminal that the sandbox runs without KVM, and why.

@@ -9,10 +9,13 @@ pub struct StartArgs {
     /// Sandboxes to start.
     #[arg(required = true)]
     names: Vec<String>,
+    #[command(flatten)]
+    quiet: crate::output::QuietArg,
 }
 
 /// Starts each sandbox; exit 1 if any failed.
 pub async fn run(args: StartArgs) -> Result<i32> {
+    args.quiet.apply();
     let msb = Microsandbox::from_env();
     crate::commands::each(&args.names, |name| {
         let msb = msb.clone();

@@ -1,4 +1,4 @@
-//! Reading Docker's `config.json` (`auths` only; credential helpers are not run).
+//! Reading Docker's `config.json`: its `auths` entries, and the credential helper it names for a host.
 
 use super::{normalize_host, AuthError};
 use base64::Engine;

@@ -6,22 +6,27 @@ use microsandbox::{image, Paths};
 /// Arguments of `msb image ls`.
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {
-    /// JSON output (one array) for scripts.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: crate::output::ListFormat,
 }
 
 /// Prints the image table.
 pub fn run(paths: &Paths, args: LsArgs) -> anyhow::Result<i32> {
     let images = image::list(paths)?;
-    if args.json {
+    if args.format.quiet {
+        for (r, _) in &images {
+            println!("{}", r.reference);
+        }
+        return Ok(0);
+    }
+    if args.format.json() {
         let rows: Vec<_> = images
             .iter()
             .map(|(r, size)| {
                 serde_json::json!({
                     "reference": r.reference, "manifest_digest": r.manifest_digest,
                     "platform": r.platform.to_string(), "layers": r.layers.len(),
-                    "size_bytes": size, "created_at": r.created_at,
+                    "size_bytes": size, "created_at": crate::output::rfc3339(r.created_at),
                 })
             })
             .collect();

@@ -8,6 +8,8 @@ pub mod rm;
 /// Image subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum ImageCommand {
+    /// Pull an image from a registry (as `msb pull`).
+    Pull(crate::commands::pull::PullArgs),
     /// List images with their size on disk.
     #[command(alias = "list")]
     Ls(ls::LsArgs),
@@ -21,10 +23,11 @@ pub enum ImageCommand {
 }
 
 /// Runs an image subcommand.
-pub fn run(cmd: ImageCommand) -> anyhow::Result<i32> {
+pub async fn run(cmd: ImageCommand) -> anyhow::Result<i32> {
     let msb = microsandbox::Microsandbox::from_env();
     let paths = msb.paths();
     match cmd {
+        ImageCommand::Pull(args) => crate::commands::pull::run(args).await,
         ImageCommand::Ls(args) => ls::run(paths, args),
         ImageCommand::Inspect(args) => inspect::run(paths, args),
         ImageCommand::Rm(args) => rm::run(paths, args),

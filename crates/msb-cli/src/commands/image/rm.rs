@@ -11,13 +11,17 @@ pub struct RmArgs {
     /// Remove the reference even if sandboxes use the image (their layers stay until they go).
     #[arg(short, long)]
     force: bool,
+    #[command(flatten)]
+    quiet: crate::output::QuietArg,
 }
 
 /// Removes each image; fails (exit 1) if any could not be removed.
 pub fn run(paths: &Paths, args: RmArgs) -> anyhow::Result<i32> {
+    args.quiet.apply();
     let mut failed = false;
     for reference in &args.references {
         match image::remove(paths, reference, args.force) {
+            Ok(_) if crate::output::is_quiet() => {}
             Ok(layers) => println!("Removed {reference} ({layers} unused layer(s) deleted)"),
             Err(e) => {
                 eprintln!("msb: error: {e}");

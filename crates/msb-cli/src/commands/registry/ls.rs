@@ -5,15 +5,20 @@ use microsandbox::{registry, Paths};
 /// Arguments of `msb registry ls`.
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {
-    /// JSON output (one array) for scripts.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: crate::output::ListFormat,
 }
 
 /// Prints the registries msb has credentials for, and where they come from.
 pub fn run(paths: &Paths, args: LsArgs) -> anyhow::Result<i32> {
     let logins = registry::list(paths)?;
-    if args.json {
+    if args.format.quiet {
+        for l in &logins {
+            println!("{}", l.registry);
+        }
+        return Ok(0);
+    }
+    if args.format.json() {
         let rows: Vec<_> = logins
             .iter()
             .map(|l| {

@@ -1,0 +1,159 @@
+//! Helper processes on the host: what they inherit, their process group, their death
+//! with the spawning thread, and the waits and messages built on them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::process::Stdio;
+
+/// The descriptors a child started by `spawn_owned_with` holds: number → what it is.
+async fn fds_of_child(fd: Option<RawFd>) -> BTreeMap<u32, String> {
+    let mut cmd = Command::new("ls");
+    cmd.args(["-l", "/proc/self/fd/"]).stdout(Stdio::piped());
+    let out = spawn_owned_with(&mut cmd, "ls", fd)
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_once(" -> "))
+        .map(|(left, target)| (left.rsplit(' ').next().unwrap().parse().unwrap(), target.to_string()))
+        // ls's own handle on the directory it lists.
+        .filter(|(_, target): &(u32, String)| !(target.starts_with("/proc/") && target.ends_with("/fd")))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_child_gets_stdio_and_the_passed_descriptor_as_3_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (passed_path, leaked_path) = (dir.path().join("passed"), dir.path().join("leaked"));
+    let passed = std::fs::File::create(&passed_path).unwrap();
+    let leaked = std::fs::File::create(&leaked_path).unwrap();
+    // A descriptor we hold without close-on-exec, as one inherited from our own parent.
+    // SAFETY: F_SETFD on a descriptor `leaked` owns and keeps open.
+    assert_eq!(unsafe { libc::fcntl(leaked.as_raw_fd(), libc::F_SETFD, 0) }, 0);
+
+    let with = fds_of_child(Some(passed.as_raw_fd())).await;
+    assert_eq!(with.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3], "{with:?}");
+    assert_eq!(with[&3], passed_path.to_str().unwrap());
+    assert_eq!(with[&0], "/dev/null");
+
+    let without = fds_of_child(None).await;
+    assert_eq!(without.keys().copied().collect::<Vec<_>>(), [0, 1, 2], "{without:?}");
+    drop(leaked);
+}
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`, for fields after the name.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n - 3).map(String::from)
+}
+
+#[tokio::test]
+async fn a_child_leads_a_process_group_of_its_own() {
+    let mut cmd = Command::new("sleep");
+    cmd.arg("10");
+    let child = spawn_owned(&mut cmd, "sleep").unwrap();
+    let pid = child.id().unwrap();
+    assert_eq!(stat_field(pid, 5), Some(pid.to_string()), "pgrp");
+}
+
+#[test]
+fn a_child_dies_with_the_thread_that_spawned_it() {
+    let pid = std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut cmd = Command::new("sleep");
+            cmd.arg("30");
+            let child = spawn_owned(&mut cmd, "sleep").unwrap();
+            let pid = child.id().unwrap() as i32;
+            // Not dropped: kill-on-drop must not be what ends it.
+            std::mem::forget(child);
+            pid
+        })
+    })
+    .join()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut status = 0;
+    // SAFETY: waitpid on our own child with a valid pointer to an int.
+    while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+        if Instant::now() > deadline {
+            // SAFETY: kill and waitpid on our own child, which has not been reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the child outlived the thread that spawned it by 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+}
+
+/// `sh -c script` started as a helper, its output going to `log`.
+fn helper(script: &str, log: &Path) -> Child {
+    let out = std::fs::File::create(log).unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", script]).stdout(out.try_clone().unwrap()).stderr(out);
+    spawn_owned(&mut cmd, "helper").unwrap()
+}
+
+#[tokio::test]
+async fn waiting_for_a_path_fails_as_soon_as_the_child_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("helper.log");
+    let mut child = helper("echo starting; echo 'bad flag --x' >&2; exit 3", &log);
+    let err = wait_for_path(&dir.path().join("never"), &mut child, "the helper", &log).await;
+    match err {
+        Err(VmmError::Failed { what, detail }) => {
+            assert_eq!(what, "the helper");
+            assert!(detail.starts_with("exited with exit status: 3:"), "{detail}");
+            assert!(detail.contains("starting\n  bad flag --x"), "{detail}");
+        }
+        other => panic!("expected the helper's failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn waiting_for_a_path_ends_when_it_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, socket) = (dir.path().join("helper.log"), dir.path().join("helper.sock"));
+    let script = format!("sleep 0.2; touch '{}'; exec sleep 10", socket.display());
+    let mut child = helper(&script, &log);
+    wait_for_path(&socket, &mut child, "the helper", &log).await.unwrap();
+    assert!(socket.exists(), "returned before the path appeared");
+    assert!(child.try_wait().unwrap().is_none(), "the helper should still run");
+}
+
+#[test]
+fn tail_is_the_last_eight_lines_and_where_the_rest_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("qemu.log");
+    let text: String = (1..=20).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&log, text).unwrap();
+    let lines: Vec<String> = (13..=20).map(|i| format!("line {i}")).collect();
+    let want = format!("\n  {}\n(full log: {})", lines.join("\n  "), log.display());
+    assert_eq!(tail(&log), want);
+
+    std::fs::write(&log, "only one\n").unwrap();
+    assert_eq!(tail(&log), format!("\n  only one\n(full log: {})", log.display()));
+}
+
+#[test]
+fn tail_of_an_empty_or_missing_log_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("qemu.log");
+    assert_eq!(tail(&log), format!("(no output; see {})", log.display()));
+    std::fs::write(&log, "").unwrap();
+    assert_eq!(tail(&log), format!("(no output; see {})", log.display()));
+}
