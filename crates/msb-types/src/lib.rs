@@ -5,6 +5,7 @@ mod error;
 mod image;
 mod mount;
 mod name;
+mod net;
 mod patch;
 mod paths;
 mod rlimit;
@@ -17,6 +18,10 @@ pub use error::{Field, SpecError};
 pub use image::{ImageConfig, ImageRecord, LayerRecord, Platform, PlatformError};
 pub use mount::{check_guest_path, check_mounts, is_host_path, normal_guest_path, Mount};
 pub use name::{validate_name, NameError};
+pub use net::{
+    Action, Cidr, Destination, Direction, DnsSpec, Group, NetPolicy, NetworkSpec, PortRange, Protocol, PublishedPort, Rule,
+    Transport, DEFAULT_DNS_QUERY_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS,
+};
 pub use patch::{guest_path_components, GuestPathError, Patch};
 pub use paths::Paths;
 pub use rlimit::{merge_rlimits, Rlimit, RlimitResource};

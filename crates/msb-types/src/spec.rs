@@ -172,6 +172,9 @@ pub struct SandboxSpec {
     /// Host directories and tmpfs mounted into the guest, in order.
     #[serde(default)]
     pub mounts: Vec<crate::Mount>,
+    /// Its network: policy, DNS, published ports.
+    #[serde(default)]
+    pub network: crate::NetworkSpec,
 }
 
 /// Most bytes all scripts may hold together: they travel in the guest configuration, one
@@ -217,6 +220,7 @@ impl SandboxSpec {
             shell: None,
             labels: BTreeMap::new(),
             log_level: None,
+            network: Default::default(),
             mounts: Vec::new(),
         }
     }

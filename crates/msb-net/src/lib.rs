@@ -1,0 +1,9 @@
+//! The sandbox's userspace network stack, run by its supervisor: guest frames arrive over a
+//! QEMU `-netdev stream` socket, every flow is checked against the sandbox's policy before
+//! the host opens a socket for it, DNS is answered (and policed) at the gateway, and host
+//! ports are published into the guest.
+
+pub mod dns;
+pub mod policy;
+pub mod sni;
+pub mod stack;
