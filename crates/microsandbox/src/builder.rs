@@ -1,7 +1,10 @@
 //! Describing a sandbox before creating it.
 
 use crate::{Microsandbox, MicrosandboxError, MicrosandboxResult, Sandbox};
-use msb_types::{DiskImageFormat, Field, Mount, Patch, Resources, RootSpec, SandboxSpec, SpecError};
+use msb_types::{
+    DiskImageFormat, DnsSpec, Field, Mount, NetPolicy, NetworkSpec, Patch, PublishedPort, Resources, RootSpec,
+    SandboxSpec, SpecError, Transport,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -268,6 +271,55 @@ impl SandboxBuilder {
         self
     }
 
+    /// Its whole network: policy, DNS, published ports, flow limit (default:
+    /// [`NetworkSpec::default`], the public-only policy).
+    pub fn network(mut self, network: NetworkSpec) -> Self {
+        self.spec.network = network;
+        self
+    }
+
+    /// No network interface at all: the guest has only `lo`.
+    pub fn no_network(self) -> Self {
+        self.network(NetworkSpec::disabled())
+    }
+
+    /// What the guest may reach and what may reach it (default
+    /// [`NetPolicy::public_only`]).
+    pub fn net_policy(mut self, policy: NetPolicy) -> Self {
+        self.spec.network.policy = policy;
+        self
+    }
+
+    /// Forwards TCP `host_port` on 127.0.0.1 to `guest_port`.
+    pub fn port(self, host_port: u16, guest_port: u16) -> Self {
+        self.publish(PublishedPort::new(host_port, guest_port, Transport::Tcp))
+    }
+
+    /// Forwards UDP `host_port` on 127.0.0.1 to `guest_port`.
+    pub fn port_udp(self, host_port: u16, guest_port: u16) -> Self {
+        self.publish(PublishedPort::new(host_port, guest_port, Transport::Udp))
+    }
+
+    /// Forwards a host port (on any host address, see [`PublishedPort::parse`]) into the
+    /// guest.
+    pub fn publish(mut self, port: PublishedPort) -> Self {
+        self.spec.network.ports.push(port);
+        self
+    }
+
+    /// Most flows open at once; new ones past it are refused (default
+    /// [`msb_types::DEFAULT_MAX_CONNECTIONS`]).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.spec.network.max_connections = n;
+        self
+    }
+
+    /// How the gateway answers DNS: blocked names, rebind protection, upstreams, timeout.
+    pub fn dns(mut self, dns: DnsSpec) -> Self {
+        self.spec.network.dns = dns;
+        self
+    }
+
     /// Removes the sandbox as soon as it stops.
     pub fn ephemeral(mut self) -> Self {
         self.spec.ephemeral = true;
@@ -440,4 +492,44 @@ fn host_memory_mib() -> MicrosandboxResult<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kib| kib / 1024)
         .ok_or_else(|| MicrosandboxError::io("reading /proc/meminfo")(std::io::Error::other("it has no MemTotal line")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_settings_reach_the_spec() {
+        let msb = Microsandbox::at("/nonexistent");
+        let spec = msb
+            .builder("net")
+            .rootfs("/r")
+            .port(8080, 80)
+            .port_udp(5353, 53)
+            .max_connections(9)
+            .net_policy(NetPolicy::non_local())
+            .build()
+            .unwrap();
+        let net = spec.network;
+        assert!(net.enabled);
+        assert_eq!(net.policy, NetPolicy::non_local());
+        assert_eq!(net.max_connections, 9);
+        let ports: Vec<String> = net.ports.iter().map(ToString::to_string).collect();
+        assert_eq!(ports, ["127.0.0.1:8080:80/tcp", "127.0.0.1:5353:53/udp"]);
+
+        let offline = msb.builder("net").rootfs("/r").no_network().build().unwrap();
+        assert_eq!(offline.network, NetworkSpec::disabled());
+        let err = msb
+            .builder("net")
+            .rootfs("/r")
+            .no_network()
+            .port(1, 2)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, MicrosandboxError::InvalidSpec(e) if e.field == Field::Ports),
+            "{err}"
+        );
+    }
 }

@@ -73,7 +73,7 @@ pub struct SandboxMetrics {
     pub disk_used_bytes: u64,
     /// Size of the root filesystem, bytes.
     pub disk_total_bytes: u64,
-    /// Bytes received over the network (0 while sandboxes have no network).
+    /// Bytes the guest received over its network interface.
     pub net_rx_bytes: u64,
     /// Bytes sent over the network.
     pub net_tx_bytes: u64,
@@ -91,6 +91,8 @@ pub struct SandboxMetrics {
     /// When it was measured (RFC 3339 in JSON).
     #[serde(serialize_with = "rfc3339")]
     pub timestamp: std::time::SystemTime,
+    /// What its network stack carried and refused, when it has a network.
+    pub network: Option<msb_protocol::NetworkCounters>,
 }
 
 fn whole_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -118,6 +120,7 @@ impl From<msb_protocol::SandboxMetrics> for SandboxMetrics {
             disk_read_bytes: g.disk_read,
             disk_write_bytes: g.disk_written,
             timestamp: std::time::SystemTime::now(),
+            network: m.network,
         }
     }
 }

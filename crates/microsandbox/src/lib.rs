@@ -54,8 +54,13 @@ pub use msb_boot::console::numbered as console_log_of_boot;
 pub use msb_boot::{BootError, BootPlan, HostConfig};
 pub use msb_protocol::client::ExecEvent;
 pub use msb_protocol::FsErrorKind;
-pub use msb_protocol::{SpawnErrorKind, SpawnFailure, WindowSize};
+pub use msb_protocol::{NetworkCounters, SpawnErrorKind, SpawnFailure, WindowSize};
 pub use msb_store::SandboxState;
+pub use msb_types::{
+    normalize_domain, Action, Cidr, Destination, Direction, DnsSpec, Group, NetPolicy, NetworkSpec, PortRange,
+    Protocol, PublishedPort, Rule, Transport, DEFAULT_DNS_QUERY_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_PUBLISH_IP,
+};
 pub use msb_types::{
     parse_env, validate_name, DiskImageFormat, Field, ImageRecord, NameError, Patch, Paths, Platform, Resources,
     RootSpec, SandboxSpec, SpecError, DEFAULT_CPUS, DEFAULT_MEMORY_MIB, DEFAULT_UPPER_SIZE_MIB,

@@ -5,6 +5,7 @@ use msb_protocol::{GuestConfig, GuestMount, LayerDisk, RootSource};
 use nix::mount::{mount, MsFlags};
 use std::fs::File;
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -302,11 +303,17 @@ pub fn guest_files(config: &GuestConfig) -> io::Result<()> {
         ensure_dir(Path::new("/etc"), 0o755)?;
         let name = &config.hostname;
         std::fs::write("/etc/hostname", format!("{name}\n"))?;
-        let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n");
+        let mut hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n");
+        if let Some(net) = &config.network {
+            hosts.push_str(&format!("{}\t{}\n", Ipv4Addr::from(net.gateway), crate::net::HOST_NAME));
+        }
         std::fs::write("/etc/hosts", hosts)?;
         if !config.scripts.is_empty() {
             add_scripts_to_profile(Path::new("/etc/profile"))?;
         }
+    }
+    if let Some(net) = &config.network {
+        crate::net::resolver(Ipv4Addr::from(net.gateway), config.write_identity_files)?;
     }
     Ok(())
 }

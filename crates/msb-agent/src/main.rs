@@ -9,6 +9,7 @@ mod files;
 mod init;
 mod loopdev;
 mod metrics;
+mod net;
 mod port;
 mod power;
 mod reaper;

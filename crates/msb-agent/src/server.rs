@@ -124,6 +124,7 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
     }
     let writable = match init::enter_root(&hello.config).and_then(|writable| {
         init::identity(&hello.config.hostname, hello.host_time)?;
+        crate::net::configure(hello.config.network.as_ref())?;
         init::guest_files(&hello.config)?;
         Ok(writable)
     }) {

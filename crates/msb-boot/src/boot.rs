@@ -119,6 +119,12 @@ impl BootedVm {
         self.process.pids()
     }
 
+    /// The host end of the guest's network device, once (see
+    /// [`msb_vmm::VmProcess::take_network`]).
+    pub fn take_network(&mut self) -> Option<std::os::unix::net::UnixStream> {
+        self.process.take_network()
+    }
+
     /// The connection to the agent, to share with relays.
     pub fn client(&self) -> &Arc<AgentClient> {
         &self.client

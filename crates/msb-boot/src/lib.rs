@@ -17,11 +17,13 @@ pub mod console;
 mod diskimage;
 mod error;
 mod host;
+mod network;
 mod plan;
 mod root;
 
 pub use boot::{BootedVm, Shutdown};
 pub use error::{BootError, BootResult};
 pub use host::{find_program, HostConfig};
+pub use network::NetworkPlan;
 pub use plan::{plan, plan_with, BootPlan, FileLink, ResolvedRoot};
 pub use root::{prepare, UPPER_FILE};

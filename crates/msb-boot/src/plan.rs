@@ -1,6 +1,7 @@
 //! The boot plan: everything a sandbox's VM is made of, decided before anything starts.
 
 use crate::root;
+use crate::NetworkPlan;
 use crate::{BootError, BootResult, HostConfig};
 use msb_protocol::{GuestConfig, GuestMount, LayerDisk, RootSource};
 use msb_types::{normal_guest_path, DiskImageFormat, Field, Mount, Paths, SandboxSpec, SpecError};
@@ -40,6 +41,9 @@ pub struct BootPlan {
     /// that holds only a link to that file.
     #[serde(default)]
     pub file_links: Vec<FileLink>,
+    /// The guest's network, run by the supervisor's stack; `None`: only `lo`.
+    #[serde(default)]
+    pub network: Option<NetworkPlan>,
 }
 
 /// A host file linked into a directory of its own (`link`), to share just that file.
@@ -171,6 +175,7 @@ pub fn plan_with(
         .enumerate()
         .map(|(i, mount)| guest_mount(i, mount, &mut devices))
         .collect::<BootResult<_>>()?;
+    let network = NetworkPlan::of(&spec.network);
     let vm = VmSpec {
         kernel: host.kernel.clone(),
         initramfs: host.initramfs.clone(),
@@ -180,6 +185,7 @@ pub fn plan_with(
         disks,
         runtime_dir: dir.join("runtime"),
         accel: accel.accel,
+        net: network.as_ref().map(NetworkPlan::device),
     };
     Ok(BootPlan {
         vmm: QemuConfig {
@@ -196,8 +202,10 @@ pub fn plan_with(
             tmp_mib: image_root.then(|| tmp_size_mib(spec.resources.memory_mib)),
             write_identity_files: image_root,
             mounts,
+            network: network.as_ref().map(NetworkPlan::guest),
         },
         file_links,
+        network,
     })
 }
 

@@ -1,6 +1,7 @@
 //! `msb`: run untrusted code in hardware-isolated microVMs.
 
 mod commands;
+mod net_args;
 mod output;
 mod patch_args;
 mod progress;

@@ -115,10 +115,12 @@ fn spec_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a Sp
 }
 
 /// The flag that sets a spec field; `None` for fields whose problems name themselves (the
-/// name, the root, patches, the command).
+/// name, the root, patches, the command, mounts, the network as a whole, DNS).
 fn flag(field: Field) -> Option<&'static str> {
     Some(match field {
-        Field::Name | Field::Root | Field::Patches | Field::Command | Field::Mounts => return None,
+        Field::Name | Field::Root | Field::Patches | Field::Command | Field::Mounts | Field::Network | Field::Dns => {
+            return None
+        }
         Field::Cpus => "--cpus",
         Field::Memory => "--memory",
         Field::Hostname => "--hostname",
@@ -133,6 +135,9 @@ fn flag(field: Field) -> Option<&'static str> {
         Field::Scripts => "--script",
         Field::Shell => "--shell",
         Field::Labels => "--label",
+        Field::NetPolicy => "--net-rule",
+        Field::Ports => "--port",
+        Field::MaxConnections => "--max-connections",
     })
 }
 

@@ -115,6 +115,8 @@ pub struct SandboxArgs {
     pub quiet: crate::output::QuietArg,
     #[command(flatten)]
     patches: PatchArgs,
+    #[command(flatten)]
+    network: crate::net_args::NetArgs,
 }
 
 impl SandboxArgs {
@@ -207,7 +209,7 @@ impl SandboxArgs {
         for patch in crate::patch_args::patches(matches)? {
             b = b.add_patch(patch);
         }
-        Ok(b)
+        Ok(self.network.apply(b))
     }
 }
 

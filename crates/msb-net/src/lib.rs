@@ -5,5 +5,6 @@
 
 pub mod dns;
 pub mod policy;
+mod ratelimit;
 pub mod sni;
 pub mod stack;

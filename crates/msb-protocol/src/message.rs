@@ -188,6 +188,41 @@ pub struct SandboxMetrics {
     pub memory_limit: u64,
     /// Time since the sandbox started, milliseconds.
     pub uptime_ms: u64,
+    /// The supervisor's network stack's counters, when the sandbox has a network.
+    pub network: Option<NetworkCounters>,
+}
+
+/// What a sandbox's network stack has carried and refused since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkCounters {
+    /// Bytes of frames from the guest.
+    pub bytes_out: u64,
+    /// Bytes of frames to the guest.
+    pub bytes_in: u64,
+    /// Frames from the guest.
+    pub packets_out: u64,
+    /// Frames to the guest.
+    pub packets_in: u64,
+    /// Flows (TCP connections, UDP associations) open now.
+    pub flows_open: u64,
+    /// Frames from the guest dropped as malformed or of a kind the stack does not serve.
+    pub frames_dropped: u64,
+    /// Connections accepted on published ports and let in.
+    pub published_accepts: u64,
+    /// Flows the policy refused.
+    pub denied_policy: u64,
+    /// Flows refused because the sandbox had its maximum open.
+    pub denied_limit: u64,
+    /// Flows the upstream refused or could not be reached.
+    pub upstream_failed: u64,
+    /// DNS queries the gateway answered.
+    pub dns_queries: u64,
+    /// DNS queries answered NXDOMAIN because the name is blocked or denied.
+    pub dns_denied: u64,
+    /// Addresses dropped from DNS answers as rebinding attempts.
+    pub dns_rebinding_dropped: u64,
+    /// DNS queries answered SERVFAIL because the upstream failed or was overloaded.
+    pub dns_failed: u64,
 }
 
 /// The handshake's opening: protocol version and how the guest should set itself up.
@@ -216,6 +251,24 @@ pub struct GuestConfig {
     pub write_identity_files: bool,
     /// Mounts made once the root is entered, in order (their mount points are made).
     pub mounts: Vec<GuestMount>,
+    /// The network interface to bring up, if the guest has one (else only `lo`).
+    pub network: Option<GuestNetwork>,
+}
+
+/// The guest's one network interface: its address, gateway (also its DNS server and
+/// `host.microsandbox.internal`) and MTU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestNetwork {
+    /// The interface's MAC address, to find it by.
+    pub mac: [u8; 6],
+    /// Its IPv4 address.
+    pub address: [u8; 4],
+    /// The prefix length of its subnet.
+    pub prefix_len: u8,
+    /// The default gateway and DNS server.
+    pub gateway: [u8; 4],
+    /// The interface's MTU.
+    pub mtu: u16,
 }
 
 /// A mount besides the root.
@@ -276,6 +329,7 @@ impl GuestConfig {
             tmp_mib: None,
             write_identity_files: false,
             mounts: Vec::new(),
+            network: None,
         }
     }
 }

@@ -15,6 +15,9 @@ pub enum Error {
     /// No sandbox by that name.
     #[error("sandbox '{0}' not found")]
     NotFound(String),
+    /// The sandbox's network could not be set up (a published port is taken, say).
+    #[error("{0}")]
+    Network(String),
     /// What the starter sent on stdin is not a supervisor input.
     #[error("the supervisor's input is not valid: {0}")]
     BadInput(#[source] serde_json::Error),

@@ -5,7 +5,7 @@
 //! channel and relays exec sessions between its clients (on a unix socket in the sandbox's
 //! directory) and the agent, records every state change in the store, keeps the exec log,
 //! enforces the idle timeout and the maximum duration, and on exit records why the VM
-//! stopped. It runs detached from the terminal that started it; a lock file held for its
+//! stopped, and runs the guest's network stack (policy, DNS, published ports). It runs detached from the terminal that started it; a lock file held for its
 //! lifetime tells everyone else whether it is alive, so a supervisor killed with `kill -9`
 //! leaves nothing stale behind.
 
@@ -16,6 +16,7 @@ mod execlog;
 mod hostproc;
 mod input;
 mod lock;
+mod network;
 mod ready;
 mod relay;
 mod run;

@@ -113,6 +113,8 @@ pub struct Shared {
     pub main_exit: Mutex<Option<i32>>,
     /// Draining: no new processes.
     pub draining: std::sync::atomic::AtomicBool,
+    /// The sandbox's network stack, when it has a network.
+    pub network: Option<crate::network::Network>,
 }
 
 /// Counts a connection for as long as it lives.
@@ -386,6 +388,7 @@ async fn metrics(shared: &Shared) -> Result<SandboxMetrics, msb_protocol::client
         host_cpu_permille: host_cpu_permille(host_ticks, hostproc::ticks_per_second(), secs),
         memory_limit: shared.memory_limit,
         uptime_ms: shared.started.elapsed().as_millis() as u64,
+        network: shared.network.as_ref().map(crate::network::Network::counters),
     })
 }
 

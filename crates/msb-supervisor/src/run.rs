@@ -3,6 +3,7 @@
 
 use crate::ending::{finish, Ending};
 use crate::execlog::{describe, ExecLog};
+use crate::network::{self, Network};
 use crate::relay::{self, Activity, Shared, StopHow, StopRequest};
 use crate::{Error, ReadyLine, Result, SandboxLock, SupervisorInput, CONTROL_SOCKET};
 use msb_boot::{BootPlan, BootedVm};
@@ -28,6 +29,7 @@ struct Started {
     store: Store,
     spec: SandboxSpec,
     vm: BootedVm,
+    network: Option<Network>,
     listener: UnixListener,
     log: ExecLog,
     _lock: SandboxLock,
@@ -102,7 +104,17 @@ async fn start(paths: &Paths, name: &str, plan: &BootPlan) -> Result<Started> {
     let log = std::fs::create_dir_all(&logs)
         .and_then(|()| ExecLog::open(&logs.join("exec.log")))
         .map_err(Error::io(format!("opening the exec log of {name}")))?;
-    let vm = BootedVm::boot(plan, &msb_vmm::Qemu::new(plan.vmm.clone())).await?;
+    let ports = plan
+        .network
+        .as_ref()
+        .map(|n| network::bind_ports(n, &store))
+        .transpose()?;
+    let mut vm = BootedVm::boot(plan, &msb_vmm::Qemu::new(plan.vmm.clone())).await?;
+    let network = match (&plan.network, ports, vm.take_network()) {
+        (Some(net), Some(ports), Some(link)) => Some(network::start(net, link, ports)?),
+        (Some(_), ..) => return Err(Error::Network("the VM came up without its network device".into())),
+        _ => None,
+    };
     let socket = dir.join("runtime").join(CONTROL_SOCKET);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(Error::io(format!("listening on {}", socket.display())))?;
@@ -115,6 +127,7 @@ async fn start(paths: &Paths, name: &str, plan: &BootPlan) -> Result<Started> {
         store,
         spec,
         vm,
+        network,
         listener,
         log,
         _lock: lock,
@@ -134,6 +147,7 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
         store,
         spec,
         mut vm,
+        network,
         listener,
         log,
         _lock,
@@ -154,6 +168,7 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
         owner_seen: false.into(),
         main_exit: Mutex::new(None),
         draining: false.into(),
+        network,
     });
     if let Some(args) = &spec.command {
         let output = paths.sandbox_dir(name).join("logs").join("output.log");

@@ -44,6 +44,16 @@ pub enum Field {
     Labels,
     /// Mounts besides the root (`-v`, `--tmpfs`).
     Mounts,
+    /// The network as a whole (whether it exists).
+    Network,
+    /// The network policy: its preset and rules.
+    NetPolicy,
+    /// Published ports.
+    Ports,
+    /// DNS settings.
+    Dns,
+    /// Flows open at once.
+    MaxConnections,
 }
 
 impl Field {
@@ -69,6 +79,11 @@ impl Field {
             Field::Shell => "shell",
             Field::Labels => "labels",
             Field::Mounts => "mounts",
+            Field::Network => "network",
+            Field::NetPolicy => "network.policy",
+            Field::Ports => "network.ports",
+            Field::Dns => "network.dns",
+            Field::MaxConnections => "network.max_connections",
         }
     }
 }

@@ -225,8 +225,8 @@ impl SandboxSpec {
         }
     }
 
-    /// Checks what can be checked before touching any filesystem: the name, the patches,
-    /// and that patches are not asked of a disk-image root.
+    /// Checks what can be checked before touching any filesystem: the name, the patches
+    /// (not asked of a disk-image root), mounts, env, limits, scripts, the network.
     pub fn validate(&self) -> Result<(), SpecError> {
         crate::validate_name(&self.name).map_err(|e| SpecError::new(Field::Name, e.to_string()))?;
         if !self.patches.is_empty() && matches!(self.root, RootSpec::DiskImage { .. }) {
@@ -276,6 +276,7 @@ impl SandboxSpec {
             limit.validate()?;
         }
         self.validate_scripts()?;
+        self.network.validate()?;
         if let Some(shell) = &self.shell {
             if !shell.starts_with('/') || shell.contains('\0') {
                 return Err(SpecError::new(
@@ -420,6 +421,7 @@ mod tests {
             Err(Field::Scripts)
         );
         assert_eq!(spec(|s| s.shell = Some("bash".into())), Err(Field::Shell));
+        assert_eq!(spec(|s| s.network.max_connections = 0), Err(Field::MaxConnections));
         assert_eq!(
             spec(|s| s.rlimits = vec![Rlimit {
                 resource: crate::RlimitResource::Nofile,

@@ -14,37 +14,53 @@ use tokio::process::{Child, Command};
 /// Descriptors msb itself inherited without close-on-exec (a caller's PTY master, say) are
 /// not passed on: a helper holding a terminal open would keep it from ever hanging up.
 pub(crate) fn spawn_owned(cmd: &mut Command, what: &str) -> Result<Child, VmmError> {
-    spawn_owned_with(cmd, what, None)
+    spawn_owned_with(cmd, what, &[])
 }
 
-/// [`spawn_owned`], giving the child `fd` as its descriptor 3 ([`PASSED_FD`]).
-pub(crate) fn spawn_owned_with(cmd: &mut Command, what: &str, fd: Option<RawFd>) -> Result<Child, VmmError> {
+/// Most descriptors a helper is passed.
+const MAX_PASSED: usize = 4;
+/// Where passed descriptors wait between fork and exec, above any slot they go to.
+const PARKING_FLOOR: RawFd = 64;
+
+/// [`spawn_owned`], giving the child `fds` as its descriptors 3, 4, … ([`PASSED_FD`] on).
+pub(crate) fn spawn_owned_with(cmd: &mut Command, what: &str, fds: &[RawFd]) -> Result<Child, VmmError> {
+    if fds.len() > MAX_PASSED {
+        return Err(VmmError::InvalidSpec(format!(
+            "{what} would be passed too many descriptors"
+        )));
+    }
+    let mut passed = [-1; MAX_PASSED];
+    passed[..fds.len()].copy_from_slice(fds);
+    let count = fds.len();
     cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
-    // SAFETY: runs between fork and exec; prctl, setpgid, dup2, fcntl and close_range are
-    // async-signal-safe, and `fd` stays open in the parent until the spawn returns.
+    // SAFETY: runs between fork and exec; prctl, setpgid, fcntl, dup2 and close_range are
+    // async-signal-safe, nothing allocates, and `fds` stay open in the parent until the
+    // spawn returns.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::setpgid(0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            let mut first_closed = PASSED_FD;
-            if let Some(fd) = fd {
-                // dup2 onto itself would keep close-on-exec: clear it explicitly then.
-                let placed = if fd == PASSED_FD {
-                    libc::fcntl(fd, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(fd, PASSED_FD)
-                };
-                if placed < 0 {
+            // Park every descriptor above the slots first, so placing one never closes
+            // another that happens to sit in its slot.
+            let mut parked = [-1; MAX_PASSED];
+            for i in 0..count {
+                parked[i] = libc::fcntl(passed[i], libc::F_DUPFD_CLOEXEC, PARKING_FLOOR);
+                if parked[i] < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                first_closed = PASSED_FD + 1;
             }
-            // Best effort (Linux >= 5.11): mark every other descriptor above stdio
-            // close-on-exec.
+            for (i, fd) in parked.iter().take(count).enumerate() {
+                // dup2 leaves the new descriptor without close-on-exec.
+                if libc::dup2(*fd, PASSED_FD + i as RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // Best effort (Linux >= 5.11): mark every other descriptor above stdio and
+            // the passed ones close-on-exec (the parked copies among them).
             libc::syscall(
                 libc::SYS_close_range,
-                first_closed as u32,
+                (PASSED_FD + count as RawFd) as u32,
                 u32::MAX,
                 libc::CLOSE_RANGE_CLOEXEC,
             );
@@ -54,7 +70,7 @@ pub(crate) fn spawn_owned_with(cmd: &mut Command, what: &str, fd: Option<RawFd>)
     cmd.spawn().map_err(VmmError::io(format!("starting {what}")))
 }
 
-/// The descriptor number a helper finds a passed descriptor at.
+/// The descriptor number a helper finds the first passed descriptor at.
 pub(crate) const PASSED_FD: RawFd = 3;
 
 /// Waits until `path` exists, failing early if `child` exits first.
@@ -97,6 +113,7 @@ pub struct VmProcess {
     pub(crate) helpers: Vec<Child>,
     pub(crate) agent_socket: PathBuf,
     pub(crate) console: Option<pipe::Receiver>,
+    pub(crate) network: Option<std::os::unix::net::UnixStream>,
     pub(crate) stderr_log: PathBuf,
 }
 
@@ -113,6 +130,12 @@ impl VmProcess {
     /// keep reading it, or the guest stalls when it writes to its console.
     pub fn take_console(&mut self) -> Option<pipe::Receiver> {
         self.console.take()
+    }
+
+    /// The host end of the guest's network device (QEMU `-netdev stream` framing), once:
+    /// whoever takes it runs the network for the guest.
+    pub fn take_network(&mut self) -> Option<std::os::unix::net::UnixStream> {
+        self.network.take()
     }
 
     /// Connects to the agent's socket, retrying while the VMM starts up.

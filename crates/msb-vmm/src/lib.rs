@@ -35,6 +35,18 @@ pub struct VmSpec {
     pub runtime_dir: PathBuf,
     /// Hardware acceleration to use.
     pub accel: Accel,
+    /// A network device, its frames carried over a socket the launcher hands back
+    /// ([`VmProcess::take_network`]).
+    #[serde(default)]
+    pub net: Option<NetDevice>,
+}
+
+/// A virtio-net device whose host side is a stream socket (4-byte big-endian length, then
+/// one Ethernet frame, each way).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetDevice {
+    /// The guest's MAC address.
+    pub mac: [u8; 6],
 }
 
 /// A host directory shared with the guest over virtio-fs.

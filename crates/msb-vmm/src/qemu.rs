@@ -119,6 +119,16 @@ fn args(spec: &VmSpec, files: &RuntimeFiles) -> Vec<String> {
         format!("virtserialport,chardev=agent,name={}", msb_protocol::AGENT_PORT_NAME),
     ]);
     a.extend(["-device".into(), "virtio-rng-device".into()]);
+    if let Some(net) = &spec.net {
+        // The frames' socket is the second descriptor passed (after the console).
+        let fd = PASSED_FD + 1;
+        a.extend([
+            "-netdev".into(),
+            format!("stream,id=net0,server=off,addr.type=fd,addr.str={fd}"),
+        ]);
+        let mac = net.mac.map(|b| format!("{b:02x}")).join(":");
+        a.extend(["-device".into(), format!("virtio-net-device,netdev=net0,mac={mac}")]);
+    }
     for (i, disk) in spec.disks.iter().enumerate() {
         let (file, format) = match &disk.backing {
             DiskBacking::File { path, format } => (path.clone(), format_name(*format)),
@@ -179,7 +189,7 @@ fn require(path: &Path, what: &'static str, hint: &'static str) -> Result<(), Vm
 
 /// Checks what QEMU would refuse late or obscurely: the slot count, the files it needs.
 fn check(spec: &VmSpec) -> Result<(), VmmError> {
-    let needed = FIXED_DEVICES + spec.disks.len() + spec.shares.len();
+    let needed = FIXED_DEVICES + spec.disks.len() + spec.shares.len() + usize::from(spec.net.is_some());
     if needed > VIRTIO_SLOTS {
         return Err(VmmError::TooManyDevices {
             needed,
@@ -263,9 +273,21 @@ impl Vmm for Qemu {
             .map_err(VmmError::io("reading the console pipe"))?;
         let mut cmd = Command::new(&self.config.binary);
         cmd.args(&args).stdout(std::process::Stdio::null()).stderr(stderr);
-        let spawned = spawn_owned_with(&mut cmd, "qemu-system-x86_64", Some(console_in.as_raw_fd()));
-        // Only QEMU holds the write end now, so the pipe ends when QEMU does.
+        let (network, guest_end) = match &spec.net {
+            Some(_) => {
+                let (ours, theirs) =
+                    std::os::unix::net::UnixStream::pair().map_err(VmmError::io("making the network socket"))?;
+                (Some(ours), Some(theirs))
+            }
+            None => (None, None),
+        };
+        let mut fds = vec![console_in.as_raw_fd()];
+        fds.extend(guest_end.as_ref().map(|s| s.as_raw_fd()));
+        let spawned = spawn_owned_with(&mut cmd, "qemu-system-x86_64", &fds);
+        // Only QEMU holds the console's write end and the guest's socket now, so they end
+        // when QEMU does.
         drop(console_in);
+        drop(guest_end);
         let vmm = spawned.map_err(|e| match e {
             VmmError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => VmmError::NotInstalled {
                 program: "qemu-system-x86_64",
@@ -278,6 +300,7 @@ impl Vmm for Qemu {
             helpers,
             agent_socket: files.agent,
             console: Some(console),
+            network,
             stderr_log,
         })
     }
@@ -316,6 +339,7 @@ mod tests {
             ],
             runtime_dir: "/run/x".into(),
             accel,
+            net: None,
         }
     }
 
@@ -343,6 +367,15 @@ mod tests {
         let kvm = qemu().command_line(&spec(Accel::Kvm)).unwrap().join(" ");
         assert!(kvm.contains("-accel kvm -cpu host"));
         assert!(!kvm.contains("nolapic_timer"));
+        assert!(!kvm.contains("-netdev"));
+        let mut networked = spec(Accel::Kvm);
+        networked.net = Some(crate::NetDevice {
+            mac: [2, 0x6d, 0x73, 0x62, 0, 2],
+        });
+        let net = qemu().command_line(&networked).unwrap().join(" ");
+        assert!(net.contains(
+            "-netdev stream,id=net0,server=off,addr.type=fd,addr.str=4 -device virtio-net-device,netdev=net0,mac=02:6d:73:62:00:02"
+        ));
     }
 
     #[test]

@@ -82,18 +82,19 @@ pub async fn run(args: LsArgs) -> Result<i32> {
         return Ok(code);
     }
     let full = args.no_trunc;
-    let rows: Vec<[String; 4]> = sandboxes
+    let rows: Vec<[String; 5]> = sandboxes
         .iter()
         .map(|s| {
             [
                 s.name.clone(),
                 trunc(&status(s), 60, full),
                 trunc(&s.source(), 48, full),
+                trunc(&ports(s), 48, full),
                 ago(s.created_at),
             ]
         })
         .collect();
-    print!("{}", table(["NAME", "STATUS", "IMAGE/ROOT", "CREATED"], &rows));
+    print!("{}", table(["NAME", "STATUS", "IMAGE/ROOT", "PORTS", "CREATED"], &rows));
     Ok(code)
 }
 
@@ -108,6 +109,21 @@ fn json_row(s: &SandboxInfo) -> Result<serde_json::Value> {
         }
     }
     Ok(row)
+}
+
+/// Published ports as docker shows them: `127.0.0.1:8080->80/tcp, …`.
+fn ports(s: &SandboxInfo) -> String {
+    let shown: Vec<String> = s
+        .spec
+        .network
+        .ports
+        .iter()
+        .map(|p| {
+            let host = std::net::SocketAddr::new(p.host_ip, p.host_port);
+            format!("{host}->{}/{}", p.guest_port, p.transport)
+        })
+        .collect();
+    shown.join(", ")
 }
 
 /// `running 5 minutes`, `stopped 2 hours ago (idle timeout)`, `crashed …`.

@@ -5,9 +5,9 @@
 //! fails until [`message`] generates it too.
 
 use msb_protocol::{
-    BootTimings, Control, ExecRequest, ExitStatus, Extent, GuestConfig, GuestMetrics, GuestMount, Hello, LayerDisk,
-    Message, Ready, RootSource, SandboxMetrics, ShutdownRequest, SpawnErrorKind, SpawnFailure, StdinMode, StreamKind,
-    WindowSize,
+    BootTimings, Control, ExecRequest, ExitStatus, Extent, GuestConfig, GuestMetrics, GuestMount, GuestNetwork, Hello,
+    LayerDisk, Message, NetworkCounters, Ready, RootSource, SandboxMetrics, ShutdownRequest, SpawnErrorKind,
+    SpawnFailure, StdinMode, StreamKind, WindowSize,
 };
 use msb_protocol::{FsEntry, FsErrorKind, FsEvent, FsEventKind, FsFailure, FsKind, FsOp, FsReply, FsRequest};
 use msb_types::{Rlimit, RlimitResource};
@@ -212,9 +212,10 @@ fn hello() -> impl Strategy<Value = Hello> {
         text(),
         any::<(i64, u32)>(),
         (scripts, of(any::<u32>()), any::<bool>(), vec(guest_mount(), 0..3)),
+        of(guest_network()),
     )
         .prop_map(
-            |(version, root, hostname, host_time, (scripts, tmp_mib, write_identity_files, mounts))| Hello {
+            |(version, root, hostname, host_time, (scripts, tmp_mib, write_identity_files, mounts), network)| Hello {
                 version,
                 config: GuestConfig {
                     root,
@@ -223,10 +224,29 @@ fn hello() -> impl Strategy<Value = Hello> {
                     tmp_mib,
                     write_identity_files,
                     mounts,
+                    network,
                 },
                 host_time,
             },
         )
+}
+
+/// Any guest network settings.
+pub fn guest_network() -> impl Strategy<Value = GuestNetwork> {
+    (
+        any::<[u8; 6]>(),
+        any::<[u8; 4]>(),
+        any::<u8>(),
+        any::<[u8; 4]>(),
+        any::<u16>(),
+    )
+        .prop_map(|(mac, address, prefix_len, gateway, mtu)| GuestNetwork {
+            mac,
+            address,
+            prefix_len,
+            gateway,
+            mtu,
+        })
 }
 
 /// Any value of this enum.
@@ -350,13 +370,38 @@ fn guest_metrics() -> impl Strategy<Value = GuestMetrics> {
     })
 }
 
-fn sandbox_metrics() -> impl Strategy<Value = SandboxMetrics> {
-    (guest_metrics(), any::<(u32, u64, u32, u64, u64)>()).prop_map(|(guest, (gc, rss, hc, limit, up))| SandboxMetrics {
-        guest,
-        guest_cpu_permille: gc,
-        host_rss: rss,
-        host_cpu_permille: hc,
-        memory_limit: limit,
-        uptime_ms: up,
+fn network_counters() -> impl Strategy<Value = NetworkCounters> {
+    (any::<[u64; 7]>(), any::<[u64; 7]>()).prop_map(|(a, b)| NetworkCounters {
+        bytes_out: a[0],
+        bytes_in: a[1],
+        packets_out: a[2],
+        packets_in: a[3],
+        flows_open: a[4],
+        frames_dropped: a[5],
+        published_accepts: a[6],
+        denied_policy: b[0],
+        denied_limit: b[1],
+        upstream_failed: b[2],
+        dns_queries: b[3],
+        dns_denied: b[4],
+        dns_rebinding_dropped: b[5],
+        dns_failed: b[6],
     })
+}
+
+fn sandbox_metrics() -> impl Strategy<Value = SandboxMetrics> {
+    (
+        guest_metrics(),
+        any::<(u32, u64, u32, u64, u64)>(),
+        of(network_counters()),
+    )
+        .prop_map(|(guest, (gc, rss, hc, limit, up), network)| SandboxMetrics {
+            guest,
+            guest_cpu_permille: gc,
+            host_rss: rss,
+            host_cpu_permille: hc,
+            memory_limit: limit,
+            uptime_ms: up,
+            network,
+        })
 }

@@ -71,6 +71,7 @@ async fn rig() -> Rig {
         owner_seen: false.into(),
         main_exit: Mutex::new(None),
         draining: false.into(),
+        network: None,
     };
     Rig {
         shared: Arc::new(shared),

@@ -9,10 +9,10 @@ use std::os::fd::AsRawFd;
 use std::process::Stdio;
 
 /// The descriptors a child started by `spawn_owned_with` holds: number → what it is.
-async fn fds_of_child(fd: Option<RawFd>) -> BTreeMap<u32, String> {
+async fn fds_of_child(fds: &[RawFd]) -> BTreeMap<u32, String> {
     let mut cmd = Command::new("ls");
     cmd.args(["-l", "/proc/self/fd/"]).stdout(Stdio::piped());
-    let out = spawn_owned_with(&mut cmd, "ls", fd)
+    let out = spawn_owned_with(&mut cmd, "ls", fds)
         .unwrap()
         .wait_with_output()
         .await
@@ -38,12 +38,20 @@ async fn a_child_gets_stdio_and_the_passed_descriptor_as_3_and_nothing_else() {
     // SAFETY: F_SETFD on a descriptor `leaked` owns and keeps open.
     assert_eq!(unsafe { libc::fcntl(leaked.as_raw_fd(), libc::F_SETFD, 0) }, 0);
 
-    let with = fds_of_child(Some(passed.as_raw_fd())).await;
+    let with = fds_of_child(&[passed.as_raw_fd()]).await;
     assert_eq!(with.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3], "{with:?}");
     assert_eq!(with[&3], passed_path.to_str().unwrap());
     assert_eq!(with[&0], "/dev/null");
 
-    let without = fds_of_child(None).await;
+    // Two, in the order given (whatever numbers they have here).
+    let second_path = dir.path().join("second");
+    let second = std::fs::File::create(&second_path).unwrap();
+    let two = fds_of_child(&[second.as_raw_fd(), passed.as_raw_fd()]).await;
+    assert_eq!(two.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3, 4], "{two:?}");
+    assert_eq!(two[&3], second_path.to_str().unwrap());
+    assert_eq!(two[&4], passed_path.to_str().unwrap());
+
+    let without = fds_of_child(&[]).await;
     assert_eq!(without.keys().copied().collect::<Vec<_>>(), [0, 1, 2], "{without:?}");
     drop(leaked);
 }

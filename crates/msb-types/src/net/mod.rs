@@ -1,6 +1,16 @@
 //! A sandbox's network: whether it has one, its egress/ingress policy, DNS settings,
 //! published ports and flow limit.
 
+mod domain;
+mod port;
+mod rule_token;
+mod suggest;
+mod validate;
+
+pub use domain::{domain_matches, normalize_domain, suffix_matches};
+pub use port::DEFAULT_PUBLISH_IP;
+
+use crate::{Field, SpecError};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -231,7 +241,72 @@ pub struct PublishedPort {
     pub transport: Transport,
 }
 
+impl NetworkSpec {
+    /// No network interface at all (only `lo` in the guest), and a policy that lets nothing
+    /// through should one be asked for anyway.
+    pub fn disabled() -> NetworkSpec {
+        NetworkSpec {
+            enabled: false,
+            policy: NetPolicy::none(),
+            ..NetworkSpec::default()
+        }
+    }
+}
+
+/// The presets' names, as `--network` spells them.
+const PRESETS: [&str; 4] = ["none", "public-only", "non-local", "allow-all"];
+
 impl NetPolicy {
+    /// The preset `name` names: `none`, `public-only`, `non-local` or `allow-all` (`_` for
+    /// `-` too).
+    pub fn preset(name: &str) -> Result<NetPolicy, SpecError> {
+        let spelled = name.trim().to_ascii_lowercase().replace('_', "-");
+        match spelled.as_str() {
+            "none" => Ok(NetPolicy::none()),
+            "public-only" => Ok(NetPolicy::public_only()),
+            "non-local" => Ok(NetPolicy::non_local()),
+            "allow-all" => Ok(NetPolicy::allow_all()),
+            _ => Err(SpecError::new(
+                Field::NetPolicy,
+                format!(
+                    "'{name}' is not a network preset: use one of {}{}",
+                    PRESETS.join(", "),
+                    suggest::did_you_mean(&spelled, &PRESETS)
+                ),
+            )),
+        }
+    }
+
+    /// The policy front ends' flags ask for. With a `preset`, `rules` come before its rules
+    /// and the defaults given replace its defaults. Without one, `rules` alone, with egress
+    /// denied and ingress allowed unless the defaults given say otherwise (the reference's
+    /// meaning of bare rule flags). With nothing given: [`NetPolicy::public_only`].
+    pub fn compose(
+        preset: Option<NetPolicy>,
+        rules: Vec<Rule>,
+        default_egress: Option<Action>,
+        default_ingress: Option<Action>,
+    ) -> NetPolicy {
+        let base = match preset {
+            Some(preset) => preset,
+            None if rules.is_empty() && default_egress.is_none() && default_ingress.is_none() => {
+                return NetPolicy::public_only()
+            }
+            None => NetPolicy {
+                default_egress: Action::Deny,
+                default_ingress: Action::Allow,
+                rules: Vec::new(),
+            },
+        };
+        let mut all = rules;
+        all.extend(base.rules);
+        NetPolicy {
+            default_egress: default_egress.unwrap_or(base.default_egress),
+            default_ingress: default_ingress.unwrap_or(base.default_ingress),
+            rules: all,
+        }
+    }
+
     /// Nothing in or out.
     pub fn none() -> NetPolicy {
         NetPolicy {
@@ -279,5 +354,103 @@ impl Rule {
             protocols: Vec::new(),
             ports: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_by_name() {
+        assert_eq!(NetPolicy::preset("none").unwrap(), NetPolicy::none());
+        assert_eq!(NetPolicy::preset("public-only").unwrap(), NetPolicy::public_only());
+        assert_eq!(NetPolicy::preset("public_only").unwrap(), NetPolicy::public_only());
+        assert_eq!(NetPolicy::preset("Non-Local").unwrap(), NetPolicy::non_local());
+        assert_eq!(NetPolicy::preset("allow_all").unwrap(), NetPolicy::allow_all());
+        let err = NetPolicy::preset("publc-only").unwrap_err();
+        assert_eq!(err.field, Field::NetPolicy);
+        assert!(
+            err.problem.contains("none, public-only, non-local, allow-all"),
+            "{}",
+            err.problem
+        );
+        assert!(err.problem.contains("did you mean 'public-only'"), "{}", err.problem);
+        assert!(!NetPolicy::preset("open").unwrap_err().problem.contains("did you mean"));
+    }
+
+    #[test]
+    fn presets_mean_what_the_reference_says() {
+        let defaults = |p: NetPolicy| (p.default_egress, p.default_ingress, p.rules.len());
+        assert_eq!(defaults(NetPolicy::none()), (Action::Deny, Action::Deny, 0));
+        assert_eq!(defaults(NetPolicy::allow_all()), (Action::Allow, Action::Allow, 0));
+        assert_eq!(defaults(NetPolicy::public_only()), (Action::Deny, Action::Allow, 1));
+        assert_eq!(defaults(NetPolicy::non_local()), (Action::Deny, Action::Allow, 2));
+        assert_eq!(NetworkSpec::default().policy, NetPolicy::public_only());
+        assert!(NetworkSpec::default().enabled && !NetworkSpec::disabled().enabled);
+    }
+
+    #[test]
+    fn flags_compose_into_a_policy() {
+        let rules = Rule::parse_list("deny@domain=evil.com,allow@host:tcp:8080").unwrap();
+        assert_eq!(NetPolicy::compose(None, vec![], None, None), NetPolicy::public_only());
+
+        let bare = NetPolicy::compose(None, rules.clone(), None, None);
+        assert_eq!(
+            (bare.default_egress, bare.default_ingress),
+            (Action::Deny, Action::Allow)
+        );
+        assert_eq!(bare.rules, rules);
+
+        let only_default = NetPolicy::compose(None, vec![], Some(Action::Allow), None);
+        assert_eq!(
+            only_default,
+            NetPolicy::compose(Some(NetPolicy::allow_all()), vec![], None, None)
+        );
+
+        let over_preset = NetPolicy::compose(Some(NetPolicy::non_local()), rules.clone(), None, Some(Action::Deny));
+        assert_eq!(
+            (over_preset.default_egress, over_preset.default_ingress),
+            (Action::Deny, Action::Deny)
+        );
+        assert_eq!(over_preset.rules[..2], rules[..]);
+        assert_eq!(over_preset.rules[2..], NetPolicy::non_local().rules[..]);
+    }
+
+    #[test]
+    fn specs_survive_json() {
+        let spec = NetworkSpec {
+            enabled: true,
+            policy: NetPolicy::compose(
+                Some(NetPolicy::public_only()),
+                Rule::parse_list("deny@suffix=example.com:tcp:443,allow:any@[fd00::]/8:udp:53-54,allow@meta:icmp")
+                    .unwrap(),
+                Some(Action::Allow),
+                None,
+            ),
+            dns: DnsSpec {
+                blocked_domains: vec!["ads.example.com".into()],
+                blocked_suffixes: vec!["tracker.io".into()],
+                rebind_protection: false,
+                nameservers: vec!["[::1]:53".into()],
+                query_timeout_ms: 250,
+            },
+            ports: vec![PublishedPort::parse("[::1]:8080:80/udp").unwrap()],
+            max_connections: 7,
+        };
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<NetworkSpec>(&json).unwrap(), spec);
+    }
+
+    #[test]
+    fn missing_fields_fail_closed() {
+        let policy: NetPolicy = serde_json::from_str("{}").unwrap();
+        assert_eq!(policy, NetPolicy::none());
+        let spec: NetworkSpec = serde_json::from_str(r#"{"enabled": true, "policy": {"rules": []}}"#).unwrap();
+        assert_eq!(spec.policy.default_egress, Action::Deny);
+        assert_eq!(spec.policy.default_ingress, Action::Deny);
+        assert_eq!(spec.dns, DnsSpec::default());
+        assert_eq!(spec.max_connections, DEFAULT_MAX_CONNECTIONS);
     }
 }

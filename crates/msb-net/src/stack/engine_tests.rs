@@ -1,0 +1,182 @@
+//! The engine driven directly, with a made-up clock and no sockets: what frames and requests
+//! each guest frame produces.
+
+use super::*;
+use crate::stack::harness::frames::{self, Received};
+use crate::stack::{ConnectError, Upstream};
+use msb_types::NetPolicy;
+use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Ipv4Address};
+use std::net::{IpAddr, Ipv4Addr};
+
+fn engine(policy: NetPolicy) -> (Engine, Instant) {
+    let cfg = StackConfig::default();
+    let gateway = IpAddr::V4(cfg.gateway_ip);
+    let now = Instant::now();
+    let policy = Arc::new(Policy::new(policy, gateway));
+    let engine = Engine::new(
+        cfg,
+        policy,
+        Arc::new(Pins::default()),
+        Arc::new(Counters::default()),
+        Vec::new(),
+        now,
+    );
+    (engine, now)
+}
+
+/// The frames in the engine's output, consumed.
+fn frames_out(engine: &mut Engine) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut rest = engine.output();
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        frames.push(rest[4..4 + len].to_vec());
+        rest = &rest[4 + len..];
+    }
+    let n = engine.output().len();
+    engine.output_written(n);
+    frames
+}
+
+/// A TCP SYN frame from the guest's `port` to `dst`.
+fn syn(cfg: &StackConfig, port: u16, dst: SocketAddrV4) -> Vec<u8> {
+    let repr = TcpRepr {
+        src_port: port,
+        dst_port: dst.port(),
+        control: TcpControl::Syn,
+        seq_number: smoltcp::wire::TcpSeqNumber(1000),
+        ack_number: None,
+        window_len: 64240,
+        window_scale: Some(7),
+        max_seg_size: Some(1460),
+        sack_permitted: true,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr {
+        src_addr: cfg.guest_ip,
+        dst_addr: *dst.ip(),
+        next_header: IpProtocol::Tcp,
+        payload_len: repr.buffer_len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(cfg.guest_mac),
+        dst_addr: EthernetAddress(cfg.gateway_mac),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut frame = vec![0; 14 + 20 + repr.buffer_len()];
+    let mut eth_frame = EthernetFrame::new_unchecked(&mut frame[..]);
+    eth.emit(&mut eth_frame);
+    let mut packet = Ipv4Packet::new_unchecked(eth_frame.payload_mut());
+    ip.emit(&mut packet, &ChecksumCapabilities::default());
+    let (s, d) = (IpAddress::Ipv4(cfg.guest_ip), IpAddress::Ipv4(*dst.ip()));
+    repr.emit(
+        &mut TcpPacket::new_unchecked(packet.payload_mut()),
+        &s,
+        &d,
+        &ChecksumCapabilities::default(),
+    );
+    frame
+}
+
+/// The TCP flags of a frame to the guest: (syn, ack, rst).
+fn tcp_flags(frame: &[u8]) -> Option<(bool, bool, bool)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    let (s, d) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
+    tcp.verify_checksum(&s, &d).then_some((tcp.syn(), tcp.ack(), tcp.rst()))
+}
+
+#[test]
+fn the_gateway_answers_a_ping() {
+    let (mut engine, now) = engine(NetPolicy::none());
+    let cfg = StackConfig::default();
+    engine.guest_frame(&frames::ping(&cfg, cfg.gateway_ip, 5, 6, b"data"), now);
+    engine.poll(now);
+    let out = frames_out(&mut engine);
+    let expected = Received::EchoReply {
+        src: cfg.gateway_ip,
+        ident: 5,
+        seq: 6,
+        data: b"data".to_vec(),
+    };
+    assert_eq!(out.iter().map(|f| frames::parse(f)).collect::<Vec<_>>(), vec![expected]);
+}
+
+#[test]
+fn a_denied_syn_is_reset_at_once_and_no_request_is_made() {
+    let (mut engine, now) = engine(NetPolicy::none());
+    let cfg = StackConfig::default();
+    let dst = SocketAddrV4::new(Ipv4Address::new(203, 0, 113, 10), 80);
+    engine.guest_frame(&syn(&cfg, 40000, dst), now);
+    engine.poll(now);
+    let out = frames_out(&mut engine);
+    assert_eq!(
+        out.iter().filter_map(|f| tcp_flags(f)).collect::<Vec<_>>(),
+        vec![(false, true, true)]
+    );
+    assert!(engine.take_requests().is_empty());
+    assert_eq!(engine.flows_open(), 0);
+}
+
+#[test]
+fn an_allowed_syn_is_held_until_the_upstream_answers() {
+    let (mut engine, now) = engine(NetPolicy::allow_all());
+    let cfg = StackConfig::default();
+    let dst = SocketAddrV4::new(cfg.gateway_ip, 8080);
+    let frame = syn(&cfg, 40001, dst);
+    engine.guest_frame(&frame, now);
+    engine.guest_frame(&frame, now);
+    engine.poll(now);
+    assert!(
+        frames_out(&mut engine).is_empty(),
+        "nothing before the upstream answers"
+    );
+    let requests = engine.take_requests();
+    let [Request::Connect {
+        flow,
+        upstream: Upstream::Tcp(addr),
+        ..
+    }] = requests.as_slice()
+    else {
+        panic!("one connect for a SYN sent twice: {requests:?}");
+    };
+    assert_eq!(*addr, SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)));
+    engine.event(Event::Connected(*flow), now);
+    engine.poll(now);
+    let out = frames_out(&mut engine);
+    assert_eq!(
+        out.iter().filter_map(|f| tcp_flags(f)).collect::<Vec<_>>(),
+        vec![(true, true, false)]
+    );
+    assert_eq!(engine.flows_open(), 1);
+}
+
+#[test]
+fn a_refused_upstream_resets_and_an_unreachable_one_gets_icmp() {
+    let (mut engine, now) = engine(NetPolicy::allow_all());
+    let cfg = StackConfig::default();
+    for (port, error) in [(40002, ConnectError::Refused), (40003, ConnectError::Unreachable)] {
+        engine.guest_frame(&syn(&cfg, port, SocketAddrV4::new(cfg.gateway_ip, 9)), now);
+        engine.poll(now);
+        let Some(Request::Connect { flow, .. }) = engine.take_requests().pop() else {
+            panic!("no connect")
+        };
+        engine.event(Event::ConnectFailed(flow, error), now);
+        engine.poll(now);
+    }
+    let out = frames_out(&mut engine);
+    assert_eq!(out.len(), 2);
+    assert_eq!(tcp_flags(&out[0]), Some((false, true, true)));
+    assert_eq!(
+        frames::parse(&out[1]),
+        Received::Unreachable {
+            src: cfg.gateway_ip,
+            code: 1
+        }
+    );
+    assert_eq!(engine.flows_open(), 0);
+}

@@ -1,0 +1,104 @@
+//! The sandbox's network: published ports bound before the VM boots, then the userspace
+//! stack serving the guest's link for as long as the supervisor runs.
+
+use crate::{Error, Result};
+use msb_boot::NetworkPlan;
+use msb_net::dns::{self, Interceptor, Pins};
+use msb_net::policy::Policy;
+use msb_net::stack::{self, BoundPorts, PortError, StackConfig};
+use msb_protocol::NetworkCounters;
+use msb_store::{SandboxState, Store};
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+/// A running stack's counters.
+#[derive(Debug)]
+pub struct Network {
+    stack: Arc<stack::Counters>,
+    dns: Arc<Interceptor>,
+}
+
+/// Binds the published ports of `plan`; a port another sandbox holds is reported with
+/// that sandbox's name.
+pub fn bind_ports(plan: &NetworkPlan, store: &Store) -> Result<BoundPorts> {
+    stack::bind_ports(&plan.spec.ports).map_err(|e| match &e {
+        PortError::InUse {
+            ip, port, transport, ..
+        } => match holder_of(store, *ip, *port) {
+            Some(name) => Error::Network(format!(
+                "host port {port}/{transport} on {ip} is taken by sandbox '{name}': publish another host port, or stop '{name}'"
+            )),
+            None => Error::Network(e.to_string()),
+        },
+        PortError::Bind { .. } => Error::Network(e.to_string()),
+    })
+}
+
+/// The running sandbox that publishes host port `port` on `ip` (or on all addresses).
+fn holder_of(store: &Store, ip: IpAddr, port: u16) -> Option<String> {
+    let running = store.list_sandboxes().ok()?;
+    running
+        .into_iter()
+        .filter(|r| r.state == SandboxState::Running)
+        .find(|r| {
+            r.spec::<msb_types::SandboxSpec>().is_ok_and(|spec| {
+                spec.network.ports.iter().any(|p| {
+                    p.host_port == port && (p.host_ip == ip || p.host_ip.is_unspecified() || ip.is_unspecified())
+                })
+            })
+        })
+        .map(|r| r.name)
+}
+
+/// Starts the stack for the guest's link `link`, serving `ports`.
+pub fn start(plan: &NetworkPlan, link: UnixStream, ports: BoundPorts) -> Result<Network> {
+    let gateway = IpAddr::V4(plan.gateway_ip);
+    let policy = Arc::new(Policy::new(plan.spec.policy.clone(), gateway));
+    let pins = Arc::new(Pins::default());
+    let dns = Arc::new(
+        Interceptor::new(&plan.spec.dns, gateway, policy.clone(), pins.clone())
+            .map_err(Error::io("setting up the sandbox's DNS"))?,
+    );
+    let config = StackConfig {
+        guest_ip: plan.guest_ip,
+        gateway_ip: plan.gateway_ip,
+        guest_mac: plan.guest_mac,
+        gateway_mac: plan.gateway_mac,
+        mtu: usize::from(plan.mtu),
+        max_connections: plan.spec.max_connections,
+        ..StackConfig::default()
+    };
+    let counters = Arc::new(stack::Counters::default());
+    let running = stack::run(link, config, policy, dns.clone(), pins, ports, counters.clone());
+    tokio::spawn(async move {
+        if let Err(e) = running.await {
+            tracing::error!("the sandbox's network stopped: {e}");
+        }
+    });
+    Ok(Network { stack: counters, dns })
+}
+
+impl Network {
+    /// The counters now.
+    pub fn counters(&self) -> NetworkCounters {
+        let s = self.stack.snapshot();
+        let d: dns::CounterSnapshot = self.dns.counters().snapshot();
+        NetworkCounters {
+            bytes_out: s.bytes_in,
+            bytes_in: s.bytes_out,
+            packets_out: s.packets_in,
+            packets_in: s.packets_out,
+            flows_open: s.flows_open,
+            frames_dropped: s.frames_dropped,
+            published_accepts: s.published_accepts,
+            denied_policy: s.denied_policy,
+            denied_limit: s.denied_max_connections,
+            upstream_failed: s.upstream_refused + s.upstream_unreachable,
+            dns_queries: d.queries,
+            dns_denied: d.blocked,
+            dns_rebinding_dropped: d.rebinding_dropped,
+            dns_failed: d.upstream_failures + d.shed,
+        }
+    }
+}
