@@ -36,6 +36,10 @@ const PACKAGES: &[&str] = &[
     "docker-registry",
     "debootstrap",
     "socat",
+    // network tests and baselines: namespaces, a client in the test world, passt
+    "iproute2",
+    "curl",
+    "passt",
 ];
 
 /// Installs every package and tool the project needs (idempotent, fast when done).

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub mod fake_registry;
+pub mod networld;
 
 fn home_dir() -> PathBuf {
     std::env::var_os("HOME")

@@ -6,6 +6,8 @@ mod console;
 mod floor;
 mod fs;
 mod lifecycle;
+mod net_baseline;
+mod net_figures;
 mod procmem;
 mod procs;
 mod pull;
@@ -63,6 +65,23 @@ pub enum Which {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Reference figures for the network: the guest kernel under bare QEMU with libslirp
+    /// and with passt, inside the network test world (needs root): TCP throughput both
+    /// ways, connection setup rate, DNS latency.
+    NetBaseline {
+        /// MiB per transfer, each way.
+        #[arg(long, default_value_t = 64)]
+        mib: u64,
+        /// Sequential connects timed.
+        #[arg(long, default_value_t = 200)]
+        connects: u64,
+        /// Sequential DNS queries timed.
+        #[arg(long, default_value_t = 200)]
+        queries: u64,
+        /// Print one JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Upper image build time (empty and 1,000 patched files) against mke2fs, and
     /// `msb run IMAGE true` against `msb run --rootfs DIR true` on the same files.
     Rootfs {
@@ -83,5 +102,18 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Rootfs { runs, json } => rootfs::run(runs, json),
         Which::Lifecycle { runs, json } => lifecycle::run(runs, json),
         Which::Fs { runs } => fs::run(runs),
+        Which::NetBaseline {
+            mib,
+            connects,
+            queries,
+            json,
+        } => net_baseline::run(
+            &net_figures::Params {
+                mib,
+                connects,
+                queries,
+            },
+            json,
+        ),
     }
 }
