@@ -65,7 +65,7 @@ pub use msb_types::{
     parse_env, validate_name, DiskImageFormat, Field, ImageRecord, NameError, Patch, Paths, Platform, Resources,
     RootSpec, SandboxSpec, SpecError, DEFAULT_CPUS, DEFAULT_MEMORY_MIB, DEFAULT_UPPER_SIZE_MIB,
 };
-pub use msb_types::{DetachKeys, DetachKeysError, Mount, Rlimit, RlimitResource};
+pub use msb_types::{parse_size_mib, DetachKeys, DetachKeysError, Mount, Rlimit, RlimitResource};
 pub use msb_vmm::AccelSetting;
 pub use sandbox::{Microsandbox, PlannedBoot, Sandbox};
 pub use terminal::terminal_size;

@@ -106,25 +106,6 @@ fn parse(flag: &str, value: &str) -> Result<Patch> {
     })
 }
 
-/// Parses a size like `4G`, `512M`, `1.5G` or a bare number of MiB, into MiB.
-pub fn parse_size_mib(text: &str) -> Result<u32, String> {
-    let t = text.trim();
-    let (num, scale) = match t.char_indices().last() {
-        Some((i, 'G' | 'g')) => (&t[..i], 1024.0),
-        Some((i, 'M' | 'm')) => (&t[..i], 1.0),
-        Some((i, 'T' | 't')) => (&t[..i], 1024.0 * 1024.0),
-        _ => (t, 1.0),
-    };
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size (use e.g. 4G, 512M)"))?;
-    let mib = (value * scale).round();
-    if !(1.0..=f64::from(u32::MAX)).contains(&mib) {
-        return Err(format!("size '{text}' is out of range"));
-    }
-    Ok(mib as u32)
-}
-
 /// Splits `PATH[:MODE]` where MODE is octal.
 fn split_mode(value: &str) -> Result<(&str, Option<u32>)> {
     match value.rsplit_once(':') {
@@ -190,16 +171,6 @@ mod tests {
                 Patch::copy_dir(dir.path(), "/app/d").replacing(),
             ]
         );
-    }
-
-    #[test]
-    fn sizes_parse_to_mib() {
-        assert_eq!(parse_size_mib("4G"), Ok(4096));
-        assert_eq!(parse_size_mib("1.5g"), Ok(1536));
-        assert_eq!(parse_size_mib("512M"), Ok(512));
-        assert_eq!(parse_size_mib("100"), Ok(100));
-        assert!(parse_size_mib("lots").is_err());
-        assert!(parse_size_mib("0").is_err());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The options `msb run` and `msb create` share, turned into an SDK builder.
 
-use crate::patch_args::{parse_size_mib, PatchArgs};
+use crate::patch_args::PatchArgs;
 use anyhow::Result;
 use clap::ArgMatches;
+use microsandbox::parse_size_mib;
 use microsandbox::{ExecOptions, Microsandbox, SandboxBuilder};
 use std::path::PathBuf;
 use std::time::Duration;

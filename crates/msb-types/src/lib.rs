@@ -10,6 +10,7 @@ mod patch;
 mod paths;
 mod rlimit;
 mod signal;
+mod size;
 mod spec;
 mod users;
 
@@ -27,6 +28,7 @@ pub use patch::{guest_path_components, GuestPathError, Patch};
 pub use paths::Paths;
 pub use rlimit::{merge_rlimits, Rlimit, RlimitResource};
 pub use signal::parse_signal;
+pub use size::parse_size_mib;
 pub use spec::{
     parse_env, DiskImageFormat, PinnedImage, Resources, RootSpec, SandboxSpec, DEFAULT_CPUS, DEFAULT_MEMORY_MIB,
     DEFAULT_UPPER_SIZE_MIB, MAX_CPUS, MAX_SCRIPT_BYTES, MIN_MEMORY_MIB, MIN_UPPER_SIZE_MIB,

@@ -128,10 +128,7 @@ impl Mount {
         let (mut size_mib, mut mode, mut noexec, mut readonly) = (None, None, false, false);
         for opt in opts.split(',').filter(|o| !o.is_empty()) {
             match opt.split_once('=') {
-                Some(("size", v)) => {
-                    size_mib =
-                        Some(parse_mib(v).ok_or_else(|| bad(format!("size '{v}' is not a size like 64m or 1g")))?)
-                }
+                Some(("size", v)) => size_mib = Some(crate::parse_size_mib(v).map_err(bad)?),
                 Some(("mode", v)) => {
                     mode = Some(
                         u32::from_str_radix(v, 8)
@@ -230,22 +227,6 @@ pub fn check_mounts(mounts: &[Mount]) -> Result<(), SpecError> {
         }
     }
     Ok(())
-}
-
-fn parse_mib(text: &str) -> Option<u32> {
-    let lower = text.to_ascii_lowercase();
-    let (digits, unit) = match lower.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => lower.split_at(i),
-        None => (lower.as_str(), "m"),
-    };
-    let n: u64 = digits.parse().ok()?;
-    let mib = match unit {
-        "k" | "kb" | "kib" => n.div_ceil(1024),
-        "m" | "mb" | "mib" => n,
-        "g" | "gb" | "gib" => n.checked_mul(1024)?,
-        _ => return None,
-    };
-    u32::try_from(mib).ok()
 }
 
 #[cfg(test)]

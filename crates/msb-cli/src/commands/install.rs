@@ -4,9 +4,9 @@
 //! removes only what install wrote.
 
 use crate::output::{notice, table, ListFormat};
-use crate::patch_args::parse_size_mib;
 use anyhow::{bail, Context, Result};
 use microsandbox::image::PullPolicy;
+use microsandbox::parse_size_mib;
 use microsandbox::{Microsandbox, Paths};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -14,7 +14,7 @@ pub enum VolumeCommand {
         /// Its name (as sandbox names: letters, digits, `.`, `-`, `_`).
         name: String,
         /// Make it a sized volume of this size (e.g. 1G, 512M).
-        #[arg(long, value_name = "SIZE", value_parser = crate::patch_args::parse_size_mib)]
+        #[arg(long, value_name = "SIZE", value_parser = microsandbox::parse_size_mib)]
         size: Option<u32>,
         /// A label: KEY=VALUE; repeatable.
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = crate::sandbox_args::parse_label)]

@@ -4,6 +4,7 @@
 
 use super::{host_rule, only, Harness, HarnessOptions};
 use msb_types::Protocol;
+use smoltcp::iface::SocketHandle;
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::mpsc;
@@ -44,6 +45,17 @@ fn setup() -> io::Result<(Harness, TcpListener)> {
     ))
 }
 
+/// The guest's connection to the host listener on `port`, once established.
+fn connected(harness: &mut Harness, port: u16) -> io::Result<SocketHandle> {
+    let dst = harness.gateway(port);
+    let guest = &mut harness.guest;
+    let handle = guest.connect(dst)?;
+    if !guest.run_until(Duration::from_secs(10), |g| g.tcp(handle).may_send())? {
+        return Err(timed_out());
+    }
+    Ok(handle)
+}
+
 fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "the transfer did not finish in time")
 }
@@ -67,12 +79,8 @@ pub fn upload(bytes: u64) -> io::Result<Throughput> {
         let _ = done.send(total);
         io::Result::Ok(())
     });
-    let dst = harness.gateway(port);
+    let handle = connected(&mut harness, port)?;
     let guest = &mut harness.guest;
-    let handle = guest.connect(dst)?;
-    if !guest.run_until(Duration::from_secs(10), |g| g.tcp(handle).may_send())? {
-        return Err(timed_out());
-    }
     let start = Instant::now();
     let mut sent = 0u64;
     while sent < bytes && start.elapsed() < LIMIT {
@@ -121,12 +129,8 @@ pub fn download(bytes: u64) -> io::Result<Throughput> {
         }
         stream.shutdown().await
     });
-    let dst = harness.gateway(port);
+    let handle = connected(&mut harness, port)?;
     let guest = &mut harness.guest;
-    let handle = guest.connect(dst)?;
-    if !guest.run_until(Duration::from_secs(10), |g| g.tcp(handle).may_send())? {
-        return Err(timed_out());
-    }
     let start = Instant::now();
     let mut received = 0u64;
     while received < bytes && start.elapsed() < LIMIT {
