@@ -171,13 +171,22 @@ impl Volumes {
 
     /// The sandboxes (in any state) whose spec mounts volume `name`.
     pub async fn users(&self, name: &str) -> MicrosandboxResult<Vec<String>> {
-        let mut users = Vec::new();
+        Ok(self.all_users().await?.remove(name).unwrap_or_default())
+    }
+
+    /// For every volume some sandbox mounts, those sandboxes (in any state): the sandboxes
+    /// are read once, however many volumes there are.
+    pub async fn all_users(&self) -> MicrosandboxResult<BTreeMap<String, Vec<String>>> {
+        let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for record in self.store()?.list_sandboxes()? {
-            let mounts_it = record
-                .spec::<SandboxSpec>()
-                .is_ok_and(|spec| volume_mounts(&spec).any(|(n, _)| n == name));
-            if mounts_it {
-                users.push(record.name);
+            let Ok(spec) = record.spec::<SandboxSpec>() else {
+                continue;
+            };
+            let mut names: Vec<&str> = volume_mounts(&spec).map(|(n, _)| n).collect();
+            names.sort_unstable();
+            names.dedup();
+            for name in names {
+                users.entry(name.to_string()).or_default().push(record.name.clone());
             }
         }
         Ok(users)
@@ -209,8 +218,9 @@ impl Volumes {
     /// Removes every volume no sandbox mounts; returns their names.
     pub async fn prune(&self) -> MicrosandboxResult<Vec<String>> {
         let mut removed = Vec::new();
+        let users = self.all_users().await?;
         for volume in self.list().await? {
-            if self.users(&volume.name).await?.is_empty() {
+            if !users.contains_key(&volume.name) {
                 self.remove(&volume.name, false).await?;
                 removed.push(volume.name);
             }

@@ -81,10 +81,11 @@ pub async fn run(cmd: VolumeCommand) -> Result<i32> {
                 all.iter().for_each(|v| println!("{}", v.name));
                 return Ok(0);
             }
-            let mut rows = Vec::new();
-            for v in &all {
-                rows.push(describe(&volumes, v).await?);
-            }
+            let users = volumes.all_users().await?;
+            let rows: Vec<serde_json::Value> = all
+                .iter()
+                .map(|v| describe(v, users.get(&v.name).cloned().unwrap_or_default()))
+                .collect::<Result<_>>()?;
             if format.json() {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(0);
@@ -104,7 +105,8 @@ pub async fn run(cmd: VolumeCommand) -> Result<i32> {
         }
         VolumeCommand::Inspect { name } => {
             let volume = volumes.get(&name).await?;
-            println!("{}", serde_json::to_string_pretty(&describe(&volumes, &volume).await?)?);
+            let users = volumes.users(&name).await?;
+            println!("{}", serde_json::to_string_pretty(&describe(&volume, users)?)?);
         }
         VolumeCommand::Rm { names, force, quiet } => {
             quiet.apply();
@@ -127,7 +129,7 @@ pub async fn run(cmd: VolumeCommand) -> Result<i32> {
     Ok(0)
 }
 
-async fn describe(volumes: &microsandbox::Volumes, v: &Volume) -> Result<serde_json::Value> {
+fn describe(v: &Volume, mounted_by: Vec<String>) -> Result<serde_json::Value> {
     Ok(serde_json::json!({
         "name": v.name,
         "kind": if v.size_bytes().is_some() { "sized" } else { "dir" },
@@ -135,7 +137,7 @@ async fn describe(volumes: &microsandbox::Volumes, v: &Volume) -> Result<serde_j
         "path": v.path,
         "disk": v.disk(),
         "used_bytes": v.used_bytes()?,
-        "mounted_by": volumes.users(&v.name).await?,
+        "mounted_by": mounted_by,
         "labels": v.labels,
         "created": rfc3339(v.created_at),
     }))
