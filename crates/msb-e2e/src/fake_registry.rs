@@ -69,6 +69,8 @@ pub enum Behaviour {
     /// Answer only once this many requests for the path have arrived (at most 20 s; a
     /// timeout is logged as `HOLD TIMED OUT <path>`).
     HoldUntil(usize),
+    /// Answer only once a request for this other path has arrived (same bound and log).
+    AwaitRequestFor(String),
 }
 
 /// One canned answer.
@@ -247,12 +249,10 @@ fn serve_connection(conn: TcpStream, routes: &Mutex<HashMap<String, Response>>, 
     let path = target.split('?').next().unwrap_or("");
     let path = if path == "/v2" { "/v2/" } else { path };
     let response = routes.lock().unwrap().get(path).cloned();
-    if let Some(Response {
-        behaviour: Behaviour::HoldUntil(n),
-        ..
-    }) = &response
-    {
-        hold_until(*n, path, log);
+    match response.as_ref().map(|r| &r.behaviour) {
+        Some(Behaviour::HoldUntil(n)) => hold_until(*n, path, log),
+        Some(Behaviour::AwaitRequestFor(other)) => hold_until(1, other, log),
+        _ => {}
     }
     let response = response.unwrap_or_else(|| {
         let code = if path.contains("/manifests/") {
@@ -298,7 +298,9 @@ fn write_response(mut conn: &TcpStream, head: bool, r: &Response) -> std::io::Re
         return conn.flush();
     }
     match r.behaviour {
-        Behaviour::Normal | Behaviour::Sleep(_) | Behaviour::HoldUntil(_) => conn.write_all(&r.body)?,
+        Behaviour::Normal | Behaviour::Sleep(_) | Behaviour::HoldUntil(_) | Behaviour::AwaitRequestFor(_) => {
+            conn.write_all(&r.body)?
+        }
         Behaviour::CloseAfter(n) => conn.write_all(&r.body[..n.min(r.body.len())])?,
         Behaviour::StallAfter(n, d) => {
             conn.write_all(&r.body[..n.min(r.body.len())])?;

@@ -368,11 +368,14 @@ fn a_layer_still_downloading_when_another_fails_leaves_no_partial_file() {
         .build();
     image.layer_blobs[0] = gzip(b"tampered");
     registry.serve(&image);
-    // Layer 1 sends a little, then stalls; layer 0 fails its digest check meanwhile, and the
-    // pull gives up on layer 1 mid-download.
+    // Layer 1 sends a little, then stalls; layer 0 is answered only once layer 1 has been
+    // asked for (however loaded the machine, so the failure lands mid-download), fails its
+    // digest check, and the pull gives up on layer 1.
+    let slow_path = image.blob_path(&image.layer_digest(1));
+    registry.set_behaviour(&slow_path, Behaviour::StallAfter(20_000, Duration::from_secs(60)));
     registry.set_behaviour(
-        &image.blob_path(&image.layer_digest(1)),
-        Behaviour::StallAfter(20_000, Duration::from_secs(60)),
+        &image.blob_path(&image.layer_digest(0)),
+        Behaviour::AwaitRequestFor(slow_path.clone()),
     );
     let sb = Sandbox::new();
     let started = Instant::now();
