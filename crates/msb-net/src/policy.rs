@@ -147,8 +147,15 @@ impl Policy {
         };
         let ip = group::canonical(flow.ip);
         let group = group_of(ip, self.gateway);
+        // The host's own services are opened only by name: an allow rule for the `host`
+        // group. Defaults, `any` and address blocks that happen to cover the gateway do not
+        // (so `allow-all` reaches the internet, not the user's local databases).
+        let host = group == Group::Host && flow.direction != Direction::Ingress;
         for rule in rules {
             if !rule.carries(flow.protocol, flow.port) {
+                continue;
+            }
+            if host && rule.action == Action::Allow && !matches!(rule.target, Target::Group(Group::Host)) {
                 continue;
             }
             match rule.target.matches(rule.action, ip, group, flow) {
@@ -157,6 +164,9 @@ impl Policy {
                 // A later rule may match, but this one may come first once the name is known.
                 Match::Unknown => return Verdict::NeedName,
             }
+        }
+        if host {
+            return Verdict::Deny(None);
         }
         verdict(default, None)
     }

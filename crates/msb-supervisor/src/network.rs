@@ -51,8 +51,27 @@ fn holder_of(store: &Store, ip: IpAddr, port: u16) -> Option<String> {
         .map(|r| r.name)
 }
 
+/// Raises this process's open-file soft limit to its hard limit: every relayed flow holds a
+/// host socket, and a soft limit of 1024 would refuse flows below `max_connections`.
+fn lift_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("cannot raise the open-file limit: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+}
+
 /// Starts the stack for the guest's link `link`, serving `ports`.
 pub fn start(plan: &NetworkPlan, link: UnixStream, ports: BoundPorts) -> Result<Network> {
+    lift_file_limit();
     let gateway = IpAddr::V4(plan.gateway_ip);
     let policy = Arc::new(Policy::new(plan.spec.policy.clone(), gateway));
     let pins = Arc::new(Pins::default());

@@ -62,12 +62,31 @@ fn none_blocks_everything() {
 }
 
 #[test]
-fn allow_all_allows_everything() {
+fn allow_all_allows_everything_but_the_host() {
     let p = policy(NetPolicy::allow_all());
-    for (ip, _) in EVERY_GROUP {
-        assert!(allowed(&p, tcp_out(ip, 443)), "{ip}");
+    for (ip, group) in EVERY_GROUP {
+        assert_eq!(allowed(&p, tcp_out(ip, 443)), group != Group::Host, "{ip}");
         assert!(allowed(&p, flow(Direction::Ingress, Protocol::Udp, ip, 53)), "{ip}");
     }
+}
+
+#[test]
+fn only_a_host_rule_opens_the_host() {
+    for text in [
+        "allow@any",
+        "allow@100.96.0.0/30",
+        "allow@100.64.0.0/10:tcp:8080",
+        "allow@private",
+    ] {
+        let p = rules(text);
+        assert!(!allowed(&p, tcp_out("100.96.0.1", 8080)), "{text}");
+    }
+    let p = rules("allow@host:tcp:8080");
+    assert!(allowed(&p, tcp_out("100.96.0.1", 8080)));
+    assert!(!allowed(&p, tcp_out("100.96.0.1", 8081)));
+    // A deny still denies, whatever the allow rules after it say.
+    let p = rules("deny@any,allow@host");
+    assert!(!allowed(&p, tcp_out("100.96.0.1", 8080)));
 }
 
 #[test]

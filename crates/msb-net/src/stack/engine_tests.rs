@@ -106,6 +106,20 @@ fn the_gateway_answers_a_ping() {
     assert_eq!(out.iter().map(|f| frames::parse(f)).collect::<Vec<_>>(), vec![expected]);
 }
 
+/// Everything to the gateway (the host's services) allowed, nothing else.
+fn host_open() -> NetPolicy {
+    NetPolicy {
+        rules: vec![msb_types::Rule {
+            action: msb_types::Action::Allow,
+            direction: msb_types::Direction::Egress,
+            destination: msb_types::Destination::Group(msb_types::Group::Host),
+            protocols: Vec::new(),
+            ports: Vec::new(),
+        }],
+        ..NetPolicy::none()
+    }
+}
+
 #[test]
 fn a_denied_syn_is_reset_at_once_and_no_request_is_made() {
     let (mut engine, now) = engine(NetPolicy::none());
@@ -124,7 +138,7 @@ fn a_denied_syn_is_reset_at_once_and_no_request_is_made() {
 
 #[test]
 fn an_allowed_syn_is_held_until_the_upstream_answers() {
-    let (mut engine, now) = engine(NetPolicy::allow_all());
+    let (mut engine, now) = engine(host_open());
     let cfg = StackConfig::default();
     let dst = SocketAddrV4::new(cfg.gateway_ip, 8080);
     let frame = syn(&cfg, 40001, dst);
@@ -157,7 +171,7 @@ fn an_allowed_syn_is_held_until_the_upstream_answers() {
 
 #[test]
 fn a_refused_upstream_resets_and_an_unreachable_one_gets_icmp() {
-    let (mut engine, now) = engine(NetPolicy::allow_all());
+    let (mut engine, now) = engine(host_open());
     let cfg = StackConfig::default();
     for (port, error) in [(40002, ConnectError::Refused), (40003, ConnectError::Unreachable)] {
         engine.guest_frame(&syn(&cfg, port, SocketAddrV4::new(cfg.gateway_ip, 9)), now);
