@@ -10,6 +10,7 @@
 //! (possibly hard-linked from elsewhere) is never written into.
 
 use crate::lower::{Entry, Kind, Lower};
+use crate::remove::remove_all;
 use crate::{display, PatchError};
 use msb_ext4::{Data, Dir, File, Metadata, Node};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
@@ -265,29 +266,6 @@ pub(crate) fn temp_name(mut create: impl FnMut(&[u8]) -> Result<(), Errno>) -> R
             other => return other.map(|()| name),
         }
     }
-}
-
-/// Removes `name` from `dir`, with everything below it when it is a directory; nothing
-/// below is followed.
-pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> Result<(), Errno> {
-    if !is_dir {
-        return rustix::fs::unlinkat(dir, name, AtFlags::empty());
-    }
-    let fd = open_at(dir, name, OFlags::DIRECTORY | OFlags::RDONLY)?;
-    let mut children = Vec::new();
-    for entry in rustix::fs::Dir::read_from(&fd)? {
-        let entry = entry?;
-        let child = entry.file_name().to_bytes();
-        if child != b"." && child != b".." {
-            children.push(child.to_vec());
-        }
-    }
-    for child in children {
-        if let Some(stat) = stat_at(fd.as_fd(), &child)? {
-            remove_all(fd.as_fd(), &child, kind(&stat) == Kind::Dir)?;
-        }
-    }
-    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
 }
 
 impl Lower for HostRoot {

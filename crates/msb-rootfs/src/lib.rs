@@ -11,6 +11,7 @@ mod erofs;
 mod error;
 mod host;
 mod lower;
+mod remove;
 mod stack;
 mod unpack;
 mod upper;
@@ -35,7 +36,7 @@ pub fn remove_tree(dir: std::os::fd::BorrowedFd<'_>, name: &[u8]) -> Result<(), 
     match host::stat_at(dir, name)? {
         None => Err(rustix::io::Errno::NOENT),
         Some(stat) if host::kind(&stat) != Kind::Dir => Err(rustix::io::Errno::NOTDIR),
-        Some(_) => host::remove_all(dir, name, true),
+        Some(_) => remove::remove_all(dir, name, true),
     }
 }
 
