@@ -111,23 +111,33 @@ fn unlink_files(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Errno> {
 }
 
 /// Makes sure `levels[depth]` has its descriptor, reopening it by name from the nearest held
-/// ancestor (or `top`).
+/// ancestor (or `top`). The last [`HELD`] levels opened on the way are kept, so climbing
+/// back up reopens a stretch only once every [`HELD`] levels.
 fn reopen(top: BorrowedFd<'_>, levels: &mut [Level], depth: usize) -> Result<(), Errno> {
     if levels[depth].fd.is_some() {
         return Ok(());
     }
     let held = levels[..depth].iter().rposition(|l| l.fd.is_some());
-    let mut current: Option<OwnedFd> = None;
     let start = held.map_or(0, |i| i + 1);
+    // Where the walk stands: a level holding its descriptor, or a passing one.
+    let mut at = held;
+    let mut passing: Option<OwnedFd> = None;
     for i in start..=depth {
-        let from = match (&current, held) {
-            (Some(fd), _) => fd.as_fd(),
-            (None, Some(h)) => levels[h].fd.as_ref().map(|f| f.as_fd()).ok_or(Errno::BADF)?,
-            (None, None) => top,
+        let next = {
+            let from = match (&passing, at) {
+                (Some(fd), _) => fd.as_fd(),
+                (None, Some(h)) => levels[h].fd.as_ref().map(|f| f.as_fd()).ok_or(Errno::BADF)?,
+                (None, None) => top,
+            };
+            open_at(from, &levels[i].name, OFlags::DIRECTORY | OFlags::RDONLY)?
         };
-        let next = open_at(from, &levels[i].name, OFlags::DIRECTORY | OFlags::RDONLY)?;
-        current = Some(next);
+        if i + HELD > depth {
+            levels[i].fd = Some(next);
+            passing = None;
+            at = Some(i);
+        } else {
+            passing = Some(next);
+        }
     }
-    levels[depth].fd = current;
     Ok(())
 }
