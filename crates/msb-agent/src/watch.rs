@@ -118,6 +118,21 @@ impl Watcher {
         Ok(wd)
     }
 
+    /// Stops watching directory `path` and everything below it.
+    fn forget(&mut self, path: &str) {
+        let below = format!("{}/", path.trim_end_matches('/'));
+        let gone: Vec<WatchDescriptor> = self
+            .dirs
+            .iter()
+            .filter(|(_, p)| p.as_str() == path || p.starts_with(&below))
+            .map(|(wd, _)| wd.clone())
+            .collect();
+        for wd in gone {
+            self.dirs.remove(&wd);
+            let _ = self.watches.remove(wd);
+        }
+    }
+
     /// Watches every directory below `dir`, noting what it finds in `found` (paths and
     /// whether they are directories). Entries that vanish meanwhile are passed over.
     fn add_below(&mut self, dir: &Path, found: &mut Vec<(String, bool)>) {
@@ -188,6 +203,11 @@ impl Watcher {
         if !again {
             self.last = Some((kind, path.clone(), now));
             out.push(event(kind, path.clone(), is_dir));
+        }
+        if kind == FsEventKind::Rename && is_dir {
+            // Moved away: its watches would report under the old path. If it moved within
+            // the tree, the MOVED_TO that follows watches it afresh under the new one.
+            self.forget(&path);
         }
         if kind == FsEventKind::Create && is_dir && self.recursive && self.add(Path::new(&path)).is_ok() {
             let mut found = Vec::new();

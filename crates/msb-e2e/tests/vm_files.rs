@@ -314,15 +314,18 @@ async fn watch_reports_creates_writes_removes_renames_and_its_own_end() {
     let fs = sb.fs();
     fs.mkdir("/w").await.unwrap();
     let mut watcher = fs.watch("/w", true).await.unwrap();
-    let script =
-        "echo a > /w/f && echo b >> /w/f && mkdir /w/d && echo c > /w/d/g && mv /w/f /w/h && rm /w/h && chmod 700 /w/d";
+    // A directory moved within the tree is reported under its new path afterwards, and one
+    // moved out of it is not reported at all.
+    let script = "echo a > /w/f && echo b >> /w/f && mkdir /w/d && echo c > /w/d/g && mv /w/f /w/h && rm /w/h \
+         && chmod 700 /w/d && mkdir /w/m && mv /w/m /w/n && echo x > /w/n/x && mv /w/n /outside \
+         && echo y > /outside/y && touch /w/done";
     sb.shell(script).await.unwrap();
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !seen.contains(&(K::Chmod, "/w/d".to_string())) {
+    while !seen.contains(&(K::Create, "/w/done".to_string())) {
         let event = tokio::time::timeout_at(deadline, watcher.next())
             .await
-            .unwrap_or_else(|_| panic!("no chmod event; seen {seen:?}"))
+            .unwrap_or_else(|_| panic!("no event for /w/done; seen {seen:?}"))
             .unwrap()
             .unwrap();
         seen.push((event.kind, event.path));
@@ -335,10 +338,20 @@ async fn watch_reports_creates_writes_removes_renames_and_its_own_end() {
         (K::Rename, "/w/f"),
         (K::Create, "/w/h"),
         (K::Remove, "/w/h"),
+        (K::Chmod, "/w/d"),
+        (K::Rename, "/w/m"),
+        (K::Create, "/w/n"),
+        (K::Create, "/w/n/x"),
+        (K::Rename, "/w/n"),
     ] {
         let expected = (expected.0, expected.1.to_string());
         assert!(seen.contains(&expected), "{expected:?} missing from {seen:?}");
     }
+    let stale: Vec<_> = seen
+        .iter()
+        .filter(|(_, p)| p.starts_with("/w/m/") || p.ends_with("/y"))
+        .collect();
+    assert!(stale.is_empty(), "events under an old or outside path: {stale:?}");
     // Stopping ends the stream.
     watcher.stop().await.unwrap();
     while watcher.next().await.unwrap().is_some() {}
