@@ -40,6 +40,11 @@ fn stage(link: &FileLink) -> BootResult<()> {
                 "{e}: a single file is shared through a hard link, which cannot cross into \
                  another filesystem than the sandbox's; share its directory instead"
             ),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "{e}: a single file is shared through a hard link, which the kernel refuses \
+                 for a file you neither own nor may write (fs.protected_hardlinks); share its \
+                 directory instead, or run as its owner"
+            ),
             _ => e.to_string(),
         };
         BootError::Spec(msb_types::SpecError::new(
