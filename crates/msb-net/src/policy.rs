@@ -151,6 +151,10 @@ impl Policy {
         // group. Defaults, `any` and address blocks that happen to cover the gateway do not
         // (so `allow-all` reaches the internet, not the user's local databases).
         let host = group == Group::Host && flow.direction != Direction::Ingress;
+        // The action of the first rule that may match once the name is known: the flow is
+        // still decided now if everything after it comes to that same action anyway (a
+        // flow that will be denied whatever its name is refused at the SYN).
+        let mut undecided: Option<Action> = None;
         for rule in rules {
             if !rule.carries(flow.protocol, flow.port) {
                 continue;
@@ -159,16 +163,17 @@ impl Policy {
                 continue;
             }
             match rule.target.matches(rule.action, ip, group, flow) {
-                Match::Yes => return verdict(rule.action, Some(rule.index)),
+                Match::Yes => return settle(undecided, rule.action, Some(rule.index)),
                 Match::No => {}
-                // A later rule may match, but this one may come first once the name is known.
-                Match::Unknown => return Verdict::NeedName,
+                Match::Unknown => match undecided {
+                    None => undecided = Some(rule.action),
+                    Some(action) if action == rule.action => {}
+                    Some(_) => return Verdict::NeedName,
+                },
             }
         }
-        if host {
-            return Verdict::Deny(None);
-        }
-        verdict(default, None)
+        let default = if host { Action::Deny } else { default };
+        settle(undecided, default, None)
     }
 
     /// Whether DNS should answer `name` NXDOMAIN: a domain or suffix deny rule with no
@@ -244,6 +249,15 @@ impl Target {
             (Target::Domain(domain), _) => by_name(action, flow, |n| domain_matches(n, domain)),
             (Target::Suffix(suffix), _) => by_name(action, flow, |n| suffix_matches(n, suffix)),
         }
+    }
+}
+
+/// The verdict of the rule (or default) that matched, given the action of an earlier rule
+/// that may match once the name is known: the same action either way decides now.
+fn settle(undecided: Option<Action>, action: Action, rule: Option<usize>) -> Verdict {
+    match undecided {
+        Some(earlier) if earlier != action => Verdict::NeedName,
+        _ => verdict(action, rule),
     }
 }
 

@@ -262,6 +262,23 @@ fn domain_deny_rules_match_the_name_or_the_pin() {
 }
 
 #[test]
+fn a_flow_denied_whatever_its_name_is_denied_at_the_syn() {
+    let p = rules("deny@domain=evil.com,allow@public");
+    // Public: the name decides between the deny and the allow.
+    assert_eq!(p.check(&named(PUBLIC, &[], FlowName::NotYet)), Verdict::NeedName);
+    // Private, metadata, the host: denied by the default either way, so no handshake.
+    for ip in ["10.20.0.10", "169.254.169.254", GATEWAY] {
+        assert_eq!(p.check(&named(ip, &[], FlowName::NotYet)), Verdict::Deny(None), "{ip}");
+    }
+    // Two undecided rules with one action decide together; opposite ones do not.
+    let p = rules("deny@domain=evil.com,deny@suffix=bad.org,deny@any");
+    assert_eq!(p.check(&named(PUBLIC, &[], FlowName::NotYet)), Verdict::Deny(Some(2)));
+    let pinned = ["good.org".to_string()];
+    let p = rules("deny@domain=evil.com,allow@good.org");
+    assert_eq!(p.check(&named(PUBLIC, &pinned, FlowName::NotYet)), Verdict::NeedName);
+}
+
+#[test]
 fn unknown_only_matters_before_a_match() {
     let p = rules("allow@host,deny@domain=evil.com,allow@public");
     // The host rule decides before the domain rule is reached.
