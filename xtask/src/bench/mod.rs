@@ -6,8 +6,11 @@ mod console;
 mod floor;
 mod fs;
 mod lifecycle;
+mod net;
 mod net_baseline;
 mod net_figures;
+mod net_host;
+mod net_policy;
 mod procmem;
 mod procs;
 mod pull;
@@ -17,11 +20,19 @@ mod rootfs;
 mod sdk;
 mod stats;
 
+/// Whether this host's VMs run on KVM (else TCG, software emulation).
+fn is_kvm() -> bool {
+    matches!(
+        msb_vmm::accel::detect(msb_vmm::AccelSetting::Auto).accel,
+        msb_vmm::Accel::Kvm
+    )
+}
+
 /// The accelerator this host's VMs run on, as the figures' heading says it.
 fn accel_label() -> String {
-    match msb_vmm::accel::detect(msb_vmm::AccelSetting::Auto).accel {
-        msb_vmm::Accel::Kvm => "KVM".into(),
-        msb_vmm::Accel::Tcg => "TCG (software emulation; not a KVM figure)".into(),
+    match is_kvm() {
+        true => "KVM".into(),
+        false => "TCG (software emulation; not a KVM figure)".into(),
     }
 }
 
@@ -65,10 +76,11 @@ pub enum Which {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
-    /// Reference figures for the network: the guest kernel under bare QEMU with libslirp
-    /// and with passt, inside the network test world (needs root): TCP throughput both
-    /// ways, connection setup rate, DNS latency.
-    NetBaseline {
+    /// The network (needs root): TCP throughput both ways, connection setup rate and DNS
+    /// latency through msb's stack beside bare QEMU with libslirp and with passt, inside
+    /// the network test world; policy evaluation time and frame-harness throughput from a
+    /// release build.
+    Net {
         /// MiB per transfer, each way.
         #[arg(long, default_value_t = 64)]
         mib: u64,
@@ -78,7 +90,14 @@ pub enum Which {
         /// Sequential DNS queries timed.
         #[arg(long, default_value_t = 200)]
         queries: u64,
-        /// Print one JSON array instead of text.
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The host-only part of `net` (run by `net` in a release build of xtask).
+    #[command(hide = true)]
+    NetHost {
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -102,18 +121,12 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Rootfs { runs, json } => rootfs::run(runs, json),
         Which::Lifecycle { runs, json } => lifecycle::run(runs, json),
         Which::Fs { runs } => fs::run(runs),
-        Which::NetBaseline {
+        Which::Net {
             mib,
             connects,
             queries,
             json,
-        } => net_baseline::run(
-            &net_figures::Params {
-                mib,
-                connects,
-                queries,
-            },
-            json,
-        ),
+        } => net::run(&net_figures::Params { mib, connects, queries }, json),
+        Which::NetHost { json } => net_host::run(json),
     }
 }

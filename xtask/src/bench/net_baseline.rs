@@ -1,8 +1,8 @@
-//! Reference figures for `cargo xtask bench net`: our guest kernel under bare QEMU with the
-//! two userspace network backends people use instead of ours — libslirp (`-netdev user`) and
-//! passt (`-netdev stream` to passt's socket) — measured in the network test world
-//! (`msb_e2e::networld`) exactly as a sandbox would be: QEMU and passt run inside SBX, the
-//! servers in WORLD, and nothing leaves the machine.
+//! Reference figures for `cargo xtask bench net` (`net.rs`): our guest kernel under bare
+//! QEMU with the two userspace network backends people use instead of ours — libslirp
+//! (`-netdev user`) and passt (`-netdev stream` to passt's socket) — measured in the network
+//! test world (`msb_e2e::networld`) exactly as a sandbox would be: QEMU and passt run inside
+//! SBX, the servers in WORLD, and nothing leaves the machine.
 //!
 //! The guest is the floor's idea with a network: an initramfs of busybox (to bring `eth0`
 //! up) and `msb-netprobe` (a static std-only client, built like the agent), whose init runs
@@ -23,7 +23,7 @@
 //!   (tiny) turn-around.
 
 use super::console;
-use super::net_figures::{from_run, print, probe_script, Baseline, Params};
+use super::net_figures::{from_run, probe_script, Baseline, Params};
 use crate::agent::{newc, CpioEntry};
 use crate::{kernel, paths, setup, util};
 use anyhow::{bail, Context, Result};
@@ -86,10 +86,7 @@ pub fn prepare() -> Result<Guest> {
     }
     let qemu = setup::find_in_path("qemu-system-x86_64").context("qemu-system-x86_64 not found")?;
     let passt = setup::find_in_path("passt");
-    let kvm = matches!(
-        msb_vmm::accel::detect(msb_vmm::AccelSetting::Auto).accel,
-        msb_vmm::Accel::Kvm
-    );
+    let kvm = super::is_kvm();
     let dir = tempfile::Builder::new()
         .prefix("msb-netbase-")
         .tempdir()
@@ -147,7 +144,7 @@ pub fn measure_all(p: &Params) -> Result<Vec<Baseline>> {
             eprintln!("net baseline: passt is not installed (cargo xtask setup); skipping it");
             continue;
         }
-        console::progress("net-baseline", &format!("{} in a fresh world", backend.name()));
+        console::progress("net", &format!("{} in a fresh world", backend.name()));
         let world = NetWorld::try_create().context("creating the network test world (needs root)")?;
         out.push(measure(&world, &guest, backend, p)?);
     }
@@ -268,30 +265,15 @@ fn init_script(p: &Params) -> String {
     )
 }
 
-/// `cargo xtask bench net-baseline`: measures and prints the baselines.
-pub fn run(p: &Params, json: bool) -> Result<()> {
-    if p.mib == 0 || p.connects == 0 || p.queries == 0 {
-        bail!("--mib, --connects and --queries must be at least 1");
-    }
-    let figures = console::stdout_to_stderr(|| measure_all(p))??;
-    if json {
-        let all: Vec<_> = figures.iter().map(Baseline::json).collect();
-        println!("{}", serde_json::to_string_pretty(&all)?);
-        return Ok(());
-    }
-    print(&figures);
-    Ok(())
-}
-
-/// A child process (QEMU, passt) killed and reaped when dropped.
-struct Helper(Child);
+/// A child process (QEMU, passt, `msb run`) killed and reaped when dropped.
+pub(super) struct Helper(pub(super) Child);
 
 impl Helper {
     /// Waits for the exit, at most `limit`; past it the process is killed and that is an error.
-    fn wait_within(&mut self, limit: Duration) -> Result<std::process::ExitStatus> {
+    pub(super) fn wait_within(&mut self, limit: Duration) -> Result<std::process::ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(status) = self.0.try_wait().context("waiting for QEMU")? {
+            if let Some(status) = self.0.try_wait().context("waiting for a child process")? {
                 return Ok(status);
             }
             if Instant::now() > deadline {

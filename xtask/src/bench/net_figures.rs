@@ -1,6 +1,7 @@
 //! The network figures: what a measurement run printed (the probe's lines) and what the
 //! world's servers logged (host-clock times), turned into one [`Baseline`] per network
-//! path; shared by the QEMU baselines (`net_baseline.rs`) and a run of msb's own stack.
+//! path, and msb's figures set beside the best of the others; shared by the QEMU baselines
+//! (`net_baseline.rs`) and the run of msb's own stack (`net.rs`).
 
 use anyhow::{bail, Context, Result};
 use msb_e2e::networld::{self, Event, Hit, Service};
@@ -220,38 +221,138 @@ fn gaps(times: &[Instant]) -> Option<Gaps> {
     })
 }
 
-/// The figures as a table.
-pub fn print(figures: &[Baseline]) {
-    let Some(first) = figures.first() else { return };
-    let accel = if first.accel == "TCG" {
+/// The goal for every through-the-VM figure: msb at least as good as the better of slirp
+/// and passt (ratio msb / best ≥ this for rates, ≤ for latencies).
+const PARITY: f64 = 1.0;
+
+/// One figure of the comparison.
+struct Row {
+    what: &'static str,
+    unit: &'static str,
+    higher_is_better: bool,
+    of: fn(&Baseline) -> f64,
+}
+
+const ROWS: [Row; 5] = [
+    Row {
+        what: "guest→host TCP",
+        unit: "MiB/s",
+        higher_is_better: true,
+        of: |b| b.guest_to_host_mib_s,
+    },
+    Row {
+        what: "host→guest TCP",
+        unit: "MiB/s",
+        higher_is_better: true,
+        of: |b| b.host_to_guest_mib_s,
+    },
+    Row {
+        what: "TCP connects",
+        unit: "/s",
+        higher_is_better: true,
+        of: |b| b.connects_per_s,
+    },
+    Row {
+        what: "DNS query p50",
+        unit: "ms",
+        higher_is_better: false,
+        of: |b| b.dns_median_ms,
+    },
+    Row {
+        what: "DNS query p90",
+        unit: "ms",
+        higher_is_better: false,
+        of: |b| b.dns_p90_ms,
+    },
+];
+
+/// How `ours` compares on `row` with the best of `others`: (ours / best, the best's label).
+fn vs_best<'a>(row: &Row, ours: &Baseline, others: &'a [Baseline]) -> Option<(f64, &'a str)> {
+    let better = |a: f64, b: f64| if row.higher_is_better { a > b } else { a < b };
+    let best = others
+        .iter()
+        .map(|b| ((row.of)(b), b.label.as_str()))
+        .reduce(|a, b| if better(b.0, a.0) { b } else { a })?;
+    Some(((row.of)(ours) / best.0.max(1e-9), best.1))
+}
+
+/// Whether `ratio` (ours / best) meets the parity goal for `row`.
+fn meets(row: &Row, ratio: f64) -> bool {
+    if row.higher_is_better {
+        ratio >= PARITY
+    } else {
+        ratio <= PARITY
+    }
+}
+
+/// The through-the-VM figures of `ours` (msb) beside `others` (slirp, passt), one row per
+/// figure with the ratio to the best of the others and the goal.
+pub fn print(p: &Params, ours: &Baseline, others: &[Baseline]) {
+    let accel = if ours.accel == "TCG" {
         "TCG (software emulation; not a KVM figure)"
     } else {
-        first.accel.as_str()
+        ours.accel.as_str()
     };
     println!(
-        "net baselines, guest kernel under bare QEMU, {accel}; {} MiB each way, guest MTU 1500",
-        first.bytes / (1024 * 1024)
+        "network through a VM, {accel}: {} MiB each way, {} sequential connects, {} sequential DNS queries; guest MTU 1500",
+        p.mib, p.connects, p.queries
     );
-    println!(
-        "{:<8} {:>14} {:>14} {:>12} {:>12} {:>12} {:>12}",
-        "path", "guest→host", "host→guest", "connects/s", "connect p50", "DNS p50", "DNS p90"
-    );
-    for f in figures {
+    println!("  msb: `msb run` of the busybox root, probe through its stack; slirp, passt: the same kernel");
+    println!("  under bare QEMU with a busybox initramfs; same vCPUs and memory, timed on the host clock");
+    println!("  msb / best: msb's figure over the better of the others' (rates: >1× = msb ahead; latencies: <1× = msb ahead)");
+    print!("  {:<15}", "figure");
+    for b in std::iter::once(ours).chain(others) {
+        print!(" {:>13}", b.label);
+    }
+    println!("   {:<13} {:<18} goal (parity)", "msb / best", "reads");
+    for row in &ROWS {
+        print!("  {:<15}", row.what);
+        for b in std::iter::once(ours).chain(others) {
+            print!(" {:>13}", format!("{:.2} {}", (row.of)(b), row.unit));
+        }
+        let Some((ratio, best)) = vs_best(row, ours, others) else {
+            println!();
+            continue;
+        };
+        let (reads, goal) = match row.higher_is_better {
+            true => ("higher is better", format!("≥ {PARITY:.2}×")),
+            false => ("lower is better", format!("≤ {PARITY:.2}×")),
+        };
         println!(
-            "{:<8} {:>9.1} MiB/s {:>9.1} MiB/s {:>12.1} {:>9.2} ms {:>9.2} ms {:>9.2} ms{}",
-            f.label,
-            f.guest_to_host_mib_s,
-            f.host_to_guest_mib_s,
-            f.connects_per_s,
-            f.connect_median_ms,
-            f.dns_median_ms,
-            f.dns_p90_ms,
-            match (f.connects_failed, f.dns_failed) {
-                (0, 0) => String::new(),
-                (c, d) => format!("  ({c} connects, {d} queries failed)"),
-            }
+            "   {:<13} {reads:<18} {goal} — {}",
+            format!("{ratio:.2}× {best}"),
+            if meets(row, ratio) { "met" } else { "NOT met" }
         );
     }
+    for b in std::iter::once(ours).chain(others) {
+        if b.connects_failed + b.dns_failed > 0 {
+            println!(
+                "  {}: {} connects and {} DNS queries failed",
+                b.label, b.connects_failed, b.dns_failed
+            );
+        }
+    }
+}
+
+/// The comparison [`print`] shows, as JSON: one object per figure.
+pub fn comparison_json(ours: &Baseline, others: &[Baseline]) -> serde_json::Value {
+    let rows: Vec<_> = ROWS
+        .iter()
+        .map(|row| {
+            let best = vs_best(row, ours, others);
+            serde_json::json!({
+                "figure": row.what,
+                "unit": row.unit,
+                "higher_is_better": row.higher_is_better,
+                "msb": (row.of)(ours),
+                "best": best.map(|(_, label)| label),
+                "ratio_msb_to_best": best.map(|(ratio, _)| ratio),
+                "goal_ratio": PARITY,
+                "met": best.map(|(ratio, _)| meets(row, ratio)),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows)
 }
 
 #[cfg(test)]
@@ -265,5 +366,35 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["mib_per_s"], 1.5);
         assert!(probe_lines("msb-netbench: begin\n").is_err());
+    }
+
+    fn path(label: &str, mib_s: f64, dns_ms: f64) -> Baseline {
+        Baseline {
+            label: label.into(),
+            accel: "TCG".into(),
+            bytes: 1,
+            guest_to_host_mib_s: mib_s,
+            host_to_guest_mib_s: mib_s,
+            connects_per_s: mib_s,
+            connect_median_ms: dns_ms,
+            dns_median_ms: dns_ms,
+            dns_p90_ms: dns_ms,
+            guest_clock: String::new(),
+            probe: Vec::new(),
+            dns_failed: 0,
+            connects_failed: 0,
+        }
+    }
+
+    #[test]
+    fn the_ratio_is_to_the_better_of_the_others_each_way() {
+        let others = [path("slirp", 20.0, 0.5), path("passt", 40.0, 0.8)];
+        let ours = path("msb", 30.0, 1.0);
+        let (rate, latency) = (&ROWS[0], &ROWS[3]);
+        assert_eq!(vs_best(rate, &ours, &others), Some((0.75, "passt")));
+        assert_eq!(vs_best(latency, &ours, &others), Some((2.0, "slirp")));
+        assert!(!meets(rate, 0.75) && meets(rate, 1.0));
+        assert!(!meets(latency, 2.0) && meets(latency, 0.9));
+        assert_eq!(vs_best(rate, &ours, &[]), None);
     }
 }

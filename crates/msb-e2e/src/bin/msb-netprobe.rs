@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Every wait is bounded (socket timeouts), so a broken network ends the probe with an
-//! error line instead of a hang. Built for the guest by `cargo xtask bench net-baseline`
+//! error line instead of a hang. Built for the guest by `cargo xtask bench net`
 //! (static glibc, like the agent).
 
 use std::io::{Read, Write};
