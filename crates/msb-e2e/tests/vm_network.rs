@@ -5,8 +5,9 @@
 //! to confirm what the guest could not see (that a server was never reached).
 //!
 //! Guest-side checks busybox cannot make (raw DNS answers, UDP, a TLS ClientHello with a
-//! chosen SNI, connection storms) are done by a small std-only probe, [`PROBE_SRC`], built
-//! static with `rustc` once per test run and copied into each sandbox's rootfs.
+//! chosen SNI, connection storms) are done by the std-only guest probe `msb-netprobe`
+//! (`src/bin/msb-netprobe/`), built static with `rustc` once per test run and copied into
+//! each sandbox's rootfs as `/bin/probe`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -196,8 +197,8 @@ fn probe() -> PathBuf {
         .get_or_init(|| {
             let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm-network-probe");
             std::fs::create_dir_all(&dir).unwrap();
-            let (src, bin) = (dir.join("probe.rs"), dir.join("probe"));
-            std::fs::write(&src, PROBE_SRC).unwrap();
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/msb-netprobe/main.rs");
+            let bin = dir.join("probe");
             let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
             let out = Command::new(rustc)
                 .args([
@@ -229,12 +230,12 @@ for t in lan:10.20.0.10 metadata:169.254.169.254 host:host.microsandbox.internal
   r=$(nc -w 3 ${t#*:} 80 </dev/null 2>&1); echo "@${t%%:*} rc=$? $r"
 done
 echo "@host-tls $(probe tls 100.96.0.1:443 localhost)"
-echo "@a $(probe dns allowed.test A)"
-echo "@aaaa $(probe dns allowed.test AAAA)"
-echo "@rebind $(probe dns rebind.test A)"
-echo "@meta-name $(probe dns meta.test A)"
-echo "@blocked $(probe dns denied.test A)"
-echo "@gateway $(probe dns host.microsandbox.internal A)"
+echo "@a $(probe resolve allowed.test A)"
+echo "@aaaa $(probe resolve allowed.test AAAA)"
+echo "@rebind $(probe resolve rebind.test A)"
+echo "@meta-name $(probe resolve meta.test A)"
+echo "@blocked $(probe resolve denied.test A)"
+echo "@gateway $(probe resolve host.microsandbox.internal A)"
 echo "@udp $(probe udp 203.0.113.10:7 ping-public)"
 echo "@udp-lan $(probe udp 10.20.0.10:7 ping-lan)"
 "#;
@@ -371,7 +372,7 @@ echo "@shared-a $(probe http 203.0.113.11:80 a.shared.test /shared-a)"
 echo "@shared-b $(wget -q -O - http://b.shared.test/shared-b 2>&1)"
 echo "@deny-sni $(probe tls 203.0.113.11:443 denied.test)"
 echo "@shared-sni $(probe tls 203.0.113.11:443 a.shared.test)"
-echo "@deny-dns $(probe dns denied.test A)"
+echo "@deny-dns $(probe resolve denied.test A)"
 echo "@lan $(wget -q -O - http://10.20.0.10/lan 2>&1)"
 echo "@lan-udp $(probe udp 10.20.0.10:7 x)"
 echo "@host $(wget -q -O - http://host.microsandbox.internal/host 2>&1)"
@@ -443,7 +444,7 @@ fn no_net_leaves_the_guest_only_loopback() {
         r#"
 echo "@links $(ip -o link | cut -d: -f2 | tr -d ' ' | tr '\n' ' ')"
 r=$(nc -w 3 203.0.113.10 80 </dev/null 2>&1); echo "@tcp rc=$? $r"
-echo "@dns $(probe dns allowed.test A)"
+echo "@dns $(probe resolve allowed.test A)"
 "#,
     );
     r.is("links", "lo");
@@ -635,242 +636,3 @@ fn udp_round_trip(addr: SocketAddr) -> std::io::Result<Option<Vec<u8>>> {
     }
     Ok(None)
 }
-
-/// The guest-side probe: `probe dns NAME A|AAAA`, `http ADDR HOST PATH`, `tls ADDR SNI`,
-/// `udp ADDR MSG`, `udp-echo PORT SECS`, `churn ADDR N`, `hold ADDR N`; one line out each.
-const PROBE_SRC: &str = r##"//! The guest side of vm_network: one network check per run, one line of output. Std only,
-//! built static; every wait is bounded.
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::time::{Duration, Instant};
-
-const WAIT: Duration = Duration::from_secs(5);
-
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let num = |s: &str| s.parse::<u64>().unwrap_or(0);
-    let line = match a.as_slice() {
-        ["dns", name, ty] => dns(name, ty),
-        ["http", addr, host, path] => http(sa(addr), host, path),
-        ["tls", addr, sni] => tls(sa(addr), sni),
-        ["udp", addr, msg] => udp(sa(addr), msg),
-        ["udp-echo", port, secs] => udp_echo(num(port) as u16, num(secs)),
-        ["churn", addr, n] => churn(sa(addr), num(n)),
-        ["hold", addr, n] => hold(sa(addr), num(n)),
-        _ => "usage".to_string(),
-    };
-    println!("{line}");
-}
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
-}
-
-fn why(e: &std::io::Error) -> String {
-    match e.kind() {
-        ErrorKind::ConnectionRefused => "refused".into(),
-        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => "reset".into(),
-        ErrorKind::TimedOut | ErrorKind::WouldBlock => "timeout".into(),
-        k => format!("{k:?}"),
-    }
-}
-
-fn dial(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let s = TcpStream::connect_timeout(&addr, WAIT)?;
-    s.set_read_timeout(Some(WAIT))?;
-    s.set_write_timeout(Some(WAIT))?;
-    Ok(s)
-}
-
-/// `GET PATH` with `Host: HOST`: "status N", "eof" (closed unanswered) or why it failed.
-fn http(addr: SocketAddr, host: &str, path: &str) -> String {
-    let got = (|| {
-        let mut s = dial(addr)?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-        let mut b = Vec::new();
-        s.read_to_end(&mut b)?;
-        Ok::<_, std::io::Error>(b)
-    })();
-    match got {
-        Ok(b) if b.is_empty() => "eof".into(),
-        Ok(b) => format!("status {}", String::from_utf8_lossy(&b).split_whitespace().nth(1).unwrap_or("?")),
-        Err(e) => why(&e),
-    }
-}
-
-/// A TLS ClientHello naming SNI: "answer T" (T: the first record type back), "eof" or why not.
-fn tls(addr: SocketAddr, sni: &str) -> String {
-    let got = (|| {
-        let mut s = dial(addr)?;
-        s.write_all(&client_hello(sni))?;
-        let mut b = [0u8; 1];
-        let n = s.read(&mut b)?;
-        Ok::<_, std::io::Error>((n, b[0]))
-    })();
-    match got {
-        Ok((0, _)) => "eof".into(),
-        Ok((_, t)) => format!("answer {t}"),
-        Err(e) => why(&e),
-    }
-}
-
-fn client_hello(sni: &str) -> Vec<u8> {
-    let be = |n: usize| (n as u16).to_be_bytes();
-    let name = sni.as_bytes();
-    let mut ext = Vec::new();
-    let mut push = |ty: u16, body: &[u8]| {
-        ext.extend(ty.to_be_bytes());
-        ext.extend(be(body.len()));
-        ext.extend(body);
-    };
-    let mut sn = be(name.len() + 3).to_vec();
-    sn.push(0);
-    sn.extend(be(name.len()));
-    sn.extend(name);
-    push(0, &sn);
-    push(10, &[0, 4, 0, 0x1d, 0, 0x17]);
-    push(11, &[1, 0]);
-    push(13, &[0, 4, 4, 3, 8, 4]);
-    let mut body = vec![3, 3];
-    body.extend([7u8; 32]);
-    body.extend([0, 0, 4, 0xc0, 0x2b, 0xc0, 0x2f, 1, 0]);
-    body.extend(be(ext.len()));
-    body.extend(ext);
-    let mut rec = vec![0x16, 3, 1];
-    rec.extend(be(body.len() + 4));
-    rec.extend([1, 0]);
-    rec.extend(be(body.len()));
-    rec.extend(body);
-    rec
-}
-
-/// One datagram to ADDR: "reply TEXT" or why none came.
-fn udp(addr: SocketAddr, msg: &str) -> String {
-    let got = (|| {
-        let s = UdpSocket::bind("0.0.0.0:0")?;
-        s.connect(addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(3)))?;
-        s.send(msg.as_bytes())?;
-        let mut b = [0u8; 1500];
-        let n = s.recv(&mut b)?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&b[..n]).into_owned())
-    })();
-    match got {
-        Ok(t) => format!("reply {t}"),
-        Err(e) => why(&e),
-    }
-}
-
-/// Echoes datagrams on PORT for SECS seconds.
-fn udp_echo(port: u16, secs: u64) -> String {
-    let Ok(s) = UdpSocket::bind(("0.0.0.0", port)) else {
-        return "bind failed".into();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    let end = Instant::now() + Duration::from_secs(secs);
-    let (mut n, mut b) = (0, [0u8; 2048]);
-    while Instant::now() < end {
-        if let Ok((len, from)) = s.recv_from(&mut b) {
-            let _ = s.send_to(&b[..len], from);
-            n += 1;
-        }
-    }
-    format!("echoed {n}")
-}
-
-/// N connects one after another, each closed at once (at most 10 minutes in all).
-fn churn(addr: SocketAddr, n: u64) -> String {
-    let (mut ok, mut refused, mut other) = (0, 0, 0);
-    let end = Instant::now() + Duration::from_secs(600);
-    for _ in 0..n {
-        if Instant::now() > end {
-            break;
-        }
-        match TcpStream::connect_timeout(&addr, WAIT) {
-            Ok(_) => ok += 1,
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => refused += 1,
-            Err(_) => other += 1,
-        }
-    }
-    format!("ok={ok} refused={refused} other={other}")
-}
-
-/// N connections opened and held together for a second.
-fn hold(addr: SocketAddr, n: u64) -> String {
-    let (mut open, mut refused, mut other) = (Vec::new(), 0, 0);
-    for _ in 0..n {
-        match TcpStream::connect_timeout(&addr, WAIT) {
-            Ok(s) => open.push(s),
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => refused += 1,
-            Err(_) => other += 1,
-        }
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    format!("ok={} refused={refused} other={other}", open.len())
-}
-
-/// One query to the resolver in /etc/resolv.conf: "rcode=N addrs=A,B" or why none came.
-fn dns(name: &str, ty: &str) -> String {
-    let qtype: u16 = if ty == "AAAA" { 28 } else { 1 };
-    let mut q = vec![0x4d, 0x53, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend(label.as_bytes());
-    }
-    q.push(0);
-    q.extend(qtype.to_be_bytes());
-    q.extend([0, 1]);
-    let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let server = conf
-        .lines()
-        .find_map(|l| l.strip_prefix("nameserver "))
-        .unwrap_or("100.96.0.1")
-        .trim()
-        .to_string();
-    let got = (|| {
-        let s = UdpSocket::bind("0.0.0.0:0")?;
-        s.connect((server.as_str(), 53))?;
-        s.set_read_timeout(Some(WAIT))?;
-        s.send(&q)?;
-        let mut b = vec![0u8; 1500];
-        let n = s.recv(&mut b)?;
-        b.truncate(n);
-        Ok::<_, std::io::Error>(b)
-    })();
-    let b = match got {
-        Ok(b) if b.len() >= 12 => b,
-        Ok(_) => return "short".into(),
-        Err(e) => return why(&e),
-    };
-    let answers = u16::from_be_bytes([b[6], b[7]]);
-    let mut i = skip_name(&b, 12) + 4;
-    let mut addrs = Vec::new();
-    for _ in 0..answers {
-        i = skip_name(&b, i);
-        if i + 10 > b.len() {
-            break;
-        }
-        let (ty, len) = (u16::from_be_bytes([b[i], b[i + 1]]), u16::from_be_bytes([b[i + 8], b[i + 9]]) as usize);
-        i += 10;
-        match (ty, b.get(i..i + len)) {
-            (1, Some(&[x, y, z, w])) => addrs.push(format!("{x}.{y}.{z}.{w}")),
-            (_, Some(_)) => addrs.push(format!("type{ty}")),
-            (_, None) => break,
-        }
-        i += len;
-    }
-    format!("rcode={} addrs={}", b[3] & 0x0f, addrs.join(","))
-}
-
-fn skip_name(b: &[u8], mut i: usize) -> usize {
-    while let Some(&len) = b.get(i) {
-        match len {
-            0 => return i + 1,
-            l if l & 0xc0 == 0xc0 => return i + 2,
-            l => i += usize::from(l) + 1,
-        }
-    }
-    i
-}
-"##;

@@ -1,21 +1,8 @@
-//! The guest side of network measurements: a static, std-only binary that runs one test and
-//! prints one JSON line. It talks to the network test world's servers (see
-//! `msb_e2e::networld`): the sink (port 9) and source (port 19) and any DNS server.
-//!
-//! ```text
-//! msb-netprobe upload   HOST:PORT BYTES   send BYTES to a sink, wait for its count
-//! msb-netprobe download HOST:PORT BYTES   ask a source for BYTES and read them
-//! msb-netprobe connect  HOST:PORT COUNT   COUNT sequential connects (each closed at once)
-//! msb-netprobe dns      HOST:PORT NAME COUNT   COUNT sequential UDP A queries for NAME
-//! ```
-//!
-//! Every wait is bounded (socket timeouts), so a broken network ends the probe with an
-//! error line instead of a hang. Built for the guest by `cargo xtask bench net`
-//! (static glibc, like the agent).
+//! Measurements for `cargo xtask bench net`: each prints one JSON line. They talk to the
+//! network test world's sink (port 9), source (port 19) and any DNS server.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 /// Any single wait on the network.
@@ -23,32 +10,9 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A DNS reply later than this counts as lost.
 const DNS_WAIT: Duration = Duration::from_secs(2);
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    let result = match words.as_slice() {
-        ["upload", addr, bytes] => parse(addr, bytes).and_then(|(a, n)| upload(a, n)),
-        ["download", addr, bytes] => parse(addr, bytes).and_then(|(a, n)| download(a, n)),
-        ["connect", addr, count] => parse(addr, count).and_then(|(a, n)| connect(a, n)),
-        ["dns", addr, name, count] => parse(addr, count).and_then(|(a, n)| dns(a, name, n)),
-        _ => Err("usage: msb-netprobe upload|download|connect ADDR:PORT N | dns ADDR:PORT NAME N".into()),
-    };
-    match result {
-        Ok(json) => {
-            println!("{json}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            let test = words.first().copied().unwrap_or("");
-            println!("{{\"test\":\"{test}\",\"error\":\"{}\"}}", e.replace(['"', '\\'], "'"));
-            ExitCode::FAILURE
-        }
-    }
-}
+pub type Result<T> = std::result::Result<T, String>;
 
-type Result<T> = std::result::Result<T, String>;
-
-fn parse(addr: &str, n: &str) -> Result<(SocketAddr, u64)> {
+pub fn parse(addr: &str, n: &str) -> Result<(SocketAddr, u64)> {
     let a = addr
         .to_socket_addrs()
         .map_err(|e| format!("{addr}: {e}"))?
@@ -71,7 +35,7 @@ fn rate(bytes: u64, secs: f64) -> f64 {
 
 /// Guest → server: BYTES written, then the sink's count read back (so the time covers
 /// delivery, not just the local send buffer).
-fn upload(addr: SocketAddr, bytes: u64) -> Result<String> {
+pub fn upload(addr: SocketAddr, bytes: u64) -> Result<String> {
     let buf = vec![0x5au8; 256 * 1024];
     let started = Instant::now();
     let mut s = dial(addr)?;
@@ -97,7 +61,7 @@ fn upload(addr: SocketAddr, bytes: u64) -> Result<String> {
 }
 
 /// Server → guest: BYTES asked of the source and read to the end.
-fn download(addr: SocketAddr, bytes: u64) -> Result<String> {
+pub fn download(addr: SocketAddr, bytes: u64) -> Result<String> {
     let mut buf = vec![0u8; 256 * 1024];
     let started = Instant::now();
     let mut s = dial(addr)?;
@@ -122,7 +86,7 @@ fn download(addr: SocketAddr, bytes: u64) -> Result<String> {
 }
 
 /// COUNT connects one after another, each closed as soon as it is established.
-fn connect(addr: SocketAddr, count: u64) -> Result<String> {
+pub fn connect(addr: SocketAddr, count: u64) -> Result<String> {
     let mut times = Vec::new();
     let mut failed = 0u64;
     let started = Instant::now();
@@ -145,7 +109,7 @@ fn connect(addr: SocketAddr, count: u64) -> Result<String> {
 }
 
 /// COUNT A queries for NAME, each waiting for its reply before the next.
-fn dns(server: SocketAddr, name: &str, count: u64) -> Result<String> {
+pub fn dns(server: SocketAddr, name: &str, count: u64) -> Result<String> {
     let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
     sock.connect(server).map_err(|e| format!("{server}: {e}"))?;
     sock.set_read_timeout(Some(DNS_WAIT)).map_err(|e| e.to_string())?;
@@ -154,7 +118,7 @@ fn dns(server: SocketAddr, name: &str, count: u64) -> Result<String> {
     let mut buf = [0u8; 1500];
     for i in 0..count {
         let id = (i as u16).wrapping_mul(7919).wrapping_add(1);
-        let q = query(id, name)?;
+        let q = crate::query(id, name, 1)?;
         let t = Instant::now();
         sock.send(&q).map_err(|e| format!("sending to {server}: {e}"))?;
         // Skip stray replies (a late answer to an earlier, timed-out query).
@@ -178,22 +142,6 @@ fn dns(server: SocketAddr, name: &str, count: u64) -> Result<String> {
         "{{\"test\":\"dns\",\"count\":{count},\"failed\":{failed},{}}}",
         spread(&mut times)
     ))
-}
-
-/// A standard query for NAME's A records, recursion desired.
-fn query(id: u16, name: &str) -> Result<Vec<u8>> {
-    let mut q = Vec::with_capacity(64);
-    q.extend(id.to_be_bytes());
-    q.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.trim_end_matches('.').split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(format!("bad name {name}"));
-        }
-        q.push(label.len() as u8);
-        q.extend(label.as_bytes());
-    }
-    q.extend([0, 0, 1, 0, 1]);
-    Ok(q)
 }
 
 /// `"median_us":…,"p90_us":…,"min_us":…,"mean_us":…` of `times`.
