@@ -90,11 +90,20 @@ pub fn start(plan: &NetworkPlan, link: UnixStream, ports: BoundPorts) -> Result<
     };
     let counters = Arc::new(stack::Counters::default());
     let running = stack::run(link, config, policy, dns.clone(), pins, ports, counters.clone());
-    tokio::spawn(async move {
-        if let Err(e) = running.await {
-            tracing::error!("the sandbox's network stopped: {e}");
-        }
-    });
+    // Its own thread and runtime: the guest's packets never wait behind the supervisor's
+    // other work (sessions, metrics, the store), and the stack may use a core of its own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::io("starting the network stack's runtime"))?;
+    std::thread::Builder::new()
+        .name("msb-net".into())
+        .spawn(move || {
+            if let Err(e) = runtime.block_on(running) {
+                tracing::error!("the sandbox's network stopped: {e}");
+            }
+        })
+        .map_err(Error::io("starting the network stack's thread"))?;
     Ok(Network { stack: counters, dns })
 }
 
