@@ -18,7 +18,10 @@ pub(crate) fn nearest<'a>(word: &str, choices: &[&'a str]) -> Option<&'a str> {
         .map(|(_, choice)| choice)
         .or_else(|| {
             let long_enough = word.chars().count() >= MIN_PREFIX;
-            choices.iter().copied().find(|choice| long_enough && choice.starts_with(word))
+            choices
+                .iter()
+                .copied()
+                .find(|choice| long_enough && choice.starts_with(word))
         })
 }
 
