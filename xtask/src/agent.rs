@@ -9,6 +9,18 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// Builds `msb-agent` (static glibc) and installs `initramfs.cpio` into the msb lib dir.
 pub fn build() -> Result<PathBuf> {
+    let agent = build_static(&["-p", "msb-agent"], "msb-agent")?;
+    let binary = std::fs::read(&agent).with_context(|| format!("reading {}", agent.display()))?;
+    let cpio = initramfs(&binary);
+    let out = paths::msb_lib_dir().join("initramfs.cpio");
+    util::install_if_changed(&cpio, &out)?;
+    println!("agent: {} ({} KiB)", out.display(), cpio.len() / 1024);
+    Ok(out)
+}
+
+/// Builds a guest program (`cargo build --release SELECT…`, binary `name`) linked
+/// statically against glibc, as the guest has no libc of its own; returns its path.
+pub fn build_static(select: &[&str], name: &str) -> Result<PathBuf> {
     let root = paths::repo_root();
     let target_dir = root.join("target/guest");
     // A separate target dir: the static RUSTFLAGS would otherwise invalidate the host build.
@@ -16,24 +28,22 @@ pub fn build() -> Result<PathBuf> {
     util::run(
         Command::new(env!("CARGO"))
             .current_dir(&root)
-            .args(["build", "--release", "--quiet", "-p", "msb-agent", "--target", TARGET])
+            .args(["build", "--release", "--quiet"])
+            .args(select)
+            .args(["--target", TARGET])
             .arg("--target-dir")
             .arg(&target_dir)
             .env("RUSTFLAGS", "-C target-feature=+crt-static"),
     )?;
-    let agent = target_dir.join(TARGET).join("release/msb-agent");
-    let binary = std::fs::read(&agent).with_context(|| format!("reading {}", agent.display()))?;
+    let path = target_dir.join(TARGET).join("release").join(name);
+    let binary = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     if binary.windows(12).any(|w| w == b"/lib64/ld-li") {
         bail!(
             "{} is dynamically linked; the guest needs a static binary",
-            agent.display()
+            path.display()
         );
     }
-    let cpio = initramfs(&binary);
-    let out = paths::msb_lib_dir().join("initramfs.cpio");
-    util::install_if_changed(&cpio, &out)?;
-    println!("agent: {} ({} KiB)", out.display(), cpio.len() / 1024);
-    Ok(out)
+    Ok(path)
 }
 
 /// A newc cpio archive: the mount points the agent needs, /dev/console, and the agent as /init.

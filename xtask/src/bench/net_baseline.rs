@@ -25,14 +25,13 @@
 use super::console;
 use super::net_figures::{from_run, probe_script, Baseline, Params};
 use crate::agent::{newc, CpioEntry};
-use crate::{kernel, paths, setup, util};
+use crate::{kernel, setup};
 use anyhow::{bail, Context, Result};
 use msb_e2e::networld::NetWorld;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Guest addressing, the same for both backends (slirp's defaults).
 const GUEST_CIDR: &str = "10.0.2.15/24";
 const GATEWAY: &str = "10.0.2.2";
@@ -104,34 +103,7 @@ pub fn prepare() -> Result<Guest> {
 
 /// Builds `msb-netprobe` as a static binary for the guest (like the agent) and returns it.
 pub fn probe() -> Result<PathBuf> {
-    let root = paths::repo_root();
-    let target_dir = root.join("target/guest");
-    util::run(
-        Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args([
-                "build",
-                "--release",
-                "--quiet",
-                "-p",
-                "msb-e2e",
-                "--bin",
-                "msb-netprobe",
-            ])
-            .args(["--target", TARGET])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .env("RUSTFLAGS", "-C target-feature=+crt-static"),
-    )?;
-    let probe = target_dir.join(TARGET).join("release/msb-netprobe");
-    let binary = std::fs::read(&probe).with_context(|| format!("reading {}", probe.display()))?;
-    if binary.windows(12).any(|w| w == b"/lib64/ld-li") {
-        bail!(
-            "{} is dynamically linked; the guest needs a static binary",
-            probe.display()
-        );
-    }
-    Ok(probe)
+    crate::agent::build_static(&["-p", "msb-e2e", "--bin", "msb-netprobe"], "msb-netprobe")
 }
 
 /// Both backends (passt only when installed: `cargo xtask setup`), each in a world of its
