@@ -469,7 +469,9 @@ fn published_ports_serve_many_clients_and_a_connection_storm_harms_no_one() {
     let root = lab.sb.rootfs.to_str().unwrap();
     std::fs::create_dir_all(lab.sb.rootfs.join("www")).unwrap();
     std::fs::write(lab.sb.rootfs.join("www/index.html"), "hello from the guest\n").unwrap();
-    let serve = "probe udp-echo 9000 900 & exec httpd -f -p 8080 -h /www";
+    // A server with a thread per client: busybox httpd forks one process each, and 500 of
+    // them at once can exhaust the guest's memory (fork fails, the connection is closed).
+    let serve = "probe udp-echo 9000 900 & exec probe serve-http 8080 /www/index.html 900";
     let ports = ["-p", "127.0.0.1:18080:8080", "-p", "127.0.0.1:18081:9000/udp"];
     let run = ["run", "-d", "-n", "web", "--rootfs", root];
     lab.ok(&[&run[..], &ports, &["--", "sh", "-c", serve]].concat());

@@ -125,6 +125,43 @@ pub fn udp_echo(port: u16, secs: u64) -> String {
     format!("echoed {n}")
 }
 
+/// Serves FILE over HTTP/1.0 on PORT for SECS, a thread per connection: unlike a forking
+/// server, hundreds of clients at once cost the guest little memory.
+pub fn serve_http(port: u16, file: &str, secs: u64) -> String {
+    let Ok(body) = std::fs::read(file) else {
+        return "no file".into();
+    };
+    let Ok(listener) = std::net::TcpListener::bind(("0.0.0.0", port)) else {
+        return "bind failed".into();
+    };
+    let body = std::sync::Arc::new(body);
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut served = 0u64;
+    for conn in listener.incoming() {
+        if Instant::now() > end {
+            break;
+        }
+        let Ok(mut conn) = conn else { continue };
+        let body = body.clone();
+        served += 1;
+        std::thread::spawn(move || {
+            let _ = conn.set_read_timeout(Some(WAIT));
+            // The request's head, up to its blank line (bounded).
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16384 {
+                match conn.read(&mut b) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&b[..n]),
+                }
+            }
+            let _ = write!(conn, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            let _ = conn.write_all(&body);
+        });
+    }
+    format!("served {served}")
+}
+
 /// N connects one after another, each closed at once (at most 10 minutes in all).
 pub fn churn(addr: SocketAddr, n: u64) -> String {
     let (mut ok, mut refused, mut other) = (0, 0, 0);

@@ -12,6 +12,7 @@
 //! msb-netprobe tls      ADDR SNI               a ClientHello naming SNI
 //! msb-netprobe udp      ADDR MSG               one datagram and its echo
 //! msb-netprobe udp-echo PORT SECS              echo datagrams for SECS
+//! msb-netprobe serve-http PORT FILE SECS       serve FILE over HTTP, a thread per client
 //! msb-netprobe churn    ADDR N                 N connects, each closed at once
 //! msb-netprobe hold     ADDR N                 N connections held open together
 //! ```
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         ["tls", addr, sni] => Some(checks::tls(checks::sa(addr), sni)),
         ["udp", addr, msg] => Some(checks::udp(checks::sa(addr), msg)),
         ["udp-echo", port, secs] => Some(checks::udp_echo(num(port) as u16, num(secs))),
+        ["serve-http", port, file, secs] => Some(checks::serve_http(num(port) as u16, file, num(secs))),
         ["churn", addr, n] => Some(checks::churn(checks::sa(addr), num(n))),
         ["hold", addr, n] => Some(checks::hold(checks::sa(addr), num(n))),
         _ => None,
