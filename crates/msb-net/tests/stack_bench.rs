@@ -1,28 +1,14 @@
-//! Frame-harness throughput, by hand: `cargo test --release -p msb-net --test stack_bench --
-//! --ignored --nocapture` (`cargo xtask bench net` calls the same functions). Prints figures,
-//! asserts nothing about them.
+//! The frame-harness transfers `cargo xtask bench net` times (1 GiB each way, release build):
+//! run small here so they keep working. Nothing is asserted about speed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use msb_net::stack::harness::{download, upload};
 
-const BYTES: u64 = 1 << 30;
+const BYTES: u64 = 16 << 20;
 
 #[test]
-#[ignore = "a benchmark: run in release mode, by hand"]
-fn frame_harness_throughput() {
-    let up = upload(BYTES).unwrap();
-    println!(
-        "guest -> host: {} MiB in {:.2?} = {:.2} Gbit/s",
-        up.bytes >> 20,
-        up.elapsed,
-        up.gbit_per_s()
-    );
-    let down = download(BYTES).unwrap();
-    println!(
-        "host -> guest: {} MiB in {:.2?} = {:.2} Gbit/s",
-        down.bytes >> 20,
-        down.elapsed,
-        down.gbit_per_s()
-    );
+fn the_benchmarks_transfers_complete_both_ways() {
+    assert_eq!(upload(BYTES).unwrap().bytes, BYTES);
+    assert_eq!(download(BYTES).unwrap().bytes, BYTES);
 }

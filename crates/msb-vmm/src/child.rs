@@ -33,9 +33,9 @@ pub(crate) fn spawn_owned_with(cmd: &mut Command, what: &str, fds: &[RawFd]) -> 
     passed[..fds.len()].copy_from_slice(fds);
     let count = fds.len();
     cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
-    // SAFETY: runs between fork and exec; prctl, setpgid, fcntl, dup2 and close_range are
-    // async-signal-safe, nothing allocates, and `fds` stay open in the parent until the
-    // spawn returns.
+    // The closure runs between fork and exec: prctl, setpgid, fcntl, dup2 and close_range
+    // are async-signal-safe, and nothing in it allocates.
+    // SAFETY: the closure makes only those calls, and `fds` stay open until the spawn returns.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::setpgid(0, 0) != 0 {
