@@ -8,7 +8,7 @@ use crate::{MicrosandboxError, MicrosandboxResult};
 use msb_protocol::fs::check_path;
 use msb_protocol::tree::{pack, PackOptions};
 use msb_protocol::{FsErrorKind, FsFailure, FsOp};
-use msb_rootfs::{unpack_contained, UnpackOptions};
+use msb_rootfs::{unpack_contained, UnpackOptions, UnpackStats};
 use std::io::{self, Read, Write};
 use std::path::Path;
 use tokio::sync::mpsc;
@@ -143,13 +143,7 @@ impl SandboxFs<'_> {
             .await
             .map_err(|e| MicrosandboxError::io("unpacking")(io::Error::other(e)))?;
         received?;
-        let stats = unpacked
-            .map_err(|e| MicrosandboxError::Fs(FsFailure::of_io(&format!("copying to {}", host.display()), &e)))?;
-        Ok(CopyReport {
-            entries: stats.files + stats.dirs + stats.symlinks + stats.hard_links,
-            bytes: stats.bytes,
-            skipped: stats.skipped,
-        })
+        unpacked_report(&host, unpacked)
     }
 
     /// File or tree `path` as a tar stream whose entries are named below its last name (as
@@ -179,8 +173,19 @@ impl SandboxFs<'_> {
     }
 }
 
+/// What an unpack into host path `target` did, as a copy's report.
+pub(crate) fn unpacked_report(target: &Path, unpacked: io::Result<UnpackStats>) -> MicrosandboxResult<CopyReport> {
+    let stats = unpacked
+        .map_err(|e| MicrosandboxError::Fs(FsFailure::of_io(&format!("copying to {}", target.display()), &e)))?;
+    Ok(CopyReport {
+        entries: stats.files + stats.dirs + stats.symlinks + stats.hard_links,
+        bytes: stats.bytes,
+        skipped: stats.skipped,
+    })
+}
+
 /// The directory and last name of guest path `path`.
-fn split_guest(path: &str) -> MicrosandboxResult<(String, String)> {
+pub(crate) fn split_guest(path: &str) -> MicrosandboxResult<(String, String)> {
     check_path(path).map_err(MicrosandboxError::Fs)?;
     let trimmed = path.trim_end_matches('/');
     if trimmed.is_empty() {

@@ -186,7 +186,7 @@ impl HostFs {
     }
 
     /// Opens `path`, resolved inside the root.
-    fn open(&self, path: &str, flags: OFlags, mode: Mode) -> FsResult<OwnedFd> {
+    pub(crate) fn open(&self, path: &str, flags: OFlags, mode: Mode) -> FsResult<OwnedFd> {
         check(path)?;
         let root = self.root_fd()?;
         rustix::fs::openat2(&root, path, flags | OFlags::CLOEXEC, mode, in_root()).map_err(errno(path))
@@ -194,7 +194,7 @@ impl HostFs {
 
     /// The directory holding `path` (resolved inside the root) and its last name, `None`
     /// for the root itself.
-    fn parent(&self, path: &str) -> FsResult<(OwnedFd, Option<String>)> {
+    pub(crate) fn parent(&self, path: &str) -> FsResult<(OwnedFd, Option<String>)> {
         check(path)?;
         let trimmed = path.trim_end_matches('/');
         let (dir, name) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));

@@ -30,6 +30,7 @@ mod exec;
 mod fs;
 mod fs_copy;
 mod host_fs;
+mod host_fs_copy;
 pub mod image;
 mod images;
 mod info;

@@ -234,7 +234,24 @@ fn msb_fs_verbs_work_on_a_running_sandbox() {
         "needs sandbox 'verbs' running",
     );
     w.fails(&["fs", "watch", "verbs", "/"], 125, "is stopped");
+    // `msb cp` too, both ways; the guest's link still leads inside its root.
+    let tree = w.home().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/a.txt"), "copied at rest\n").unwrap();
+    w.ok(&["cp", tree.to_str().unwrap(), "verbs:/srv/tree"]);
+    let out = w.home().join("out");
+    w.ok(&["cp", "verbs:/srv/etc-link", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_link(&out).unwrap(), std::path::Path::new("/etc"));
+    w.ok(&["cp", "verbs:/srv/tree/.", out.with_extension("d").to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(out.with_extension("d").join("sub/a.txt")).unwrap(),
+        "copied at rest\n"
+    );
     w.ok(&["start", "verbs"]);
+    assert_eq!(
+        w.ok(&["exec", "verbs", "--", "cat", "/srv/tree/sub/a.txt"]),
+        "copied at rest\n"
+    );
     assert_eq!(
         w.ok(&["exec", "verbs", "--", "cat", "/srv/at-rest.txt"]),
         "written at rest\n"

@@ -1,19 +1,20 @@
-//! `msb cp SRC DST`: files and trees between the host and a running sandbox, in docker's
-//! style. One side is `NAME:PATH`; the other a host path, or `-` for a tar stream on
+//! `msb cp SRC DST`: files and trees between the host and a sandbox, in docker's style: a
+//! running one through its agent, a stopped one with a directory root on the host. One side is `NAME:PATH`; the other a host path, or `-` for a tar stream on
 //! stdin/stdout. A directory destination that exists takes the source inside it
 //! (`SRC/.` copies the source's contents instead); one that does not becomes the copy.
 
+use super::fs::Files::{self, AtRest, Guest};
 use super::fs::{guest_fs, stdin_chunks};
 use crate::output::QuietArg;
 use anyhow::{bail, Context, Result};
-use microsandbox::{CopyOptions, CopyReport, FsErrorKind, FsKind, Microsandbox, MicrosandboxError, Sandbox, SandboxFs};
+use microsandbox::{CopyOptions, CopyReport, FsEntry, FsErrorKind, FsKind, MicrosandboxError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// `msb cp` arguments.
 #[derive(clap::Args, Debug)]
 pub struct CpArgs {
-    /// What to copy: a host path, `NAME:PATH` in a running sandbox, or `-` (a tar on stdin).
+    /// What to copy: a host path, `NAME:PATH` in a sandbox, or `-` (a tar on stdin).
     src: String,
     /// Where to: a host path, `NAME:PATH`, or `-` (a tar on stdout).
     dst: String,
@@ -69,23 +70,26 @@ pub async fn run(args: CpArgs) -> Result<i32> {
     };
     let (done, to) = match (side(&args.src), side(&args.dst)) {
         (Side::Guest { name, path }, dst) => {
-            let sb = connect(&name).await?;
-            let fs = guest_fs(&sb, &args.user);
+            let files = Files::of(&name, &args.user).await?;
             match dst {
-                Side::Stream => return tar_out(&fs, &path).await,
+                Side::Stream => return tar_out(&files, &path).await,
                 Side::Host(dst) => {
-                    let target = host_target(&fs, &name, &path, &dst).await?;
-                    let done = fs.copy_to_host_with(trim_contents(&path), &target, opts).await?;
+                    let found = stat(&files, trim_contents(&path)).await;
+                    let target = host_target(&name, &path, found, &dst)?;
+                    let src = trim_contents(&path);
+                    let done = match &files {
+                        Guest(sb, user) => guest_fs(sb, user).copy_to_host_with(src, &target, opts).await?,
+                        AtRest(host) => host.copy_to_host(src, &target, opts)?,
+                    };
                     (done, target.display().to_string())
                 }
                 Side::Guest { .. } => bail!("copies between two sandboxes are not supported: copy through the host"),
             }
         }
         (src, Side::Guest { name, path }) => {
-            let sb = connect(&name).await?;
-            let fs = guest_fs(&sb, &args.user);
+            let files = Files::of(&name, &args.user).await?;
             match src {
-                Side::Stream => return tar_in(&fs, &path, opts.keep_owners).await,
+                Side::Stream => return tar_in(&files, &path, opts.keep_owners).await,
                 Side::Host(src) => {
                     let src = match args.follow_link {
                         true => src
@@ -93,8 +97,12 @@ pub async fn run(args: CpArgs) -> Result<i32> {
                             .with_context(|| format!("following {}", src.display()))?,
                         false => src,
                     };
-                    let target = guest_target(&fs, &src, &path).await?;
-                    let done = fs.copy_from_host_with(&src, &target, opts).await?;
+                    let found = stat(&files, &path).await;
+                    let target = guest_target(&src, &path, found)?;
+                    let done = match &files {
+                        Guest(sb, user) => guest_fs(sb, user).copy_from_host_with(&src, &target, opts).await?,
+                        AtRest(host) => host.copy_from_host(&src, &target, opts)?,
+                    };
                     (done, format!("{name}:{target}"))
                 }
                 Side::Guest { .. } => unreachable!("matched above"),
@@ -108,8 +116,12 @@ pub async fn run(args: CpArgs) -> Result<i32> {
     Ok(0)
 }
 
-async fn connect(name: &str) -> Result<Sandbox> {
-    Ok(Microsandbox::from_env().connect(name).await?)
+/// The entry at `path` in the sandbox (a symlink itself).
+async fn stat(files: &Files, path: &str) -> Result<FsEntry, MicrosandboxError> {
+    match files {
+        Guest(sb, user) => guest_fs(sb, user).stat(path).await,
+        AtRest(host) => host.stat(path),
+    }
 }
 
 /// `SRC/.` names the source's contents (docker's rule).
@@ -133,9 +145,9 @@ fn last_name(path: &str) -> Result<&str> {
         .with_context(|| format!("{path:?} names nothing to copy"))
 }
 
-/// Where a guest source lands on the host.
-async fn host_target(fs: &SandboxFs<'_>, name: &str, src: &str, dst: &Path) -> Result<PathBuf> {
-    let entry = fs.stat(trim_contents(src)).await.map_err(|e| match e {
+/// Where a guest source (`found` at `src`) lands on the host.
+fn host_target(name: &str, src: &str, found: Result<FsEntry, MicrosandboxError>, dst: &Path) -> Result<PathBuf> {
+    let entry = found.map_err(|e| match e {
         MicrosandboxError::Fs(f) if f.kind == FsErrorKind::NotFound => {
             anyhow::anyhow!("{name}:{src}: no such file or directory in the sandbox")
         }
@@ -162,11 +174,11 @@ async fn host_target(fs: &SandboxFs<'_>, name: &str, src: &str, dst: &Path) -> R
     }
 }
 
-/// Where a host source lands in the guest.
-async fn guest_target(fs: &SandboxFs<'_>, src: &Path, dst: &str) -> Result<String> {
+/// Where a host source lands in the guest (`found` is what is at `dst`).
+fn guest_target(src: &Path, dst: &str, found: Result<FsEntry, MicrosandboxError>) -> Result<String> {
     let meta = std::fs::symlink_metadata(src).with_context(|| format!("{}: cannot read it", src.display()))?;
     let src_text = src.to_string_lossy();
-    let there = match fs.stat(dst).await {
+    let there = match found {
         Ok(entry) => Some(entry.kind),
         Err(MicrosandboxError::Fs(f)) if f.kind == FsErrorKind::NotFound => None,
         Err(e) => return Err(e.into()),
@@ -188,24 +200,36 @@ async fn guest_target(fs: &SandboxFs<'_>, src: &Path, dst: &str) -> Result<Strin
 }
 
 /// `msb cp NAME:PATH -`: the tar on stdout.
-async fn tar_out(fs: &SandboxFs<'_>, path: &str) -> Result<i32> {
-    let mut stream = fs.read_tar(path).await?;
+async fn tar_out(files: &Files, path: &str) -> Result<i32> {
     let mut stdout = std::io::stdout().lock();
-    while let Some(chunk) = stream.recv().await? {
-        stdout.write_all(&chunk)?;
+    match files {
+        Guest(sb, user) => {
+            let mut stream = guest_fs(sb, user).read_tar(path).await?;
+            while let Some(chunk) = stream.recv().await? {
+                stdout.write_all(&chunk)?;
+            }
+        }
+        AtRest(host) => host.read_tar(path, &mut stdout)?,
     }
     stdout.flush()?;
     Ok(0)
 }
 
 /// `msb cp - NAME:DIR`: a tar from stdin, unpacked into DIR.
-async fn tar_in(fs: &SandboxFs<'_>, dir: &str, keep_owners: bool) -> Result<i32> {
-    let mut sink = fs.write_tar(dir, keep_owners).await?;
-    let mut chunks = stdin_chunks();
-    while let Some(chunk) = chunks.recv().await {
-        sink.write(&chunk?).await?;
+async fn tar_in(files: &Files, dir: &str, keep_owners: bool) -> Result<i32> {
+    match files {
+        Guest(sb, user) => {
+            let mut sink = guest_fs(sb, user).write_tar(dir, keep_owners).await?;
+            let mut chunks = stdin_chunks();
+            while let Some(chunk) = chunks.recv().await {
+                sink.write(&chunk?).await?;
+            }
+            sink.close().await?;
+        }
+        AtRest(host) => {
+            host.write_tar(dir, std::io::stdin().lock(), keep_owners)?;
+        }
     }
-    sink.close().await?;
     Ok(0)
 }
 

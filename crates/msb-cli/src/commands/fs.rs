@@ -1,5 +1,5 @@
 //! `msb fs ls|cat|stat|write|mkdir|rm|mv|chmod|watch NAME PATH…`: a running sandbox's files,
-//! through its agent.
+//! through its agent, or a stopped one's directory root, on the host.
 
 use crate::output::{rfc3339, table};
 use anyhow::{bail, Result};
@@ -101,13 +101,13 @@ impl At {
 
 /// Where a verb acts: in the running guest, or, for a stopped sandbox with a directory
 /// root, in that directory on the host (resolved as the guest would resolve it).
-enum Files {
+pub(crate) enum Files {
     Guest(Sandbox, Option<String>),
     AtRest(HostFs),
 }
 
 impl Files {
-    async fn of(name: &str, user: &Option<String>) -> Result<Files> {
+    pub(crate) async fn of(name: &str, user: &Option<String>) -> Result<Files> {
         let msb = Microsandbox::from_env();
         match msb.connect(name).await {
             Ok(sb) => Ok(Files::Guest(sb, user.clone())),
