@@ -14,11 +14,15 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct SandboxBuilder {
     msb: Microsandbox,
-    spec: SandboxSpec,
+    pub(crate) spec: SandboxSpec,
     root: Option<RootChoice>,
     disk_fstype: Option<String>,
     hostname: Option<String>,
     create: crate::lifecycle::CreateOptions,
+    /// The values of its secrets (their specs are in `spec`).
+    pub(crate) secret_values: crate::secrets::SecretSet,
+    /// The first problem a setter met, reported by `build`.
+    pub(crate) invalid: Option<SpecError>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +50,8 @@ impl SandboxBuilder {
             disk_fstype: None,
             hostname: None,
             create: Default::default(),
+            secret_values: Default::default(),
+            invalid: None,
         }
     }
 
@@ -329,6 +335,9 @@ impl SandboxBuilder {
     /// Checks everything that can be checked without creating anything.
     pub fn build(&self) -> MicrosandboxResult<SandboxSpec> {
         self.msb.config()?;
+        if let Some(problem) = &self.invalid {
+            return Err(problem.clone().into());
+        }
         let mut spec = self.spec.clone();
         spec.root = match &self.root {
             None => return Err(SpecError::new(Field::Root, "a sandbox needs one: an image or a rootfs path").into()),
@@ -394,7 +403,8 @@ impl SandboxBuilder {
     async fn create_owned(mut self, owned: bool) -> MicrosandboxResult<Sandbox> {
         let spec = self.build()?;
         self.create.owned = owned;
-        let note = crate::lifecycle::create(&self.msb, spec.clone(), &self.create).await?;
+        let secrets = self.secret_values.values();
+        let note = crate::lifecycle::create(&self.msb, spec.clone(), secrets, &self.create).await?;
         self.msb.connect_as(&spec.name, owned, note).await
     }
 }

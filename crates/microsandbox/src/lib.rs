@@ -37,6 +37,7 @@ mod info;
 mod lifecycle;
 pub mod registry;
 mod sandbox;
+mod secrets;
 pub mod size;
 mod terminal;
 mod volumes;
@@ -58,9 +59,9 @@ pub use msb_protocol::FsErrorKind;
 pub use msb_protocol::{NetworkCounters, SpawnErrorKind, SpawnFailure, WindowSize};
 pub use msb_store::SandboxState;
 pub use msb_types::{
-    normalize_domain, Action, Cidr, Destination, Direction, DnsSpec, Group, NetPolicy, NetworkSpec, PortRange,
-    Protocol, PublishedPort, Rule, Transport, DEFAULT_DNS_QUERY_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_PUBLISH_IP,
+    normalize_domain, Action, Cidr, Destination, Direction, DnsSpec, Group, InterceptCa, NetPolicy, NetworkSpec,
+    PortRange, Protocol, PublishedPort, Rule, SecretInjection, SecretSpec, TlsSpec, Transport, ViolationAction,
+    DEFAULT_DNS_QUERY_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PUBLISH_IP,
 };
 pub use msb_types::{
     parse_env, validate_name, DiskImageFormat, Field, ImageRecord, NameError, Patch, Paths, Platform, Resources,
@@ -69,6 +70,7 @@ pub use msb_types::{
 pub use msb_types::{parse_size_mib, DetachKeys, DetachKeysError, Mount, Rlimit, RlimitResource};
 pub use msb_vmm::AccelSetting;
 pub use sandbox::{Microsandbox, PlannedBoot, Sandbox};
+pub use secrets::SecretBuilder;
 pub use terminal::terminal_size;
 pub use volumes::{Volume, VolumeBuilder, Volumes};
 

@@ -45,6 +45,7 @@ impl std::fmt::Debug for CreateOptions {
 pub(crate) async fn create(
     msb: &Microsandbox,
     mut spec: SandboxSpec,
+    secrets: msb_store::SecretValues,
     opts: &CreateOptions,
 ) -> MicrosandboxResult<Option<String>> {
     let (replace, owned) = (opts.replace, opts.owned);
@@ -92,6 +93,11 @@ pub(crate) async fn create(
             Store::open(paths)?.set_sandbox_spec(&spec.name, &to_json(&spec)?, Some(&record.manifest_digest))?;
         }
         msb_boot::prepare(&spec, paths)?;
+        if !secrets.is_empty() {
+            secrets
+                .write(&dir)
+                .map_err(MicrosandboxError::io(format!("writing the secrets of '{}'", spec.name)))?;
+        }
         start_supervisor(msb, &spec, owned).await
     }
     .await;
@@ -297,6 +303,8 @@ async fn start_supervisor(msb: &Microsandbox, spec: &SandboxSpec, owned: bool) -
     let mut child = tokio::process::Command::new(&program)
         .arg("__supervise")
         .arg(name)
+        .env_clear()
+        .envs(supervisor_env(spec))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log)
@@ -340,6 +348,20 @@ async fn start_supervisor(msb: &Microsandbox, spec: &SandboxSpec, owned: bool) -
 
 /// The `msb` binary that supervises sandboxes: the one set on `msb` (`$MSB_BIN`), this
 /// very program if it is `msb`, `$MSB_HOME/bin/msb`, or `msb` on the search path.
+/// What of this process's environment the supervisor (and so QEMU) gets: the settings it
+/// reads, never the rest. A shell holding a secret's value (`--secret-env`) must not pass it
+/// on, so no variable named after one of the sandbox's secrets goes either.
+fn supervisor_env(spec: &SandboxSpec) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    const KEPT: &[&str] = &["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "RUST_LOG", "RUST_BACKTRACE"];
+    std::env::vars_os()
+        .filter(|(key, _)| {
+            let key = key.to_string_lossy();
+            let named = KEPT.contains(&key.as_ref()) || key.starts_with("MSB_");
+            named && !spec.network.secrets.iter().any(|s| s.env == key)
+        })
+        .collect()
+}
+
 fn supervisor_program(msb: &Microsandbox) -> MicrosandboxResult<PathBuf> {
     if let Some(bin) = msb.supervisor() {
         return Ok(bin.to_path_buf());

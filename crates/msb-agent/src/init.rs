@@ -276,11 +276,12 @@ fn user_mount(m: &GuestMount) -> io::Result<Option<File>> {
 /// Where the sandbox's scripts are, first on every process's PATH.
 pub const SCRIPTS_DIR: &str = "/.msb/scripts";
 
-/// Files the guest gets from its configuration: the scripts (on a tmpfs at `/.msb`, so
-/// they never land in the root filesystem) and, for image roots, `/etc/hostname` and
+/// Files the guest gets from its configuration: the scripts and the interception CA (on a
+/// tmpfs at `/.msb`, so they never land in the root filesystem; the CA also in the system
+/// bundles, see `tls`) and, for image roots, `/etc/hostname` and
 /// `/etc/hosts` naming the hostname.
 pub fn guest_files(config: &GuestConfig) -> io::Result<()> {
-    if !config.scripts.is_empty() {
+    if !config.scripts.is_empty() || config.tls_ca.is_some() {
         mount_fs(
             "tmpfs",
             "/.msb",
@@ -288,6 +289,9 @@ pub fn guest_files(config: &GuestConfig) -> io::Result<()> {
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some("mode=0755"),
         )?;
+    }
+    crate::tls::install(config.tls_ca.as_deref())?;
+    if !config.scripts.is_empty() {
         ensure_dir(Path::new(SCRIPTS_DIR), 0o755)?;
         for (name, body) in &config.scripts {
             // Names were checked on the host; a path separator here is refused all the same.
@@ -367,7 +371,7 @@ fn mount_fs(src: &str, target: &str, fstype: &str, flags: MsFlags, data: Option<
         .map_err(|e| io::Error::other(format!("mount {fstype} on {target}: {e}")))
 }
 
-fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
+pub(crate) fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(_) => Ok(()),
         Err(_) => {

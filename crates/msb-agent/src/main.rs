@@ -19,6 +19,7 @@ mod shutdown;
 mod spawn;
 #[cfg(test)]
 mod testutil;
+mod tls;
 mod watch;
 
 use std::time::Duration;

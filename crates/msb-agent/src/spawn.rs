@@ -196,6 +196,16 @@ fn environment(req: &ExecRequest, id: &Identity) -> BTreeMap<String, String> {
     if req.tty.is_some() {
         env.insert("TERM".to_string(), "xterm".to_string());
     }
+    // TLS clients trust the interception CA, unless the request says otherwise.
+    if Path::new(msb_protocol::GUEST_TLS_BUNDLE).is_file() {
+        for var in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT"] {
+            env.insert(var.to_string(), msb_protocol::GUEST_TLS_BUNDLE.to_string());
+        }
+        env.insert(
+            "NODE_EXTRA_CA_CERTS".to_string(),
+            msb_protocol::GUEST_TLS_CA.to_string(),
+        );
+    }
     env.extend(req.env.iter().cloned());
     // The sandbox's scripts come first on the PATH, whatever PATH the image sets.
     if Path::new(crate::init::SCRIPTS_DIR).is_dir() {

@@ -159,7 +159,13 @@ pub fn exec_request(spec: &SandboxSpec, argv: Vec<String>, opts: ExecOptions) ->
             None => (e.clone(), String::new()),
         })
         .collect();
-    for (key, value) in spec.env.iter().cloned().chain(opts.env) {
+    // A secret's variable holds its placeholder; the value stays on the host.
+    let placeholders = spec
+        .network
+        .secrets
+        .iter()
+        .map(|s| (s.env.clone(), s.placeholder.clone()));
+    for (key, value) in placeholders.chain(spec.env.iter().cloned()).chain(opts.env) {
         env.retain(|(k, _)| *k != key);
         env.push((key, value));
     }
@@ -261,6 +267,15 @@ mod tests {
         let req = exec_request(&s, strings(&["true"]), opts).unwrap();
         let env: Vec<(&str, &str)> = req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(env, [("PATH", "/usr/bin"), ("A", "sandbox"), ("B", "exec"), ("C", "3")]);
+        // A secret's variable holds its placeholder, never a value.
+        s.network.secrets.push(msb_types::SecretSpec {
+            env: "API_KEY".into(),
+            placeholder: "msb_0123456789abcdef".into(),
+            hosts: vec!["api.example.com".into()],
+            inject: Default::default(),
+        });
+        let req = exec_request(&s, strings(&["true"]), ExecOptions::default()).unwrap();
+        assert!(req.env.contains(&("API_KEY".into(), "msb_0123456789abcdef".into())));
         assert_eq!(
             (req.workdir.as_deref(), req.user.as_deref()),
             (Some("/srv"), Some("1000"))

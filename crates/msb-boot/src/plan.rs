@@ -203,6 +203,8 @@ pub fn plan_with(
             write_identity_files: image_root,
             mounts,
             network: network.as_ref().map(NetworkPlan::guest),
+            // Set by the supervisor, whose network stack makes the CA at each start.
+            tls_ca: None,
         },
         file_links,
         network,

@@ -6,6 +6,7 @@ mod output;
 mod patch_args;
 mod progress;
 mod sandbox_args;
+mod secret_args;
 mod terminal;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

@@ -138,6 +138,8 @@ fn flag(field: Field) -> Option<&'static str> {
         Field::NetPolicy => "--net-rule",
         Field::Ports => "--port",
         Field::MaxConnections => "--max-connections",
+        Field::Secrets => "--secret",
+        Field::Tls => "--tls-*",
     })
 }
 

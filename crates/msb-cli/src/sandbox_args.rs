@@ -118,6 +118,8 @@ pub struct SandboxArgs {
     patches: PatchArgs,
     #[command(flatten)]
     network: crate::net_args::NetArgs,
+    #[command(flatten)]
+    secrets: crate::secret_args::SecretArgs,
 }
 
 impl SandboxArgs {
@@ -210,7 +212,7 @@ impl SandboxArgs {
         for patch in crate::patch_args::patches(matches)? {
             b = b.add_patch(patch);
         }
-        Ok(self.network.apply(b))
+        self.secrets.apply(self.network.apply(b))
     }
 }
 

@@ -253,7 +253,16 @@ pub struct GuestConfig {
     pub mounts: Vec<GuestMount>,
     /// The network interface to bring up, if the guest has one (else only `lo`).
     pub network: Option<GuestNetwork>,
+    /// The CA (PEM) that signs intercepted TLS, for the guest's trust stores; `None`
+    /// removes one an earlier boot installed.
+    pub tls_ca: Option<String>,
 }
+
+/// Where the guest keeps the interception CA alone (for `NODE_EXTRA_CA_CERTS`).
+pub const GUEST_TLS_CA: &str = "/.msb/tls/ca.pem";
+/// Where the guest keeps its system roots plus the interception CA (for `SSL_CERT_FILE`,
+/// `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`, `PIP_CERT`).
+pub const GUEST_TLS_BUNDLE: &str = "/.msb/tls/ca-bundle.pem";
 
 /// The guest's one network interface: its address, gateway (also its DNS server and
 /// `host.microsandbox.internal`) and MTU.
@@ -330,6 +339,7 @@ impl GuestConfig {
             write_identity_files: false,
             mounts: Vec::new(),
             network: None,
+            tls_ca: None,
         }
     }
 }

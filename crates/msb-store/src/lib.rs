@@ -1,4 +1,5 @@
-//! msb's state in SQLite: pulled images and their layers, sandboxes and their lifecycle.
+//! msb's state in SQLite: pulled images and their layers, sandboxes and their lifecycle (and,
+//! outside the database, each sandbox's secret values: [`SecretValues`]).
 //!
 //! One [`Store`] is one connection to `$MSB_HOME/db/msb.db`. Every process (and every thread
 //! that wants its own) opens its own `Store`; SQLite's WAL mode lets readers run beside one
@@ -9,12 +10,14 @@ mod error;
 mod images;
 mod sandboxes;
 mod schema;
+mod secrets;
 mod validate;
 mod volumes;
 
 pub use error::StoreError;
 pub use sandboxes::{SandboxRecord, SandboxState};
 pub use schema::SCHEMA_VERSION;
+pub use secrets::{SecretValues, SECRETS_FILE};
 pub use volumes::VolumeRecord;
 
 use error::{is_busy, is_not_a_database};

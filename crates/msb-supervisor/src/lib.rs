@@ -20,6 +20,7 @@ mod network;
 mod ready;
 mod relay;
 mod run;
+mod secrets;
 mod watchdog;
 
 pub use daemon::detach;

@@ -4,6 +4,7 @@
 use crate::{Error, Result};
 use msb_boot::NetworkPlan;
 use msb_net::dns::{self, Interceptor, Pins};
+use msb_net::intercept::Interception;
 use msb_net::policy::Policy;
 use msb_net::stack::{self, BoundPorts, PortError, StackConfig};
 use msb_protocol::NetworkCounters;
@@ -69,8 +70,14 @@ fn lift_file_limit() {
     }
 }
 
-/// Starts the stack for the guest's link `link`, serving `ports`.
-pub fn start(plan: &NetworkPlan, link: UnixStream, ports: BoundPorts) -> Result<Network> {
+/// Starts the stack for the guest's link `link`, serving `ports`, intercepting TLS as
+/// `interception` says.
+pub fn start(
+    plan: &NetworkPlan,
+    link: UnixStream,
+    ports: BoundPorts,
+    interception: Option<Arc<Interception>>,
+) -> Result<Network> {
     lift_file_limit();
     let gateway = IpAddr::V4(plan.gateway_ip);
     let policy = Arc::new(Policy::new(plan.spec.policy.clone(), gateway));
@@ -89,7 +96,16 @@ pub fn start(plan: &NetworkPlan, link: UnixStream, ports: BoundPorts) -> Result<
         ..StackConfig::default()
     };
     let counters = Arc::new(stack::Counters::default());
-    let running = stack::run(link, config, policy, dns.clone(), pins, ports, counters.clone());
+    let running = stack::run(
+        link,
+        config,
+        policy,
+        dns.clone(),
+        pins,
+        ports,
+        counters.clone(),
+        interception,
+    );
     // Its own thread and runtime: the guest's packets never wait behind the supervisor's
     // other work (sessions, metrics, the store), and the stack may use a core of its own.
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -7,6 +7,7 @@ use crate::network::{self, Network};
 use crate::relay::{self, Activity, Shared, StopHow, StopRequest};
 use crate::{Error, ReadyLine, Result, SandboxLock, SupervisorInput, CONTROL_SOCKET};
 use msb_boot::{BootPlan, BootedVm};
+use msb_net::intercept::Interception;
 use msb_protocol::client::ExecEvent;
 use msb_protocol::ExecRequest;
 use msb_store::{SandboxState, Store};
@@ -30,6 +31,7 @@ struct Started {
     spec: SandboxSpec,
     vm: BootedVm,
     network: Option<Network>,
+    interception: Option<Arc<Interception>>,
     listener: UnixListener,
     log: ExecLog,
     _lock: SandboxLock,
@@ -109,9 +111,13 @@ async fn start(paths: &Paths, name: &str, plan: &BootPlan) -> Result<Started> {
         .as_ref()
         .map(|n| network::bind_ports(n, &store))
         .transpose()?;
-    let mut vm = BootedVm::boot(plan, &msb_vmm::Qemu::new(plan.vmm.clone())).await?;
+    let interception = crate::secrets::interception(&spec, &dir)?;
+    // The guest trusts this run's interception CA (and drops an earlier run's).
+    let mut plan = plan.clone();
+    plan.guest.tls_ca = interception.as_ref().map(|i| i.ca_pem());
+    let mut vm = BootedVm::boot(&plan, &msb_vmm::Qemu::new(plan.vmm.clone())).await?;
     let network = match (&plan.network, ports, vm.take_network()) {
-        (Some(net), Some(ports), Some(link)) => Some(network::start(net, link, ports)?),
+        (Some(net), Some(ports), Some(link)) => Some(network::start(net, link, ports, interception.clone())?),
         (Some(_), ..) => return Err(Error::Network("the VM came up without its network device".into())),
         _ => None,
     };
@@ -128,6 +134,7 @@ async fn start(paths: &Paths, name: &str, plan: &BootPlan) -> Result<Started> {
         spec,
         vm,
         network,
+        interception,
         listener,
         log,
         _lock: lock,
@@ -148,6 +155,7 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
         spec,
         mut vm,
         network,
+        interception,
         listener,
         log,
         _lock,
@@ -203,6 +211,12 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
                 }
             }
             status = vm.wait() => break Ending::VmExited(status),
+            () = violated(&interception) => break Ending::Requested(StopRequest {
+                how: StopHow::Kill,
+                reason: "a secret's placeholder was sent where its value may not go (block-and-terminate)".into(),
+                exit_code: None,
+                done: None,
+            }),
             gone = &mut watchdog => break Ending::GuestGone(gone),
             Some(request) = stop_rx.recv() => break Ending::Requested(request),
             _ = terminate.recv() => break Ending::Requested(graceful("its supervisor was terminated")),
@@ -249,6 +263,15 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
     // Let clients read their last replies before the process (and its sockets) goes.
     let _ = tokio::time::timeout(FAREWELL, open.wait_for(|n| *n == 0)).await;
     Ok(())
+}
+
+/// Resolves once a secret violation asks for the sandbox to be stopped; never without
+/// interception.
+async fn violated(interception: &Option<Arc<Interception>>) {
+    match interception {
+        Some(interception) => interception.terminated().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs the sandbox's main command, its output into `output`; the sandbox stops when it

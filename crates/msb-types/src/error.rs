@@ -46,6 +46,10 @@ pub enum Field {
     Mounts,
     /// The network as a whole (whether it exists).
     Network,
+    /// Secrets (`--secret`).
+    Secrets,
+    /// TLS interception (`--tls-*`).
+    Tls,
     /// The network policy: its preset and rules.
     NetPolicy,
     /// Published ports.
@@ -80,6 +84,8 @@ impl Field {
             Field::Labels => "labels",
             Field::Mounts => "mounts",
             Field::Network => "network",
+            Field::Secrets => "secrets",
+            Field::Tls => "tls",
             Field::NetPolicy => "network.policy",
             Field::Ports => "network.ports",
             Field::Dns => "network.dns",

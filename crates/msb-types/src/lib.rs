@@ -20,9 +20,10 @@ pub use image::{ImageConfig, ImageRecord, LayerRecord, Platform, PlatformError};
 pub use mount::{check_guest_path, check_mounts, is_host_path, normal_guest_path, Mount};
 pub use name::{validate_name, NameError};
 pub use net::{
-    domain_matches, normalize_domain, suffix_matches, Action, Cidr, Destination, Direction, DnsSpec, Group, NetPolicy,
-    NetworkSpec, PortRange, Protocol, PublishedPort, Rule, Transport, DEFAULT_DNS_QUERY_TIMEOUT_MS,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_PUBLISH_IP,
+    domain_matches, host_pattern_matches, normalize_domain, normalize_host_pattern, suffix_matches, Action, Cidr,
+    Destination, Direction, DnsSpec, Group, InterceptCa, NetPolicy, NetworkSpec, PortRange, Protocol, PublishedPort,
+    Rule, SecretInjection, SecretSpec, TlsSpec, Transport, ViolationAction, DEFAULT_DNS_QUERY_TIMEOUT_MS,
+    DEFAULT_INTERCEPT_PORT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PUBLISH_IP,
 };
 pub use patch::{guest_path_components, GuestPathError, Patch};
 pub use paths::Paths;

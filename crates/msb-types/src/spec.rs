@@ -277,6 +277,17 @@ impl SandboxSpec {
         }
         self.validate_scripts()?;
         self.network.validate()?;
+        if let Some(secret) = self
+            .network
+            .secrets
+            .iter()
+            .find(|s| self.env.iter().any(|(k, _)| *k == s.env))
+        {
+            return Err(SpecError::new(
+                Field::Secrets,
+                format!("{} is both a secret and a plain variable (-e): keep one", secret.env),
+            ));
+        }
         if let Some(shell) = &self.shell {
             if !shell.starts_with('/') || shell.contains('\0') {
                 return Err(SpecError::new(

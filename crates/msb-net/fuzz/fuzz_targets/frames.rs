@@ -168,7 +168,7 @@ fuzz_target!(|data: &[u8]| {
     let policy = Arc::new(Policy::new(policy(selector), gateway));
     let mut now = Instant::now();
     let counters = Arc::new(Counters::default());
-    let mut engine = Engine::new(cfg, policy, Arc::new(Pins::default()), counters, Vec::new(), now);
+    let mut engine = Engine::new(cfg, policy, Arc::new(Pins::default()), counters, Vec::new(), None, now);
     let mut pending: Vec<Request> = Vec::new();
     let mut flows: Vec<(FlowId, HostEnd)> = Vec::new();
     while rest.len() >= 3 {

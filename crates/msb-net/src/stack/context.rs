@@ -7,6 +7,7 @@ use super::messages::{ConnectError, FlowId, Request};
 use super::wire::Out;
 use super::StackConfig;
 use crate::dns::Pins;
+use crate::intercept::Interception;
 use crate::policy::{FlowName, FlowQuery, Policy, Verdict};
 use crate::ratelimit::RateLimit;
 use msb_types::{Direction, Protocol};
@@ -31,6 +32,7 @@ pub(crate) struct Ctx {
     pub(crate) cfg: StackConfig,
     policy: Arc<Policy>,
     pins: Arc<Pins>,
+    intercept: Option<Arc<Interception>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) out: Out,
     pub(crate) requests: Vec<Request>,
@@ -47,6 +49,7 @@ impl Ctx {
         cfg: StackConfig,
         policy: Arc<Policy>,
         pins: Arc<Pins>,
+        intercept: Option<Arc<Interception>>,
         counters: Arc<Counters>,
         now: Instant,
     ) -> Ctx {
@@ -55,6 +58,7 @@ impl Ctx {
             cfg,
             policy,
             pins,
+            intercept,
             counters,
             out,
             requests: Vec::new(),
@@ -85,6 +89,19 @@ impl Ctx {
             pinned_names: &pinned_names,
             name,
         })
+    }
+
+    /// Whether TCP flows to `port` are read for their name even when the policy does not
+    /// need it: interception decides on the TLS name.
+    pub(crate) fn sniffs(&self, port: u16) -> bool {
+        self.intercept.as_ref().is_some_and(|i| i.sniffs(port))
+    }
+
+    /// Whether a UDP datagram to `ip`:`port` is dropped (QUIC to an intercepted host).
+    pub(crate) fn drops_udp(&self, ip: Ipv4Addr, port: u16) -> bool {
+        self.intercept
+            .as_ref()
+            .is_some_and(|i| i.drops_udp(port, &self.pins.names(IpAddr::V4(ip))))
     }
 
     /// Whether one more flow may open; counts the refusal when not.

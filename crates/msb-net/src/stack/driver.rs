@@ -8,6 +8,7 @@ use super::messages::{Event, Request, Upstream};
 use super::ports::{Bound, BoundPorts};
 use super::{tcp_host, udp_host, StackConfig};
 use crate::dns::{Interceptor, Pins};
+use crate::intercept::{intercept, Intercepted, Interception, PlainGuard};
 use crate::policy::Policy;
 use std::io;
 use std::net::SocketAddr;
@@ -27,7 +28,10 @@ const ACCEPT_QUEUE: usize = 64;
 const BATCH: usize = 256;
 const READS_PER_TURN: usize = 4;
 
-/// Runs the stack for one guest link until the guest's end of `sock` closes.
+/// Runs the stack for one guest link until the guest's end of `sock` closes. With
+/// `intercept`, TLS flows to its hosts are intercepted and secrets substituted (see
+/// [`crate::intercept`]); without, every flow is relayed as it is.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     sock: StdUnixStream,
     cfg: StackConfig,
@@ -36,6 +40,7 @@ pub async fn run(
     pins: Arc<Pins>,
     ports: BoundPorts,
     counters: Arc<Counters>,
+    intercept: Option<Arc<Interception>>,
 ) -> io::Result<()> {
     sock.set_nonblocking(true)?;
     let sock = UnixStream::from_std(sock)?;
@@ -45,9 +50,23 @@ pub async fn run(
     // Dropped (and so aborted) when the stack ends, closing the published ports.
     let mut listeners = JoinSet::new();
     let udp_ports = listen(ports, &mut listeners, &accepted_tx, &events_tx)?;
-    let mut engine = Engine::new(cfg, policy, pins, counters.clone(), published, Instant::now());
+    let mut engine = Engine::new(
+        cfg,
+        policy,
+        pins.clone(),
+        counters.clone(),
+        published,
+        intercept.clone(),
+        Instant::now(),
+    );
     let mut reader = FrameReader::new();
-    let spawn = |request: Request| start(request, &events_tx, &dns, &udp_ports);
+    let host = Host {
+        dns,
+        pins,
+        intercept,
+        udp_ports,
+    };
+    let spawn = |request: Request| start(request, &events_tx, &host);
     loop {
         let now = Instant::now();
         for _ in 0..BATCH {
@@ -121,22 +140,57 @@ fn write(sock: &UnixStream, engine: &mut Engine) -> io::Result<()> {
 /// Hands a published-port connection to the engine; dropping it (refused) closes it.
 fn admit(engine: &mut Engine, port: usize, stream: TcpStream, peer: SocketAddr, events: &mpsc::Sender<Event>) {
     if let Some((flow, io)) = engine.published_tcp(port, peer, Instant::now()) {
-        tokio::spawn(tcp_host::relay(flow, stream, Vec::new(), io, events.clone()));
+        tokio::spawn(tcp_host::relay(flow, stream, Vec::new(), io, events.clone(), None));
     }
 }
 
+/// What the tasks for engine requests need from the host side.
+struct Host {
+    dns: Arc<Interceptor>,
+    pins: Arc<Pins>,
+    intercept: Option<Arc<Interception>>,
+    /// The published UDP sockets, indexed like the ports, for replies.
+    udp_ports: Vec<Option<Arc<UdpSocket>>>,
+}
+
+/// The first byte of a TLS record carrying a handshake message.
+const TLS_HANDSHAKE: u8 = 22;
+
 /// Runs one engine request as a task (or, for a published UDP reply, a send).
-fn start(request: Request, events: &mpsc::Sender<Event>, dns: &Arc<Interceptor>, udp_ports: &[Option<Arc<UdpSocket>>]) {
+fn start(request: Request, events: &mpsc::Sender<Event>, host: &Host) {
     let events = events.clone();
+    let (dns, udp_ports) = (&host.dns, &host.udp_ports);
     match request {
         Request::Connect {
             flow,
             upstream: Upstream::Tcp(addr),
             initial,
+            name,
+            dst,
             io,
-        } => {
-            tokio::spawn(tcp_host::connect(flow, addr, initial, io, events));
-        }
+        } => match (&host.intercept, name) {
+            (Some(interception), Some(sni))
+                if initial.first() == Some(&TLS_HANDSHAKE) && interception.intercepts(&sni, dst.port()) =>
+            {
+                let target = Intercepted {
+                    sni,
+                    dst,
+                    interception: interception.clone(),
+                    pins: host.pins.clone(),
+                };
+                tokio::spawn(async move {
+                    if let Some(stream) = tcp_host::open(flow, addr, &events).await {
+                        intercept(flow, stream, initial, io, events, target).await;
+                    }
+                });
+            }
+            (intercept, name) => {
+                let guard = intercept
+                    .as_ref()
+                    .and_then(|i| PlainGuard::new(i, name.unwrap_or_else(|| dst.ip().to_string())));
+                tokio::spawn(tcp_host::connect(flow, addr, initial, io, events, guard));
+            }
+        },
         Request::Connect {
             flow,
             upstream: Upstream::Dns,

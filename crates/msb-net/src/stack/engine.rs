@@ -11,6 +11,7 @@ use super::tcp::{TcpTable, Tuple};
 use super::udp::UdpTable;
 use super::StackConfig;
 use crate::dns::Pins;
+use crate::intercept::Interception;
 use crate::policy::{FlowName, Policy, Verdict};
 use msb_types::{Direction, Protocol, PublishedPort, Transport};
 use smoltcp::phy::ChecksumCapabilities;
@@ -48,9 +49,10 @@ impl Engine {
         pins: Arc<Pins>,
         counters: Arc<Counters>,
         published: Vec<PublishedPort>,
+        intercept: Option<Arc<Interception>>,
         now: Instant,
     ) -> Engine {
-        let mut ctx = Ctx::new(cfg, policy, pins, counters, now);
+        let mut ctx = Ctx::new(cfg, policy, pins, intercept, counters, now);
         let net = Net::new(&ctx.cfg, &mut ctx.out, now);
         Engine {
             ctx,

@@ -19,6 +19,7 @@ fn engine(policy: NetPolicy) -> (Engine, Instant) {
         Arc::new(Pins::default()),
         Arc::new(Counters::default()),
         Vec::new(),
+        None,
         now,
     );
     (engine, now)

@@ -88,6 +88,10 @@ pub enum Request {
         upstream: Upstream,
         /// Guest bytes already read (the first bytes a name was looked for in).
         initial: Vec<u8>,
+        /// The name those bytes gave (TLS SNI or HTTP Host), normalized, if sniffed.
+        name: Option<String>,
+        /// The address and port the guest dialled.
+        dst: SocketAddrV4,
         /// The flow's host-side channels.
         io: HostEnd,
     },

@@ -29,7 +29,7 @@ mod relay;
 mod sniffing;
 mod syn;
 mod tcp;
-mod tcp_host;
+pub(crate) mod tcp_host;
 mod udp;
 mod udp_host;
 mod wire;

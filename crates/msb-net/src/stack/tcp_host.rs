@@ -1,16 +1,17 @@
 //! The host side of a TCP flow, one task each: connect the upstream, then relay between it
-//! and the engine; or, for DNS over TCP, answer length-prefixed messages locally.
+//! and the engine (or, under interception, between the engine and a local byte stream); or,
+//! for DNS over TCP, answer length-prefixed messages locally.
 
 use super::messages::{ConnectError, Event, FlowId, HostEnd, HostMsg};
 use super::relay::CHUNK;
 use crate::dns::Interceptor;
+use crate::intercept::PlainGuard;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -19,14 +20,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle time before the host probes a quiet upstream, which finds dead peers.
 const KEEPALIVE: Duration = Duration::from_secs(60);
 
-/// Connects `addr` for flow `flow`, reports how that went, then relays.
-pub(crate) async fn connect(
-    flow: FlowId,
-    addr: SocketAddr,
-    initial: Vec<u8>,
-    io: HostEnd,
-    events: mpsc::Sender<Event>,
-) {
+/// Connects `addr` for flow `flow` and reports how that went; the stream once connected.
+pub(crate) async fn open(flow: FlowId, addr: SocketAddr, events: &mpsc::Sender<Event>) -> Option<TcpStream> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
@@ -40,15 +35,29 @@ pub(crate) async fn connect(
                 ConnectError::Unreachable
             };
             let _ = events.send(Event::ConnectFailed(flow, why)).await;
-            return;
+            return None;
         }
         Err(_) => {
             let _ = events.send(Event::ConnectFailed(flow, ConnectError::Unreachable)).await;
-            return;
+            return None;
         }
     };
-    if events.send(Event::Connected(flow)).await.is_ok() {
-        relay(flow, stream, initial, io, events).await;
+    events.send(Event::Connected(flow)).await.ok()?;
+    Some(stream)
+}
+
+/// Connects `addr` for flow `flow`, reports how that went, then relays (through `guard`,
+/// when the guest's bytes are watched for placeholders).
+pub(crate) async fn connect(
+    flow: FlowId,
+    addr: SocketAddr,
+    initial: Vec<u8>,
+    io: HostEnd,
+    events: mpsc::Sender<Event>,
+    guard: Option<PlainGuard>,
+) {
+    if let Some(stream) = open(flow, addr, &events).await {
+        relay(flow, stream, initial, io, events, guard).await;
     }
 }
 
@@ -62,11 +71,52 @@ enum End {
 }
 
 /// Relays `stream` (the host side of `flow`) until both directions have ended.
-pub(crate) async fn relay(flow: FlowId, stream: TcpStream, initial: Vec<u8>, io: HostEnd, events: mpsc::Sender<Event>) {
+pub(crate) async fn relay(
+    flow: FlowId,
+    stream: TcpStream,
+    initial: Vec<u8>,
+    io: HostEnd,
+    events: mpsc::Sender<Event>,
+    guard: Option<PlainGuard>,
+) {
     let _ = stream.set_nodelay(true);
     let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE);
     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
     let (mut reader, mut writer) = stream.into_split();
+    if pump(flow, &mut reader, &mut writer, initial, io, &events, guard).await == End::Reset {
+        // A reset on the guest side becomes a reset on the host side, not a quiet FIN.
+        let _ = socket2::SockRef::from(writer.as_ref()).set_linger(Some(Duration::ZERO));
+    }
+}
+
+/// Exposes the guest side of `flow` as the byte stream `stream` (one end of a duplex), for
+/// a flow whose bytes are handled in this process (interception).
+pub(crate) async fn bridge(
+    flow: FlowId,
+    stream: DuplexStream,
+    initial: Vec<u8>,
+    io: HostEnd,
+    events: mpsc::Sender<Event>,
+) {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    pump(flow, &mut reader, &mut writer, initial, io, &events, None).await;
+}
+
+/// Moves bytes both ways between `flow`'s channels and a host-side reader and writer until
+/// both directions have ended.
+async fn pump<R, W>(
+    flow: FlowId,
+    reader: &mut R,
+    writer: &mut W,
+    initial: Vec<u8>,
+    io: HostEnd,
+    events: &mpsc::Sender<Event>,
+    guard: Option<PlainGuard>,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let HostEnd {
         from_guest,
         credits,
@@ -74,47 +124,44 @@ pub(crate) async fn relay(flow: FlowId, stream: TcpStream, initial: Vec<u8>, io:
     } = io;
     // The directions run side by side: an upstream that only reads after it has written
     // (an echo server) must not wait on a relay that only reads after it has written.
-    let end = {
-        let up = to_host(flow, &mut writer, initial, from_guest, &wants_room, &events);
-        let down = from_host(flow, &mut reader, &credits, &events);
-        tokio::pin!(up, down);
-        let (mut up_done, mut down_done) = (false, false);
-        loop {
-            tokio::select! {
-                end = &mut up, if !up_done => {
-                    up_done = true;
-                    if end == End::Reset {
-                        break End::Reset;
-                    }
-                }
-                end = &mut down, if !down_done => {
-                    down_done = true;
-                    if end == End::Reset {
-                        break End::Reset;
-                    }
+    let up = to_host(flow, writer, initial, from_guest, &wants_room, events, guard);
+    let down = from_host(flow, reader, &credits, events);
+    tokio::pin!(up, down);
+    let (mut up_done, mut down_done) = (false, false);
+    loop {
+        tokio::select! {
+            end = &mut up, if !up_done => {
+                up_done = true;
+                if end == End::Reset {
+                    return End::Reset;
                 }
             }
-            if up_done && down_done {
-                break End::Clean;
+            end = &mut down, if !down_done => {
+                down_done = true;
+                if end == End::Reset {
+                    return End::Reset;
+                }
             }
         }
-    };
-    if end == End::Reset {
-        // A reset on the guest side becomes a reset on the host side, not a quiet FIN.
-        let _ = socket2::SockRef::from(writer.as_ref()).set_linger(Some(Duration::ZERO));
+        if up_done && down_done {
+            return End::Clean;
+        }
     }
 }
 
-/// Guest bytes to the host, then FIN; `Reset` if the guest side was reset or writing failed.
-async fn to_host(
+/// Guest bytes to the host, then FIN; `Reset` if the guest side was reset, writing failed,
+/// or `guard` found a placeholder (the chunk holding it is not written).
+async fn to_host<W: AsyncWrite + Unpin>(
     flow: FlowId,
-    writer: &mut OwnedWriteHalf,
+    writer: &mut W,
     initial: Vec<u8>,
     mut from_guest: mpsc::Receiver<HostMsg>,
     wants_room: &std::sync::atomic::AtomicBool,
     events: &mpsc::Sender<Event>,
+    mut guard: Option<PlainGuard>,
 ) -> End {
-    if !initial.is_empty() && writer.write_all(&initial).await.is_err() {
+    let mut passes = |bytes: &[u8]| guard.as_mut().is_none_or(|g| g.pass(bytes));
+    if !initial.is_empty() && (!passes(&initial) || writer.write_all(&initial).await.is_err()) {
         let _ = events.send(Event::HostReset(flow)).await;
         return End::Reset;
     }
@@ -124,6 +171,7 @@ async fn to_host(
             return End::Reset;
         }
         let written = match msg {
+            Some(HostMsg::Data(bytes)) if !passes(&bytes) => Err(io::ErrorKind::PermissionDenied.into()),
             Some(HostMsg::Data(bytes)) => writer.write_all(&bytes).await,
             Some(HostMsg::Fin) => {
                 return if writer.shutdown().await.is_ok() {
@@ -142,9 +190,9 @@ async fn to_host(
 }
 
 /// Host bytes to the engine, one credit per chunk, then EOF; `Reset` if reading failed.
-async fn from_host(
+async fn from_host<R: AsyncRead + Unpin>(
     flow: FlowId,
-    reader: &mut OwnedReadHalf,
+    reader: &mut R,
     credits: &tokio::sync::Semaphore,
     events: &mpsc::Sender<Event>,
 ) -> End {

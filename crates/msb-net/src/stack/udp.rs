@@ -94,6 +94,10 @@ impl UdpTable {
                 return refuse(ctx);
             }
         }
+        if ctx.drops_udp(ip.dst_addr, ports.1) {
+            // Dropped, not refused: the client falls back to TCP, where interception applies.
+            return;
+        }
         let tuple = Tuple {
             guest_port: ports.0,
             remote: dst,

@@ -212,10 +212,17 @@ fn hello() -> impl Strategy<Value = Hello> {
         text(),
         any::<(i64, u32)>(),
         (scripts, of(any::<u32>()), any::<bool>(), vec(guest_mount(), 0..3)),
-        of(guest_network()),
+        (of(guest_network()), of(text())),
     )
         .prop_map(
-            |(version, root, hostname, host_time, (scripts, tmp_mib, write_identity_files, mounts), network)| Hello {
+            |(
+                version,
+                root,
+                hostname,
+                host_time,
+                (scripts, tmp_mib, write_identity_files, mounts),
+                (network, tls_ca),
+            )| Hello {
                 version,
                 config: GuestConfig {
                     root,
@@ -225,6 +232,7 @@ fn hello() -> impl Strategy<Value = Hello> {
                     write_identity_files,
                     mounts,
                     network,
+                    tls_ca,
                 },
                 host_time,
             },

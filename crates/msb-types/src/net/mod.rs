@@ -4,11 +4,16 @@
 mod domain;
 mod port;
 mod rule_token;
+mod secrets;
 mod suggest;
 mod validate;
 
 pub use domain::{domain_matches, normalize_domain, suffix_matches};
 pub use port::DEFAULT_PUBLISH_IP;
+pub use secrets::{
+    host_pattern_matches, normalize_host_pattern, InterceptCa, SecretInjection, SecretSpec, TlsSpec, ViolationAction,
+    DEFAULT_INTERCEPT_PORT,
+};
 
 use crate::{Field, SpecError};
 use serde::{Deserialize, Serialize};
@@ -35,6 +40,12 @@ pub struct NetworkSpec {
     /// Flows open at once; new ones past this are refused.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Secrets whose placeholders the guest holds (never their values).
+    #[serde(default)]
+    pub secrets: Vec<SecretSpec>,
+    /// TLS interception.
+    #[serde(default)]
+    pub tls: TlsSpec,
 }
 
 fn default_max_connections() -> u32 {
@@ -49,7 +60,16 @@ impl Default for NetworkSpec {
             dns: DnsSpec::default(),
             ports: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            secrets: Vec::new(),
+            tls: TlsSpec::default(),
         }
+    }
+}
+
+impl NetworkSpec {
+    /// Whether any TLS flow is intercepted: having secrets, or hosts named to intercept.
+    pub fn intercepts(&self) -> bool {
+        self.enabled && (!self.secrets.is_empty() || !self.tls.intercept.is_empty())
     }
 }
 

@@ -79,6 +79,17 @@ fn specs_survive_json() {
         },
         ports: vec![PublishedPort::parse("[::1]:8080:80/udp").unwrap()],
         max_connections: 7,
+        secrets: vec![crate::SecretSpec {
+            env: "API_KEY".into(),
+            placeholder: "msb_sec_0123456789abcdef".into(),
+            hosts: vec!["*.example.com".into()],
+            inject: crate::SecretInjection::default(),
+        }],
+        tls: crate::TlsSpec {
+            intercept: vec!["api.other.org".into()],
+            on_secret_violation: crate::ViolationAction::BlockAndTerminate,
+            ..crate::TlsSpec::default()
+        },
     };
     let json = serde_json::to_string(&spec).unwrap();
     assert_eq!(serde_json::from_str::<NetworkSpec>(&json).unwrap(), spec);
@@ -93,4 +104,5 @@ fn missing_fields_fail_closed() {
     assert_eq!(spec.policy.default_ingress, Action::Deny);
     assert_eq!(spec.dns, DnsSpec::default());
     assert_eq!(spec.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert!(spec.secrets.is_empty() && spec.tls == crate::TlsSpec::default());
 }

@@ -41,8 +41,15 @@ impl NetworkSpec {
                 ));
             }
         }
+        if !self.enabled && !self.secrets.is_empty() {
+            return Err(SpecError::new(
+                Field::Secrets,
+                "a sandbox without a network cannot use secrets: its requests are where they go",
+            ));
+        }
         self.policy.validate()?;
-        self.dns.validate()
+        self.dns.validate()?;
+        super::secrets::validate(&self.secrets, &self.tls)
     }
 }
 

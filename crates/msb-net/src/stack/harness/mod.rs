@@ -5,13 +5,17 @@
 mod bench;
 pub mod frames;
 mod guest;
+mod https_bench;
 mod link;
+pub mod tls;
 
 pub use bench::{download, upload, Throughput};
 pub use guest::Guest;
+pub use https_bench::{https, HttpsBench, HttpsFigures};
 pub use link::Seen;
 
 use crate::dns::{Interceptor, Pins};
+use crate::intercept::Interception;
 use crate::policy::Policy;
 use crate::stack::{bind_ports, run, Counters, CountersSnapshot, StackConfig};
 use msb_types::{Action, Destination, Direction, DnsSpec, Group, NetPolicy, PortRange, Protocol, PublishedPort, Rule};
@@ -34,6 +38,8 @@ pub struct HarnessOptions {
     pub ports: Vec<PublishedPort>,
     /// Flows open at once.
     pub max_connections: u32,
+    /// TLS interception and secret substitution.
+    pub intercept: Option<Arc<Interception>>,
 }
 
 impl Default for HarnessOptions {
@@ -43,6 +49,7 @@ impl Default for HarnessOptions {
             dns: DnsSpec::default(),
             ports: Vec::new(),
             max_connections: msb_types::DEFAULT_MAX_CONNECTIONS,
+            intercept: None,
         }
     }
 }
@@ -81,7 +88,16 @@ impl Harness {
         let (stack_end, guest_end) = UnixStream::pair()?;
         let stack = {
             let _entered = runtime.enter();
-            let task = run(stack_end, config.clone(), policy, dns, pins, ports, counters.clone());
+            let task = run(
+                stack_end,
+                config.clone(),
+                policy,
+                dns,
+                pins,
+                ports,
+                counters.clone(),
+                options.intercept,
+            );
             runtime.spawn(task)
         };
         let guest = Guest::new(guest_end, &config)?;

@@ -4,8 +4,10 @@
 //! listening on exactly the (address, port) the guest dialled and the saved SYN is fed to it
 //! alone, so that socket, and no other, answers SYN-ACK. Sockets live only while their flow
 //! does: no socket stays listening after its SYN, so a later SYN cannot be taken by a stale
-//! one. When the policy needs the flow's name, the handshake completes locally and the first
-//! bytes are read for it (`sniffing`) before the policy is asked again.
+//! one. When the policy needs the flow's name, or interception decides on it (a flow to one
+//! of its ports), the handshake completes locally and the first bytes are read for it
+//! (`sniffing`) before the policy is asked again; such a flow's refusal is a reset after the
+//! handshake.
 
 use super::{Flow, Phase, TcpTable, Tuple};
 use crate::policy::{FlowName, Verdict};
@@ -54,6 +56,10 @@ impl TcpTable {
                 ctx.denied(Direction::Egress, Protocol::Tcp, *syn.dst.ip(), port, rule);
                 ctx.out.refuse(&syn);
             }
+            Verdict::Allow(_) if ctx.sniffs(port) => {
+                let sniff = Sniff::new(ctx.now, port, true);
+                self.accept(ctx, net, syn, Phase::Sniffing(sniff), None);
+            }
             Verdict::Allow(_) => {
                 let id = ctx.open_flow();
                 let (guest, host) = GuestEnd::pair();
@@ -62,6 +68,8 @@ impl TcpTable {
                     flow: id,
                     upstream,
                     initial: Vec::new(),
+                    name: None,
+                    dst: syn.dst,
                     io: host,
                 });
                 self.insert(
@@ -75,7 +83,7 @@ impl TcpTable {
                 );
             }
             Verdict::NeedName => {
-                let sniff = Sniff::new(ctx.now);
+                let sniff = Sniff::new(ctx.now, port, ctx.sniffs(port));
                 self.accept(ctx, net, syn, Phase::Sniffing(sniff), None);
             }
         }
@@ -92,6 +100,8 @@ impl TcpTable {
                 flow: id,
                 upstream,
                 initial: Vec::new(),
+                name: None,
+                dst: syn.dst,
                 io,
             });
         }
@@ -189,6 +199,8 @@ pub(super) fn decide(ctx: &mut Ctx, net: &mut Net, id: FlowId, flow: &mut Flow, 
                 flow: id,
                 upstream,
                 initial,
+                name,
+                dst,
                 io: host,
             });
             flow.phase = Phase::Open(guest);
