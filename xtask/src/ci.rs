@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: set up and run every test, as CI does.
 
-use crate::{agent, demo, fuzz, kernel, paths, registry, rootfs, setup, util};
+use crate::{agent, debian_rootfs, demo, fuzz, kernel, paths, registry, rootfs, setup, util};
 use anyhow::Result;
 use std::process::Command;
 
@@ -11,12 +11,14 @@ pub fn run() -> Result<()> {
     kernel::build()?;
     agent::build()?;
     let root = rootfs::build()?;
+    let debian = debian_rootfs::build()?;
     let registry = registry::ensure()?;
     let msb = demo::build_msb(false)?;
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(paths::repo_root())
         .args(["test", "--workspace", "--no-fail-fast"])
         .env("MSB_TEST_ROOTFS", &root)
+        .env("MSB_TEST_DEBIAN_ROOTFS", &debian)
         .env("MSB_BIN", &msb)
         .env("MSB_TEST_REGISTRY", &registry);
     if std::env::var_os("CI").is_some() {

@@ -3,6 +3,7 @@
 mod agent;
 mod bench;
 mod ci;
+mod debian_rootfs;
 mod demo;
 mod fuzz;
 mod kernel;
@@ -30,7 +31,11 @@ enum Task {
     /// Build the static guest agent and pack it into the initramfs.
     Agent,
     /// Build a small busybox root filesystem for demos and tests.
-    Rootfs,
+    Rootfs {
+        /// Build the Debian bookworm tree with curl, Python (requests) and Node.js instead.
+        #[arg(long)]
+        debian: bool,
+    },
     /// Set everything up and run a command in a microVM.
     Demo,
     /// Set everything up and run every test (what CI runs).
@@ -51,7 +56,8 @@ fn main() -> anyhow::Result<()> {
         Task::Setup => setup::run(),
         Task::Kernel => kernel::build().map(drop),
         Task::Agent => agent::build().map(drop),
-        Task::Rootfs => rootfs::build().map(drop),
+        Task::Rootfs { debian: false } => rootfs::build().map(drop),
+        Task::Rootfs { debian: true } => debian_rootfs::build().map(|p| println!("rootfs: {}", p.display())),
         Task::Demo => demo::run(),
         Task::Ci => ci::run(),
         Task::Registry(args) => registry::run(args),

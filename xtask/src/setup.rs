@@ -35,6 +35,8 @@ const PACKAGES: &[&str] = &[
     "umoci",
     "docker-registry",
     "debootstrap",
+    // debootstrap only recommends the keyring that verifies what it downloads
+    "debian-archive-keyring",
     "socat",
     // network tests and baselines: namespaces, a client in the test world, passt
     "iproute2",

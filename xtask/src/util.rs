@@ -25,6 +25,28 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs `cmd` with stdout and stderr appended to `log`; on failure shows the log's tail.
+pub fn logged(cmd: &mut Command, log: &std::path::Path) -> Result<()> {
+    let out = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let err = out.try_clone()?;
+    let status = cmd
+        .stdout(out)
+        .stderr(err)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        bail!("{cmd:?} failed: {status}; end of {}:\n{tail}", log.display());
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `dest` atomically (temp file + rename) unless it already holds them.
 pub fn install_if_changed(bytes: &[u8], dest: &std::path::Path) -> Result<()> {
     if std::fs::read(dest).ok().as_deref() == Some(bytes) {

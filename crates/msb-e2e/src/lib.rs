@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod debian;
 pub mod fake_registry;
 pub mod networld;
 
@@ -194,16 +195,22 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Makes a fresh home and rootfs copy.
+    /// Makes a fresh home and a copy of the busybox rootfs.
     pub fn new() -> Sandbox {
+        Sandbox::with_rootfs(&base_rootfs())
+    }
+
+    /// Makes a fresh home and a private copy of the root filesystem tree `base` (the guest
+    /// writes to the tree it boots, so a cached fixture is never booted itself).
+    pub fn with_rootfs(base: &Path) -> Sandbox {
         let home = tempfile::Builder::new()
             .prefix("msb-e2e")
             .tempdir_in("/tmp")
             .expect("tempdir");
         let rootfs = home.path().join("rootfs");
         let status = Command::new("cp")
-            .arg("-a")
-            .arg(base_rootfs())
+            .args(["-a", "--reflink=auto"])
+            .arg(base)
             .arg(&rootfs)
             .status()
             .expect("cp");
@@ -313,6 +320,13 @@ impl Sandbox {
         let mut found = live_processes_mentioning(&home);
         found.extend(supervisors_of(&home).into_iter().map(|(_, cmdline)| cmdline));
         found
+    }
+
+    /// Pids of this world's live supervisors and VM processes (QEMU, virtiofsd).
+    pub fn vm_pids(&self) -> Vec<i32> {
+        let home = self.home().to_string_lossy().into_owned();
+        let supervisors = supervisors_of(&home).into_iter();
+        supervisors.chain(pids_mentioning(&home)).map(|(pid, _)| pid).collect()
     }
 
     /// How many sandbox directories this world has.

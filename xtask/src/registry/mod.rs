@@ -15,6 +15,10 @@ mod python;
 mod server;
 mod tricky;
 
+/// Shared with the Debian rootfs build, which debootstraps as the python fixture does.
+pub use fixtures::{inputs_hash, remove_tree};
+pub use mirror::debian_mirror;
+
 use crate::setup;
 use anyhow::{Context, Result};
 use std::fs::File;

@@ -10,7 +10,7 @@ use crate::{setup, util};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 /// Bump when the layers below change.
@@ -56,7 +56,7 @@ pub fn build() -> Result<Layout> {
         let t = Instant::now();
         let mut cmd = Command::new("debootstrap");
         cmd.args(["--variant=minbase", SUITE]).arg(&root).arg(&mirror);
-        logged(&mut cmd, &log)?;
+        util::logged(&mut cmd, &log)?;
         // Like Docker's debian images: empty /dev, no host resolv.conf or apt leftovers.
         clear_dir(&root.join("dev"))?;
         for leftover in ["etc/resolv.conf", "etc/hostname", "var/log/bootstrap.log"] {
@@ -106,28 +106,6 @@ pub fn build() -> Result<Layout> {
         let args: Vec<String> = config.iter().map(|s| s.to_string()).collect();
         layout.config("latest", &args)
     })
-}
-
-/// Runs `cmd` with stdout and stderr appended to `log`; on failure shows the log's tail.
-fn logged(cmd: &mut Command, log: &Path) -> Result<()> {
-    let out = fs::OpenOptions::new()
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    let err = out.try_clone()?;
-    let status = cmd
-        .stdout(out)
-        .stderr(err)
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("starting {cmd:?}"))?;
-    if !status.success() {
-        let text = fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-        bail!("{cmd:?} failed: {status}; end of {}:\n{tail}", log.display());
-    }
-    Ok(())
 }
 
 /// Removes everything inside `dir`, keeping `dir`, never crossing file systems.
@@ -188,7 +166,7 @@ impl Chroot {
             .env("DEBIAN_FRONTEND", "noninteractive")
             .env("LANG", "C.UTF-8")
             .env("HOME", "/root");
-        logged(&mut cmd, log).with_context(|| format!("in chroot {}: {script}", self.root.display()))
+        util::logged(&mut cmd, log).with_context(|| format!("in chroot {}: {script}", self.root.display()))
     }
 
     fn leave(mut self) -> Result<()> {
