@@ -352,7 +352,18 @@ async fn start_supervisor(msb: &Microsandbox, spec: &SandboxSpec, owned: bool) -
 /// reads, never the rest. A shell holding a secret's value (`--secret-env`) must not pass it
 /// on, so no variable named after one of the sandbox's secrets goes either.
 fn supervisor_env(spec: &SandboxSpec) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
-    const KEPT: &[&str] = &["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "RUST_LOG", "RUST_BACKTRACE"];
+    // SSL_CERT_*: the host roots interception checks upstream servers against.
+    const KEPT: &[&str] = &[
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "LANG",
+        "LC_ALL",
+        "RUST_LOG",
+        "RUST_BACKTRACE",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ];
     std::env::vars_os()
         .filter(|(key, _)| {
             let key = key.to_string_lossy();

@@ -186,6 +186,36 @@ pub fn wait_or_kill(
     }
 }
 
+/// Runs `cmd` (stdin closed) to the end, reading its stdout and stderr as it goes; past
+/// `timeout` kills it and fails the test with `what`.
+pub fn output_within(mut cmd: Command, timeout: std::time::Duration, what: &str) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning a command");
+    let (mut out, mut err) = (
+        child.stdout.take().expect("piped stdout"),
+        child.stderr.take().expect("piped stderr"),
+    );
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let mut stderr = Vec::new();
+    let _ = err.read_to_end(&mut stderr);
+    let status = wait_or_kill(&mut child, timeout, &format!("{what} did not finish"));
+    std::process::Output {
+        status,
+        stdout: reader.join().unwrap_or_default(),
+        stderr,
+    }
+}
+
 /// One test's world: a private `MSB_HOME` and a private copy of the rootfs.
 #[derive(Debug)]
 pub struct Sandbox {

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// The bound on any one `msb` invocation (a boot under TCG plus a script).
@@ -48,7 +48,7 @@ impl Lab {
     fn msb(&self, args: &[&str]) -> Output {
         let mut cmd = self.sb.msb();
         cmd.args(args);
-        bounded(self.w.wrap(cmd), &format!("msb {args:?}"))
+        msb_e2e::output_within(self.w.wrap(cmd), MSB_WAIT, &format!("msb {args:?}"))
     }
 
     /// `msb ARGS…` inside SBX, asserted to succeed: its stdout.
@@ -164,30 +164,6 @@ impl Report {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs `cmd` (stdin closed) to the end, killing it past [`MSB_WAIT`].
-fn bounded(mut cmd: Command, what: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning msb");
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let mut stderr = Vec::new();
-    let _ = err.read_to_end(&mut stderr);
-    let status = msb_e2e::wait_or_kill(&mut child, MSB_WAIT, &format!("{what} did not finish"));
-    Output {
-        status,
-        stdout: reader.join().unwrap(),
-        stderr,
-    }
 }
 
 /// The probe, built once per test process (static, like the agent: the guest has no libc).

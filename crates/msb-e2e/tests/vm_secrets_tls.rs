@@ -8,7 +8,6 @@
 use msb_e2e::networld::{Event, Hit, NetWorld, INTERNET, INTERNET_2};
 use msb_e2e::{debian, Sandbox};
 use std::collections::HashMap;
-use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -52,27 +51,7 @@ fn run(w: &NetWorld, sb: &Sandbox, flags: &[&str], script: &str) -> Output {
         .arg(&ca)
         .args(flags)
         .args(["--", "sh", "-c", script]);
-    let mut child = w
-        .wrap(cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let mut stderr = Vec::new();
-    let _ = child.stderr.take().unwrap().read_to_end(&mut stderr);
-    let status = msb_e2e::wait_or_kill(&mut child, MSB_WAIT, "msb run did not finish");
-    Output {
-        status,
-        stdout: reader.join().unwrap(),
-        stderr,
-    }
+    msb_e2e::output_within(w.wrap(cmd), MSB_WAIT, "msb run")
 }
 
 /// The `@key value` lines.

@@ -10,6 +10,8 @@ pub struct Summary {
     pub n: usize,
     /// Median (mean of the middle two for an even count).
     pub median: f64,
+    /// Arithmetic mean.
+    pub mean: f64,
     /// Smallest sample.
     pub min: f64,
     /// Largest sample.
@@ -21,13 +23,20 @@ pub struct Summary {
 impl Summary {
     /// Summarises `samples`; all zero when there are none.
     pub fn of(samples: &[Duration]) -> Summary {
-        let mut s: Vec<f64> = samples.iter().map(Duration::as_secs_f64).collect();
+        let secs: Vec<f64> = samples.iter().map(Duration::as_secs_f64).collect();
+        Summary::of_values(&secs)
+    }
+
+    /// Summarises plain numbers (rates, or times a guest printed); all zero when there are none.
+    pub fn of_values(samples: &[f64]) -> Summary {
+        let mut s = samples.to_vec();
         s.sort_by(f64::total_cmp);
         let n = s.len();
         if n == 0 {
             return Summary {
                 n,
                 median: 0.0,
+                mean: 0.0,
                 min: 0.0,
                 max: 0.0,
                 p99: 0.0,
@@ -42,6 +51,7 @@ impl Summary {
         Summary {
             n,
             median,
+            mean: s.iter().sum::<f64>() / n as f64,
             min: s[0],
             max: s[n - 1],
             p99: s[rank - 1],
