@@ -1,7 +1,8 @@
 //! Secrets through real TLS clients in a Debian guest (curl, Python requests, Node fetch),
 //! inside the closed network test world: the value reaches the allowed host's server and
 //! nowhere else, the guest only ever sees the placeholder, and every way of sending the
-//! placeholder elsewhere is refused (or, where nothing is intercepted, left alone).
+//! placeholder elsewhere is refused (or, where nothing is intercepted — a raw IP, a CONNECT
+//! proxy's tunnel — left alone).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -37,6 +38,7 @@ say mismatch "$(code https://allowed.test/mismatch -H "Host: x.wild.test" -H "Au
 say spoofed "$(code --resolve allowed.test:443:203.0.113.11 https://allowed.test/spoofed -H "Authorization: Bearer $P")"
 say rawip "$(code -k https://203.0.113.10/rawip -H "Authorization: Bearer $P")"
 say plain "$(code http://allowed.test/plain -H "Authorization: Bearer $P")"
+say proxied "$(code --proxy http://203.0.113.10:3128 --cacert /world-ca.pem https://allowed.test/proxied -H "Authorization: Bearer $P")"
 say pinned "$(code --cacert /world-ca.pem https://denied.test/pinned)"
 "#;
 
@@ -131,6 +133,11 @@ fn the_value_goes_only_to_its_host_through_real_clients() {
     assert_eq!(r["rawip"], "200 rc=0", "{r:?}");
     let raw = request_headers(&hits, "/rawip").expect("rawip");
     assert_eq!(header(&raw, "authorization"), format!("Bearer {placeholder}"));
+    // Through a CONNECT proxy the TLS is the guest's own, end to end: nothing to intercept,
+    // and the server gets the placeholder, never the value.
+    assert_eq!(r["proxied"], "200 rc=0", "{r:?}");
+    let proxied = request_headers(&hits, "/proxied").expect("proxied");
+    assert_eq!(header(&proxied, "authorization"), format!("Bearer {placeholder}"));
     // A client that trusts only the real server's CA still reaches a host not intercepted.
     assert_eq!(r["pinned"], "200 rc=0", "{r:?}");
     // Nothing but the allowed requests ever carried the value.

@@ -87,6 +87,54 @@ pub(super) async fn serve_tls(
     serve_http(tls, ctx, Service::Https, local, peer, Some(sni)).await
 }
 
+/// The CONNECT proxy: reads `CONNECT host:port` (logged as an [`Event::Http`] of the
+/// proxy), answers 200, and for port 443 serves the tunnel with the HTTPS server itself, as
+/// if it had connected to it (the world's servers are all in this process, so no socket is
+/// needed; the request inside is logged as the HTTPS server's, at the proxy's address).
+pub(super) async fn serve_proxy(
+    mut s: tokio::net::TcpStream,
+    ctx: &Ctx,
+    local: SocketAddr,
+    peer: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+) -> io::Result<()> {
+    // Byte by byte up to the blank line: nothing of the tunnel may be read here.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= HEAD_LIMIT as usize {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "CONNECT head too long"));
+        }
+        let byte = tokio::time::timeout(IDLE, s.read_u8())
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no CONNECT"))??;
+        head.push(byte);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut words = head.split_whitespace();
+    let (method, target) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+    ctx.hit(
+        Service::Proxy,
+        local,
+        peer,
+        Event::Http {
+            method: method.to_string(),
+            path: target.to_string(),
+            host: None,
+            headers: Vec::new(),
+            body_len: 0,
+            body_sha256: String::new(),
+            body_start: Vec::new(),
+        },
+    );
+    if method != "CONNECT" || !target.ends_with(":443") {
+        s.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            .await?;
+        return Ok(());
+    }
+    s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await?;
+    serve_tls(s, ctx, local, peer, config).await
+}
+
 /// How a request body is framed.
 enum Framing {
     Length(u64),

@@ -29,6 +29,7 @@
 //! |---|---|
 //! | 80/tcp | HTTP/1.1: `GET /` JSON about the request, `GET /bytes/N` N pattern bytes, `POST /echo` the body back, other `POST`s JSON with the body's length and SHA-256 |
 //! | 443/tcp | the same over TLS (self-signed, [`NetWorld::tls_cert_pem`]); the JSON says the SNI |
+//! | 3128/tcp | HTTP CONNECT proxy: a tunnel to port 443 of any name ends in the TLS server above |
 //! | 7/udp | echo |
 //! | 9/tcp | sink: reads to EOF, answers the byte count (u64, big-endian) |
 //! | 19/tcp | source: reads a u64 big-endian N, sends N pattern bytes, waits for the client to close |
@@ -78,6 +79,8 @@ pub const WORLD_SERVERS: [Ipv4Addr; 5] = [INTERNET, INTERNET_2, LAN, METADATA, D
 pub const HTTP_PORT: u16 = 80;
 /// TLS (HTTP over TLS) port.
 pub const HTTPS_PORT: u16 = 443;
+/// HTTP CONNECT proxy port.
+pub const PROXY_PORT: u16 = 3128;
 /// UDP echo port.
 pub const UDP_ECHO_PORT: u16 = 7;
 /// Sink port: reads to EOF, answers the count.

@@ -1,7 +1,7 @@
 //! The world's servers and their request log: binding, accept loops, UDP echo, sink and
 //! source (HTTP and TLS are in `http.rs`, DNS in `dns.rs`).
 
-use super::{dns, http, Side, Zone, HTTPS_PORT, HTTP_PORT, SINK_PORT, SOURCE_PORT, UDP_ECHO_PORT};
+use super::{dns, http, Side, Zone, HTTPS_PORT, HTTP_PORT, PROXY_PORT, SINK_PORT, SOURCE_PORT, UDP_ECHO_PORT};
 use sha2::{Digest, Sha256};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -33,6 +33,8 @@ pub enum Service {
     Source,
     /// DNS on port 53 (UDP or TCP).
     Dns,
+    /// An HTTP CONNECT proxy on port 3128.
+    Proxy,
 }
 
 /// What a server saw.
@@ -185,6 +187,7 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 pub(super) struct Sockets {
     http: TcpListener,
     https: TcpListener,
+    proxy: TcpListener,
     udp_echo: Vec<UdpSocket>,
     sink: TcpListener,
     source: TcpListener,
@@ -207,6 +210,7 @@ pub(super) fn bind_all(addr: Ipv4Addr, udp_addrs: &[Ipv4Addr], dns: Option<Ipv4A
     Ok(Sockets {
         http: tcp(addr, HTTP_PORT)?,
         https: tcp(addr, HTTPS_PORT)?,
+        proxy: tcp(addr, PROXY_PORT)?,
         udp_echo: udp_addrs
             .iter()
             .map(|a| udp(*a, UDP_ECHO_PORT))
@@ -251,6 +255,7 @@ pub(super) fn spawn_all(
     let ctx = Ctx { side, log: log.clone() };
     let http = tokio_listener(s.http)?;
     let https = tokio_listener(s.https)?;
+    let proxy = tokio_listener(s.proxy)?;
     let sink = tokio_listener(s.sink)?;
     let source = tokio_listener(s.source)?;
     let acceptor = tls.clone();
@@ -260,6 +265,11 @@ pub(super) fn spawn_all(
     accept_loop(https, ctx.clone(), Service::Https, move |s, c, l, p| {
         let config = acceptor.clone();
         async move { http::serve_tls(s, &c, l, p, config).await }
+    });
+    let acceptor = tls.clone();
+    accept_loop(proxy, ctx.clone(), Service::Proxy, move |s, c, l, p| {
+        let config = acceptor.clone();
+        async move { http::serve_proxy(s, &c, l, p, config).await }
     });
     accept_loop(sink, ctx.clone(), Service::Sink, |s, c, l, p| async move {
         serve_sink(s, &c, l, p).await
