@@ -19,6 +19,9 @@ mod report;
 mod rootfs;
 mod sdk;
 mod stats;
+mod tls;
+mod tls_host;
+mod tls_vm;
 
 /// Whether this host's VMs run on KVM (else TCG, software emulation).
 fn is_kvm() -> bool {
@@ -101,6 +104,45 @@ pub enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// TLS interception (secret substitution) against pass-through (needs root): request
+    /// time, throughput and handshakes on msb-net's frame harness from a release build, then
+    /// through a VM with curl inside the network test world.
+    Tls {
+        /// Host-only: small requests on one connection, each path.
+        #[arg(long, default_value_t = 300)]
+        requests: u32,
+        /// Host-only: MiB echoed, each path.
+        #[arg(long, default_value_t = 32)]
+        mib: u64,
+        /// Host-only: handshakes of each kind.
+        #[arg(long, default_value_t = 100)]
+        handshakes: u32,
+        /// VM: sequential small GETs, each path.
+        #[arg(long, default_value_t = 50)]
+        vm_requests: u32,
+        /// VM: handshakes of each kind.
+        #[arg(long, default_value_t = 20)]
+        vm_handshakes: u32,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The host-only part of `tls` (run by `tls` in a release build of xtask).
+    #[command(hide = true)]
+    TlsHost {
+        /// Small requests on one connection, each path.
+        #[arg(long, default_value_t = 300)]
+        requests: u32,
+        /// MiB echoed, each path.
+        #[arg(long, default_value_t = 32)]
+        mib: u64,
+        /// Handshakes of each kind.
+        #[arg(long, default_value_t = 100)]
+        handshakes: u32,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Upper image build time (empty and 1,000 patched files) against mke2fs, and
     /// `msb run IMAGE true` against `msb run --rootfs DIR true` on the same files.
     Rootfs {
@@ -128,5 +170,37 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             json,
         } => net::run(&net_figures::Params { mib, connects, queries }, json),
         Which::NetHost { json } => net_host::run(json),
+        Which::Tls {
+            requests,
+            mib,
+            handshakes,
+            vm_requests,
+            vm_handshakes,
+            json,
+        } => tls::run(
+            &tls_host::HostParams {
+                requests,
+                mib,
+                handshakes,
+            },
+            &tls_vm::VmParams {
+                requests: vm_requests,
+                handshakes: vm_handshakes,
+            },
+            json,
+        ),
+        Which::TlsHost {
+            requests,
+            mib,
+            handshakes,
+            json,
+        } => tls_host::run(
+            &tls_host::HostParams {
+                requests,
+                mib,
+                handshakes,
+            },
+            json,
+        ),
     }
 }

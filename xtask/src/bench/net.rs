@@ -91,8 +91,18 @@ fn run_probe(world: &NetWorld, msb: &Path, tmp: &Path, root: &Path, p: &Params) 
         .arg(root)
         .arg("--dns-nameserver")
         .arg(world.dns_server().to_string())
-        .args(["--", "sh", "-c", &script])
-        .env("MSB_HOME", tmp.join("home"))
+        .args(["--", "sh", "-c", &script]);
+    let stdout = run_msb(world, cmd, tmp, RUN_TIMEOUT)?;
+    let accel = if super::is_kvm() { "KVM" } else { "TCG" };
+    from_run("msb", accel, p, &stdout, &world.hits()).with_context(|| format!("msb run; stdout:\n{stdout}"))
+}
+
+/// Runs `cmd` (msb and its arguments) inside `world`'s SBX with its home under `tmp` and
+/// the built guest kernel and agent, bounded by `limit`, after clearing the world's log;
+/// its stdout, or an error with both outputs if it failed.
+pub(super) fn run_msb(world: &NetWorld, mut cmd: Command, tmp: &Path, limit: Duration) -> Result<String> {
+    let msb = cmd.get_program().to_owned();
+    cmd.env("MSB_HOME", tmp.join("home"))
         .env("MSB_BIN", msb)
         .env("MSB_KERNEL", paths::msb_lib_dir().join("vmlinux"))
         .env("MSB_INITRAMFS", paths::msb_lib_dir().join("initramfs.cpio"));
@@ -103,13 +113,12 @@ fn run_probe(world: &NetWorld, msb: &Path, tmp: &Path, root: &Path, p: &Params) 
         .stderr(File::create(&err_path)?);
     world.clear_log();
     let mut child = Helper(cmd.spawn().context("starting msb run")?);
-    let status = child.wait_within(RUN_TIMEOUT);
+    let status = child.wait_within(limit);
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     let status = status.with_context(|| format!("msb run; stdout:\n{stdout}\nstderr:\n{stderr}"))?;
     if !status.success() {
         bail!("msb run failed: {status}; stdout:\n{stdout}\nstderr:\n{stderr}");
     }
-    let accel = if super::is_kvm() { "KVM" } else { "TCG" };
-    from_run("msb", accel, p, &stdout, &world.hits()).with_context(|| format!("msb run; stdout:\n{stdout}"))
+    Ok(stdout)
 }

@@ -93,7 +93,7 @@ pub fn probe_script(p: &Params, probe: &str, dns: &str) -> String {
     let internet = networld::INTERNET;
     let (sink, source, http) = (networld::SINK_PORT, networld::SOURCE_PORT, networld::HTTP_PORT);
     format!(
-        "echo clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\n\
+        "{CLOCK_LINE}\
          {probe} download {internet}:{source} 65536 >/dev/null\n\
          echo '{BEGIN}'\n\
          {probe} upload {internet}:{sink} {bytes}\n\
@@ -118,16 +118,24 @@ fn probe_lines(log: &str) -> Result<Vec<serde_json::Value>> {
         .collect()
 }
 
+/// The shell line that prints the guest's clocksource, and what it printed (`?` if nothing).
+pub const CLOCK_LINE: &str =
+    "echo clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\n";
+
+pub fn guest_clock(output: &str) -> String {
+    output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("clocksource: "))
+        .unwrap_or("?")
+        .to_string()
+}
+
 /// The figures of one run of [`probe_script`]: `output` is what the script printed (a
 /// console log or a sandbox's stdout), `hits` the world's log since just before it started
 /// ([`NetWorld::clear_log`]), `accel` `TCG` or `KVM`.
 pub fn from_run(label: &str, accel: &str, p: &Params, output: &str, hits: &[Hit]) -> Result<Baseline> {
     let lines = probe_lines(output)?;
-    let guest_clock = output
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("clocksource: "))
-        .unwrap_or("?")
-        .to_string();
+    let guest_clock = guest_clock(output);
     for test in ["upload", "download", "connect", "dns"] {
         let v = lines
             .iter()

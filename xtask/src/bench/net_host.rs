@@ -71,10 +71,17 @@ pub fn section(json: bool) -> Result<String> {
     if !cfg!(debug_assertions) {
         return Ok(render(&measure()?, json));
     }
-    super::console::progress("net", "host-only figures (release build of xtask)");
+    in_release("net", &["net-host".into()], json)
+}
+
+/// What `cargo run --release -p xtask -- bench ARGS [--json]` prints: a host-only section
+/// of `bench` measured by a release build of xtask (the hidden subcommand in `args`).
+pub(super) fn in_release(bench: &str, args: &[String], json: bool) -> Result<String> {
+    super::console::progress(bench, "host-only figures (release build of xtask)");
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(paths::repo_root())
-        .args(["run", "--release", "--quiet", "-p", "xtask", "--", "bench", "net-host"]);
+        .args(["run", "--release", "--quiet", "-p", "xtask", "--", "bench"])
+        .args(args);
     if json {
         cmd.arg("--json");
     }
@@ -154,9 +161,17 @@ fn to_json(f: &HostFigures) -> Value {
     })
 }
 
+/// How a goal is reported beside its figure.
+pub(super) fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
 /// The figures as text, each with its goal.
 fn text(out: &mut String, f: &HostFigures) -> std::fmt::Result {
-    let met = |ok: bool| if ok { "met" } else { "NOT met" };
     let p = &f.policy;
     writeln!(
         out,
