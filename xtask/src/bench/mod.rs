@@ -108,15 +108,8 @@ pub enum Which {
     /// time, throughput and handshakes on msb-net's frame harness from a release build, then
     /// through a VM with curl inside the network test world.
     Tls {
-        /// Host-only: small requests on one connection, each path.
-        #[arg(long, default_value_t = 300)]
-        requests: u32,
-        /// Host-only: MiB echoed, each path.
-        #[arg(long, default_value_t = 32)]
-        mib: u64,
-        /// Host-only: handshakes of each kind.
-        #[arg(long, default_value_t = 100)]
-        handshakes: u32,
+        #[command(flatten)]
+        host: tls_host::HostParams,
         /// VM: sequential small GETs, each path.
         #[arg(long, default_value_t = 50)]
         vm_requests: u32,
@@ -130,15 +123,8 @@ pub enum Which {
     /// The host-only part of `tls` (run by `tls` in a release build of xtask).
     #[command(hide = true)]
     TlsHost {
-        /// Small requests on one connection, each path.
-        #[arg(long, default_value_t = 300)]
-        requests: u32,
-        /// MiB echoed, each path.
-        #[arg(long, default_value_t = 32)]
-        mib: u64,
-        /// Handshakes of each kind.
-        #[arg(long, default_value_t = 100)]
-        handshakes: u32,
+        #[command(flatten)]
+        host: tls_host::HostParams,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -171,36 +157,18 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         } => net::run(&net_figures::Params { mib, connects, queries }, json),
         Which::NetHost { json } => net_host::run(json),
         Which::Tls {
-            requests,
-            mib,
-            handshakes,
+            host,
             vm_requests,
             vm_handshakes,
             json,
         } => tls::run(
-            &tls_host::HostParams {
-                requests,
-                mib,
-                handshakes,
-            },
+            &host,
             &tls_vm::VmParams {
                 requests: vm_requests,
                 handshakes: vm_handshakes,
             },
             json,
         ),
-        Which::TlsHost {
-            requests,
-            mib,
-            handshakes,
-            json,
-        } => tls_host::run(
-            &tls_host::HostParams {
-                requests,
-                mib,
-                handshakes,
-            },
-            json,
-        ),
+        Which::TlsHost { host, json } => tls_host::run(&host, json),
     }
 }

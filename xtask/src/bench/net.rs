@@ -68,12 +68,18 @@ fn measure_msb(p: &Params) -> Result<Baseline> {
     util::run(Command::new("cp").arg("-a").arg(rootfs::build()?).arg(&root))?;
     let in_root = root.join(PROBE.trim_start_matches('/'));
     std::fs::copy(&probe, &in_root).with_context(|| format!("copying the probe to {}", in_root.display()))?;
-    console::progress("net", "msb in a fresh world");
+    in_fresh_world("net", tmp.path(), |world| run_probe(world, &msb, tmp.path(), &root, p))
+}
+
+/// Runs `measure` in a fresh network test world (needs root), then makes sure nothing of
+/// the run (whose files are under `tmp`) outlived it.
+pub(super) fn in_fresh_world<T>(bench: &str, tmp: &Path, measure: impl FnOnce(&NetWorld) -> Result<T>) -> Result<T> {
+    console::progress(bench, "msb in a fresh world");
     let world = NetWorld::try_create().context("creating the network test world (needs root)")?;
-    let measured = run_probe(&world, &msb, tmp.path(), &root, p);
+    let measured = measure(&world);
     drop(world);
     console::progress_done();
-    let sweep = procs::sweep(tmp.path());
+    let sweep = procs::sweep(tmp);
     let figures = measured?;
     if !sweep.leftovers.is_empty() {
         bail!("processes outlived the bench: {:?}", sweep.leftovers);

@@ -13,7 +13,7 @@
 use super::net::run_msb;
 use super::tls_host::{self, HostParams};
 use super::tls_vm::{self, VmFigures, VmParams};
-use super::{console, procs};
+use super::{console, net};
 use crate::{debian_rootfs, demo, util};
 use anyhow::{bail, Context, Result};
 use msb_e2e::networld::NetWorld;
@@ -58,17 +58,7 @@ fn measure(p: &VmParams) -> Result<VmFigures> {
     let tmp = tempfile::Builder::new().prefix("msb-bench-tls-").tempdir()?;
     let root = tmp.path().join("root");
     util::run(Command::new("cp").arg("-a").arg(debian_rootfs::build()?).arg(&root))?;
-    console::progress("tls", "msb in a fresh world");
-    let world = NetWorld::try_create().context("creating the network test world (needs root)")?;
-    let measured = run_guest(&world, &msb, tmp.path(), &root, p);
-    drop(world);
-    console::progress_done();
-    let sweep = procs::sweep(tmp.path());
-    let figures = measured?;
-    if !sweep.leftovers.is_empty() {
-        bail!("processes outlived the bench: {:?}", sweep.leftovers);
-    }
-    Ok(figures)
+    net::in_fresh_world("tls", tmp.path(), |world| run_guest(world, &msb, tmp.path(), &root, p))
 }
 
 /// `msb run` with the secret and interception, inside `world`'s SBX, bounded by

@@ -16,13 +16,16 @@ pub(super) const ADDED_GOAL_MS: f64 = 1.0;
 pub(super) const RATIO_GOAL: f64 = 0.8;
 
 /// What the harness measures.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct HostParams {
-    /// Small requests on one kept-alive connection, each path.
+    /// Host-only: small requests on one kept-alive connection, each path.
+    #[arg(long, default_value_t = 300)]
     pub requests: u32,
-    /// MiB echoed, each path.
+    /// Host-only: MiB echoed, each path.
+    #[arg(long, default_value_t = 32)]
     pub mib: u64,
-    /// Handshakes of each kind.
+    /// Host-only: handshakes of each kind.
+    #[arg(long, default_value_t = 100)]
     pub handshakes: u32,
 }
 
