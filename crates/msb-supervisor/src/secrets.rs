@@ -4,9 +4,9 @@
 //! them before the VM boots, so the guest can be told which CA to trust.
 
 use crate::{Error, Result};
-use msb_net::intercept::{CaSource, Injection, InterceptConfig, Interception, SecretRule, ViolationAction};
+use msb_net::intercept::{CaSource, InterceptConfig, Interception, SecretRule};
 use msb_store::SecretValues;
-use msb_types::{SandboxSpec, SecretInjection};
+use msb_types::SandboxSpec;
 use std::path::Path;
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -32,7 +32,7 @@ pub fn interception(spec: &SandboxSpec, dir: &Path) -> Result<Option<Arc<Interce
             value,
             placeholder: secret.placeholder.clone(),
             hosts: secret.hosts.clone(),
-            inject: injection(secret.inject),
+            inject: secret.inject,
         });
     }
     let tls = &net.tls;
@@ -53,11 +53,7 @@ pub fn interception(spec: &SandboxSpec, dir: &Path) -> Result<Option<Arc<Interce
         .collect::<Result<Vec<_>>>()?;
     let config = InterceptConfig {
         secrets,
-        on_violation: match tls.on_secret_violation {
-            msb_types::ViolationAction::Block => ViolationAction::Block,
-            msb_types::ViolationAction::BlockAndLog => ViolationAction::BlockAndLog,
-            msb_types::ViolationAction::BlockAndTerminate => ViolationAction::BlockAndTerminate,
-        },
+        on_violation: tls.on_secret_violation,
         intercept_hosts: tls.intercept.clone(),
         bypass: tls.bypass.clone(),
         ports: tls.ports.clone(),
@@ -70,13 +66,4 @@ pub fn interception(spec: &SandboxSpec, dir: &Path) -> Result<Option<Arc<Interce
     Interception::new(config)
         .map(Some)
         .map_err(|e| problem(format!("setting up TLS interception: {e}")))
-}
-
-fn injection(inject: SecretInjection) -> Injection {
-    Injection {
-        headers: inject.headers,
-        basic_auth: inject.basic_auth,
-        query: inject.query,
-        body: inject.body,
-    }
 }

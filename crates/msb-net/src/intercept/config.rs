@@ -31,43 +31,9 @@ impl fmt::Debug for SecretRule {
     }
 }
 
-/// Which parts of a request a placeholder is replaced in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Injection {
-    /// Every header value.
-    pub headers: bool,
-    /// The user:password inside `Authorization: Basic`.
-    pub basic_auth: bool,
-    /// The URI's query.
-    pub query: bool,
-    /// The body (buffered up to a bound; see `rewrite`).
-    pub body: bool,
-}
-
-impl Default for Injection {
-    /// Headers and Basic auth; not the query nor the body.
-    fn default() -> Self {
-        Injection {
-            headers: true,
-            basic_auth: true,
-            query: false,
-            body: false,
-        }
-    }
-}
-
-/// What happens when a placeholder is sent where it may not go. The request or flow is
-/// blocked in every case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ViolationAction {
-    /// Block only.
-    Block,
-    /// Block and log a warning (host and secret name).
-    #[default]
-    BlockAndLog,
-    /// Block, log, and signal [`Interception::terminated`](super::Interception::terminated) so the sandbox is stopped.
-    BlockAndTerminate,
-}
+/// Which parts of a request a placeholder is replaced in, and what a violation does: the
+/// sandbox spec's own types, so the two can never drift apart.
+pub use msb_types::{SecretInjection as Injection, ViolationAction};
 
 /// Which CA signs the certificates the guest is shown.
 pub enum CaSource {

@@ -20,32 +20,15 @@ pub(crate) fn normalize(name: &str) -> String {
 }
 
 impl Pattern {
-    /// Parses `text`; an empty name or a wildcard anywhere but a leading `*.` is an error.
+    /// Parses `text` with the spec's own host-pattern rules
+    /// ([`msb_types::normalize_host_pattern`]): a name, `*.name` or `*`.
     pub(crate) fn parse(text: &str) -> Result<Pattern, InterceptError> {
-        let text = normalize(text.trim());
-        let bad = || InterceptError::BadHost(text.clone());
-        if text == "*" {
-            return Ok(Pattern::Any);
-        }
-        let (domain, name) = match text.strip_prefix("*.") {
-            Some(rest) => (true, rest.to_string()),
-            None => (false, text.clone()),
-        };
-        let valid = !name.is_empty()
-            && name.len() <= 253
-            && name.split('.').all(|label| {
-                !label.is_empty()
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if !valid {
-            return Err(bad());
-        }
-        Ok(if domain {
-            Pattern::Domain(name)
-        } else {
-            Pattern::Exact(name)
+        let canonical = msb_types::normalize_host_pattern(text.trim())
+            .map_err(|_| InterceptError::BadHost(normalize(text.trim())))?;
+        Ok(match canonical.strip_prefix("*.") {
+            _ if canonical == "*" => Pattern::Any,
+            Some(apex) => Pattern::Domain(apex.to_string()),
+            None => Pattern::Exact(canonical),
         })
     }
 
@@ -54,12 +37,7 @@ impl Pattern {
         match self {
             Pattern::Any => true,
             Pattern::Exact(exact) => name == exact,
-            Pattern::Domain(apex) => {
-                name == apex
-                    || (name.len() > apex.len()
-                        && name.ends_with(apex.as_str())
-                        && name.as_bytes()[name.len() - apex.len() - 1] == b'.')
-            }
+            Pattern::Domain(apex) => msb_types::suffix_matches(name, apex),
         }
     }
 
