@@ -33,6 +33,8 @@ const ONLY: &[(&str, &[&str])] = &[
     ("msb-types", &[]),
     ("msb-protocol", &["msb-types"]),
     ("msb-agent", &["msb-protocol", "msb-types"]),
+    // A front door: every sandbox operation goes through the SDK.
+    ("msb-server", &["microsandbox"]),
 ];
 
 /// (crate, crates of ours it must not use).

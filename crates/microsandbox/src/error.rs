@@ -7,6 +7,9 @@ pub enum MicrosandboxError {
     /// A spec field has a value that cannot be used (names the field).
     #[error(transparent)]
     InvalidSpec(#[from] msb_types::SpecError),
+    /// An argument of a call that cannot be used (says which and why).
+    #[error("{0}")]
+    InvalidArgument(String),
     /// The settings (`MSB_*` variables, `$MSB_HOME/config.json`) are invalid.
     #[error("{0}")]
     Config(String),

@@ -70,6 +70,20 @@ impl ExecOutput {
     }
 }
 
+impl Drop for ExecHandle {
+    fn drop(&mut self) {
+        if !self.kill_on_drop || self.ended {
+            return;
+        }
+        let control = self.session.control();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = control.signal(libc::SIGKILL).await;
+            });
+        }
+    }
+}
+
 /// A running process: its events, its input, signals.
 #[derive(Debug)]
 pub struct ExecHandle {
@@ -78,6 +92,10 @@ pub struct ExecHandle {
     /// The process is killed when this passes (its timeout), and `recv` then reports it.
     deadline: Option<(tokio::time::Instant, Duration)>,
     timed_out: bool,
+    /// It has reported how it ended.
+    ended: bool,
+    /// Kill the process if this handle is dropped before it ended.
+    kill_on_drop: bool,
 }
 
 /// The input side of a running process; cheap to clone, usable from another task.
@@ -96,6 +114,16 @@ impl ExecSink {
     pub async fn close(&self) -> MicrosandboxResult<()> {
         Ok(self.control.close_stdin().await?)
     }
+
+    /// Tells the process's PTY its new window size (no effect without a PTY).
+    pub async fn resize(&self, size: msb_protocol::WindowSize) -> MicrosandboxResult<()> {
+        Ok(self.control.resize(size).await?)
+    }
+
+    /// Sends signal `sig` to the process.
+    pub async fn signal(&self, sig: i32) -> MicrosandboxResult<()> {
+        Ok(self.control.signal(sig).await?)
+    }
 }
 
 impl ExecHandle {
@@ -105,7 +133,16 @@ impl ExecHandle {
             pid: None,
             deadline: timeout.map(|t| (tokio::time::Instant::now() + t, t)),
             timed_out: false,
+            ended: false,
+            kill_on_drop: false,
         }
+    }
+
+    /// Makes dropping this handle before the process ended kill it (SIGKILL): for a
+    /// caller that goes away, such as an HTTP client that disconnects mid-exec.
+    pub fn kill_on_drop(mut self) -> Self {
+        self.kill_on_drop = true;
+        self
     }
 
     /// The next event: output chunks in order per stream, then exactly one `Exited` or
@@ -126,8 +163,10 @@ impl ExecHandle {
         if let (true, Some(ExecEvent::Exited(_)), Some((_, limit))) = (self.timed_out, &event, self.deadline) {
             return Err(MicrosandboxError::ExecTimeout(limit));
         }
-        if let Some(ExecEvent::Started(pid)) = event {
-            self.pid = Some(pid);
+        match event {
+            Some(ExecEvent::Started(pid)) => self.pid = Some(pid),
+            Some(ExecEvent::Exited(_) | ExecEvent::SpawnFailed(_)) | None => self.ended = true,
+            _ => {}
         }
         Ok(event)
     }

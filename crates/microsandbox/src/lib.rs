@@ -26,6 +26,7 @@ mod builder;
 pub mod config;
 mod env;
 mod error;
+mod error_kind;
 mod exec;
 mod fs;
 mod fs_copy;
@@ -35,6 +36,7 @@ pub mod image;
 mod images;
 mod info;
 mod lifecycle;
+mod logs;
 pub mod registry;
 mod sandbox;
 mod secrets;
@@ -45,16 +47,18 @@ mod volumes;
 pub use attach::DETACHED;
 pub use builder::{PatchBuilder, PullingCreate, SandboxBuilder};
 pub use error::MicrosandboxError;
+pub use error_kind::ErrorKind;
 pub use exec::{ExecHandle, ExecOutput, ExecSink, ExecStatus};
 pub use fs::{FsEntry, FsEvent, FsEventKind, FsFailure, FsKind, FsReadStream, FsWatcher, FsWriteSink, SandboxFs};
 pub use fs_copy::{CopyOptions, CopyReport};
 pub use host_fs::HostFs;
 pub use images::{Image, ImageInfo, Images};
 pub use info::{SandboxInfo, SandboxMetrics};
+pub use logs::{LogReader, LogSource};
 pub use msb_boot::command::{ExecOptions, Stdin};
 pub use msb_boot::console::numbered as console_log_of_boot;
 pub use msb_boot::{BootError, BootPlan, HostConfig};
-pub use msb_protocol::client::ExecEvent;
+pub use msb_protocol::client::{ClientError, ExecEvent};
 pub use msb_protocol::FsErrorKind;
 pub use msb_protocol::{NetworkCounters, SpawnErrorKind, SpawnFailure, WindowSize};
 pub use msb_store::SandboxState;
@@ -79,13 +83,18 @@ pub type MicrosandboxResult<T> = Result<T, MicrosandboxError>;
 
 /// A fresh sandbox name, `msb-` and eight hex digits.
 pub fn generate_name() -> MicrosandboxResult<String> {
-    let mut buf = [0u8; 4];
+    Ok(format!("msb-{}", random_hex(4)?))
+}
+
+/// `bytes` bytes from the kernel's random source, in lowercase hex (tokens, names).
+pub fn random_hex(bytes: usize) -> MicrosandboxResult<String> {
+    let mut buf = vec![0u8; bytes];
     std::io::Read::read_exact(
         &mut std::fs::File::open("/dev/urandom").map_err(MicrosandboxError::io("opening /dev/urandom"))?,
         &mut buf,
     )
     .map_err(MicrosandboxError::io("reading /dev/urandom"))?;
-    Ok(format!("msb-{:08x}", u32::from_ne_bytes(buf)))
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

@@ -129,14 +129,11 @@ impl SecretBuilder {
 /// A fresh placeholder: `msb_` and 160 random bits in hex, so guest code can neither guess
 /// another sandbox's nor tell it from the value's shape.
 fn new_placeholder() -> String {
-    let mut bytes = [0u8; 20];
-    if let Err(e) = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-    {
+    match crate::random_hex(20) {
+        Ok(hex) => format!("msb_{hex}"),
         // Without randomness no placeholder is safe to hand out.
-        panic!("cannot read /dev/urandom for a secret's placeholder: {e}");
+        Err(e) => panic!("cannot read /dev/urandom for a secret's placeholder: {e}"),
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("msb_{hex}")
 }
 
 /// The values of a builder's secrets, by env name (names only in `Debug`).

@@ -126,6 +126,8 @@ enum Command {
     Install(Box<commands::install::InstallArgs>),
     /// Remove commands that `msb install` put on the PATH.
     Uninstall(commands::install::UninstallArgs),
+    /// Serve the HTTP API (OpenAPI at /openapi.json) and MCP (at /mcp).
+    Serve(commands::serve::ServeArgs),
     /// Print a shell completion script (`source <(msb completion bash)`).
     Completion(commands::completion::CompletionArgs),
     /// Supervise a sandbox (started by msb itself, detached; its boot plan on stdin).
@@ -172,8 +174,15 @@ fn main() {
     };
     init_logging(level.as_deref().unwrap_or("warn"));
     // One thread: helper processes get PR_SET_PDEATHSIG from the thread that spawns them,
-    // and the main thread lives exactly as long as msb.
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // and the main thread lives exactly as long as msb. The server serves many clients at
+    // once and starts only detached supervisors (no death signal), so it gets every core.
+    let runtime = match cli.command {
+        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build();
+    let rt = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("msb: error: starting the async runtime: {e}");
@@ -212,6 +221,7 @@ fn main() {
             Command::Install(args) => commands::install::install(*args).await,
             Command::Uninstall(args) => commands::install::uninstall(args),
             Command::Completion(args) => commands::completion::run::<Cli>(args),
+            Command::Serve(args) => commands::serve::run(args).await,
         }
     });
     // Do not wait for a blocking read of the terminal that will never finish.

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod restart;
 pub mod rm;
 pub mod run;
+pub mod serve;
 pub mod shell;
 pub mod start;
 pub mod stop;
