@@ -8,6 +8,7 @@ mod demo;
 mod fuzz;
 mod kernel;
 mod paths;
+mod python;
 mod registry;
 mod rootfs;
 mod setup;

@@ -13,6 +13,7 @@ use std::process::Command;
 pub mod debian;
 pub mod fake_registry;
 pub mod networld;
+pub mod serve;
 
 fn home_dir() -> PathBuf {
     std::env::var_os("HOME")

@@ -18,6 +18,7 @@ mod pull_report;
 mod report;
 mod rootfs;
 mod sdk;
+mod serve;
 mod stats;
 mod tls;
 mod tls_host;
@@ -129,6 +130,15 @@ pub enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// `msb serve`: exec round trips through the HTTP API beside the SDK in-process,
+    /// create → first output, and requests per second with many clients.
+    Serve {
+        #[command(flatten)]
+        params: serve::Params,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Upper image build time (empty and 1,000 patched files) against mke2fs, and
     /// `msb run IMAGE true` against `msb run --rootfs DIR true` on the same files.
     Rootfs {
@@ -170,5 +180,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             json,
         ),
         Which::TlsHost { host, json } => tls_host::run(&host, json),
+        Which::Serve { params, json } => serve::run(params, json),
     }
 }

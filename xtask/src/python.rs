@@ -1,0 +1,70 @@
+//! Python: the SDK's tests and the MCP client's tests (pytest, against a real `msb serve`
+//! and real VMs), the property test of the API from its OpenAPI document (schemathesis),
+//! and the SDK's wheel.
+
+use crate::{paths, setup, util};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What the virtual environment holds.
+const REQUIREMENTS: &[&str] = &["httpx", "pytest", "pytest-asyncio", "mcp", "schemathesis", "hatchling"];
+
+/// The project's virtual environment (`~/.cache/msb/pyvenv`), made and filled once; refilled
+/// only when the requirement list changes.
+pub fn venv() -> Result<PathBuf> {
+    setup::ensure_packages(&["python3-venv", "python3-pip"])?;
+    let dir = paths::cache_dir().join("pyvenv");
+    let stamp = dir.join("msb-requirements");
+    let wanted = REQUIREMENTS.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(dir);
+    }
+    util::run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
+    let pip = dir.join("bin/pip");
+    util::run(Command::new(&pip).args(["install", "-q", "--disable-pip-version-check"]).args(REQUIREMENTS))
+        .context("installing the Python test requirements from PyPI")?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(dir)
+}
+
+/// Runs every Python test against a fresh `msb serve` whose sandboxes boot `rootfs`
+/// copies, then builds the SDK's wheel into `target/wheels`.
+pub fn test(rootfs: &Path) -> Result<()> {
+    let venv = venv()?;
+    let world = msb_e2e::Sandbox::with_rootfs(rootfs);
+    let server = msb_e2e::serve::Server::start_in(world, &[]);
+    let repo = paths::repo_root();
+    let mut pytest = Command::new(venv.join("bin/pytest"));
+    pytest
+        .current_dir(&repo)
+        .args(["-q", "-p", "no:cacheprovider", "sdk/python/tests", "crates/msb-server/tests/mcp_client"])
+        .env("MSB_TEST_SERVER_URL", &server.url)
+        .env("MSB_TEST_SERVER_TOKEN", &server.token)
+        .env("MSB_TEST_ROOTFS", rootfs)
+        .env("MSB_REQUIRE_SERVER", "1")
+        .env("MSB_BIN", msb_e2e::msb_bin());
+    util::run(&mut pytest).context("the Python tests")?;
+    drop(server);
+    wheel(&venv)?;
+    Ok(())
+}
+
+/// Builds the SDK's wheel with the venv's build backend; returns its path.
+pub fn wheel(venv: &Path) -> Result<PathBuf> {
+    let out = paths::repo_root().join("target/wheels");
+    std::fs::create_dir_all(&out)?;
+    util::run(
+        Command::new(venv.join("bin/pip"))
+            .args(["wheel", "-q", "--no-deps", "--no-build-isolation", "-w"])
+            .arg(&out)
+            .arg(paths::repo_root().join("sdk/python")),
+    )
+    .context("building the Python SDK's wheel")?;
+    let wheel = std::fs::read_dir(&out)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .context("pip wheel made no .whl")?;
+    println!("python: wheel {}", wheel.display());
+    Ok(wheel)
+}
