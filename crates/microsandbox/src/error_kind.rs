@@ -67,13 +67,20 @@ impl MicrosandboxError {
             },
             E::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => ErrorKind::NoSpace,
             E::Boot(e) if no_space(&**e) => ErrorKind::NoSpace,
-            E::Config(_)
-            | E::StartFailed { .. }
-            | E::Supervisor(_)
-            | E::Boot(_)
-            | E::Agent(_)
-            | E::Store(_)
-            | E::Io { .. } => ErrorKind::Internal,
+            E::Boot(e) => match **e {
+                // What the caller asked for cannot be booted: their fix, not ours.
+                msb_boot::BootError::Spec(_)
+                | msb_boot::BootError::Rootfs { .. }
+                | msb_boot::BootError::NotADiskImage { .. } => ErrorKind::Invalid,
+                msb_boot::BootError::ImageNotFound(_) => ErrorKind::NotFound,
+                _ => ErrorKind::Internal,
+            },
+            // Volume names are checked and claimed in the store: a caller can fix these.
+            E::Store(e) if matches!(**e, msb_store::StoreError::VolumeExists { .. }) => ErrorKind::Conflict,
+            E::Store(e) if matches!(**e, msb_store::StoreError::InvalidName(_)) => ErrorKind::Invalid,
+            E::Config(_) | E::StartFailed { .. } | E::Supervisor(_) | E::Agent(_) | E::Store(_) | E::Io { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 }
@@ -126,5 +133,9 @@ mod tests {
         };
         assert_eq!(io.kind(), ErrorKind::NoSpace);
         assert_eq!(ErrorKind::NoSpace.as_str(), "no_space");
+        let taken = msb_store::StoreError::VolumeExists { name: "v".into() };
+        assert_eq!(MicrosandboxError::from(taken).kind(), ErrorKind::Conflict);
+        let bad = msb_store::StoreError::InvalidName(msb_types::validate_name("../x").unwrap_err());
+        assert_eq!(MicrosandboxError::from(bad).kind(), ErrorKind::Invalid);
     }
 }

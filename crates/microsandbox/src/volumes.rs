@@ -320,8 +320,8 @@ fn make_disk(path: &Path, mib: u32) -> MicrosandboxResult<()> {
     file.sync_all().map_err(io("syncing"))
 }
 
-/// The smallest sized volume.
-const MIN_DISK_MIB: u32 = 4;
+/// The smallest sized volume (the smallest ext4 image msb-ext4 writes).
+const MIN_DISK_MIB: u32 = 16;
 
 /// Bytes in use in the ext4 at `path`, from its superblock (blocks minus free blocks).
 fn ext4_used(path: &Path) -> std::io::Result<u64> {

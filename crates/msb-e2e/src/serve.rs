@@ -139,5 +139,8 @@ async fn answer(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
     let response = request.send().await.expect("sending a request");
     let status = response.status().as_u16();
     let bytes = response.bytes().await.expect("reading an answer");
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }

@@ -16,8 +16,19 @@ fn it_refuses_to_listen_beyond_loopback_without_a_token_or_tls() {
     let plain = w.output(&["serve", "--listen", "0.0.0.0:0"]);
     assert_eq!(plain.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&plain.stderr).contains("--tls-cert"));
-    let missing = w.output(&["serve", "--listen", "0.0.0.0:0", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"]);
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.pem"), "{missing:?}");
+    let missing = w.output(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--tls-cert",
+        "/nonexistent.pem",
+        "--tls-key",
+        "/nonexistent.key",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.pem"),
+        "{missing:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,12 +53,17 @@ async fn the_token_is_private_printed_once_and_rotatable() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(!String::from_utf8_lossy(&out.stderr).contains(&old), "the token was printed again");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(&old),
+        "the token was printed again"
+    );
     assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), old);
 
     // Rotation: a new token, printed; the old one is refused.
     let mut rotate = world.msb();
-    rotate.env("MSB_HOME", &home).args(["serve", "--listen", "127.0.0.1:0", "--rotate-token"]);
+    rotate
+        .env("MSB_HOME", &home)
+        .args(["serve", "--listen", "127.0.0.1:0", "--rotate-token"]);
     let rotated = msb_e2e::serve::Server::start_with(rotate, world);
     assert_ne!(rotated.token, old);
     let mut stale = rotated.client();
@@ -70,7 +86,12 @@ async fn it_speaks_https_with_the_certificate_it_is_given() {
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
     let server = Server::start_in(
         world,
-        &["--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()],
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
     );
     assert!(server.url.starts_with("https://"), "{}", server.url);
     let port = server.url.rsplit(':').next().unwrap();

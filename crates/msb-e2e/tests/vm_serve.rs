@@ -56,39 +56,79 @@ async fn sandboxes_live_and_run_commands_through_the_api() {
 
     // Nothing is said without the token, not even whether a sandbox exists.
     let anonymous = reqwest::Client::new();
-    let r = anonymous.get(format!("{}/v1/sandboxes/nope", server.url)).send().await.unwrap();
+    let r = anonymous
+        .get(format!("{}/v1/sandboxes/nope", server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
-    let created = client.create("api", &root, json!({"env": {"GREETING": "hello"}, "labels": {"team": "a"}})).await;
+    let created = client
+        .create(
+            "api",
+            &root,
+            json!({"env": {"GREETING": "hello"}, "labels": {"team": "a"}}),
+        )
+        .await;
     assert_eq!(created["state"], "running");
     assert_eq!(created["labels"]["team"], "a");
 
     // Errors by kind.
     let (status, err) = client.get("/v1/sandboxes/missing").await;
     assert_eq!((status, err["error"]["kind"].as_str()), (404, Some("not_found")));
-    let (status, err) = client.post("/v1/sandboxes", json!({"name": "api", "rootfs": root})).await;
-    assert_eq!((status, err["error"]["kind"].as_str()), (409, Some("conflict")), "{err}");
-    let (status, err) = client.post("/v1/sandboxes", json!({"name": "bad", "rootfs": root, "cpus": 0})).await;
+    let (status, err) = client
+        .post("/v1/sandboxes", json!({"name": "api", "rootfs": root}))
+        .await;
+    assert_eq!(
+        (status, err["error"]["kind"].as_str()),
+        (409, Some("conflict")),
+        "{err}"
+    );
+    let (status, err) = client
+        .post("/v1/sandboxes", json!({"name": "bad", "rootfs": root, "cpus": 0}))
+        .await;
     assert_eq!((status, err["error"]["kind"].as_str()), (422, Some("invalid")), "{err}");
-    let (status, err) = client.post("/v1/sandboxes", json!({"name": "bad", "rootfs": root, "colour": "red"})).await;
-    assert_eq!((status, err["error"]["kind"].as_str()), (400, Some("bad_request")), "{err}");
+    let (status, err) = client
+        .post("/v1/sandboxes", json!({"name": "bad", "rootfs": root, "colour": "red"}))
+        .await;
+    assert_eq!(
+        (status, err["error"]["kind"].as_str()),
+        (400, Some("bad_request")),
+        "{err}"
+    );
 
     // Exec: output, status, the sandbox's env, stdin, per-exec settings.
     let (status, out) = client
-        .post("/v1/sandboxes/api/exec", json!({"shell": "echo $GREETING $X; cat; exit 7", "env": {"X": "x"}, "stdin": "in\n"}))
+        .post(
+            "/v1/sandboxes/api/exec",
+            json!({"shell": "echo $GREETING $X; cat; exit 7", "env": {"X": "x"}, "stdin": "in\n"}),
+        )
         .await;
     assert_eq!(status, 200, "{out}");
-    assert_eq!((out["stdout"].as_str(), out["exit_code"].as_i64()), (Some("hello x\nin\n"), Some(7)));
-    let (_, out) = client.post("/v1/sandboxes/api/exec", json!({"cmd": ["/no/such"]})).await;
+    assert_eq!(
+        (out["stdout"].as_str(), out["exit_code"].as_i64()),
+        (Some("hello x\nin\n"), Some(7))
+    );
+    let (_, out) = client
+        .post("/v1/sandboxes/api/exec", json!({"cmd": ["/no/such"]}))
+        .await;
     assert_eq!(out["exit_code"], 127);
     assert!(out["spawn_error"].as_str().is_some(), "{out}");
     let (status, err) = client
-        .post("/v1/sandboxes/api/exec", json!({"cmd": ["sleep", "30"], "timeout_secs": 1}))
+        .post(
+            "/v1/sandboxes/api/exec",
+            json!({"cmd": ["sleep", "30"], "timeout_secs": 1}),
+        )
         .await;
     assert_eq!((status, err["error"]["kind"].as_str()), (504, Some("timeout")), "{err}");
 
     // Streaming: events in order, a character split by the guest kept whole.
-    let events = stream_events(&client, "api", json!({"shell": "printf 'a\\342'; sleep 0.2; printf '\\230\\203b'; echo err >&2; exit 3"})).await;
+    let events = stream_events(
+        &client,
+        "api",
+        json!({"shell": "printf 'a\\342'; sleep 0.2; printf '\\230\\203b'; echo err >&2; exit 3"}),
+    )
+    .await;
     assert_eq!(events.first().unwrap()["type"], "started");
     let stdout: String = events
         .iter()
@@ -97,7 +137,10 @@ async fn sandboxes_live_and_run_commands_through_the_api() {
         .collect();
     assert_eq!(stdout, "a☃b");
     assert!(events.iter().any(|e| e["type"] == "stderr" && e["data"] == "err\n"));
-    assert_eq!(events.last().unwrap(), &json!({"type": "exit", "exit_code": 3, "success": false, "spawn_error": null}));
+    assert_eq!(
+        events.last().unwrap(),
+        &json!({"type": "exit", "exit_code": 3, "success": false, "spawn_error": null})
+    );
 
     // Server-Sent Events for a client that asks for them.
     let sse = client
@@ -110,7 +153,10 @@ async fn sandboxes_live_and_run_commands_through_the_api() {
         .text()
         .await
         .unwrap();
-    assert!(sse.contains("event: stdout\ndata: {\"type\":\"stdout\",\"data\":\"sse\\n\"}"), "{sse}");
+    assert!(
+        sse.contains("event: stdout\ndata: {\"type\":\"stdout\",\"data\":\"sse\\n\"}"),
+        "{sse}"
+    );
     assert!(sse.contains("event: exit"), "{sse}");
 
     // A client that goes away gets its process killed: streamed, and request/response.
@@ -139,13 +185,23 @@ async fn sandboxes_live_and_run_commands_through_the_api() {
     let (status, stopped) = client.post("/v1/sandboxes/api/stop", json!({"timeout_secs": 2})).await;
     assert_eq!((status, stopped["state"].as_str()), (200, Some("stopped")), "{stopped}");
     let (status, err) = client.post("/v1/sandboxes/api/exec", json!({"cmd": ["true"]})).await;
-    assert_eq!((status, err["error"]["kind"].as_str()), (409, Some("conflict")), "{err}");
+    assert_eq!(
+        (status, err["error"]["kind"].as_str()),
+        (409, Some("conflict")),
+        "{err}"
+    );
     let (status, started) = client.post("/v1/sandboxes/api/start", json!({})).await;
     assert_eq!((status, started["state"].as_str()), (200, Some("running")), "{started}");
-    let (_, out) = client.post("/v1/sandboxes/api/exec", json!({"cmd": ["echo", "again"]})).await;
+    let (_, out) = client
+        .post("/v1/sandboxes/api/exec", json!({"cmd": ["echo", "again"]}))
+        .await;
     assert_eq!(out["stdout"], "again\n");
     let (status, err) = client.delete("/v1/sandboxes/api").await;
-    assert_eq!((status, err["error"]["kind"].as_str()), (409, Some("conflict")), "{err}");
+    assert_eq!(
+        (status, err["error"]["kind"].as_str()),
+        (409, Some("conflict")),
+        "{err}"
+    );
     let (status, killed) = client.post("/v1/sandboxes/api/kill", json!({})).await;
     assert_eq!(status, 200, "{killed}");
     let (status, _) = client.delete("/v1/sandboxes/api?force=true").await;

@@ -13,7 +13,7 @@ fn a_volume_outlives_its_sandboxes_and_is_shared_live_between_two() {
     let w = World::new();
     assert_eq!(w.ok(&["volume", "create", "data", "--label", "team=ml"]), "data\n");
     w.fails(&["volume", "create", "data"], 125, "already exists");
-    w.fails(&["volume", "create", "tiny", "--size", "1M"], 125, "at least 4 MiB");
+    w.fails(&["volume", "create", "tiny", "--size", "1M"], 125, "at least 16 MiB");
 
     // Written by one sandbox, read by the next; read-only there.
     let out = w

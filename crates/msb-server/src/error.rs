@@ -26,8 +26,8 @@ pub struct ErrorBody {
 /// One failure.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Its class: bad_request, unauthorized, forbidden, not_found, conflict,
-    /// payload_too_large, invalid, timeout, no_space, upstream, internal.
+    /// Its class: bad_request, unauthorized, forbidden, not_found, method_not_allowed,
+    /// conflict, payload_too_large, invalid, timeout, no_space, upstream, internal.
     pub kind: String,
     /// What went wrong.
     pub message: String,

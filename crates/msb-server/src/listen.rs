@@ -9,8 +9,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -84,11 +87,15 @@ pub async fn serve(
             let service = TowerToHyperService::new(app);
             let served = match tls {
                 Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await,
+                    Ok(Ok(tls)) => {
+                        let tls = FirstBytes::new(tls, timeout);
+                        builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await
+                    }
                     Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                 },
                 None => {
+                    let stream = FirstBytes::new(stream, timeout);
                     builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await
@@ -102,6 +109,81 @@ pub async fn serve(
     connections.close();
     let _ = tokio::time::timeout(drain, connections.wait()).await;
     Ok(())
+}
+
+/// The HTTP/2 connection preface, whose first bytes tell HTTP/2 from HTTP/1.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A connection whose first bytes must come within a deadline. hyper-util reads up to the
+/// HTTP/2 preface's length to choose the protocol, with no time limit (hyper's header
+/// timeout starts only after), so a client that sends nothing, or part of the preface, would
+/// hold a connection slot for ever. The deadline is lifted once the bytes stop matching the
+/// preface (HTTP/1: hyper's header timeout takes over) or the whole preface came.
+struct FirstBytes<I> {
+    io: I,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// How much of the preface the bytes so far matched.
+    matched: usize,
+}
+
+impl<I> FirstBytes<I> {
+    fn new(io: I, within: Duration) -> FirstBytes<I> {
+        FirstBytes {
+            io,
+            deadline: Some(Box::pin(tokio::time::sleep(within))),
+            matched: 0,
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for FirstBytes<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if let Some(deadline) = &mut this.deadline {
+            if deadline.as_mut().poll(cx).is_ready() {
+                let late = std::io::Error::new(std::io::ErrorKind::TimedOut, "no request within the header timeout");
+                return Poll::Ready(Err(late));
+            }
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        if this.deadline.is_some() {
+            let (fresh, expected) = (&buf.filled()[before..], &H2_PREFACE[this.matched..]);
+            let n = fresh.len().min(expected.len());
+            if fresh[..n] != expected[..n] || this.matched + n == H2_PREFACE.len() {
+                this.deadline = None;
+            } else {
+                this.matched += n;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for FirstBytes<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// A TLS acceptor from PEM files: a certificate chain and its private key.
