@@ -22,8 +22,12 @@ pub fn venv() -> Result<PathBuf> {
     }
     util::run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
     let pip = dir.join("bin/pip");
-    util::run(Command::new(&pip).args(["install", "-q", "--disable-pip-version-check"]).args(REQUIREMENTS))
-        .context("installing the Python test requirements from PyPI")?;
+    util::run(
+        Command::new(&pip)
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .args(REQUIREMENTS),
+    )
+    .context("installing the Python test requirements from PyPI")?;
     std::fs::write(&stamp, wanted)?;
     Ok(dir)
 }
@@ -38,7 +42,13 @@ pub fn test(rootfs: &Path) -> Result<()> {
     let mut pytest = Command::new(venv.join("bin/pytest"));
     pytest
         .current_dir(&repo)
-        .args(["-q", "-p", "no:cacheprovider", "sdk/python/tests", "crates/msb-server/tests/mcp_client"])
+        .args([
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "sdk/python/tests",
+            "crates/msb-server/tests/mcp_client",
+        ])
         .env("MSB_TEST_SERVER_URL", &server.url)
         .env("MSB_TEST_SERVER_TOKEN", &server.token)
         .env("MSB_TEST_ROOTFS", rootfs)
@@ -46,6 +56,12 @@ pub fn test(rootfs: &Path) -> Result<()> {
         .env("MSB_BIN", msb_e2e::msb_bin());
     util::run(&mut pytest).context("the Python tests")?;
     drop(server);
+    let mut fuzz = Command::new("bash");
+    fuzz.current_dir(&repo)
+        .arg("crates/msb-server/tests/api_fuzz/run.sh")
+        .env("ST", venv.join("bin/schemathesis"))
+        .env("MSB_BIN", msb_e2e::msb_bin());
+    util::run(&mut fuzz).context("the property test of the API (schemathesis)")?;
     wheel(&venv)?;
     Ok(())
 }

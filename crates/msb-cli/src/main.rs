@@ -128,6 +128,8 @@ enum Command {
     Uninstall(commands::install::UninstallArgs),
     /// Serve the HTTP API (OpenAPI at /openapi.json) and MCP (at /mcp).
     Serve(commands::serve::ServeArgs),
+    /// Serve MCP (tools for AI agents) on stdin and stdout.
+    Mcp(commands::mcp::McpArgs),
     /// Print a shell completion script (`source <(msb completion bash)`).
     Completion(commands::completion::CompletionArgs),
     /// Supervise a sandbox (started by msb itself, detached; its boot plan on stdin).
@@ -177,7 +179,7 @@ fn main() {
     // and the main thread lives exactly as long as msb. The server serves many clients at
     // once and starts only detached supervisors (no death signal), so it gets every core.
     let runtime = match cli.command {
-        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Serve(_) | Command::Mcp(_) => tokio::runtime::Builder::new_multi_thread(),
         _ => tokio::runtime::Builder::new_current_thread(),
     }
     .enable_all()
@@ -222,6 +224,7 @@ fn main() {
             Command::Uninstall(args) => commands::install::uninstall(args),
             Command::Completion(args) => commands::completion::run::<Cli>(args),
             Command::Serve(args) => commands::serve::run(args).await,
+            Command::Mcp(args) => commands::mcp::run(args).await,
         }
     });
     // Do not wait for a blocking read of the terminal that will never finish.

@@ -7,6 +7,7 @@ pub mod api;
 mod error;
 mod extract;
 mod listen;
+pub mod mcp;
 mod router;
 mod state;
 mod stream;

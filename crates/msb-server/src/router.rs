@@ -46,12 +46,14 @@ pub fn app(state: Shared) -> Router {
     let (routes, api) = split();
     let document = serde_json::to_string_pretty(&api).unwrap_or_default();
     let protected = routes
+        .merge(crate::mcp::router(state.clone()))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .route(
             "/openapi.json",
             axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }),
         );
     protected
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(state)
@@ -72,6 +74,22 @@ async fn not_found(State(state): State<Shared>, request: Request) -> Response {
         return ApiError::unauthorized().into_response();
     }
     ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+}
+
+/// 405 for a route that exists with other methods, after the same token check (the
+/// open routes excepted), in the API's error shape.
+async fn method_not_allowed(State(state): State<Shared>, request: Request) -> Response {
+    let open = matches!(request.uri().path(), "/health" | "/openapi.json");
+    if !open && !authorized(&state, request.headers()) {
+        return ApiError::unauthorized().into_response();
+    }
+    let message = format!("{} is not a method of this route", request.method());
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        message,
+    )
+    .into_response()
 }
 
 /// Whether `headers` carry the server's token (always, for a server without one).

@@ -25,10 +25,20 @@ fn the_checked_in_openapi_document_matches_the_handlers() {
 #[test]
 fn the_document_is_openapi_3_1_with_bearer_auth_and_every_resource() {
     let doc = serde_json::to_value(msb_server::openapi()).unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let paths = doc["paths"].as_object().unwrap();
-    for path in ["/v1/sandboxes", "/v1/sandboxes/{name}", "/v1/sandboxes/{name}/exec", "/v1/sandboxes/{name}/exec/stream", "/health"] {
+    for path in [
+        "/v1/sandboxes",
+        "/v1/sandboxes/{name}",
+        "/v1/sandboxes/{name}/exec",
+        "/v1/sandboxes/{name}/exec/stream",
+        "/health",
+    ] {
         assert!(paths.contains_key(path), "{path} missing from the document");
     }
     // The health check needs no token; everything else does.

@@ -165,8 +165,22 @@ async fn measure(f: &mut Figures, p: Params, s: &Server, msb: &Path, root: &Path
         let api_name = format!("api-{round}");
         let copy = root_copy(s, root, &api_name)?;
         let t0 = Instant::now();
-        post(&http, &s.api, "/v1/sandboxes", &json!({"name": api_name, "rootfs": copy}), 201).await?;
-        let out = post(&http, &s.api, &format!("/v1/sandboxes/{api_name}/exec"), &json!({"cmd": ["echo", "first"]}), 200).await?;
+        post(
+            &http,
+            &s.api,
+            "/v1/sandboxes",
+            &json!({"name": api_name, "rootfs": copy}),
+            201,
+        )
+        .await?;
+        let out = post(
+            &http,
+            &s.api,
+            &format!("/v1/sandboxes/{api_name}/exec"),
+            &json!({"cmd": ["echo", "first"]}),
+            200,
+        )
+        .await?;
         let api = t0.elapsed();
         if out["stdout"] != "first\n" {
             bail!("the first exec printed {out}");
@@ -211,7 +225,9 @@ async fn measure(f: &mut Figures, p: Params, s: &Server, msb: &Path, root: &Path
     .await?;
     console::progress("serve", &format!("exec, {} clients", p.clients));
     f.exec_rps = throughput(p, &s.api, move |http, api| {
-        http.post(format!("{}{exec_path}", api.url)).bearer_auth(&api.token).json(&body)
+        http.post(format!("{}{exec_path}", api.url))
+            .bearer_auth(&api.token)
+            .json(&body)
     })
     .await?;
     for round in 0..=p.creates {

@@ -11,6 +11,7 @@ pub mod install;
 pub mod kill;
 pub mod logs;
 pub mod ls;
+pub mod mcp;
 pub mod metrics;
 pub mod pull;
 pub mod registry;
