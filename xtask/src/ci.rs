@@ -28,7 +28,7 @@ pub fn run() -> Result<()> {
             .env("MSB_REQUIRE_ROOT", "1");
     }
     util::run(&mut cmd)?;
-    python::test(&root)?;
+    python::test(&root, &registry)?;
     // The fuzz targets are built and run briefly, so they cannot rot.
     fuzz::run(&fuzz::Args {
         seconds: 3,

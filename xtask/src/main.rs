@@ -41,6 +41,9 @@ enum Task {
     Demo,
     /// Set everything up and run every test (what CI runs).
     Ci,
+    /// Run the Python tests (SDK, MCP client, schemathesis) against a fresh `msb serve`, and
+    /// build the SDK's wheel.
+    Python,
     /// Start the local OCI registry and push the fixture images (idempotent).
     Registry(registry::Args),
     /// Build every fuzz target and run each for a while.
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Task::Rootfs { debian: true } => debian_rootfs::build().map(|p| println!("rootfs: {}", p.display())),
         Task::Demo => demo::run(),
         Task::Ci => ci::run(),
+        Task::Python => python::test(&rootfs::build()?, &registry::ensure()?),
         Task::Registry(args) => registry::run(args),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Bench { which } => bench::run(which),

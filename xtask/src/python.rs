@@ -33,8 +33,9 @@ pub fn venv() -> Result<PathBuf> {
 }
 
 /// Runs every Python test against a fresh `msb serve` whose sandboxes boot `rootfs`
-/// copies, then builds the SDK's wheel into `target/wheels`.
-pub fn test(rootfs: &Path) -> Result<()> {
+/// copies (and pull from the fixture `registry`), then builds the SDK's wheel into
+/// `target/wheels`.
+pub fn test(rootfs: &Path, registry: &str) -> Result<()> {
     let venv = venv()?;
     let world = msb_e2e::Sandbox::with_rootfs(rootfs);
     let server = msb_e2e::serve::Server::start_in(world, &[]);
@@ -52,7 +53,12 @@ pub fn test(rootfs: &Path) -> Result<()> {
         .env("MSB_TEST_SERVER_URL", &server.url)
         .env("MSB_TEST_SERVER_TOKEN", &server.token)
         .env("MSB_TEST_ROOTFS", rootfs)
+        .env("MSB_TEST_REGISTRY", registry)
         .env("MSB_REQUIRE_SERVER", "1")
+        .env("MSB_TEST_AUTOSTART", "1")
+        // Servers the tests start themselves (MCP over stdio, auto-start) find the guest here.
+        .env("MSB_KERNEL", paths::msb_lib_dir().join("vmlinux"))
+        .env("MSB_INITRAMFS", paths::msb_lib_dir().join("initramfs.cpio"))
         .env("MSB_BIN", msb_e2e::msb_bin());
     util::run(&mut pytest).context("the Python tests")?;
     drop(server);

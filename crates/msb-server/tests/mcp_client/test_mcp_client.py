@@ -14,6 +14,7 @@ test gets an empty temporary one (enough without VMs).
 
 import asyncio
 import os
+import shutil
 import subprocess
 import tempfile
 import urllib.error
@@ -54,13 +55,15 @@ def msb_bin() -> str:
 
 
 @pytest.fixture
-def msb_home(tmp_path):
+def msb_home():
     home = os.environ.get("MSB_HOME")
     if home:
-        return home
-    home = tmp_path / "msb-home"
-    home.mkdir()
-    return str(home)
+        yield home
+        return
+    # Short: a sandbox's unix sockets live under it, and their paths are limited to 108 bytes.
+    home = tempfile.mkdtemp(prefix="msbmcp", dir="/tmp")
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def field(obj, snake: str, camel: str):
@@ -87,6 +90,8 @@ def structured(result) -> dict:
 async def stdio_session(home: str):
     # MSB_BIN also tells the SDK which binary supervises the sandboxes it starts.
     env = {"MSB_HOME": home, "MSB_BIN": msb_bin(), "MSB_LOG": "warn"}
+    # Where the guest kernel and agent are, when the caller says (else under MSB_HOME/lib).
+    env.update({k: os.environ[k] for k in ("MSB_KERNEL", "MSB_INITRAMFS") if k in os.environ})
     params = StdioServerParameters(command=msb_bin(), args=["mcp"], env=env)
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
