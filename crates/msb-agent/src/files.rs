@@ -278,8 +278,15 @@ async fn read_out(
 ) -> FsResult<()> {
     let credit = Credit::default();
     let window = credit.semaphore(StreamKind::Stdout);
+    let ended = window.clone();
     let granted = tokio::task::spawn_local(async move {
         while let Some(msg) = inbox.recv().await {
+            if let Message::Signal(_) = msg {
+                // The host gave up on the read (its client went away): stop waiting for
+                // credit that will never come.
+                ended.close();
+                return;
+            }
             credit.apply(&msg);
         }
     });
@@ -352,6 +359,13 @@ async fn write_in(
                 .await;
             }
             Some(Message::StdinEof) => break,
+            Some(Message::Signal(_)) => {
+                return Err(kind_failure(
+                    FsErrorKind::Other,
+                    "writing",
+                    "the host gave up mid-write",
+                ));
+            }
             Some(_) => {}
             None => {
                 return Err(kind_failure(

@@ -181,6 +181,37 @@ async fn sandboxes_live_and_run_commands_through_the_api() {
     assert!(tokio::time::timeout(Duration::from_secs(3), pending).await.is_err());
     wait_gone(&client, "api", "sleep 3132").await;
 
+    // A download the client abandons ends in the guest too: the agent (PID 1) closes the
+    // file instead of waiting forever for the client to read on.
+    let agent_fds = || async {
+        let (_, out) = client
+            .post("/v1/sandboxes/api/exec", json!({"shell": "ls /proc/1/fd | wc -l"}))
+            .await;
+        out["stdout"].as_str().unwrap().trim().parse::<u32>().unwrap()
+    };
+    let (_, made) = client
+        .post(
+            "/v1/sandboxes/api/exec",
+            json!({"shell": "dd if=/dev/zero of=/big bs=1M count=32 2>/dev/null"}),
+        )
+        .await;
+    assert_eq!(made["exit_code"], 0, "{made}");
+    let before = agent_fds().await;
+    let download = client
+        .request(reqwest::Method::GET, "/v1/sandboxes/api/files?path=/big")
+        .send()
+        .await
+        .unwrap();
+    let mut body = download.bytes_stream();
+    body.next().await.unwrap().unwrap();
+    assert!(agent_fds().await > before, "the agent holds the file while it is read");
+    drop(body);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while agent_fds().await > before {
+        assert!(Instant::now() < deadline, "the abandoned read still holds the file");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Stop, start, kill, remove.
     let (status, stopped) = client.post("/v1/sandboxes/api/stop", json!({"timeout_secs": 2})).await;
     assert_eq!((status, stopped["state"].as_str()), (200, Some("stopped")), "{stopped}");

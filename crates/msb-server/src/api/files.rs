@@ -59,6 +59,8 @@ async fn read_file(
         .await?;
     let reading = Reading {
         _sb: sb,
+        state: state.clone(),
+        name,
         ended: first.is_none(),
         pending: first,
         stream,
@@ -71,7 +73,10 @@ async fn read_file(
         };
         match next {
             Ok(Some(chunk)) => Some((Ok(bytes::Bytes::from(chunk)), r)),
-            Ok(None) => None,
+            Ok(None) => {
+                r.ended = true;
+                None
+            }
             Err(e) => {
                 // The status is sent already: breaking the body off tells the client the
                 // file did not arrive whole.
@@ -96,6 +101,19 @@ struct Reading {
     /// The chunk read before answering.
     pending: Option<Vec<u8>>,
     ended: bool,
+    state: Shared,
+    name: String,
+}
+
+/// A download the client abandoned leaves the guest's read session waiting for flow
+/// credit, and file sessions have no cancel message: the kept connection is let go, so it
+/// closes (ending its sessions) once the requests using it are done.
+impl Drop for Reading {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.state.forget(&self.name);
+        }
+    }
 }
 
 /// Where to write, and with what permissions.
