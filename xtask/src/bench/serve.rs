@@ -283,8 +283,8 @@ fn print(f: &Figures, p: Params) {
     );
     let (sdk, api) = (Summary::of(&f.sdk_first_output), Summary::of(&f.api_first_output));
     println!("create → first output, {} rounds each:", sdk.n);
-    println!("  SDK in this process   median {}", sdk.secs());
-    println!("  HTTP API              median {}", api.secs());
+    println!("  SDK in this process   {}", sdk.secs());
+    println!("  HTTP API              {}", api.secs());
     println!("throughput, {} clients for {} s each:", p.clients, p.seconds);
     println!("  GET /v1/sandboxes     {:.0} requests/s", f.list_rps);
     println!("  POST exec `true`      {:.0} requests/s", f.exec_rps);
