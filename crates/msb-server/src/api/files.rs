@@ -74,7 +74,7 @@ async fn read_file(
         match next {
             Ok(Some(chunk)) => Some((Ok(bytes::Bytes::from(chunk)), r)),
             Ok(None) => {
-                r.ended = true;
+                r.finished();
                 None
             }
             Err(e) => {
@@ -108,6 +108,13 @@ struct Reading {
 /// A download the client abandoned leaves the guest's read session waiting for flow
 /// credit, and file sessions have no cancel message: the kept connection is let go, so it
 /// closes (ending its sessions) once the requests using it are done.
+impl Reading {
+    /// The whole file went out: nothing to let go of when this is dropped.
+    fn finished(&mut self) {
+        self.ended = true;
+    }
+}
+
 impl Drop for Reading {
     fn drop(&mut self) {
         if !self.ended {
