@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::{Stream, StreamExt};
-use microsandbox::{ExecEvent, ExecHandle, ExecOptions, ExecStatus, MicrosandboxError};
+use microsandbox::{ExecEvent, ExecHandle, ExecOptions, ExecStatus, MicrosandboxError, MicrosandboxResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -47,11 +47,15 @@ pub struct ExecRequest {
 
 impl ExecRequest {
     /// The argv and options of this request, for a sandbox whose shell is `shell`.
-    pub fn argv_and_options(&self, shell: &str) -> ApiResult<(Vec<String>, ExecOptions)> {
+    pub fn argv_and_options(&self, shell: &str) -> MicrosandboxResult<(Vec<String>, ExecOptions)> {
         let argv = match (&self.cmd, &self.shell) {
             (Some(cmd), None) if !cmd.is_empty() => cmd.clone(),
             (None, Some(script)) => vec![shell.to_string(), "-c".into(), script.clone()],
-            _ => return Err(ApiError::invalid("give exactly one of 'cmd' (non-empty) and 'shell'")),
+            _ => {
+                return Err(MicrosandboxError::InvalidArgument(
+                    "give exactly one of 'cmd' (non-empty) and 'shell'".into(),
+                ))
+            }
         };
         let mut opts = ExecOptions::new().envs(self.env.clone());
         if let Some(dir) = &self.workdir {
@@ -96,12 +100,6 @@ pub async fn start(state: &Shared, name: &str, req: &ExecRequest) -> ApiResult<E
             Ok(sb.exec_stream_with(cmd, args.to_vec(), opts).await?.kill_on_drop())
         })
         .await
-}
-
-impl From<ApiError> for MicrosandboxError {
-    fn from(e: ApiError) -> MicrosandboxError {
-        MicrosandboxError::InvalidArgument(e.message)
-    }
 }
 
 /// Runs a command and answers its output when it ends.
