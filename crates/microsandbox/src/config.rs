@@ -25,6 +25,28 @@ pub struct Config {
     /// Where the host's programs and guest artefacts are (the `MSB_*` variables win).
     #[serde(default)]
     pub paths: ConfigPaths,
+    /// The E2B-compatible endpoint (`msb serve --e2b-listen`).
+    #[serde(default)]
+    pub e2b: E2bConfig,
+}
+
+/// Settings of the E2B-compatible endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct E2bConfig {
+    /// `templateID` aliases → image references (a `templateID` that is none of them is
+    /// taken as an image reference). `base`, E2B's default, means `python` unless set here.
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+}
+
+impl E2bConfig {
+    /// The alias table with E2B's default template filled in.
+    pub fn template_aliases(&self) -> BTreeMap<String, String> {
+        let mut aliases = self.templates.clone();
+        aliases.entry("base".into()).or_insert_with(|| "python".into());
+        aliases
+    }
 }
 
 /// Defaults of new sandboxes.
@@ -190,6 +212,10 @@ mod tests {
             Some("debug")
         );
         assert_eq!(good.registry("ghcr.io").unwrap().auth.as_ref().unwrap().username, "me");
+        let e2b = load(r#"{"e2b": {"templates": {"code": "python:3.12"}}}"#).unwrap();
+        let aliases = e2b.e2b.template_aliases();
+        assert_eq!(aliases["code"], "python:3.12");
+        assert_eq!(aliases["base"], "python");
         let err = load(r#"{"sandbox_defaults": {"cpus": "two"}}"#).unwrap_err();
         assert!(err.contains("sandbox_defaults.cpus"), "{err}");
         let err = load(r#"{"sandbox_defaults": {"cpu": 2}}"#).unwrap_err();

@@ -19,3 +19,4 @@ pub use listen::{serve, tls_acceptor, Limits};
 pub use router::{app, openapi, JSON_BODY_LIMIT};
 pub use state::{AppState, Shared};
 pub use token::{load_or_create as load_or_create_token, token_path, Loaded as LoadedToken};
+pub mod e2b;

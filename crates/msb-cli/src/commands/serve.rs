@@ -32,22 +32,16 @@ pub struct ServeArgs {
     /// Connections served at once.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// Also serve an E2B-compatible endpoint here (control plane and envd, for E2B's
+    /// SDKs); the second line printed says where. Same token, TLS and address rules.
+    #[arg(long, value_name = "ADDR:PORT")]
+    e2b_listen: Option<SocketAddr>,
 }
 
 /// Serves until interrupted (SIGINT or SIGTERM).
 pub async fn run(args: ServeArgs) -> Result<i32> {
-    let loopback = args.listen.ip().is_loopback();
-    if !loopback && args.no_auth {
-        bail!(
-            "--no-auth is for loopback addresses only: {} is reachable from other machines",
-            args.listen
-        );
-    }
-    if !loopback && args.tls_cert.is_none() && !args.insecure_http {
-        bail!(
-            "{} is reachable from other machines: give --tls-cert and --tls-key, or --insecure-http to send the token in clear text",
-            args.listen
-        );
+    for addr in std::iter::once(args.listen).chain(args.e2b_listen) {
+        check_address(&args, addr)?;
     }
     let msb = Microsandbox::from_env();
     msb.config()?;
@@ -71,20 +65,66 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
         (Some(cert), Some(key)) => Some(msb_server::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let listener = bind(args.listen).await?;
+    let e2b_listener = match args.e2b_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let mut out = std::io::stdout();
     writeln!(out, "listening on {scheme}://{}", listener.local_addr()?)?;
+    if let Some(l) = &e2b_listener {
+        writeln!(out, "e2b listening on {scheme}://{}", l.local_addr()?)?;
+    }
     out.flush()?;
-    let app = msb_server::app(msb_server::AppState::new(msb, token));
+    let templates = msb.config()?.e2b.template_aliases();
+    let state = msb_server::AppState::new(msb, token);
     let limits = msb_server::Limits {
         max_connections: args.max_connections.max(1),
         ..Default::default()
     };
-    msb_server::serve(listener, app, tls, limits, interrupted(), Duration::from_secs(10)).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let drain = Duration::from_secs(10);
+    let e2b = e2b_listener.map(|l| {
+        let app = msb_server::e2b::app(msb_server::e2b::E2bState::new(state.clone(), templates));
+        tokio::spawn(msb_server::serve(l, app, tls.clone(), limits, shutdown(), drain))
+    });
+    let main = msb_server::serve(listener, msb_server::app(state), tls, limits, shutdown(), drain);
+    tokio::spawn(async move {
+        interrupted().await;
+        let _ = stop.send(true);
+    });
+    main.await?;
+    if let Some(e2b) = e2b {
+        e2b.await.context("the E2B endpoint")??;
+    }
     Ok(0)
+}
+
+/// Refuses what would expose the token: no authentication, or plain HTTP, off loopback.
+fn check_address(args: &ServeArgs, addr: SocketAddr) -> Result<()> {
+    let loopback = addr.ip().is_loopback();
+    if !loopback && args.no_auth {
+        bail!("--no-auth is for loopback addresses only: {addr} is reachable from other machines");
+    }
+    if !loopback && args.tls_cert.is_none() && !args.insecure_http {
+        bail!(
+            "{addr} is reachable from other machines: give --tls-cert and --tls-key, or --insecure-http to send the token in clear text"
+        );
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))
 }
 
 /// Resolves on SIGINT or SIGTERM.

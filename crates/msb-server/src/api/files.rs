@@ -16,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use microsandbox::{ErrorKind, FsKind, FsReadStream, FsWriteSink, Sandbox};
+use microsandbox::{ErrorKind, FsEntry, FsKind, FsReadStream, FsWriteSink, Sandbox};
 use serde::Deserialize;
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
@@ -47,7 +47,12 @@ async fn read_file(
     Path(Named { name }): Path<Named>,
     Query(q): Query<PathQuery>,
 ) -> ApiResult<Response> {
-    let path = guest_path("path", &q.path)?;
+    download(&state, name, guest_path("path", &q.path)?).await
+}
+
+/// Streams the file at `path` (checked by [`guest_path`]) of sandbox `name`; an error
+/// status when it cannot be read at all.
+pub async fn download(state: &Shared, name: String, path: &str) -> ApiResult<Response> {
     // The first chunk is waited for here: a missing file or a directory is only known once
     // the guest tried to read it, and must be an error status, not a broken body.
     let (sb, stream, first) = state
@@ -151,12 +156,27 @@ async fn write_file(
     body: Body,
 ) -> ApiResult<Json<FsEntryView>> {
     let path = guest_path("path", &q.path)?;
-    let dir = parent_of_file(path)?;
     let mode = q.mode.as_deref().map(parse_mode).transpose()?;
+    Ok(Json(
+        upload(&state, &name, path, mode, body.into_data_stream()).await?.into(),
+    ))
+}
+
+/// Writes `data` to the file at `path` (checked by [`guest_path`]) of sandbox `name`,
+/// whole or not at all, with `mode` (default: the replaced file's, else 644); answers
+/// with the file as written.
+pub async fn upload<E: std::fmt::Display>(
+    state: &Shared,
+    name: &str,
+    path: &str,
+    mode: Option<u32>,
+    mut data: impl futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+) -> ApiResult<FsEntry> {
+    let dir = parent_of_file(path)?;
     // What is there decides the default mode, and a directory is refused before the body
     // is read.
     let existing = state
-        .with_sandbox(&name, |sb| async move {
+        .with_sandbox(name, |sb| async move {
             match sb.fs().stat(path).await {
                 Ok(entry) => Ok(Some(entry)),
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -179,37 +199,36 @@ async fn write_file(
     let temp = format!("{dir}/.msb-upload-{}", microsandbox::random_hex(8)?);
     let temp_path = temp.as_str();
     let (sb, sink) = state
-        .with_sandbox(&name, |sb| async move {
+        .with_sandbox(name, |sb| async move {
             let sink = sb.fs().write_stream(temp_path, Some(mode)).await?;
             Ok((sb, sink))
         })
         .await?;
-    let mut upload = Upload {
+    let mut pending = Upload {
         sb,
         sink: Some(sink),
         temp,
         kept: false,
     };
-    let mut data = body.into_data_stream();
     while let Some(chunk) = data.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("the request body broke off: {e}")))?;
-        let sink = upload
+        let sink = pending
             .sink
             .as_mut()
             .ok_or_else(|| ApiError::internal("the upload is closed"))?;
         sink.write(&chunk).await?;
     }
-    let sink = upload
+    let sink = pending
         .sink
         .take()
         .ok_or_else(|| ApiError::internal("the upload is closed"))?;
     sink.close().await?;
-    let fs = upload.sb.fs();
+    let fs = pending.sb.fs();
     // Set exactly: the guest's umask applied when the file was made.
-    fs.chmod(&upload.temp, mode).await?;
-    fs.rename(&upload.temp, path).await?;
-    upload.kept = true;
-    Ok(Json(fs.stat(path).await?.into()))
+    fs.chmod(&pending.temp, mode).await?;
+    fs.rename(&pending.temp, path).await?;
+    pending.kept = true;
+    Ok(fs.stat(path).await?)
 }
 
 /// The directory part of `path`, which must name a file (not end in `/`, `.` or be `/`).

@@ -1,0 +1,380 @@
+//! E2B's control plane: sandboxes created from templates (image aliases), got, listed,
+//! killed, their timeouts set and refreshed. Authenticated by `X-API-Key` (the server's
+//! token); errors are `{code, message}` with the HTTP status as the code.
+
+use super::state::{deadline_in, E2bShared, END_AT_LABEL, METADATA_PREFIX, TEMPLATE_LABEL};
+use crate::error::ApiError;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use microsandbox::{ErrorKind, SandboxInfo, SandboxState};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The envd version we answer with. It decides what E2B's clients try: 0.5.7 has the
+/// default user (0.4.0), `CloseStdin` (0.5.2) and raw uploads (0.5.7), and is below file
+/// metadata (0.6.2), which clients then refuse themselves.
+pub const ENVD_VERSION: &str = "0.5.7";
+/// E2B's default sandbox timeout (seconds).
+const DEFAULT_TIMEOUT: u64 = 300;
+/// The longest timeout we accept (E2B's own ceiling): also every sandbox's hard limit,
+/// enforced by its supervisor even when this server is gone.
+pub const MAX_TIMEOUT: u64 = 24 * 60 * 60;
+
+/// An error in the control plane's shape.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "code": status.as_u16(), "message": message.into() })),
+    )
+        .into_response()
+}
+
+fn from_api(e: ApiError) -> Response {
+    error(e.status, e.message)
+}
+
+fn from_sdk(e: microsandbox::MicrosandboxError) -> Response {
+    from_api(e.into())
+}
+
+fn not_found(id: &str) -> Response {
+    error(StatusCode::NOT_FOUND, format!("sandbox {id} was not found"))
+}
+
+/// `POST /sandboxes`'s body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewSandbox {
+    #[serde(rename = "templateID")]
+    template_id: String,
+    timeout: Option<u64>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    env_vars: BTreeMap<String, String>,
+    #[serde(default)]
+    auto_pause: bool,
+    #[serde(rename = "allow_internet_access")]
+    allow_internet_access: Option<bool>,
+    #[serde(default)]
+    volume_mounts: Vec<Value>,
+    mcp: Option<Value>,
+    network: Option<Value>,
+    iam: Option<Value>,
+}
+
+/// `POST /sandboxes`: creates and starts a sandbox from a template.
+pub async fn create(
+    State(state): State<E2bShared>,
+    body: Result<Json<NewSandbox>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(body) => body,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    for (asked, feature) in [
+        (req.auto_pause, "autoPause (pausing sandboxes)"),
+        (!req.volume_mounts.is_empty(), "volumeMounts"),
+        (req.mcp.is_some(), "mcp (MCP gateways)"),
+        (has_content(&req.network), "network rules"),
+        (has_content(&req.iam), "iam (workload tokens)"),
+    ] {
+        if asked {
+            return unsupported(feature);
+        }
+    }
+    let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    if timeout > MAX_TIMEOUT {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("timeout must be at most {MAX_TIMEOUT} seconds"),
+        );
+    }
+    let id = match microsandbox::random_hex(10) {
+        Ok(hex) => format!("i{hex}"),
+        Err(e) => return from_sdk(e),
+    };
+    let end_at = deadline_in(timeout);
+    let mut builder = state
+        .app
+        .msb
+        .builder(&id)
+        .image(state.image_of(&req.template_id))
+        .envs(req.env_vars)
+        .label(TEMPLATE_LABEL, &req.template_id)
+        .label(END_AT_LABEL, unix(end_at).to_string())
+        .labels(
+            req.metadata
+                .into_iter()
+                .map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)),
+        )
+        .max_duration(Duration::from_secs(MAX_TIMEOUT))
+        .ephemeral();
+    if req.allow_internet_access == Some(false) {
+        builder = builder.no_network();
+    }
+    let sb = match builder.create_detached().await {
+        Ok(sb) => sb,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("template {:?} was not found: {e}", req.template_id),
+            )
+        }
+        Err(e) => return from_sdk(e),
+    };
+    state.app.keep(&sb);
+    state.set_deadline(&id, end_at);
+    (StatusCode::CREATED, Json(sandbox_json(&state, &id, &req.template_id))).into_response()
+}
+
+/// Whether an optional JSON value says anything (not absent, null or empty).
+fn has_content(value: &Option<Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(map)) => map.values().any(|v| has_content(&Some(v.clone()))),
+        Some(Value::Array(items)) => !items.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// `POST /sandboxes/{id}/connect`: the sandbox, to connect to (it is never paused here);
+/// its timeout is extended to the one given, as E2B does.
+pub async fn connect(State(state): State<E2bShared>, Path(id): Path<String>, body: Option<Json<Timeout>>) -> Response {
+    let info = match e2b_sandbox(&state, &id).await {
+        Ok(info) => info,
+        Err(response) => return response,
+    };
+    if let Some(Json(Timeout { timeout })) = body {
+        let wanted = deadline_in(timeout.min(MAX_TIMEOUT));
+        if state.deadline(&id).is_none_or(|at| at < wanted) {
+            state.set_deadline(&id, wanted);
+        }
+    }
+    let template = info.spec.labels.get(TEMPLATE_LABEL).cloned().unwrap_or_default();
+    (StatusCode::OK, Json(sandbox_json(&state, &id, &template))).into_response()
+}
+
+fn sandbox_json(state: &E2bShared, id: &str, template: &str) -> Value {
+    json!({
+        "sandboxID": id,
+        "templateID": template,
+        "clientID": "microsandbox",
+        "envdVersion": ENVD_VERSION,
+        "envdAccessToken": state.access_token(id),
+        "trafficAccessToken": null,
+        "domain": null,
+    })
+}
+
+/// `GET /sandboxes/{id}`.
+pub async fn get(State(state): State<E2bShared>, Path(id): Path<String>) -> Response {
+    match e2b_sandbox(&state, &id).await {
+        Ok(info) => {
+            let mut detail = listed(&state, &info);
+            detail["envdAccessToken"] = json!(state.access_token(&id));
+            Json(detail).into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+/// The query of the lists.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// `k=v&k2=v2`: only sandboxes with this metadata.
+    metadata: Option<String>,
+    /// Only sandboxes in these states (`running`, `paused`), comma-separated.
+    state: Option<String>,
+    /// At most this many.
+    limit: Option<usize>,
+    /// Where the previous page ended.
+    #[serde(rename = "nextToken")]
+    next_token: Option<String>,
+}
+
+/// `GET /v2/sandboxes` and `GET /sandboxes`: the running sandboxes made here, a page at a
+/// time (`x-next-token` names the next page).
+pub async fn list(State(state): State<E2bShared>, Query(q): Query<ListQuery>) -> Response {
+    let all = match state.app.msb.list().await {
+        Ok(all) => all,
+        Err(e) => return from_sdk(e),
+    };
+    let wanted: Vec<(String, String)> = match q.metadata.as_deref().map(parse_metadata_filter).transpose() {
+        Ok(filter) => filter.unwrap_or_default(),
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let states: Vec<&str> = q.state.as_deref().map(|s| s.split(',').collect()).unwrap_or_default();
+    let mut rows: Vec<Value> = all
+        .iter()
+        .filter(|info| info.spec.labels.contains_key(TEMPLATE_LABEL) && info.state == SandboxState::Running)
+        .filter(|_| states.is_empty() || states.contains(&"running"))
+        .filter(|info| {
+            wanted
+                .iter()
+                .all(|(k, v)| info.spec.labels.get(&format!("{METADATA_PREFIX}{k}")) == Some(v))
+        })
+        .map(|info| listed(&state, info))
+        .collect();
+    rows.sort_by(|a, b| a["sandboxID"].as_str().cmp(&b["sandboxID"].as_str()));
+    let start = match q.next_token.as_deref().map(str::parse::<usize>).transpose() {
+        Ok(start) => start.unwrap_or(0),
+        Err(_) => return error(StatusCode::BAD_REQUEST, "nextToken is not one this server gave"),
+    };
+    let limit = q.limit.unwrap_or(usize::MAX).max(1);
+    let end = start.saturating_add(limit).min(rows.len());
+    let page: Vec<Value> = rows.get(start.min(end)..end).unwrap_or_default().to_vec();
+    let mut response = Json(page).into_response();
+    if end < rows.len() {
+        if let Ok(token) = HeaderValue::from_str(&end.to_string()) {
+            response.headers_mut().insert("x-next-token", token);
+        }
+    }
+    response
+}
+
+/// `k=v&k2=v2` (each part URL-encoded) as pairs.
+fn parse_metadata_filter(text: &str) -> Result<Vec<(String, String)>, String> {
+    if let Some(part) = text.split('&').find(|part| !part.is_empty() && !part.contains('=')) {
+        return Err(format!("metadata filter part {part:?} is not key=value"));
+    }
+    Ok(form_urlencoded::parse(text.as_bytes()).into_owned().collect())
+}
+
+/// A sandbox as E2B's lists show it.
+fn listed(state: &E2bShared, info: &SandboxInfo) -> Value {
+    let labels = &info.spec.labels;
+    let metadata: BTreeMap<&str, &String> = labels
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(METADATA_PREFIX).map(|k| (k, v)))
+        .collect();
+    let started = info.started_at.unwrap_or(info.created_at);
+    let end_at = state
+        .deadline(&info.name)
+        .map(unix)
+        .or_else(|| labels.get(END_AT_LABEL).and_then(|v| v.parse().ok()))
+        .unwrap_or(started);
+    json!({
+        "sandboxID": info.name,
+        "templateID": labels.get(TEMPLATE_LABEL),
+        "clientID": "microsandbox",
+        "startedAt": rfc3339(started),
+        "endAt": rfc3339(end_at),
+        "cpuCount": info.spec.resources.cpus,
+        "memoryMB": info.spec.resources.memory_mib,
+        "diskSizeMB": info.spec.upper_size_mib,
+        "state": "running",
+        "envdVersion": ENVD_VERSION,
+        "metadata": metadata,
+    })
+}
+
+/// `DELETE /sandboxes/{id}`: kills the sandbox; nothing of it remains.
+pub async fn kill(State(state): State<E2bShared>, Path(id): Path<String>) -> Response {
+    if let Err(response) = e2b_sandbox(&state, &id).await {
+        return response;
+    }
+    state.forget(&id);
+    match state.app.msb.remove(&id, true).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) if e.kind() == ErrorKind::NotFound => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => from_sdk(e),
+    }
+}
+
+/// The body of `timeout` and `connect`.
+#[derive(Debug, Deserialize)]
+pub struct Timeout {
+    timeout: u64,
+}
+
+/// `POST /sandboxes/{id}/timeout`: the sandbox is killed this many seconds from now.
+pub async fn set_timeout(
+    State(state): State<E2bShared>,
+    Path(id): Path<String>,
+    Json(body): Json<Timeout>,
+) -> Response {
+    if let Err(response) = e2b_sandbox(&state, &id).await {
+        return response;
+    }
+    if body.timeout > MAX_TIMEOUT {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("timeout must be at most {MAX_TIMEOUT} seconds"),
+        );
+    }
+    state.set_deadline(&id, deadline_in(body.timeout));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The body of `refreshes`.
+#[derive(Debug, Deserialize)]
+pub struct Refresh {
+    duration: Option<u64>,
+}
+
+/// `POST /sandboxes/{id}/refreshes`: keeps the sandbox alive `duration` more seconds.
+pub async fn refresh(State(state): State<E2bShared>, Path(id): Path<String>, body: Option<Json<Refresh>>) -> Response {
+    if let Err(response) = e2b_sandbox(&state, &id).await {
+        return response;
+    }
+    let duration = body.and_then(|Json(b)| b.duration).unwrap_or(60).min(MAX_TIMEOUT);
+    state.set_deadline(&id, deadline_in(duration));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The record of the running E2B sandbox `id`, or the 404 to answer.
+async fn e2b_sandbox(state: &E2bShared, id: &str) -> Result<SandboxInfo, Response> {
+    match state.app.msb.get(id).await {
+        Ok(info) if info.spec.labels.contains_key(TEMPLATE_LABEL) && info.state == SandboxState::Running => Ok(info),
+        Ok(_) => Err(not_found(id)),
+        Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::Invalid => Err(not_found(id)),
+        Err(e) => Err(from_sdk(e)),
+    }
+}
+
+/// The answer to what the endpoint does not offer.
+pub fn unsupported(feature: &str) -> Response {
+    error(
+        StatusCode::NOT_IMPLEMENTED,
+        format!("{feature}: not supported by microsandbox's E2B-compatible endpoint"),
+    )
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn rfc3339(unix_secs: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix_secs).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_796_371_200), "2026-12-04T08:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn metadata_filters_are_decoded_pairs() {
+        assert_eq!(
+            parse_metadata_filter("user%3Dx=a+b&k=v%26w").unwrap(),
+            vec![
+                ("user=x".to_string(), "a b".to_string()),
+                ("k".to_string(), "v&w".to_string())
+            ]
+        );
+        assert!(parse_metadata_filter("novalue").is_err());
+    }
+}
