@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_protos(&protos, &["proto/e2b"])?;
     pbjson_build::Builder::new()
         .register_descriptors(&std::fs::read(&descriptor_path)?)?
+        // As envd's own clients do: a newer peer's extra fields are not an error.
+        .ignore_unknown_fields()
         .build(&[".process", ".filesystem"])?;
     Ok(())
 }

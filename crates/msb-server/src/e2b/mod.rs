@@ -73,18 +73,23 @@ pub fn app(state: E2bShared) -> Router {
 
 /// The control plane's gate: the server's token in `X-API-Key`.
 async fn require_api_key(State(state): State<E2bShared>, request: Request, next: Next) -> Response {
-    let Some(expected) = state.app.token.as_deref() else {
-        return next.run(request).await;
-    };
-    let given = request
-        .headers()
-        .get(API_KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    match api_key_refusal(&state, request.headers()) {
+        None => next.run(request).await,
+        Some(refusal) => refusal,
+    }
+}
+
+/// The 401 for a request without the API key; `None` when it has it (or none is needed).
+fn api_key_refusal(state: &E2bShared, headers: &HeaderMap) -> Option<Response> {
+    let expected = state.app.token.as_deref()?;
+    let given = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
     if crate::token::matches(expected, given.trim()) {
-        next.run(request).await
+        None
     } else {
-        control::error(StatusCode::UNAUTHORIZED, "invalid or missing API key (X-API-Key)")
+        Some(control::error(
+            StatusCode::UNAUTHORIZED,
+            "invalid or missing API key (X-API-Key)",
+        ))
     }
 }
 
@@ -101,7 +106,10 @@ async fn health(State(state): State<E2bShared>, headers: HeaderMap) -> Response 
 }
 
 /// What the control plane does not offer, named (after the API key check).
-async fn unsupported(request: Request) -> Response {
+async fn unsupported(State(state): State<E2bShared>, request: Request) -> Response {
+    if let Some(refusal) = api_key_refusal(&state, request.headers()) {
+        return refusal;
+    }
     let path = request.uri().path();
     let feature = FEATURES
         .iter()
@@ -113,8 +121,11 @@ async fn unsupported(request: Request) -> Response {
     }
 }
 
-/// A known path with another method.
-async fn method_not_allowed(request: Request) -> Response {
+/// A known path with another method (after the API key check).
+async fn method_not_allowed(State(state): State<E2bShared>, request: Request) -> Response {
+    if let Some(refusal) = api_key_refusal(&state, request.headers()) {
+        return refusal;
+    }
     let message = format!("{} is not a method of {}", request.method(), request.uri().path());
     control::error(StatusCode::METHOD_NOT_ALLOWED, message)
 }

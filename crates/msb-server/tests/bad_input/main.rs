@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod connections;
+mod e2b;
 mod requests;
 
 use microsandbox::Microsandbox;
@@ -30,13 +31,21 @@ struct Server {
 
 impl Server {
     async fn start(limits: Limits) -> Server {
+        Server::start_app(limits, |msb| {
+            msb_server::app(AppState::new(msb, Some(TOKEN.to_string().into())))
+        })
+        .await
+    }
+
+    /// A server of `app` over the fake world.
+    async fn start_app(limits: Limits, app: impl FnOnce(Microsandbox) -> axum::Router) -> Server {
         let home = tempfile::tempdir().unwrap();
         let supervisor = home.path().join("fake-supervisor");
         let ready = r#"{"pid":1,"vmm_pid":null,"boot_ms":0,"accel_note":null,"error":null}"#;
         std::fs::write(&supervisor, format!("#!/bin/sh\necho '{ready}'\n")).unwrap();
         std::fs::set_permissions(&supervisor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let msb = Microsandbox::at(home.path()).with_supervisor(supervisor);
-        let app = msb_server::app(AppState::new(msb, Some(TOKEN.to_string().into())));
+        let app = app(msb);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
