@@ -10,6 +10,7 @@ use std::process::Command;
 const LAYERS: &[&str] = &[
     "msb-types",
     "msb-protocol",
+    "msb-envd",
     "msb-erofs",
     "msb-ext4",
     "msb-oci",
@@ -33,8 +34,10 @@ const ONLY: &[(&str, &[&str])] = &[
     ("msb-types", &[]),
     ("msb-protocol", &["msb-types"]),
     ("msb-agent", &["msb-protocol", "msb-types"]),
+    // A wire format only.
+    ("msb-envd", &[]),
     // A front door: every sandbox operation goes through the SDK.
-    ("msb-server", &["microsandbox"]),
+    ("msb-server", &["microsandbox", "msb-envd"]),
 ];
 
 /// (crate, crates of ours it must not use).

@@ -114,7 +114,7 @@ fn checked(path: &str) -> Result<&str, ApiError> {
 }
 
 fn connect_error(e: ConnectError) -> ApiError {
-    ApiError::new(e.code.status(), "envd", e.message)
+    ApiError::new(super::connect::status_of(e.code), "envd", e.message)
 }
 
 /// envd's error shape: `{"code": <HTTP status>, "message": …}`.

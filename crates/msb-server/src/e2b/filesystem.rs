@@ -4,13 +4,13 @@
 use super::connect::{Code, ConnectError};
 use super::envd::Envd;
 use super::process::{unary, unimplemented};
-use super::proto::filesystem::*;
 use super::state::E2bShared;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use microsandbox::{ErrorKind, FsEntry, FsKind, MicrosandboxError, SandboxFs};
+use msb_envd::filesystem::*;
 
 /// The deepest listing we walk (E2B's clients ask for 1 unless told otherwise).
 const MAX_DEPTH: u32 = 32;
@@ -129,7 +129,7 @@ pub async fn remove(State(state): State<E2bShared>, headers: HeaderMap, body: By
 
 /// The watcher methods: not offered.
 pub async fn watchers() -> Response {
-    unimplemented("filesystem watchers").into_response()
+    super::connect::error_response(unimplemented("filesystem watchers"))
 }
 
 /// The entry at `path`.
@@ -162,7 +162,7 @@ async fn entry_info(fs: &SandboxFs<'_>, entry: FsEntry, path: String) -> EntryIn
         permissions: permissions(entry.kind, entry.mode),
         owner: account(entry.uid),
         group: account(entry.gid),
-        modified_time: Some(pbjson_types::Timestamp {
+        modified_time: Some(msb_envd::Timestamp {
             seconds: entry.modified_ns.div_euclid(1_000_000_000),
             nanos: entry.modified_ns.rem_euclid(1_000_000_000) as i32,
         }),

@@ -11,7 +11,6 @@ mod files;
 mod filesystem;
 mod process;
 mod process_table;
-mod proto;
 mod state;
 
 pub use state::{E2bShared, E2bState};

@@ -6,7 +6,6 @@
 use super::connect::{self, Code, Codec, ConnectError};
 use super::envd::Envd;
 use super::process_table::{keepalive, started, Process};
-use super::proto::process::*;
 use super::state::E2bShared;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -14,6 +13,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::Stream;
 use microsandbox::{ExecEvent, ExecOptions, Stdin};
+use msb_envd::process::*;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -104,7 +104,7 @@ pub async fn connect(State(state): State<E2bShared>, headers: HeaderMap, body: B
 /// client asked for them), until its end event.
 fn stream<R>(codec: Codec, headers: &HeaderMap, pid: u32, events: mpsc::Receiver<ProcessEvent>) -> Response
 where
-    R: From<ProcessEvent> + prost::Message + serde::Serialize + Send + 'static,
+    R: From<ProcessEvent> + connect::Message,
 {
     let interval = headers
         .get(KEEPALIVE_HEADER)
@@ -143,18 +143,6 @@ fn with_start<R: From<ProcessEvent>>(
         };
         next.map(|event| (Ok(R::from(event)), feed))
     })
-}
-
-impl From<ProcessEvent> for StartResponse {
-    fn from(event: ProcessEvent) -> Self {
-        StartResponse { event: Some(event) }
-    }
-}
-
-impl From<ProcessEvent> for ConnectResponse {
-    fn from(event: ProcessEvent) -> Self {
-        ConnectResponse { event: Some(event) }
-    }
 }
 
 /// `List`: the running processes.
@@ -218,12 +206,12 @@ pub async fn close_stdin(State(state): State<E2bShared>, headers: HeaderMap, bod
 
 /// `Update` (PTY resize) and `StreamInput` (client streaming): not offered.
 pub async fn pty_update() -> Response {
-    axum::response::IntoResponse::into_response(unimplemented("PTY sessions"))
+    connect::error_response(unimplemented("PTY sessions"))
 }
 
 /// `StreamInput`: not offered; `SendInput` carries the same bytes.
 pub async fn stream_input() -> Response {
-    axum::response::IntoResponse::into_response(unimplemented("streamed stdin (StreamInput; use SendInput)"))
+    connect::error_response(unimplemented("streamed stdin (StreamInput; use SendInput)"))
 }
 
 /// The process a selector names.
@@ -250,14 +238,14 @@ async fn select(
 /// Decodes a unary request, runs `op`, encodes its answer in the request's codec.
 pub async fn unary<Req, Resp, F, Fut>(headers: &HeaderMap, body: &[u8], op: F) -> Response
 where
-    Req: prost::Message + serde::de::DeserializeOwned + Default,
-    Resp: prost::Message + serde::Serialize,
+    Req: connect::Message,
+    Resp: connect::Message,
     F: FnOnce(Req) -> Fut,
     Fut: std::future::Future<Output = Result<Resp, ConnectError>>,
 {
     match connect::unary_request::<Req>(headers, body) {
         Ok((codec, request)) => connect::unary_response(codec, op(request).await),
-        Err(e) => axum::response::IntoResponse::into_response(e),
+        Err(e) => connect::error_response(e),
     }
 }
 

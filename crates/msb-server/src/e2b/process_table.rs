@@ -3,8 +3,8 @@
 //! tag until it ends. A pump task per process owns its exec handle and fans each event out
 //! to the streams watching it.
 
-use super::proto::process::{process_event, ProcessConfig, ProcessEvent, ProcessInfo};
 use microsandbox::{ExecEvent, ExecHandle, ExecSink, ExecStatus};
+use msb_envd::process::{process_event, ProcessConfig, ProcessEvent, ProcessInfo};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
