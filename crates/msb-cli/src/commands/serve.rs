@@ -58,6 +58,10 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
                 path.display(),
                 loaded.token.as_str()
             );
+            if args.e2b_listen.is_some() {
+                let key = zeroize::Zeroizing::new(msb_server::e2b::api_key(&loaded.token));
+                eprintln!("msb serve: the same token as an E2B API key: {}", key.as_str());
+            }
         }
         Some(loaded.token)
     };

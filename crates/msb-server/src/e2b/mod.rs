@@ -78,11 +78,21 @@ async fn require_api_key(State(state): State<E2bShared>, request: Request, next:
     }
 }
 
+/// The server's token in the form E2B's clients accept as an API key (`e2b_` and hex; older
+/// clients refuse anything else): `e2b_` in place of `msbt_`. Either form is accepted.
+pub fn api_key(token: &str) -> String {
+    format!("e2b_{}", token.strip_prefix("msbt_").unwrap_or(token))
+}
+
 /// The 401 for a request without the API key; `None` when it has it (or none is needed).
 fn api_key_refusal(state: &E2bShared, headers: &HeaderMap) -> Option<Response> {
     let expected = state.app.token.as_deref()?;
-    let given = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if crate::token::matches(expected, given.trim()) {
+    let given = headers
+        .get(API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim();
+    if crate::token::matches(expected, given) || crate::token::matches(&api_key(expected), given) {
         None
     } else {
         Some(control::error(

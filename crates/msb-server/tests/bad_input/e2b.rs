@@ -76,7 +76,13 @@ async fn the_control_plane_wants_the_api_key_on_every_path() {
         (Method::GET, "/templates"),
         (Method::GET, "/no/such/route"),
     ] {
-        for key in [None, Some("wrong"), Some("msbt_test_toke")] {
+        for key in [
+            None,
+            Some("wrong"),
+            Some("msbt_test_toke"),
+            Some("e2b_test_toke"),
+            Some("e2b_"),
+        ] {
             let mut request = client().request(method.clone(), format!("{}{path}", server.url));
             if let Some(key) = key {
                 request = request.header("X-API-Key", key);
@@ -85,6 +91,19 @@ async fn the_control_plane_wants_the_api_key_on_every_path() {
             assert_eq!(status, 401, "{method} {path} with {key:?}: {body}");
             e2b_error(status, &body);
         }
+    }
+}
+
+#[tokio::test]
+async fn the_api_key_is_the_token_in_either_form() {
+    let server = e2b_server().await;
+    assert_eq!(msb_server::e2b::api_key(TOKEN), "e2b_test_token");
+    for key in [TOKEN, "e2b_test_token"] {
+        let request = client()
+            .get(format!("{}/v2/sandboxes", server.url))
+            .header("X-API-Key", key);
+        let (status, body) = send(request).await;
+        assert_eq!((status, body), (200, json!([])), "{key}");
     }
 }
 
@@ -160,7 +179,10 @@ async fn a_sandbox_not_made_through_the_endpoint_is_not_one_of_its_sandboxes() {
     let home = server._home.path();
     let msb = Microsandbox::at(home).with_supervisor(home.join("fake-supervisor"));
     let plain = msb.builder("plain").rootfs(rootfs.path()).create_detached().await;
-    assert!(msb.get("plain").await.is_ok(), "the fake supervisor leaves a record: {plain:?}");
+    assert!(
+        msb.get("plain").await.is_ok(),
+        "the fake supervisor leaves a record: {plain:?}"
+    );
     let (status, body) = send(server.control(Method::GET, "/sandboxes/plain")).await;
     assert_eq!(status, 404, "{body}");
     let (status, body) = send(server.control(Method::DELETE, "/sandboxes/plain")).await;
@@ -173,7 +195,11 @@ async fn a_sandbox_not_made_through_the_endpoint_is_not_one_of_its_sandboxes() {
         .header("content-type", "application/json")
         .body(r#"{"path": "/etc"}"#);
     let (status, body) = send(stat).await;
-    assert_eq!((status, body["message"].as_str()), (503, Some("sandbox plain was not found")), "{body}");
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (503, Some("sandbox plain was not found")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
