@@ -169,7 +169,8 @@ fn reconcile(paths: &Paths, store: &Store, record: SandboxRecord) -> Microsandbo
 /// Removes a sandbox that is not running (with `force`, a running one is killed first).
 pub(crate) async fn remove(paths: &Paths, name: &str, force: bool) -> MicrosandboxResult<()> {
     let record = get(paths, name)?;
-    if record.state == SandboxState::Running {
+    let killed = record.state == SandboxState::Running;
+    if killed {
         if !force {
             return Err(MicrosandboxError::SandboxStillRunning(name.into()));
         }
@@ -193,7 +194,14 @@ pub(crate) async fn remove(paths: &Paths, name: &str, force: bool) -> Microsandb
         if only_lock {
             let _ = std::fs::remove_dir_all(&dir);
         }
-        return Err(MicrosandboxError::SandboxNotFound(name.into()));
+        // An ephemeral sandbox we killed is removed by its own supervisor as it stops:
+        // gone, as asked.
+        let ephemeral = record.spec::<SandboxSpec>().map(|s| s.ephemeral).unwrap_or(false);
+        return if killed && ephemeral {
+            Ok(())
+        } else {
+            Err(MicrosandboxError::SandboxNotFound(name.into()))
+        };
     }
     std::fs::remove_dir_all(&dir).map_err(MicrosandboxError::io(format!("removing {}", dir.display())))
 }

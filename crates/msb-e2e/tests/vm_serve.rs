@@ -242,6 +242,11 @@ async fn sandboxes_live_and_run_commands_through_the_api() {
     client.create("brief", &root, json!({"ephemeral": true})).await;
     let (status, stopped) = client.post("/v1/sandboxes/brief/stop", json!({})).await;
     assert_eq!((status, stopped["state"].as_str()), (200, Some("removed")), "{stopped}");
+    // Removing a running one (killed first; its supervisor removes it as it stops) is done,
+    // not "not found".
+    client.create("brisk", &root, json!({"ephemeral": true})).await;
+    let (status, body) = client.delete("/v1/sandboxes/brisk?force=true").await;
+    assert_eq!(status, 204, "{body}");
 
     let (_, all) = client.get("/v1/sandboxes").await;
     assert_eq!(all, json!([]));
