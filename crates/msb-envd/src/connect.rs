@@ -34,6 +34,8 @@ pub enum Code {
     Internal,
     /// The sandbox cannot be reached.
     Unavailable,
+    /// The call's time ran out.
+    DeadlineExceeded,
     /// Permission denied inside the sandbox.
     PermissionDenied,
 }
@@ -51,6 +53,7 @@ impl Code {
             Code::Unimplemented => "unimplemented",
             Code::Internal => "internal",
             Code::Unavailable => "unavailable",
+            Code::DeadlineExceeded => "deadline_exceeded",
             Code::PermissionDenied => "permission_denied",
         }
     }
@@ -67,6 +70,7 @@ impl Code {
             Code::Unimplemented => 501,
             Code::Internal => 500,
             Code::Unavailable => 503,
+            Code::DeadlineExceeded => 504,
         }
     }
 }

@@ -8,6 +8,15 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 pub use msb_envd::{Code, Codec, ConnectError, Message, Shape};
 
+/// The header in which a client bounds a call's time (milliseconds).
+const TIMEOUT_HEADER: &str = "connect-timeout-ms";
+
+/// When a call must end, if its client said (`Connect-Timeout-Ms`).
+pub fn deadline(headers: &HeaderMap) -> Option<tokio::time::Instant> {
+    let ms = headers.get(TIMEOUT_HEADER)?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    Some(tokio::time::Instant::now() + std::time::Duration::from_millis(ms))
+}
+
 /// The largest request message we accept (requests are small: paths and command lines).
 pub const MAX_REQUEST: usize = 4 << 20;
 
@@ -72,32 +81,20 @@ where
     T: Message,
     S: Stream<Item = Result<T, ConnectError>> + Send + 'static,
 {
-    // Messages until the first error; then exactly one end-of-stream envelope.
-    let mut ended = false;
-    let frames = messages
-        .map(Some)
-        .chain(futures::stream::iter([None]))
-        .filter_map(move |item| {
-            let frame = match (ended, item) {
-                (true, _) => None,
-                (false, Some(Ok(message))) => match codec.encode(&message) {
-                    Ok(bytes) => Some(msb_envd::envelope(0, &bytes)),
-                    Err(e) => {
-                        ended = true;
-                        Some(msb_envd::end_of_stream(Some(&e)))
-                    }
-                },
-                (false, Some(Err(e))) => {
-                    ended = true;
-                    Some(msb_envd::end_of_stream(Some(&e)))
-                }
-                (false, None) => {
-                    ended = true;
-                    Some(msb_envd::end_of_stream(None))
-                }
-            };
-            futures::future::ready(frame.map(Ok::<_, std::io::Error>))
-        });
+    // Messages until the first error or the last message; then exactly one end-of-stream
+    // envelope, and nothing more is read from `messages`.
+    let frames = futures::stream::unfold(Some(Box::pin(messages)), move |messages| async move {
+        let mut messages = messages?;
+        let (frame, rest) = match messages.next().await {
+            Some(Ok(message)) => match codec.encode(&message) {
+                Ok(bytes) => (msb_envd::envelope(0, &bytes), Some(messages)),
+                Err(e) => (msb_envd::end_of_stream(Some(&e)), None),
+            },
+            Some(Err(e)) => (msb_envd::end_of_stream(Some(&e)), None),
+            None => (msb_envd::end_of_stream(None), None),
+        };
+        Some((Ok::<_, std::io::Error>(frame), rest))
+    });
     let content_type = HeaderValue::from_static(codec.content_type(Shape::ServerStream));
     (
         StatusCode::OK,
@@ -111,4 +108,26 @@ where
 pub fn stream_error(codec: Codec, error: ConnectError) -> Response {
     let none = futures::stream::iter([Err::<msb_envd::process::StartResponse, _>(error)]);
     stream_response(codec, none)
+}
+
+/// Decodes a unary request, runs `op`, encodes its answer in the request's codec.
+pub async fn unary<Req, Resp, F, Fut>(headers: &HeaderMap, body: &[u8], op: F) -> Response
+where
+    Req: Message,
+    Resp: Message,
+    F: FnOnce(Req) -> Fut,
+    Fut: std::future::Future<Output = Result<Resp, ConnectError>>,
+{
+    match unary_request::<Req>(headers, body) {
+        Ok((codec, request)) => unary_response(codec, op(request).await),
+        Err(e) => error_response(e),
+    }
+}
+
+/// The error for a feature outside what the endpoint offers.
+pub fn unimplemented(feature: &str) -> ConnectError {
+    ConnectError::new(
+        Code::Unimplemented,
+        format!("{feature}: not supported by microsandbox's E2B-compatible endpoint"),
+    )
 }

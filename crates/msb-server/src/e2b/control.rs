@@ -45,8 +45,28 @@ fn not_found(id: &str) -> Response {
     error(StatusCode::NOT_FOUND, format!("sandbox {id} was not found"))
 }
 
+/// A JSON body (an empty one is the default value); a malformed one is refused in the
+/// control plane's error shape.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| error(e.status(), e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
+    }
+}
+
 /// `POST /sandboxes`'s body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewSandbox {
     #[serde(rename = "templateID")]
@@ -68,14 +88,10 @@ pub struct NewSandbox {
 }
 
 /// `POST /sandboxes`: creates and starts a sandbox from a template.
-pub async fn create(
-    State(state): State<E2bShared>,
-    body: Result<Json<NewSandbox>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(req) = match body {
-        Ok(body) => body,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
+pub async fn create(State(state): State<E2bShared>, JsonBody(req): JsonBody<NewSandbox>) -> Response {
+    if req.template_id.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "templateID is required");
+    }
     for (asked, feature) in [
         (req.auto_pause, "autoPause (pausing sandboxes)"),
         (!req.volume_mounts.is_empty(), "volumeMounts"),
@@ -144,12 +160,16 @@ fn has_content(value: &Option<Value>) -> bool {
 
 /// `POST /sandboxes/{id}/connect`: the sandbox, to connect to (it is never paused here);
 /// its timeout is extended to the one given, as E2B does.
-pub async fn connect(State(state): State<E2bShared>, Path(id): Path<String>, body: Option<Json<Timeout>>) -> Response {
+pub async fn connect(
+    State(state): State<E2bShared>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Timeout>,
+) -> Response {
     let info = match e2b_sandbox(&state, &id).await {
         Ok(info) => info,
         Err(response) => return response,
     };
-    if let Some(Json(Timeout { timeout })) = body {
+    if let Some(timeout) = body.timeout {
         let wanted = deadline_in(timeout.min(MAX_TIMEOUT));
         if state.deadline(&id).is_none_or(|at| at < wanted) {
             state.set_deadline(&id, wanted);
@@ -286,43 +306,50 @@ pub async fn kill(State(state): State<E2bShared>, Path(id): Path<String>) -> Res
     }
 }
 
-/// The body of `timeout` and `connect`.
-#[derive(Debug, Deserialize)]
+/// The body of `timeout` (where it is required) and `connect`.
+#[derive(Debug, Default, Deserialize)]
 pub struct Timeout {
-    timeout: u64,
+    timeout: Option<u64>,
 }
 
 /// `POST /sandboxes/{id}/timeout`: the sandbox is killed this many seconds from now.
 pub async fn set_timeout(
     State(state): State<E2bShared>,
     Path(id): Path<String>,
-    Json(body): Json<Timeout>,
+    JsonBody(body): JsonBody<Timeout>,
 ) -> Response {
     if let Err(response) = e2b_sandbox(&state, &id).await {
         return response;
     }
-    if body.timeout > MAX_TIMEOUT {
+    let Some(timeout) = body.timeout else {
+        return error(StatusCode::BAD_REQUEST, "timeout is required");
+    };
+    if timeout > MAX_TIMEOUT {
         return error(
             StatusCode::BAD_REQUEST,
             format!("timeout must be at most {MAX_TIMEOUT} seconds"),
         );
     }
-    state.set_deadline(&id, deadline_in(body.timeout));
+    state.set_deadline(&id, deadline_in(timeout));
     StatusCode::NO_CONTENT.into_response()
 }
 
 /// The body of `refreshes`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Refresh {
     duration: Option<u64>,
 }
 
 /// `POST /sandboxes/{id}/refreshes`: keeps the sandbox alive `duration` more seconds.
-pub async fn refresh(State(state): State<E2bShared>, Path(id): Path<String>, body: Option<Json<Refresh>>) -> Response {
+pub async fn refresh(
+    State(state): State<E2bShared>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Refresh>,
+) -> Response {
     if let Err(response) = e2b_sandbox(&state, &id).await {
         return response;
     }
-    let duration = body.and_then(|Json(b)| b.duration).unwrap_or(60).min(MAX_TIMEOUT);
+    let duration = body.duration.unwrap_or(60).min(MAX_TIMEOUT);
     state.set_deadline(&id, deadline_in(duration));
     StatusCode::NO_CONTENT.into_response()
 }

@@ -1,9 +1,8 @@
 //! envd's `filesystem.Filesystem` service over the SDK's file operations: Stat, ListDir
 //! (to a depth), MakeDir, Move and Remove. Directory watchers answer `unimplemented`.
 
-use super::connect::{Code, ConnectError};
+use super::connect::{unary, unimplemented, Code, ConnectError};
 use super::envd::Envd;
-use super::process::{unary, unimplemented};
 use super::state::E2bShared;
 use axum::body::Bytes;
 use axum::extract::State;

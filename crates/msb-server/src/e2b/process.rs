@@ -3,7 +3,7 @@
 //! sandbox's [`ProcessTable`](super::process_table::ProcessTable). PTYs and client-streamed
 //! input are refused with `unimplemented`, naming the feature.
 
-use super::connect::{self, Code, Codec, ConnectError};
+use super::connect::{self, unary, unimplemented, Code, Codec, ConnectError};
 use super::envd::Envd;
 use super::process_table::{keepalive, started, Process};
 use super::state::E2bShared;
@@ -11,12 +11,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use futures::Stream;
 use microsandbox::{ExecEvent, ExecOptions, Stdin};
 use msb_envd::process::*;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// The header in which a client asks for keep-alive events (seconds between them).
 const KEEPALIVE_HEADER: &str = "keepalive-ping-interval";
@@ -112,37 +112,54 @@ where
         .and_then(|v| v.trim().parse::<u64>().ok())
         .filter(|s| *s > 0)
         .map(Duration::from_secs);
-    connect::stream_response(codec, with_start::<R>(pid, events, interval))
-}
-
-fn with_start<R: From<ProcessEvent>>(
-    pid: u32,
-    events: mpsc::Receiver<ProcessEvent>,
-    keepalive_every: Option<Duration>,
-) -> impl Stream<Item = Result<R, ConnectError>> {
-    struct Feed {
-        first: Option<ProcessEvent>,
-        events: mpsc::Receiver<ProcessEvent>,
-        every: Option<Duration>,
-    }
     let feed = Feed {
         first: Some(started(pid)),
         events,
-        every: keepalive_every,
+        keepalive_every: interval,
+        deadline: connect::deadline(headers),
+        done: false,
     };
-    futures::stream::unfold(feed, |mut feed| async move {
-        if let Some(first) = feed.first.take() {
-            return Some((Ok(R::from(first)), feed));
+    connect::stream_response(codec, futures::stream::unfold(feed, Feed::next::<R>))
+}
+
+/// What a process stream sends: the start event, the process's events, keep-alives in
+/// quiet spells when the client asked for them, and `deadline_exceeded` when the client's
+/// time for the call is up (the process runs on, as in E2B: it can be re-joined).
+struct Feed {
+    first: Option<ProcessEvent>,
+    events: mpsc::Receiver<ProcessEvent>,
+    keepalive_every: Option<Duration>,
+    deadline: Option<Instant>,
+    done: bool,
+}
+
+impl Feed {
+    async fn next<R: From<ProcessEvent>>(mut self) -> Option<(Result<R, ConnectError>, Feed)> {
+        if self.done {
+            return None;
         }
-        let next = match feed.every {
-            Some(every) => match tokio::time::timeout(every, feed.events.recv()).await {
-                Ok(event) => event,
-                Err(_) => Some(keepalive()),
-            },
-            None => feed.events.recv().await,
+        if let Some(first) = self.first.take() {
+            return Some((Ok(R::from(first)), self));
+        }
+        let keepalive_at = self.keepalive_every.map(|every| Instant::now() + every);
+        let wake = match (keepalive_at, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        next.map(|event| (Ok(R::from(event)), feed))
-    })
+        let next = match wake {
+            Some(at) => tokio::time::timeout_at(at, self.events.recv()).await,
+            None => Ok(self.events.recv().await),
+        };
+        match next {
+            Ok(event) => event.map(|event| (Ok(R::from(event)), self)),
+            Err(_) if self.deadline.is_some_and(|d| d <= Instant::now()) => {
+                self.done = true;
+                let late = ConnectError::new(Code::DeadlineExceeded, "the call's time (Connect-Timeout-Ms) ran out");
+                Some((Err(late), self))
+            }
+            Err(_) => Some((Ok(R::from(keepalive())), self)),
+        }
+    }
 }
 
 /// `List`: the running processes.
@@ -233,28 +250,6 @@ async fn select(
         }
     };
     found.ok_or_else(|| ConnectError::new(Code::NotFound, "no such process (it may have ended)"))
-}
-
-/// Decodes a unary request, runs `op`, encodes its answer in the request's codec.
-pub async fn unary<Req, Resp, F, Fut>(headers: &HeaderMap, body: &[u8], op: F) -> Response
-where
-    Req: connect::Message,
-    Resp: connect::Message,
-    F: FnOnce(Req) -> Fut,
-    Fut: std::future::Future<Output = Result<Resp, ConnectError>>,
-{
-    match connect::unary_request::<Req>(headers, body) {
-        Ok((codec, request)) => connect::unary_response(codec, op(request).await),
-        Err(e) => connect::error_response(e),
-    }
-}
-
-/// The error for a feature outside what the endpoint offers.
-pub fn unimplemented(feature: &str) -> ConnectError {
-    ConnectError::new(
-        Code::Unimplemented,
-        format!("{feature}: not supported by microsandbox's E2B-compatible endpoint"),
-    )
 }
 
 fn gone(e: microsandbox::MicrosandboxError) -> ConnectError {

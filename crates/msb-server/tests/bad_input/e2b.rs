@@ -169,6 +169,26 @@ async fn malformed_creates_and_unknown_sandboxes_are_client_errors() {
         let request = server.control(Method::POST, &format!("/sandboxes/{id}/timeout"));
         let (status, body) = send(request.json(&json!({"timeout": 10}))).await;
         assert_eq!(status, 404, "timeout of {id}: {body}");
+        // Clients leave the timeout out of a connect: still the sandbox's 404.
+        for path in [
+            format!("/sandboxes/{id}/connect"),
+            format!("/v2/sandboxes/{id}/connect"),
+        ] {
+            let (status, body) = send(server.control(Method::POST, &path).json(&json!({}))).await;
+            assert_eq!(status, 404, "{path}: {body}");
+        }
+    }
+    for body in ["not json", "{\"timeout\": \"soon\", \"duration\": \"soon\"}", "[]"] {
+        for path in [
+            "/sandboxes/i123/timeout",
+            "/sandboxes/i123/connect",
+            "/sandboxes/i123/refreshes",
+        ] {
+            let request = server.control(Method::POST, path).body(body);
+            let (status, answer) = send(request).await;
+            assert_eq!(status, 400, "{path} {body}: {answer}");
+            e2b_error(status, &answer);
+        }
     }
 }
 
