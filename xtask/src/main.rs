@@ -5,6 +5,7 @@ mod bench;
 mod ci;
 mod debian_rootfs;
 mod demo;
+mod e2b;
 mod fuzz;
 mod kernel;
 mod paths;
@@ -44,6 +45,9 @@ enum Task {
     /// Run the Python tests (SDK, MCP client, schemathesis) against a fresh `msb serve`, and
     /// build the SDK's wheel.
     Python,
+    /// Run the E2B SDK suite (stock `e2b` releases from PyPI) against a fresh
+    /// `msb serve --e2b-listen`.
+    E2b,
     /// Start the local OCI registry and push the fixture images (idempotent).
     Registry(registry::Args),
     /// Build every fuzz target and run each for a while.
@@ -65,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Task::Demo => demo::run(),
         Task::Ci => ci::run(),
         Task::Python => python::test(&rootfs::build()?, &registry::ensure()?),
+        Task::E2b => e2b::run(&rootfs::build()?, &registry::ensure()?),
         Task::Registry(args) => registry::run(args),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Bench { which } => bench::run(which),

@@ -1,8 +1,8 @@
-//! Python: the SDK's tests and the MCP client's tests (pytest, against a real `msb serve`
-//! and real VMs), the property test of the API from its OpenAPI document (schemathesis),
-//! and the SDK's wheel.
+//! Python: the SDK's tests, the MCP client's tests and the E2B SDK suite (pytest, against a
+//! real `msb serve` and real VMs), the property test of the API from its OpenAPI document
+//! (schemathesis), and the SDK's wheel.
 
-use crate::{paths, setup, util};
+use crate::{e2b, paths, setup, util};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,10 +13,16 @@ const REQUIREMENTS: &[&str] = &["httpx", "pytest", "pytest-asyncio", "mcp", "sch
 /// The project's virtual environment (`~/.cache/msb/pyvenv`), made and filled once; refilled
 /// only when the requirement list changes.
 pub fn venv() -> Result<PathBuf> {
+    venv_with("pyvenv", REQUIREMENTS)
+}
+
+/// The virtual environment `~/.cache/msb/NAME` holding `requirements` (pip specifiers), made
+/// and filled once; refilled only when the list changes.
+pub fn venv_with(name: &str, requirements: &[&str]) -> Result<PathBuf> {
     setup::ensure_packages(&["python3-venv", "python3-pip"])?;
-    let dir = paths::cache_dir().join("pyvenv");
+    let dir = paths::cache_dir().join(name);
     let stamp = dir.join("msb-requirements");
-    let wanted = REQUIREMENTS.join("\n");
+    let wanted = requirements.join("\n");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(dir);
     }
@@ -25,20 +31,23 @@ pub fn venv() -> Result<PathBuf> {
     util::run(
         Command::new(&pip)
             .args(["install", "-q", "--disable-pip-version-check"])
-            .args(REQUIREMENTS),
+            .args(requirements),
     )
-    .context("installing the Python test requirements from PyPI")?;
+    .with_context(|| format!("installing {} from PyPI into {}", requirements.join(" "), dir.display()))?;
     std::fs::write(&stamp, wanted)?;
     Ok(dir)
 }
 
 /// Runs every Python test against a fresh `msb serve` whose sandboxes boot `rootfs`
-/// copies (and pull from the fixture `registry`), then builds the SDK's wheel into
+/// copies (and pull from the fixture `registry`) — the E2B SDK suite through its E2B
+/// listener, with each SDK release of [`e2b::SDKS`] — then builds the SDK's wheel into
 /// `target/wheels`.
 pub fn test(rootfs: &Path, registry: &str) -> Result<()> {
     let venv = venv()?;
+    let e2b_venvs = e2b::venvs()?;
     let world = msb_e2e::Sandbox::with_rootfs(rootfs);
-    let server = msb_e2e::serve::Server::start_in(world, &[]);
+    e2b::configure(world.home(), registry)?;
+    let server = msb_e2e::serve::Server::start_in(world, &["--e2b-listen", "127.0.0.1:0"]);
     let repo = paths::repo_root();
     let mut pytest = Command::new(venv.join("bin/pytest"));
     pytest
@@ -60,8 +69,11 @@ pub fn test(rootfs: &Path, registry: &str) -> Result<()> {
         .env("MSB_KERNEL", paths::msb_lib_dir().join("vmlinux"))
         .env("MSB_INITRAMFS", paths::msb_lib_dir().join("initramfs.cpio"))
         .env("MSB_BIN", msb_e2e::msb_bin());
-    util::run(&mut pytest).context("the Python tests")?;
+    let ours = util::run(&mut pytest).context("the Python tests");
+    let e2b = e2b::test(&e2b_venvs, &server, registry);
     drop(server);
+    ours?;
+    e2b?;
     let mut fuzz = Command::new("bash");
     fuzz.current_dir(&repo)
         .arg("crates/msb-server/tests/api_fuzz/run.sh")

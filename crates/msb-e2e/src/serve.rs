@@ -16,6 +16,9 @@ pub struct Server {
     pub url: String,
     /// The bearer token.
     pub token: String,
+    /// `http://127.0.0.1:PORT` of the E2B-compatible listener, when started with
+    /// `--e2b-listen`.
+    pub e2b_url: Option<String>,
 }
 
 impl Server {
@@ -36,15 +39,12 @@ impl Server {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = cmd.spawn().expect("starting msb serve");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut first = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("reading msb serve's first line");
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("msb serve said {first:?}"))
-            .to_string();
+        let mut stdout = std::io::BufReader::new(stdout);
+        let url = announced(&mut stdout, "listening on ");
+        let e2b_url = cmd
+            .get_args()
+            .any(|a| a.to_str().is_some_and(|a| a.split('=').next() == Some("--e2b-listen")))
+            .then(|| announced(&mut stdout, "e2b listening on "));
         let home = cmd_home(&cmd).unwrap_or_else(|| world.home().to_path_buf());
         let token = std::fs::read_to_string(home.join("server/token")).unwrap_or_default();
         Server {
@@ -52,6 +52,7 @@ impl Server {
             child,
             url,
             token: token.trim().to_string(),
+            e2b_url,
         }
     }
 
@@ -78,6 +79,16 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The URL of the next stdout line of `msb serve`, which must start with `prefix`.
+fn announced(stdout: &mut impl BufRead, prefix: &str) -> String {
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("reading msb serve's stdout");
+    line.trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("msb serve said {line:?}, not {prefix:?}…"))
+        .to_string()
 }
 
 /// The `MSB_HOME` a command is given.

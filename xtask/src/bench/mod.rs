@@ -3,6 +3,7 @@
 
 mod boot;
 mod console;
+mod e2b;
 mod floor;
 mod fs;
 mod lifecycle;
@@ -139,6 +140,16 @@ pub enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// An E2B program through the E2B listener (stock `e2b` SDK: create, run `true`, kill)
+    /// against the same through microsandbox's Python SDK, from the same image.
+    E2b {
+        /// Rounds each (after one warm-up round each).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Upper image build time (empty and 1,000 patched files) against mke2fs, and
     /// `msb run IMAGE true` against `msb run --rootfs DIR true` on the same files.
     Rootfs {
@@ -181,5 +192,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         ),
         Which::TlsHost { host, json } => tls_host::run(&host, json),
         Which::Serve { params, json } => serve::run(params, json),
+        Which::E2b { runs, json } => e2b::run(runs, json),
     }
 }
