@@ -4,14 +4,14 @@
 //! creating a sandbox from the same image + exec `true` + remove, alternating. VM figures are
 //! QEMU TCG (software emulation) on hosts without usable KVM, and say so.
 
+use super::console;
+use super::serve::Server;
 use super::stats::Summary;
-use super::{console, procs};
 use crate::{demo, e2b, paths, python, registry};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// The steps of a round, as the driver names them.
@@ -39,21 +39,6 @@ struct Clients {
     image: String,
 }
 
-/// A release `msb serve` with its E2B listener, in a home under the bench's temp dir.
-struct Server {
-    child: Child,
-    url: String,
-    e2b_url: String,
-    token: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs the benchmark; prints text or one JSON object.
 pub fn run(runs: usize, json: bool) -> Result<()> {
     if runs == 0 {
@@ -66,19 +51,9 @@ pub fn run(runs: usize, json: bool) -> Result<()> {
         e2b_version: clients.e2b_version.clone(),
         ..Figures::default()
     };
-    let measured = start(&msb, tmp.path()).and_then(|server| measure(&mut f, runs, &server, &clients));
-    console::progress_done();
-    let sweep = procs::sweep(tmp.path());
-    measured?;
-    if !sweep.leftovers.is_empty() {
-        bail!("processes outlived the bench: {:?}", sweep.leftovers);
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&f))?);
-    } else {
-        print(&f);
-    }
-    Ok(())
+    let measured =
+        super::serve::start(&msb, tmp.path(), true).and_then(|server| measure(&mut f, runs, &server, &clients));
+    super::finish(tmp.path(), measured, json, || to_json(&f), || print(&f))
 }
 
 /// The release `msb`, a home whose default E2B template is the fixture busybox, and both
@@ -105,49 +80,21 @@ fn prepare(tmp: &Path) -> Result<(PathBuf, Clients)> {
     Ok((msb, clients))
 }
 
-/// Starts `msb serve` with both listeners on free loopback ports.
-fn start(msb: &Path, tmp: &Path) -> Result<Server> {
-    let home = tmp.join("home");
-    let mut child = Command::new(msb)
-        .args(["serve", "--listen", "127.0.0.1:0", "--e2b-listen", "127.0.0.1:0"])
-        .env("MSB_HOME", &home)
-        .env("MSB_BIN", msb)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting msb serve")?;
-    let mut out = std::io::BufReader::new(child.stdout.take().context("msb serve's stdout")?);
-    let mut line = |prefix: &str| -> Result<String> {
-        let mut line = String::new();
-        out.read_line(&mut line)?;
-        line.trim()
-            .strip_prefix(prefix)
-            .map(str::to_string)
-            .with_context(|| format!("msb serve said {line:?}, not {prefix:?}…"))
-    };
-    let url = line("listening on ")?;
-    let e2b_url = line("e2b listening on ")?;
-    let token = std::fs::read_to_string(home.join("server/token"))?.trim().to_string();
-    Ok(Server {
-        child,
-        url,
-        e2b_url,
-        token,
-    })
-}
-
 /// One round through one client: the driver's seconds per step.
 fn round(python: &Path, mode: &str, s: &Server, c: &Clients) -> Result<Value> {
+    let e2b_url = s.e2b_url.as_deref().context("the server has no E2B listener")?;
     let driver = paths::repo_root().join("xtask/src/bench/e2b_driver.py");
     let out = Command::new(python)
         .arg(&driver)
         .arg(mode)
-        .env("E2B_API_URL", &s.e2b_url)
-        .env("E2B_SANDBOX_URL", &s.e2b_url)
-        .env("E2B_API_KEY", format!("e2b_{}", s.token.trim_start_matches("msbt_")))
-        .env("MSB_SERVER_URL", &s.url)
-        .env("MSB_SERVER_TOKEN", &s.token)
+        .env("E2B_API_URL", e2b_url)
+        .env("E2B_SANDBOX_URL", e2b_url)
+        .env(
+            "E2B_API_KEY",
+            format!("e2b_{}", s.api.token.trim_start_matches("msbt_")),
+        )
+        .env("MSB_SERVER_URL", &s.api.url)
+        .env("MSB_SERVER_TOKEN", &s.api.token)
         .env("MSB_BENCH_IMAGE", &c.image)
         .env("PYTHONPATH", paths::repo_root().join("sdk/python/src"))
         .output()

@@ -4,9 +4,9 @@
 //! created at once on this machine: time until all are ready and host memory per sandbox.
 //! VM figures are QEMU TCG (software emulation) on hosts without usable KVM, and say so.
 
+use super::console;
 use super::procmem::ProcMem;
 use super::stats::Summary;
-use super::{console, procs};
 use crate::{demo, paths, registry, util};
 use anyhow::{bail, Context, Result};
 use microsandbox::Microsandbox;
@@ -47,18 +47,7 @@ pub fn run(runs: usize, json: bool) -> Result<()> {
         ..Figures::default()
     };
     let measured = measure(&mut f, runs, tmp.path(), &msb, &image);
-    console::progress_done();
-    let sweep = procs::sweep(tmp.path());
-    measured?;
-    if !sweep.leftovers.is_empty() {
-        bail!("processes outlived the bench: {:?}", sweep.leftovers);
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&f))?);
-    } else {
-        print(&f);
-    }
-    Ok(())
+    super::finish(tmp.path(), measured, json, || to_json(&f), || print(&f))
 }
 
 fn prepare(tmp: &Path) -> Result<(PathBuf, String)> {

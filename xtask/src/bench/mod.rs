@@ -25,6 +25,29 @@ mod tls;
 mod tls_host;
 mod tls_vm;
 
+/// Ends a run whose scratch directory is `tmp`: closes its progress line, fails when a
+/// process it started outlived it, then prints the figures (`as_json`, or `as_text`).
+fn finish(
+    tmp: &std::path::Path,
+    measured: anyhow::Result<()>,
+    json: bool,
+    as_json: impl FnOnce() -> serde_json::Value,
+    as_text: impl FnOnce(),
+) -> anyhow::Result<()> {
+    console::progress_done();
+    let sweep = procs::sweep(tmp);
+    measured?;
+    if !sweep.leftovers.is_empty() {
+        anyhow::bail!("processes outlived the bench: {:?}", sweep.leftovers);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&as_json())?);
+    } else {
+        as_text();
+    }
+    Ok(())
+}
+
 /// Whether this host's VMs run on KVM (else TCG, software emulation).
 fn is_kvm() -> bool {
     matches!(

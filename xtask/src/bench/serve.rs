@@ -4,8 +4,8 @@
 //! SDK, and requests per second of `GET /v1/sandboxes` and of exec with 16 clients. VM
 //! figures are QEMU TCG (software emulation) on hosts without usable KVM, and say so.
 
+use super::console;
 use super::stats::Summary;
-use super::{console, procs};
 use crate::{demo, rootfs, util};
 use anyhow::{bail, Context, Result};
 use microsandbox::Microsandbox;
@@ -47,15 +47,17 @@ struct Figures {
 
 /// Where the API answers, and its token.
 #[derive(Debug, Clone)]
-struct Endpoint {
-    url: String,
-    token: String,
+pub(super) struct Endpoint {
+    pub(super) url: String,
+    pub(super) token: String,
 }
 
 /// A release `msb serve` in a home under `tmp`.
-struct Server {
+pub(super) struct Server {
     child: Child,
-    api: Endpoint,
+    pub(super) api: Endpoint,
+    /// Its E2B listener's URL, when started with one.
+    pub(super) e2b_url: Option<String>,
     home: PathBuf,
 }
 
@@ -77,22 +79,11 @@ pub fn run(p: Params, json: bool) -> Result<()> {
         accel: super::accel_label(),
         ..Figures::default()
     };
-    let measured = start(&msb, tmp.path()).and_then(|server| {
+    let measured = start(&msb, tmp.path(), false).and_then(|server| {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         rt.block_on(measure(&mut f, p, &server, &msb, &root))
     });
-    console::progress_done();
-    let sweep = procs::sweep(tmp.path());
-    measured?;
-    if !sweep.leftovers.is_empty() {
-        bail!("processes outlived the bench: {:?}", sweep.leftovers);
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&f))?);
-    } else {
-        print(&f, p);
-    }
-    Ok(())
+    super::finish(tmp.path(), measured, json, || to_json(&f), || print(&f, p))
 }
 
 /// The release `msb` and the busybox root the sandboxes copy.
@@ -107,10 +98,14 @@ fn prepare(tmp: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 /// Starts `msb serve` on a free loopback port.
-fn start(msb: &Path, tmp: &Path) -> Result<Server> {
+pub(super) fn start(msb: &Path, tmp: &Path, e2b: bool) -> Result<Server> {
     let home = tmp.join("home");
-    let mut child = Command::new(msb)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+    let mut cmd = Command::new(msb);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    if e2b {
+        cmd.args(["--e2b-listen", "127.0.0.1:0"]);
+    }
+    let mut child = cmd
         .env("MSB_HOME", &home)
         .env("MSB_BIN", msb)
         .stdin(Stdio::null())
@@ -118,17 +113,22 @@ fn start(msb: &Path, tmp: &Path) -> Result<Server> {
         .stderr(Stdio::null())
         .spawn()
         .context("starting msb serve")?;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().context("msb serve's stdout")?).read_line(&mut line)?;
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .with_context(|| format!("msb serve said {line:?}"))?
-        .to_string();
+    let mut out = std::io::BufReader::new(child.stdout.take().context("msb serve's stdout")?);
+    let mut line = |prefix: &str| -> Result<String> {
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        line.trim()
+            .strip_prefix(prefix)
+            .map(str::to_string)
+            .with_context(|| format!("msb serve said {line:?}, not {prefix:?}…"))
+    };
+    let url = line("listening on ")?;
+    let e2b_url = if e2b { Some(line("e2b listening on ")?) } else { None };
     let token = std::fs::read_to_string(home.join("server/token"))?.trim().to_string();
     Ok(Server {
         child,
         api: Endpoint { url, token },
+        e2b_url,
         home,
     })
 }
