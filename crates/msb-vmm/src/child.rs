@@ -9,7 +9,8 @@ use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
 /// Spawns `cmd` so it dies with us: SIGKILL on drop, SIGKILL when our thread dies
-/// (PR_SET_PDEATHSIG, which also covers `kill -9` of msb), and its own process group so a
+/// (PR_SET_PDEATHSIG, which also covers `kill -9` of msb), with no new privileges
+/// (PR_SET_NO_NEW_PRIVS), and its own process group so a
 /// Ctrl-C at the terminal reaches msb — which shuts the VM down cleanly — and not QEMU.
 /// Descriptors msb itself inherited without close-on-exec (a caller's PTY master, say) are
 /// not passed on: a helper holding a terminal open would keep it from ever hanging up.
@@ -38,7 +39,12 @@ pub(crate) fn spawn_owned_with(cmd: &mut Command, what: &str, fds: &[RawFd]) -> 
     // SAFETY: the closure makes only those calls, and `fds` stay open until the spawn returns.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::setpgid(0, 0) != 0 {
+            // No new privileges: neither the helper nor anything it could run gains any
+            // through setuid files or file capabilities.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::setpgid(0, 0) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             // Park every descriptor above the slots first, so placing one never closes

@@ -89,6 +89,11 @@ fn args(spec: &VmSpec, files: &RuntimeFiles) -> Vec<String> {
         "-display",
         "none",
         "-no-reboot",
+        // QEMU's own seccomp filter: no exec or fork, no setuid, no scheduler or
+        // resource changes, no obsolete syscalls. A guest that breaks into QEMU gets a
+        // process that cannot start a shell.
+        "-sandbox",
+        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -355,6 +360,7 @@ mod tests {
         let tcg = qemu().command_line(&spec(Accel::Tcg)).unwrap().join(" ");
         assert!(tcg.starts_with("/usr/bin/qemu-system-x86_64 -M microvm"));
         assert!(tcg.contains("-accel tcg -cpu max"));
+        assert!(tcg.contains("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"));
         assert!(tcg.contains("nolapic_timer"));
         assert!(tcg.contains("memory-backend-memfd,id=mem,size=256M,share=on"));
         assert!(tcg
