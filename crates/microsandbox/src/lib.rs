@@ -24,6 +24,7 @@
 mod attach;
 mod builder;
 pub mod config;
+mod doctor;
 mod env;
 mod error;
 mod error_kind;
@@ -46,6 +47,7 @@ mod volumes;
 
 pub use attach::DETACHED;
 pub use builder::{PatchBuilder, PullingCreate, SandboxBuilder};
+pub use doctor::{host_report, HostCheck};
 pub use error::MicrosandboxError;
 pub use error_kind::ErrorKind;
 pub use exec::{ExecHandle, ExecOutput, ExecSink, ExecStatus};

@@ -128,6 +128,8 @@ enum Command {
     Uninstall(commands::install::UninstallArgs),
     /// Serve the HTTP API (OpenAPI at /openapi.json) and MCP (at /mcp).
     Serve(commands::serve::ServeArgs),
+    /// Show what this host gives sandboxes: KVM or TCG, and each confinement mechanism.
+    Doctor(commands::doctor::DoctorArgs),
     /// Serve MCP (tools for AI agents) on stdin and stdout.
     Mcp(commands::mcp::McpArgs),
     /// Print a shell completion script (`source <(msb completion bash)`).
@@ -224,6 +226,7 @@ fn main() {
             Command::Uninstall(args) => commands::install::uninstall(args),
             Command::Completion(args) => commands::completion::run::<Cli>(args),
             Command::Serve(args) => commands::serve::run(args).await,
+            Command::Doctor(args) => commands::doctor::run(args).await,
             Command::Mcp(args) => commands::mcp::run(args).await,
         }
     });

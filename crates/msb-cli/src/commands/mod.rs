@@ -3,6 +3,7 @@
 pub mod completion;
 pub mod cp;
 pub mod create;
+pub mod doctor;
 pub mod exec;
 pub mod fs;
 pub mod image;

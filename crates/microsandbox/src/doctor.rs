@@ -1,0 +1,221 @@
+//! What this host gives a sandbox's walls, as `msb doctor` shows it: the accelerator, and
+//! for each confinement mechanism whether the kernel offers it and whether msb uses it
+//! here, and why not when it does not.
+
+use serde::Serialize;
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostCheck {
+    /// What is checked (`kvm`, `landlock` …).
+    pub name: &'static str,
+    /// What the host offers, in a few words.
+    pub found: String,
+    /// Whether the protection it stands for is on for sandboxes started here.
+    pub on: bool,
+    /// What that means, or why it is off.
+    pub why: String,
+}
+
+/// Everything `msb doctor` reports, probed now.
+pub fn host_report() -> Vec<HostCheck> {
+    let root = is_root();
+    vec![
+        accel(),
+        qemu_seccomp(),
+        no_new_privs(),
+        virtiofsd_sandbox(root),
+        landlock(),
+        seccomp_filters(),
+        user_namespaces(),
+        cgroups(),
+    ]
+}
+
+fn check(name: &'static str, found: impl Into<String>, on: bool, why: impl Into<String>) -> HostCheck {
+    HostCheck {
+        name,
+        found: found.into(),
+        on,
+        why: why.into(),
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn accel() -> HostCheck {
+    let choice = msb_vmm::accel::detect(msb_vmm::AccelSetting::Auto);
+    match choice.reason {
+        None => check("kvm", "KVM", true, "VMs run with hardware virtualisation"),
+        Some(reason) => check(
+            "kvm",
+            "TCG (software emulation)",
+            false,
+            format!("{reason}; sandboxes are still VMs, but boot and run several times slower"),
+        ),
+    }
+}
+
+fn qemu_seccomp() -> HostCheck {
+    check(
+        "qemu-seccomp",
+        "QEMU -sandbox",
+        true,
+        "QEMU cannot exec, fork, setuid or change scheduling or resource limits",
+    )
+}
+
+fn no_new_privs() -> HostCheck {
+    check(
+        "no-new-privs",
+        "PR_SET_NO_NEW_PRIVS",
+        true,
+        "QEMU and virtiofsd gain no privileges through setuid files or file capabilities",
+    )
+}
+
+fn virtiofsd_sandbox(root: bool) -> HostCheck {
+    if root {
+        check(
+            "virtiofsd-sandbox",
+            "namespace sandbox",
+            true,
+            "virtiofsd sees only the shared directory, in its own mount, pid and net namespaces",
+        )
+    } else {
+        check(
+            "virtiofsd-sandbox",
+            "none (msb is not root)",
+            false,
+            "virtiofsd's namespace sandbox needs root here; a guest that subverts virtiofsd \
+             could reach files outside the shared directory",
+        )
+    }
+}
+
+/// The Landlock ABI version the kernel offers (0: none).
+fn landlock_abi() -> i64 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute pointer, size 0 and the VERSION flag the call only
+    // returns the ABI version (or fails with ENOSYS/EOPNOTSUPP); it touches no memory.
+    let version = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    version.max(0)
+}
+
+fn landlock() -> HostCheck {
+    match landlock_abi() {
+        0 => check(
+            "landlock",
+            "not offered by the kernel",
+            false,
+            "needs Linux 5.13 or later with Landlock enabled",
+        ),
+        abi => check(
+            "landlock",
+            format!("ABI {abi}"),
+            false,
+            "offered, not used yet: QEMU and virtiofsd are not limited to their files",
+        ),
+    }
+}
+
+fn proc_status_field(field: &str) -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    Some(line.split_once(':')?.1.trim().to_string())
+}
+
+fn seccomp_filters() -> HostCheck {
+    match proc_status_field("Seccomp:") {
+        None => check(
+            "seccomp",
+            "not offered by the kernel",
+            false,
+            "QEMU's -sandbox needs it too",
+        ),
+        Some(_) => check(
+            "seccomp",
+            "seccomp filters",
+            false,
+            "offered, used by QEMU; the supervisor has no filter of its own yet",
+        ),
+    }
+}
+
+fn read_number(path: &str) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn user_namespaces() -> HostCheck {
+    let max = read_number("/proc/sys/user/max_user_namespaces").unwrap_or(0);
+    // Debian's switch for unprivileged users (absent elsewhere: allowed).
+    let unprivileged = read_number("/proc/sys/kernel/unprivileged_userns_clone").unwrap_or(1) == 1;
+    let found = match (max > 0, unprivileged) {
+        (false, _) => "off (max_user_namespaces is 0)",
+        (true, false) => "root only (unprivileged_userns_clone is 0)",
+        (true, true) => "available to every user",
+    };
+    check(
+        "user-namespaces",
+        found,
+        false,
+        "not used yet: an unprivileged msb runs virtiofsd without its namespace sandbox",
+    )
+}
+
+/// `statfs`'s magic number of cgroup v2.
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+fn cgroup2_at(path: &str) -> bool {
+    let Ok(c_path) = std::ffi::CString::new(path) else {
+        return false;
+    };
+    let mut stat = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: `c_path` is a valid C string and `stat` is a writable statfs.
+    let ok = unsafe { libc::statfs(c_path.as_ptr(), stat.as_mut_ptr()) } == 0;
+    // SAFETY: statfs filled `stat` when it returned 0; zeroed memory is a valid statfs.
+    ok && unsafe { stat.assume_init() }.f_type == CGROUP2_SUPER_MAGIC
+}
+
+fn cgroups() -> HostCheck {
+    let found = if cgroup2_at("/sys/fs/cgroup") {
+        "cgroup v2 (unified)"
+    } else if cgroup2_at("/sys/fs/cgroup/unified") {
+        "cgroup v1 hybrid (no delegated v2 hierarchy)"
+    } else {
+        "cgroup v1"
+    };
+    check(
+        "cgroups",
+        found,
+        false,
+        "not used yet: a sandbox's host processes have no memory, CPU or pids limit beyond the VM's own size",
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_check_has_a_name_a_finding_and_a_reason() {
+        let report = host_report();
+        assert_eq!(report.len(), 8);
+        for c in &report {
+            assert!(!c.name.is_empty() && !c.found.is_empty() && !c.why.is_empty(), "{c:?}");
+        }
+        let names: std::collections::BTreeSet<_> = report.iter().map(|c| c.name).collect();
+        assert_eq!(names.len(), report.len(), "names are unique");
+    }
+}
