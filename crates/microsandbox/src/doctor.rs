@@ -24,6 +24,7 @@ pub fn host_report() -> Vec<HostCheck> {
         accel(),
         qemu_seccomp(),
         no_new_privs(),
+        qemu_capabilities(root),
         virtiofsd_sandbox(root),
         landlock(),
         seccomp_filters(),
@@ -74,6 +75,20 @@ fn no_new_privs() -> HostCheck {
         "PR_SET_NO_NEW_PRIVS",
         true,
         "QEMU and virtiofsd gain no privileges through setuid files or file capabilities",
+    )
+}
+
+fn qemu_capabilities(root: bool) -> HostCheck {
+    let found = if root {
+        "emptied (msb runs as root)"
+    } else {
+        "none (msb is not root)"
+    };
+    check(
+        "qemu-capabilities",
+        found,
+        true,
+        "QEMU holds no capability, not even as root",
     )
 }
 
@@ -211,7 +226,7 @@ mod tests {
     #[test]
     fn every_check_has_a_name_a_finding_and_a_reason() {
         let report = host_report();
-        assert_eq!(report.len(), 8);
+        assert_eq!(report.len(), 9);
         for c in &report {
             assert!(!c.name.is_empty() && !c.found.is_empty() && !c.why.is_empty(), "{c:?}");
         }

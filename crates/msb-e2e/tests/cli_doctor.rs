@@ -31,7 +31,10 @@ fn the_report_names_each_check_in_every_format() {
         );
     }
     let on = |name: &str| checks.iter().any(|c| c["name"] == name && c["on"] == true);
-    assert!(on("qemu-seccomp") && on("no-new-privs"), "always applied: {report}");
+    assert!(
+        on("qemu-seccomp") && on("no-new-privs") && on("qemu-capabilities"),
+        "always applied: {report}"
+    );
 
     let table = w.ok(&["doctor"]);
     assert_eq!(table.lines().count(), checks.len(), "{table}");

@@ -1,6 +1,7 @@
 //! A sandbox's host processes, confined, checked from outside through `/proc`: QEMU runs
-//! under its own seccomp filter (`-sandbox`: no exec, no fork, no setuid), and QEMU and
-//! virtiofsd can gain no privileges (`PR_SET_NO_NEW_PRIVS`).
+//! under its own seccomp filter (`-sandbox`: no exec, no fork, no setuid) with no
+//! capabilities (even when msb is root), and QEMU and virtiofsd can gain no privileges
+//! (`PR_SET_NO_NEW_PRIVS`).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -43,6 +44,9 @@ fn qemu_and_virtiofsd_run_confined() {
     let qemu = info["vmm_pid"].as_u64().expect("QEMU's pid");
     assert_eq!(status_field(qemu, "Seccomp"), "2", "QEMU runs under a seccomp filter");
     assert_eq!(status_field(qemu, "NoNewPrivs"), "1");
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(status_field(qemu, set), "0000000000000000", "QEMU's {set}");
+    }
     // The directory root is shared by virtiofsd, a child of the supervisor.
     let supervisor = info["supervisor_pid"].as_u64().expect("the supervisor's pid");
     let virtiofsd = children_named(supervisor, "virtiofsd");

@@ -15,7 +15,17 @@ use tokio::process::{Child, Command};
 /// Descriptors msb itself inherited without close-on-exec (a caller's PTY master, say) are
 /// not passed on: a helper holding a terminal open would keep it from ever hanging up.
 pub(crate) fn spawn_owned(cmd: &mut Command, what: &str) -> Result<Child, VmmError> {
-    spawn_owned_with(cmd, what, &[])
+    spawn_owned_with(cmd, what, &[], Caps::Keep)
+}
+
+/// The capabilities a helper keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Caps {
+    /// Those it would get anyway (virtiofsd's namespace sandbox needs root's).
+    Keep,
+    /// None, even when msb runs as root: the bounding and ambient sets are emptied before
+    /// exec, so root's exec grants nothing.
+    None,
 }
 
 /// Most descriptors a helper is passed.
@@ -23,8 +33,9 @@ const MAX_PASSED: usize = 4;
 /// Where passed descriptors wait between fork and exec, above any slot they go to.
 const PARKING_FLOOR: RawFd = 64;
 
-/// [`spawn_owned`], giving the child `fds` as its descriptors 3, 4, … ([`PASSED_FD`] on).
-pub(crate) fn spawn_owned_with(cmd: &mut Command, what: &str, fds: &[RawFd]) -> Result<Child, VmmError> {
+/// [`spawn_owned`], giving the child `fds` as its descriptors 3, 4, … ([`PASSED_FD`] on),
+/// and the capabilities `caps` says.
+pub(crate) fn spawn_owned_with(cmd: &mut Command, what: &str, fds: &[RawFd], caps: Caps) -> Result<Child, VmmError> {
     if fds.len() > MAX_PASSED {
         return Err(VmmError::InvalidSpec(format!(
             "{what} would be passed too many descriptors"
@@ -46,6 +57,15 @@ pub(crate) fn spawn_owned_with(cmd: &mut Command, what: &str, fds: &[RawFd]) -> 
                 || libc::setpgid(0, 0) != 0
             {
                 return Err(std::io::Error::last_os_error());
+            }
+            if caps == Caps::None {
+                // Every capability out of the bounding set (EINVAL past the kernel's last
+                // one, EPERM without CAP_SETPCAP, when there is nothing to drop anyway),
+                // and none ambient.
+                for cap in 0..64 {
+                    libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+                }
+                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
             }
             // Park every descriptor above the slots first, so placing one never closes
             // another that happens to sit in its slot.

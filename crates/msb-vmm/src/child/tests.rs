@@ -8,11 +8,50 @@ use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::process::Stdio;
 
+/// The capability sets of a child spawned with `caps`: `CapEff`, `CapPrm`, `CapBnd`.
+async fn caps_of_child(caps: Caps) -> Vec<String> {
+    let mut cmd = Command::new("cat");
+    cmd.arg("/proc/self/status").stdout(Stdio::piped());
+    let out = spawn_owned_with(&mut cmd, "cat", &[], caps)
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    let status = String::from_utf8(out.stdout).unwrap();
+    ["CapEff:", "CapPrm:", "CapBnd:"]
+        .iter()
+        .map(|field| {
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .unwrap()
+                .split_once(':')
+                .unwrap()
+                .1
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_helper_spawned_without_capabilities_has_none_even_as_root() {
+    let none = "0000000000000000";
+    let [eff, prm, bnd] = <[String; 3]>::try_from(caps_of_child(Caps::None).await).unwrap();
+    assert_eq!((eff.as_str(), prm.as_str()), (none, none));
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(bnd, none, "the bounding set is emptied");
+        let kept = caps_of_child(Caps::Keep).await;
+        assert_ne!(kept[0], none, "root's helpers keep root's capabilities unless told");
+    }
+}
+
 /// The descriptors a child started by `spawn_owned_with` holds: number → what it is.
 async fn fds_of_child(fds: &[RawFd]) -> BTreeMap<u32, String> {
     let mut cmd = Command::new("ls");
     cmd.args(["-l", "/proc/self/fd/"]).stdout(Stdio::piped());
-    let out = spawn_owned_with(&mut cmd, "ls", fds)
+    let out = spawn_owned_with(&mut cmd, "ls", fds, Caps::Keep)
         .unwrap()
         .wait_with_output()
         .await
