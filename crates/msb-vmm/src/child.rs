@@ -15,17 +15,18 @@ use tokio::process::{Child, Command};
 /// Descriptors msb itself inherited without close-on-exec (a caller's PTY master, say) are
 /// not passed on: a helper holding a terminal open would keep it from ever hanging up.
 pub(crate) fn spawn_owned(cmd: &mut Command, what: &str) -> Result<Child, VmmError> {
-    spawn_owned_with(cmd, what, &[], Caps::Keep)
+    spawn_owned_with(cmd, what, &[], Confinement::default())
 }
 
-/// The capabilities a helper keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Caps {
-    /// Those it would get anyway (virtiofsd's namespace sandbox needs root's).
-    Keep,
-    /// None, even when msb runs as root: the bounding and ambient sets are emptied before
-    /// exec, so root's exec grants nothing.
-    None,
+/// What a helper is denied beyond what every helper is (the default: nothing more).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Confinement {
+    /// No capabilities, even when msb runs as root: the bounding and ambient sets are
+    /// emptied before exec, so root's exec grants nothing. (virtiofsd's namespace sandbox
+    /// needs root's, so it keeps them.)
+    pub(crate) drop_caps: bool,
+    /// A Landlock ruleset (see `landlock::qemu_ruleset`) enforced just before exec.
+    pub(crate) landlock: Option<RawFd>,
 }
 
 /// Most descriptors a helper is passed.
@@ -34,8 +35,13 @@ const MAX_PASSED: usize = 4;
 const PARKING_FLOOR: RawFd = 64;
 
 /// [`spawn_owned`], giving the child `fds` as its descriptors 3, 4, … ([`PASSED_FD`] on),
-/// and the capabilities `caps` says.
-pub(crate) fn spawn_owned_with(cmd: &mut Command, what: &str, fds: &[RawFd], caps: Caps) -> Result<Child, VmmError> {
+/// confined as `confinement` says.
+pub(crate) fn spawn_owned_with(
+    cmd: &mut Command,
+    what: &str,
+    fds: &[RawFd],
+    confinement: Confinement,
+) -> Result<Child, VmmError> {
     if fds.len() > MAX_PASSED {
         return Err(VmmError::InvalidSpec(format!(
             "{what} would be passed too many descriptors"
@@ -45,8 +51,8 @@ pub(crate) fn spawn_owned_with(cmd: &mut Command, what: &str, fds: &[RawFd], cap
     passed[..fds.len()].copy_from_slice(fds);
     let count = fds.len();
     cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
-    // The closure runs between fork and exec: prctl, setpgid, fcntl, dup2 and close_range
-    // are async-signal-safe, and nothing in it allocates.
+    // The closure runs between fork and exec: prctl, setpgid, fcntl, dup2, close_range and
+    // landlock_restrict_self are async-signal-safe, and nothing in it allocates.
     // SAFETY: the closure makes only those calls, and `fds` stay open until the spawn returns.
     unsafe {
         cmd.pre_exec(move || {
@@ -58,7 +64,7 @@ pub(crate) fn spawn_owned_with(cmd: &mut Command, what: &str, fds: &[RawFd], cap
             {
                 return Err(std::io::Error::last_os_error());
             }
-            if caps == Caps::None {
+            if confinement.drop_caps {
                 // Every capability out of the bounding set (EINVAL past the kernel's last
                 // one, EPERM without CAP_SETPCAP, when there is nothing to drop anyway),
                 // and none ambient.
@@ -66,6 +72,13 @@ pub(crate) fn spawn_owned_with(cmd: &mut Command, what: &str, fds: &[RawFd], cap
                     libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
                 }
                 libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+            }
+            if let Some(ruleset) = confinement.landlock {
+                // After no-new-privs (which Landlock requires of a thread without
+                // CAP_SYS_ADMIN) and for good: QEMU cannot lift it.
+                if libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             // Park every descriptor above the slots first, so placing one never closes
             // another that happens to sit in its slot.

@@ -5,6 +5,7 @@
 pub mod accel;
 mod child;
 pub mod joined;
+mod landlock;
 mod qemu;
 mod virtiofsd;
 

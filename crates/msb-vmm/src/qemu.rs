@@ -1,6 +1,6 @@
 //! The QEMU `-M microvm` backend: direct kernel boot, virtio-mmio devices only.
 
-use crate::child::{spawn_owned_with, Caps, VmProcess, PASSED_FD};
+use crate::child::{spawn_owned_with, Confinement, VmProcess, PASSED_FD};
 use crate::{joined, virtiofsd, Accel, DiskBacking, DiskFormat, VmSpec, Vmm, VmmError};
 use serde::{Deserialize, Serialize};
 use std::os::fd::AsRawFd;
@@ -288,8 +288,15 @@ impl Vmm for Qemu {
         };
         let mut fds = vec![console_in.as_raw_fd()];
         fds.extend(guest_end.as_ref().map(|s| s.as_raw_fd()));
-        // QEMU needs no capability: every file it opens is msb's own or passed to it.
-        let spawned = spawn_owned_with(&mut cmd, "qemu-system-x86_64", &fds, Caps::None);
+        // QEMU needs no capability (every file it opens is msb's own or passed to it), and
+        // no file beyond its own (`landlock::rules`).
+        let ruleset = crate::landlock::qemu_ruleset(spec)?;
+        let confinement = Confinement {
+            drop_caps: true,
+            landlock: ruleset.as_ref().map(|fd| fd.as_raw_fd()),
+        };
+        let spawned = spawn_owned_with(&mut cmd, "qemu-system-x86_64", &fds, confinement);
+        drop(ruleset);
         // Only QEMU holds the console's write end and the guest's socket now, so they end
         // when QEMU does.
         drop(console_in);

@@ -9,10 +9,14 @@ use std::os::fd::AsRawFd;
 use std::process::Stdio;
 
 /// The capability sets of a child spawned with `caps`: `CapEff`, `CapPrm`, `CapBnd`.
-async fn caps_of_child(caps: Caps) -> Vec<String> {
+async fn caps_of_child(drop_caps: bool) -> Vec<String> {
     let mut cmd = Command::new("cat");
     cmd.arg("/proc/self/status").stdout(Stdio::piped());
-    let out = spawn_owned_with(&mut cmd, "cat", &[], caps)
+    let confinement = Confinement {
+        drop_caps,
+        ..Confinement::default()
+    };
+    let out = spawn_owned_with(&mut cmd, "cat", &[], confinement)
         .unwrap()
         .wait_with_output()
         .await
@@ -37,12 +41,12 @@ async fn caps_of_child(caps: Caps) -> Vec<String> {
 #[tokio::test]
 async fn a_helper_spawned_without_capabilities_has_none_even_as_root() {
     let none = "0000000000000000";
-    let [eff, prm, bnd] = <[String; 3]>::try_from(caps_of_child(Caps::None).await).unwrap();
+    let [eff, prm, bnd] = <[String; 3]>::try_from(caps_of_child(true).await).unwrap();
     assert_eq!((eff.as_str(), prm.as_str()), (none, none));
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         assert_eq!(bnd, none, "the bounding set is emptied");
-        let kept = caps_of_child(Caps::Keep).await;
+        let kept = caps_of_child(false).await;
         assert_ne!(kept[0], none, "root's helpers keep root's capabilities unless told");
     }
 }
@@ -51,7 +55,7 @@ async fn a_helper_spawned_without_capabilities_has_none_even_as_root() {
 async fn fds_of_child(fds: &[RawFd]) -> BTreeMap<u32, String> {
     let mut cmd = Command::new("ls");
     cmd.args(["-l", "/proc/self/fd/"]).stdout(Stdio::piped());
-    let out = spawn_owned_with(&mut cmd, "ls", fds, Caps::Keep)
+    let out = spawn_owned_with(&mut cmd, "ls", fds, Confinement::default())
         .unwrap()
         .wait_with_output()
         .await

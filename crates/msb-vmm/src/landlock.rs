@@ -1,0 +1,86 @@
+//! QEMU's view of the host's files, shut with Landlock: it may read the system's programs
+//! and libraries, the VM's kernel, initramfs and read-only disks, read and write its
+//! writable disks, its runtime directory and a few devices, and nothing else — not the
+//! user's home, not `/etc`. Built here, in msb, and enforced in the child just before it
+//! executes QEMU (see `child::spawn_owned_with`). On a kernel without Landlock the
+//! ruleset is empty and nothing is enforced (`msb doctor` says so).
+
+use crate::{DiskBacking, VmSpec, VmmError};
+use landlock::{
+    Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
+};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+/// The Landlock ABI whose file rights we handle: reading, writing, making and removing
+/// files, truncation (v3). Later ABIs add device ioctls, which QEMU needs on `/dev/kvm`;
+/// leaving them unhandled keeps them allowed.
+const ABI_HANDLED: ABI = ABI::V3;
+
+/// Read-only trees and files every QEMU needs: its binary, libraries and firmware, the
+/// loader's cache, and the kernel's views of itself and of the hardware.
+const SYSTEM_READ: &[&str] = &["/usr", "/lib", "/lib64", "/etc/ld.so.cache", "/proc", "/sys"];
+
+/// Devices QEMU opens read-write.
+const DEVICES: &[&str] = &["/dev/kvm", "/dev/null", "/dev/urandom", "/dev/random"];
+
+/// What one rule grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    Read,
+    ReadWrite,
+}
+
+/// The paths QEMU may use for `spec`, and how.
+fn rules(spec: &VmSpec) -> Vec<(PathBuf, Grant)> {
+    let mut rules: Vec<(PathBuf, Grant)> = SYSTEM_READ.iter().map(|p| (PathBuf::from(p), Grant::Read)).collect();
+    rules.extend(DEVICES.iter().map(|p| (PathBuf::from(p), Grant::ReadWrite)));
+    rules.push((spec.kernel.clone(), Grant::Read));
+    rules.push((spec.initramfs.clone(), Grant::Read));
+    rules.push((spec.runtime_dir.clone(), Grant::ReadWrite));
+    for disk in &spec.disks {
+        let grant = if disk.readonly { Grant::Read } else { Grant::ReadWrite };
+        match &disk.backing {
+            DiskBacking::File { path, .. } => rules.push((path.clone(), grant)),
+            DiskBacking::Joined(parts) => rules.extend(parts.iter().map(|p| (p.path.clone(), Grant::Read))),
+        }
+    }
+    rules
+}
+
+/// The ruleset confining a QEMU that runs `spec`, as the descriptor the child enforces;
+/// `None` where the kernel has no Landlock.
+pub(crate) fn qemu_ruleset(spec: &VmSpec) -> Result<Option<OwnedFd>, VmmError> {
+    let failed = |e: &dyn std::fmt::Display| VmmError::InvalidSpec(format!("building QEMU's Landlock ruleset: {e}"));
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(ABI_HANDLED))
+        .and_then(|r| r.create())
+        .map_err(|e| failed(&e))?;
+    for (path, grant) in rules(spec) {
+        let Some(access) = access_for(&path, grant) else {
+            continue;
+        };
+        let fd = PathFd::new(&path).map_err(|e| failed(&e))?;
+        ruleset = ruleset.add_rule(PathBeneath::new(fd, access)).map_err(|e| failed(&e))?;
+    }
+    Ok(ruleset.into())
+}
+
+/// The rights `grant` stands for on `path` (a file gets no directory rights); `None` for a
+/// path that does not exist (an optional system path such as `/lib64`).
+fn access_for(path: &Path, grant: Grant) -> Option<landlock::BitFlags<AccessFs>> {
+    let meta = std::fs::metadata(path).ok()?;
+    let access = match grant {
+        Grant::Read => AccessFs::from_read(ABI_HANDLED),
+        Grant::ReadWrite => AccessFs::from_all(ABI_HANDLED),
+    };
+    Some(if meta.is_dir() {
+        access
+    } else {
+        access & AccessFs::from_file(ABI_HANDLED)
+    })
+}
+
+#[cfg(test)]
+mod tests;
