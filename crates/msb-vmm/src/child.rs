@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 
 /// Spawns `cmd` so it dies with us: SIGKILL on drop, SIGKILL when our thread dies
 /// (PR_SET_PDEATHSIG, which also covers `kill -9` of msb), with no new privileges
-/// (PR_SET_NO_NEW_PRIVS), and its own process group so a
+/// (PR_SET_NO_NEW_PRIVS) and no core dumps, and its own process group so a
 /// Ctrl-C at the terminal reaches msb — which shuts the VM down cleanly — and not QEMU.
 /// Descriptors msb itself inherited without close-on-exec (a caller's PTY master, say) are
 /// not passed on: a helper holding a terminal open would keep it from ever hanging up.
@@ -51,8 +51,9 @@ pub(crate) fn spawn_owned_with(
     passed[..fds.len()].copy_from_slice(fds);
     let count = fds.len();
     cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
-    // The closure runs between fork and exec: prctl, setpgid, fcntl, dup2, close_range and
-    // landlock_restrict_self are async-signal-safe, and nothing in it allocates.
+    // The closure runs between fork and exec: prctl, setpgid, setrlimit, fcntl, dup2,
+    // close_range and landlock_restrict_self are async-signal-safe, and nothing in it
+    // allocates.
     // SAFETY: the closure makes only those calls, and `fds` stay open until the spawn returns.
     unsafe {
         cmd.pre_exec(move || {
@@ -72,6 +73,15 @@ pub(crate) fn spawn_owned_with(
                     libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
                 }
                 libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+            }
+            // No core dumps: QEMU's memory is the guest's, secrets included, and neither
+            // helper's is anyone's to keep on disk.
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::setrlimit(libc::RLIMIT_CORE, &no_core) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
             if let Some(ruleset) = confinement.landlock {
                 // After no-new-privs (which Landlock requires of a thread without

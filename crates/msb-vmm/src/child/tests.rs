@@ -8,7 +8,17 @@ use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::process::Stdio;
 
-/// The capability sets of a child spawned with `caps`: `CapEff`, `CapPrm`, `CapBnd`.
+#[tokio::test]
+async fn a_helper_dumps_no_core() {
+    let mut cmd = Command::new("cat");
+    cmd.arg("/proc/self/limits").stdout(Stdio::piped());
+    let out = spawn_owned(&mut cmd, "cat").unwrap().wait_with_output().await.unwrap();
+    let limits = String::from_utf8(out.stdout).unwrap();
+    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+    assert_eq!(core.split_whitespace().collect::<Vec<_>>()[4..6], ["0", "0"], "{core}");
+}
+
+/// The capability sets (`CapEff`, `CapPrm`, `CapBnd`) of a child spawned with `drop_caps`.
 async fn caps_of_child(drop_caps: bool) -> Vec<String> {
     let mut cmd = Command::new("cat");
     cmd.arg("/proc/self/status").stdout(Stdio::piped());
