@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: set up and run every test, as CI does.
 
-use crate::{agent, debian_rootfs, demo, fuzz, kernel, paths, python, registry, rootfs, setup, util};
+use crate::{agent, debian_rootfs, demo, fuzz, kernel, paths, python, registry, rootfs, setup, unprivileged, util};
 use anyhow::Result;
 use std::process::Command;
 
@@ -28,6 +28,7 @@ pub fn run() -> Result<()> {
             .env("MSB_REQUIRE_ROOT", "1");
     }
     util::run(&mut cmd)?;
+    unprivileged::test(&msb, &root, &registry)?;
     python::test(&root, &registry)?;
     // The fuzz targets are built and run briefly, so they cannot rot.
     fuzz::run(&fuzz::Args {

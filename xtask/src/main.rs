@@ -13,6 +13,7 @@ mod python;
 mod registry;
 mod rootfs;
 mod setup;
+mod unprivileged;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,8 @@ enum Task {
     /// Run the E2B SDK suite (stock `e2b` releases from PyPI) against a fresh
     /// `msb serve --e2b-listen`.
     E2b,
+    /// Run the first VM suites again as an ordinary user (when run as root).
+    Unprivileged,
     /// Start the local OCI registry and push the fixture images (idempotent).
     Registry(registry::Args),
     /// Build every fuzz target and run each for a while.
@@ -70,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         Task::Ci => ci::run(),
         Task::Python => python::test(&rootfs::build()?, &registry::ensure()?),
         Task::E2b => e2b::run(&rootfs::build()?, &registry::ensure()?),
+        Task::Unprivileged => unprivileged::test(&demo::build_msb(false)?, &rootfs::build()?, &registry::ensure()?),
         Task::Registry(args) => registry::run(args),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Bench { which } => bench::run(which),
