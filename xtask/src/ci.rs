@@ -33,6 +33,8 @@ pub fn run() -> Result<()> {
     // The fuzz targets are built and run briefly, so they cannot rot.
     fuzz::run(&fuzz::Args {
         seconds: 3,
-        instrumented: false,
+        minutes: None,
+        parallel: None,
+        only: Vec::new(),
     })
 }

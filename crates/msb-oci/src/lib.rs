@@ -9,6 +9,7 @@ pub mod auth;
 mod config;
 mod error;
 mod layer;
+pub mod manifest;
 mod pull;
 mod reference;
 mod store;

@@ -3,7 +3,7 @@
 
 use crate::config::ImageConfigFile;
 use crate::layer::{Fetch, LayerEvent, PulledLayer};
-use crate::{LayerStore, OciError};
+use crate::{manifest, LayerStore, OciError};
 use futures::{StreamExt, TryStreamExt};
 use msb_types::Platform;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -204,24 +204,9 @@ impl Puller {
         events: &(dyn Fn(LayerEvent) + Send + Sync),
     ) -> Result<PulledImage, OciError> {
         let (manifest, manifest_digest, image) = self.resolve(image, opts).await?;
-        check_manifest(&image, &manifest)?;
+        manifest::check_manifest(&image, &manifest)?;
         let (config, config_digest) = self.config(&image, &manifest, opts).await?;
-        if let Some(bad) = config.rootfs.diff_ids.iter().find(|d| !is_sha256_digest(d)) {
-            return Err(OciError::BadConfig {
-                reference: image.whole(),
-                reason: format!("diff_id '{bad}' is not a sha256 digest"),
-            });
-        }
-        if config.rootfs.diff_ids.len() != manifest.layers.len() {
-            return Err(OciError::BadConfig {
-                reference: image.whole(),
-                reason: format!(
-                    "{} diff_ids for {} layers",
-                    config.rootfs.diff_ids.len(),
-                    manifest.layers.len()
-                ),
-            });
-        }
+        manifest::check_config_layers(&image, &manifest, &config)?;
         let fetch = Fetch {
             client: &self.client,
             image: &image,
@@ -266,29 +251,7 @@ impl Puller {
             OciManifest::Image(m) => return Ok((m, digest, image.clone())),
             OciManifest::ImageIndex(index) => index,
         };
-        let want = &opts.platform;
-        let matches = |p: &oci_client::manifest::Platform| {
-            p.os.to_string() == want.os
-                && p.architecture.to_string() == want.architecture
-                && want.variant.as_ref().is_none_or(|v| p.variant.as_ref() == Some(v))
-        };
-        let Some(entry) = index
-            .manifests
-            .iter()
-            .find(|e| e.platform.as_ref().is_some_and(matches))
-        else {
-            let available: Vec<String> = index
-                .manifests
-                .iter()
-                .filter_map(|e| e.platform.as_ref())
-                .map(|p| format!("{}/{}", p.os, p.architecture))
-                .collect();
-            return Err(OciError::NoMatchingPlatform {
-                reference: image.whole(),
-                wanted: opts.platform.to_string(),
-                available: available.join(", "),
-            });
-        };
+        let entry = manifest::select_platform(image, &index, &opts.platform)?;
         let pinned = image.clone_with_digest(entry.digest.clone());
         match self.manifest(&pinned, opts).await? {
             (OciManifest::Image(m), digest) => Ok((m, digest, image.clone())),
@@ -305,44 +268,10 @@ impl Puller {
         let registry = |source| OciError::registry(&image.whole(), source);
         let (bytes, digest) = self
             .client
-            .pull_manifest_raw(image, &opts.auth, MANIFEST_MEDIA_TYPES)
+            .pull_manifest_raw(image, &opts.auth, manifest::MANIFEST_MEDIA_TYPES)
             .await
             .map_err(registry)?;
-        let bad = |reason: String| OciError::BadConfig {
-            reference: image.whole(),
-            reason,
-        };
-        if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(bad(format!(
-                "its manifest is {} bytes; the limit is {MAX_MANIFEST_BYTES} (4 MiB)",
-                bytes.len()
-            )));
-        }
-        #[derive(serde::Deserialize)]
-        struct Versioned {
-            #[serde(rename = "schemaVersion")]
-            schema_version: i64,
-            #[serde(rename = "mediaType")]
-            media_type: Option<String>,
-        }
-        let unparsable = |e: serde_json::Error| bad(format!("its manifest does not parse: {e}"));
-        let versioned: Versioned = serde_json::from_slice(&bytes).map_err(unparsable)?;
-        if versioned.schema_version != 2 {
-            return Err(bad(format!(
-                "its manifest has schema version {} (only 2 is supported)",
-                versioned.schema_version
-            )));
-        }
-        if let Some(media_type) = versioned
-            .media_type
-            .filter(|t| !MANIFEST_MEDIA_TYPES.contains(&t.as_str()))
-        {
-            return Err(OciError::UnsupportedMediaType {
-                reference: image.whole(),
-                media_type,
-            });
-        }
-        let manifest = serde_json::from_slice(&bytes).map_err(unparsable)?;
+        let manifest = manifest::parse_manifest(image, &bytes)?;
         Ok((manifest, digest))
     }
 
@@ -383,73 +312,16 @@ impl Puller {
                 actual,
             });
         }
-        let config = ImageConfigFile::parse(&bytes).map_err(|e| OciError::BadConfig {
-            reference: image.whole(),
-            reason: e.to_string(),
-        })?;
-        let want = &opts.platform;
-        let os_differs = !config.os.is_empty() && config.os != want.os;
-        if os_differs || (!config.architecture.is_empty() && config.architecture != want.architecture) {
-            return Err(OciError::NoMatchingPlatform {
-                reference: image.whole(),
-                wanted: opts.platform.to_string(),
-                available: format!("{}/{}", config.os, config.architecture),
-            });
-        }
+        let config = manifest::parse_config(image, &bytes, &opts.platform)?;
         Ok((config, desc.digest.clone()))
     }
 }
-
-/// Most layers an image may have: overlayfs stacks at most 500 lower directories.
-pub const MAX_LAYERS: usize = 500;
-/// Largest manifest accepted: what the OCI distribution spec asks registries to accept at
-/// least (real ones are a few KiB).
-const MAX_MANIFEST_BYTES: usize = 4 << 20;
-/// The manifest kinds asked for: OCI and Docker images and indexes.
-const MANIFEST_MEDIA_TYPES: &[&str] = &[
-    oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
-    oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
-    oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,
-    oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE,
-];
-/// Largest config blob accepted (real ones are a few KiB).
-const MAX_CONFIG_BYTES: i64 = 8 << 20;
 
 /// True for `sha256:` followed by 64 lowercase hex digits. Digests name files in the store,
 /// so nothing else may get near a path.
 pub(crate) fn is_sha256_digest(d: &str) -> bool {
     d.strip_prefix("sha256:")
         .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-}
-
-/// Rejects manifests no VM could boot or that would make us fetch absurd blobs.
-fn check_manifest(image: &Reference, manifest: &OciImageManifest) -> Result<(), OciError> {
-    let bad = |reason: String| {
-        Err(OciError::BadConfig {
-            reference: image.whole(),
-            reason,
-        })
-    };
-    if manifest.layers.len() > MAX_LAYERS {
-        return bad(format!(
-            "{} layers; at most {MAX_LAYERS} can be stacked",
-            manifest.layers.len()
-        ));
-    }
-    if !(0..=MAX_CONFIG_BYTES).contains(&manifest.config.size) {
-        return bad(format!(
-            "config blob of {} bytes (limit {MAX_CONFIG_BYTES})",
-            manifest.config.size
-        ));
-    }
-    let digests = std::iter::once(&manifest.config.digest).chain(manifest.layers.iter().map(|l| &l.digest));
-    if let Some(d) = digests.into_iter().find(|d| !is_sha256_digest(d)) {
-        return bad(format!("'{d}' is not a sha256 digest"));
-    }
-    if let Some(l) = manifest.layers.iter().find(|l| l.size < 0) {
-        return bad(format!("layer {} has a negative size", l.digest));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
