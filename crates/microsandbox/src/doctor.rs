@@ -25,10 +25,10 @@ pub fn host_report() -> Vec<HostCheck> {
         qemu_seccomp(),
         no_new_privs(),
         qemu_capabilities(root),
-        virtiofsd_sandbox(root),
+        virtiofsd_sandbox(),
         landlock(),
         seccomp_filters(),
-        user_namespaces(),
+        user_namespaces(root),
         cgroups(),
     ]
 }
@@ -92,23 +92,19 @@ fn qemu_capabilities(root: bool) -> HostCheck {
     )
 }
 
-fn virtiofsd_sandbox(root: bool) -> HostCheck {
-    if root {
-        check(
-            "virtiofsd-sandbox",
-            "namespace sandbox",
-            true,
-            "virtiofsd sees only the shared directory, in its own mount, pid and net namespaces",
-        )
-    } else {
-        check(
-            "virtiofsd-sandbox",
-            "none (msb is not root)",
-            false,
-            "virtiofsd's namespace sandbox needs root here; a guest that subverts virtiofsd \
-             could reach files outside the shared directory",
-        )
-    }
+fn virtiofsd_sandbox() -> HostCheck {
+    let sandbox = msb_vmm::FsSandbox::detect();
+    let found = match sandbox {
+        msb_vmm::FsSandbox::Namespaces => "namespace sandbox",
+        msb_vmm::FsSandbox::UserNamespace => "namespace sandbox in a user namespace",
+        msb_vmm::FsSandbox::LandlockOnly => "Landlock only",
+    };
+    check(
+        "virtiofsd-sandbox",
+        found,
+        sandbox != msb_vmm::FsSandbox::LandlockOnly,
+        sandbox.describe(),
+    )
 }
 
 /// The Landlock ABI version the kernel offers (0: none).
@@ -140,7 +136,7 @@ fn landlock() -> HostCheck {
             format!("ABI {abi}"),
             true,
             "QEMU reaches only the system's programs and libraries, its VM's kernel and disks, \
-             and its runtime directory (virtiofsd is not limited yet)",
+             and its runtime directory (and virtiofsd, where it has no namespaces, only its share)",
         ),
     }
 }
@@ -168,25 +164,15 @@ fn seccomp_filters() -> HostCheck {
     }
 }
 
-fn read_number(path: &str) -> Option<i64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-fn user_namespaces() -> HostCheck {
-    let max = read_number("/proc/sys/user/max_user_namespaces").unwrap_or(0);
-    // Debian's switch for unprivileged users (absent elsewhere: allowed).
-    let unprivileged = read_number("/proc/sys/kernel/unprivileged_userns_clone").unwrap_or(1) == 1;
-    let found = match (max > 0, unprivileged) {
-        (false, _) => "off (max_user_namespaces is 0)",
-        (true, false) => "root only (unprivileged_userns_clone is 0)",
-        (true, true) => "available to every user",
+fn user_namespaces(root: bool) -> HostCheck {
+    let everyone = msb_vmm::user_namespaces_for_everyone();
+    let found = if everyone { "available to every user" } else { "root only" };
+    let why = match (root, everyone) {
+        (true, _) => "msb runs as root: virtiofsd's namespace sandbox needs no user namespace",
+        (false, true) => "virtiofsd's namespace sandbox runs in a user namespace of its own",
+        (false, false) => "ordinary users may not make user namespaces here, so virtiofsd has Landlock only",
     };
-    check(
-        "user-namespaces",
-        found,
-        false,
-        "not used yet: an unprivileged msb runs virtiofsd without its namespace sandbox",
-    )
+    check("user-namespaces", found, root || everyone, why)
 }
 
 /// `statfs`'s magic number of cgroup v2.

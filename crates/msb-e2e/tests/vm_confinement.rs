@@ -1,11 +1,13 @@
 //! A sandbox's host processes, confined, checked from outside through `/proc`: QEMU runs
 //! under its own seccomp filter (`-sandbox`: no exec, no fork, no setuid) with no
-//! capabilities (even when msb is root), and QEMU and virtiofsd can gain no privileges
-//! (`PR_SET_NO_NEW_PRIVS`).
+//! capabilities (even when msb is root), QEMU and virtiofsd can gain no privileges
+//! (`PR_SET_NO_NEW_PRIVS`), and virtiofsd serves from inside its namespace sandbox, the
+//! share as its root, for root and ordinary users alike.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use msb_e2e::{vm_available, Sandbox as World};
+use std::os::unix::fs::MetadataExt;
 
 /// The value of `field` in a `/proc/PID/status`.
 fn status_field(pid: u64, field: &str) -> String {
@@ -15,6 +17,27 @@ fn status_field(pid: u64, field: &str) -> String {
         .find(|l| l.starts_with(&format!("{field}:")))
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
     line.split_once(':').unwrap().1.trim().to_string()
+}
+
+/// The pids of the processes whose parent is `parent` and whose name is `comm`, and of
+/// theirs, and so on.
+fn descendants_named(parent: u64, comm: &str) -> Vec<u64> {
+    let mut found = children_named(parent, comm);
+    let mut i = 0;
+    while i < found.len() {
+        let more = children_named(found[i], comm);
+        found.extend(more);
+        i += 1;
+    }
+    found
+}
+
+/// The namespace `kind` (`mnt`, `net`, `pid` …) process `pid` is in.
+fn namespace(pid: u64, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The pids of the processes whose parent is `parent` and whose name is `comm`.
@@ -56,11 +79,24 @@ fn qemu_and_virtiofsd_run_confined() {
     }
     // The directory root is shared by virtiofsd, a child of the supervisor.
     let supervisor = info["supervisor_pid"].as_u64().expect("the supervisor's pid");
-    let virtiofsd = children_named(supervisor, "virtiofsd");
+    let virtiofsd = descendants_named(supervisor, "virtiofsd");
     assert!(!virtiofsd.is_empty(), "a directory root runs a virtiofsd");
-    for pid in virtiofsd {
-        assert_eq!(status_field(pid, "NoNewPrivs"), "1", "virtiofsd {pid}");
+    for pid in &virtiofsd {
+        assert_eq!(status_field(*pid, "NoNewPrivs"), "1", "virtiofsd {pid}");
     }
+    // The one serving the guest sits in its own mount, pid and net namespaces, and its
+    // root is the shared directory.
+    let share = std::fs::metadata(&w.rootfs).unwrap();
+    let server = virtiofsd
+        .iter()
+        .copied()
+        .find(|pid| namespace(*pid, "pid") != namespace(supervisor, "pid"))
+        .expect("a virtiofsd in a pid namespace of its own");
+    for kind in ["mnt", "net"] {
+        assert_ne!(namespace(server, kind), namespace(supervisor, kind), "virtiofsd's {kind} namespace");
+    }
+    let root = std::fs::metadata(format!("/proc/{server}/root")).unwrap();
+    assert_eq!((root.dev(), root.ino()), (share.dev(), share.ino()), "virtiofsd's root is the share");
     assert_eq!(w.ok(&["exec", "walled", "--", "echo", "up"]), "up\n");
     w.ok(&["rm", "-f", "walled"]);
     w.assert_no_vm_left();

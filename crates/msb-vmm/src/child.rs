@@ -8,16 +8,6 @@ use tokio::net::unix::pipe;
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
-/// Spawns `cmd` so it dies with us: SIGKILL on drop, SIGKILL when our thread dies
-/// (PR_SET_PDEATHSIG, which also covers `kill -9` of msb), with no new privileges
-/// (PR_SET_NO_NEW_PRIVS) and no core dumps, and its own process group so a
-/// Ctrl-C at the terminal reaches msb — which shuts the VM down cleanly — and not QEMU.
-/// Descriptors msb itself inherited without close-on-exec (a caller's PTY master, say) are
-/// not passed on: a helper holding a terminal open would keep it from ever hanging up.
-pub(crate) fn spawn_owned(cmd: &mut Command, what: &str) -> Result<Child, VmmError> {
-    spawn_owned_with(cmd, what, &[], Confinement::default())
-}
-
 /// What a helper is denied beyond what every helper is (the default: nothing more).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Confinement {
@@ -34,9 +24,15 @@ const MAX_PASSED: usize = 4;
 /// Where passed descriptors wait between fork and exec, above any slot they go to.
 const PARKING_FLOOR: RawFd = 64;
 
-/// [`spawn_owned`], giving the child `fds` as its descriptors 3, 4, … ([`PASSED_FD`] on),
-/// confined as `confinement` says.
-pub(crate) fn spawn_owned_with(
+/// Spawns `cmd` so it dies with us: SIGKILL on drop, SIGKILL when our thread dies
+/// (PR_SET_PDEATHSIG, which also covers `kill -9` of msb), with no new privileges
+/// (PR_SET_NO_NEW_PRIVS) and no core dumps, and its own process group so a
+/// Ctrl-C at the terminal reaches msb — which shuts the VM down cleanly — and not QEMU.
+/// Descriptors msb itself inherited without close-on-exec (a caller's PTY master, say) are
+/// not passed on: a helper holding a terminal open would keep it from ever hanging up.
+/// The child gets `fds` as its descriptors 3, 4, … ([`PASSED_FD`] on), and is confined as
+/// `confinement` says.
+pub(crate) fn spawn_owned(
     cmd: &mut Command,
     what: &str,
     fds: &[RawFd],

@@ -1,11 +1,13 @@
-//! QEMU's view of the host's files, shut with Landlock: it may read the system's programs
-//! and libraries, the VM's kernel, initramfs and read-only disks, read and write its
+//! The helpers' view of the host's files, shut with Landlock. QEMU may read the system's
+//! programs and libraries, the VM's kernel, initramfs and read-only disks, read and write its
 //! writable disks, its runtime directory and a few devices, and nothing else — not the
-//! user's home, not `/etc`. Built here, in msb, and enforced in the child just before it
-//! executes QEMU (see `child::spawn_owned_with`). On a kernel without Landlock the
-//! ruleset is empty and nothing is enforced (`msb doctor` says so).
+//! user's home, not `/etc`. A virtiofsd without namespaces (see `virtiofsd::FsSandbox`) may
+//! read the system's files and use its share and socket directory. Built here, in msb, and
+//! enforced in the child just before it executes the helper (see
+//! `child::spawn_owned`). On a kernel without Landlock the ruleset is empty and nothing
+//! is enforced (`msb doctor` says so).
 
-use crate::{DiskBacking, VmSpec, VmmError};
+use crate::{DiskBacking, Share, VmSpec, VmmError};
 use landlock::{
     Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
 };
@@ -22,7 +24,10 @@ const ABI_HANDLED: ABI = ABI::V3;
 const SYSTEM_READ: &[&str] = &["/usr", "/lib", "/lib64", "/etc/ld.so.cache", "/proc", "/sys"];
 
 /// Devices QEMU opens read-write.
-const DEVICES: &[&str] = &["/dev/kvm", "/dev/null", "/dev/urandom", "/dev/random"];
+const QEMU_DEVICES: &[&str] = &["/dev/kvm", "/dev/null", "/dev/urandom", "/dev/random"];
+
+/// Devices virtiofsd opens read-write.
+const VIRTIOFSD_DEVICES: &[&str] = &["/dev/null"];
 
 /// What one rule grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +36,16 @@ enum Grant {
     ReadWrite,
 }
 
+/// The system's files to read, and `devices` to read and write.
+fn system_rules(devices: &[&str]) -> Vec<(PathBuf, Grant)> {
+    let mut rules: Vec<(PathBuf, Grant)> = SYSTEM_READ.iter().map(|p| (PathBuf::from(p), Grant::Read)).collect();
+    rules.extend(devices.iter().map(|p| (PathBuf::from(p), Grant::ReadWrite)));
+    rules
+}
+
 /// The paths QEMU may use for `spec`, and how.
 fn rules(spec: &VmSpec) -> Vec<(PathBuf, Grant)> {
-    let mut rules: Vec<(PathBuf, Grant)> = SYSTEM_READ.iter().map(|p| (PathBuf::from(p), Grant::Read)).collect();
-    rules.extend(DEVICES.iter().map(|p| (PathBuf::from(p), Grant::ReadWrite)));
+    let mut rules = system_rules(QEMU_DEVICES);
     rules.push((spec.kernel.clone(), Grant::Read));
     rules.push((spec.initramfs.clone(), Grant::Read));
     rules.push((spec.runtime_dir.clone(), Grant::ReadWrite));
@@ -51,13 +62,26 @@ fn rules(spec: &VmSpec) -> Vec<(PathBuf, Grant)> {
 /// The ruleset confining a QEMU that runs `spec`, as the descriptor the child enforces;
 /// `None` where the kernel has no Landlock.
 pub(crate) fn qemu_ruleset(spec: &VmSpec) -> Result<Option<OwnedFd>, VmmError> {
-    let failed = |e: &dyn std::fmt::Display| VmmError::InvalidSpec(format!("building QEMU's Landlock ruleset: {e}"));
+    ruleset("QEMU", rules(spec))
+}
+
+/// The ruleset confining a virtiofsd that serves `share` on a socket in `socket_dir`.
+pub(crate) fn virtiofsd_ruleset(share: &Share, socket_dir: &Path) -> Result<Option<OwnedFd>, VmmError> {
+    let mut rules = system_rules(VIRTIOFSD_DEVICES);
+    let grant = if share.readonly { Grant::Read } else { Grant::ReadWrite };
+    rules.push((share.dir.clone(), grant));
+    rules.push((socket_dir.to_path_buf(), Grant::ReadWrite));
+    ruleset("virtiofsd", rules)
+}
+
+fn ruleset(what: &str, rules: Vec<(PathBuf, Grant)>) -> Result<Option<OwnedFd>, VmmError> {
+    let failed = |e: &dyn std::fmt::Display| VmmError::InvalidSpec(format!("building {what}'s Landlock ruleset: {e}"));
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(ABI_HANDLED))
         .and_then(|r| r.create())
         .map_err(|e| failed(&e))?;
-    for (path, grant) in rules(spec) {
+    for (path, grant) in rules {
         let Some(access) = access_for(&path, grant) else {
             continue;
         };

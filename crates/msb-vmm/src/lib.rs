@@ -12,6 +12,7 @@ mod virtiofsd;
 pub use accel::{Accel, AccelChoice, AccelSetting};
 pub use child::VmProcess;
 pub use qemu::{Qemu, QemuConfig};
+pub use virtiofsd::{user_namespaces_for_everyone, FsSandbox};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

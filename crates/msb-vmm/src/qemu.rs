@@ -1,6 +1,6 @@
 //! The QEMU `-M microvm` backend: direct kernel boot, virtio-mmio devices only.
 
-use crate::child::{spawn_owned_with, Confinement, VmProcess, PASSED_FD};
+use crate::child::{spawn_owned, Confinement, VmProcess, PASSED_FD};
 use crate::{joined, virtiofsd, Accel, DiskBacking, DiskFormat, VmSpec, Vmm, VmmError};
 use serde::{Deserialize, Serialize};
 use std::os::fd::AsRawFd;
@@ -295,7 +295,7 @@ impl Vmm for Qemu {
             drop_caps: true,
             landlock: ruleset.as_ref().map(|fd| fd.as_raw_fd()),
         };
-        let spawned = spawn_owned_with(&mut cmd, "qemu-system-x86_64", &fds, confinement);
+        let spawned = spawn_owned(&mut cmd, "qemu-system-x86_64", &fds, confinement);
         drop(ruleset);
         // Only QEMU holds the console's write end and the guest's socket now, so they end
         // when QEMU does.

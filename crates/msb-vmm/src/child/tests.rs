@@ -12,7 +12,7 @@ use std::process::Stdio;
 async fn a_helper_dumps_no_core() {
     let mut cmd = Command::new("cat");
     cmd.arg("/proc/self/limits").stdout(Stdio::piped());
-    let out = spawn_owned(&mut cmd, "cat").unwrap().wait_with_output().await.unwrap();
+    let out = spawn_owned(&mut cmd, "cat", &[], Confinement::default()).unwrap().wait_with_output().await.unwrap();
     let limits = String::from_utf8(out.stdout).unwrap();
     let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
     assert_eq!(core.split_whitespace().collect::<Vec<_>>()[4..6], ["0", "0"], "{core}");
@@ -26,7 +26,7 @@ async fn caps_of_child(drop_caps: bool) -> Vec<String> {
         drop_caps,
         ..Confinement::default()
     };
-    let out = spawn_owned_with(&mut cmd, "cat", &[], confinement)
+    let out = spawn_owned(&mut cmd, "cat", &[], confinement)
         .unwrap()
         .wait_with_output()
         .await
@@ -61,11 +61,11 @@ async fn a_helper_spawned_without_capabilities_has_none_even_as_root() {
     }
 }
 
-/// The descriptors a child started by `spawn_owned_with` holds: number → what it is.
+/// The descriptors a child started by `spawn_owned` holds: number → what it is.
 async fn fds_of_child(fds: &[RawFd]) -> BTreeMap<u32, String> {
     let mut cmd = Command::new("ls");
     cmd.args(["-l", "/proc/self/fd/"]).stdout(Stdio::piped());
-    let out = spawn_owned_with(&mut cmd, "ls", fds, Confinement::default())
+    let out = spawn_owned(&mut cmd, "ls", fds, Confinement::default())
         .unwrap()
         .wait_with_output()
         .await
@@ -120,7 +120,7 @@ fn stat_field(pid: u32, n: usize) -> Option<String> {
 async fn a_child_leads_a_process_group_of_its_own() {
     let mut cmd = Command::new("sleep");
     cmd.arg("10");
-    let child = spawn_owned(&mut cmd, "sleep").unwrap();
+    let child = spawn_owned(&mut cmd, "sleep", &[], Confinement::default()).unwrap();
     let pid = child.id().unwrap();
     assert_eq!(stat_field(pid, 5), Some(pid.to_string()), "pgrp");
 }
@@ -135,7 +135,7 @@ fn a_child_dies_with_the_thread_that_spawned_it() {
         rt.block_on(async {
             let mut cmd = Command::new("sleep");
             cmd.arg("30");
-            let child = spawn_owned(&mut cmd, "sleep").unwrap();
+            let child = spawn_owned(&mut cmd, "sleep", &[], Confinement::default()).unwrap();
             let pid = child.id().unwrap() as i32;
             // Not dropped: kill-on-drop must not be what ends it.
             std::mem::forget(child);
@@ -166,7 +166,7 @@ fn helper(script: &str, log: &Path) -> Child {
     let out = std::fs::File::create(log).unwrap();
     let mut cmd = Command::new("sh");
     cmd.args(["-c", script]).stdout(out.try_clone().unwrap()).stderr(out);
-    spawn_owned(&mut cmd, "helper").unwrap()
+    spawn_owned(&mut cmd, "helper", &[], Confinement::default()).unwrap()
 }
 
 #[tokio::test]

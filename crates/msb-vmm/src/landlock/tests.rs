@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::child::{spawn_owned_with, Confinement};
+use crate::child::{spawn_owned, Confinement};
 use crate::{Accel, Disk};
 use std::os::fd::AsRawFd;
 use std::process::Stdio;
@@ -54,21 +54,64 @@ async fn a_confined_process_reaches_its_files_and_nothing_else() {
         upper = dir.path().join("upper.ext4").display(),
         outside = outside.display(),
     );
+    assert_eq!(
+        run_confined(&ruleset, &script, true).await,
+        ["the kernel", "wrote", "upper", "no-outside", "no-etc", "no-root"]
+    );
+}
+
+/// Runs `script` under `ruleset` (and without capabilities if `drop_caps`) and returns the lines it printed.
+async fn run_confined(ruleset: &OwnedFd, script: &str, drop_caps: bool) -> Vec<String> {
     let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", &script]).stdout(Stdio::piped()).stderr(Stdio::null());
+    cmd.args(["-c", script]).stdout(Stdio::piped()).stderr(Stdio::null());
     let confinement = Confinement {
-        drop_caps: true,
+        drop_caps,
         landlock: Some(ruleset.as_raw_fd()),
     };
-    let out = spawn_owned_with(&mut cmd, "sh", &[], confinement)
+    let out = spawn_owned(&mut cmd, "sh", &[], confinement)
         .unwrap()
         .wait_with_output()
         .await
         .unwrap();
-    let said = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        said.lines().collect::<Vec<_>>(),
-        ["the kernel", "wrote", "upper", "no-outside", "no-etc", "no-root"],
-        "{said}"
+    String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect()
+}
+
+#[tokio::test]
+async fn a_virtiofsd_without_namespaces_reaches_its_share_and_socket_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let share_dir = dir.path().join("share");
+    let socket_dir = dir.path().join("run");
+    std::fs::create_dir(&share_dir).unwrap();
+    std::fs::create_dir(&socket_dir).unwrap();
+    std::fs::write(share_dir.join("shared.txt"), "shared\n").unwrap();
+    std::fs::write(dir.path().join("beside.txt"), "private").unwrap();
+    let mut share = Share {
+        tag: "root".into(),
+        dir: share_dir.clone(),
+        readonly: false,
+        cache: crate::ShareCache::Always,
+    };
+    let Some(ruleset) = virtiofsd_ruleset(&share, &socket_dir).unwrap() else {
+        eprintln!("this kernel has no Landlock: nothing to check");
+        return;
+    };
+    let script = format!(
+        "cat {share}/shared.txt; echo new > {share}/new && echo wrote; echo s > {run}/sock && echo socket; \
+         cat {beside} || echo no-beside; cat /etc/hostname || echo no-etc",
+        share = share_dir.display(),
+        run = socket_dir.display(),
+        beside = dir.path().join("beside.txt").display(),
     );
+    assert_eq!(
+        run_confined(&ruleset, &script, false).await,
+        ["shared", "wrote", "socket", "no-beside", "no-etc"]
+    );
+    // A read-only share is read-only to virtiofsd itself.
+    share.readonly = true;
+    let ruleset = virtiofsd_ruleset(&share, &socket_dir).unwrap().unwrap();
+    let script = format!(
+        "cat {share}/shared.txt; echo again > {share}/new && echo wrote || echo no-write",
+        share = share_dir.display()
+    );
+    assert_eq!(run_confined(&ruleset, &script, false).await, ["shared", "no-write"]);
 }
