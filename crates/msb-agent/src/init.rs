@@ -71,6 +71,9 @@ pub fn enter_root(config: &GuestConfig) -> io::Result<Vec<File>> {
         writable.extend(user_mount(m)?);
     }
     protect_from_oom();
+    if let Err(e) = crate::workload::setup() {
+        crate::log(&format!("no workload cgroup ({e}): user processes can starve the agent"));
+    }
     Ok(writable)
 }
 

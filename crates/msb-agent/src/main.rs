@@ -21,6 +21,7 @@ mod spawn;
 mod testutil;
 mod tls;
 mod watch;
+mod workload;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@ use msb_types::{resolve_user, Identity};
 use nix::pty::{openpty, Winsize};
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -112,7 +112,8 @@ pub fn spawn(req: &ExecRequest) -> Result<Spawned, SpawnFailure> {
     // SAFETY: the closure runs in the forked child before exec and only calls
     // async-signal-safe libc functions on data prepared before the fork.
     unsafe {
-        cmd.pre_exec(move || child_setup(&id, &dir, child_tty, &limits));
+        let workload = crate::workload::procs_fd();
+        cmd.pre_exec(move || child_setup(&id, &dir, child_tty, &limits, workload));
     }
     let mut child = cmd.spawn().map_err(|e| classify(&e, program, &workdir))?;
     let pid = child.id() as i32;
@@ -130,8 +131,15 @@ pub fn spawn(req: &ExecRequest) -> Result<Spawned, SpawnFailure> {
     Ok(Spawned { pid, io })
 }
 
-/// Runs in the child between fork and exec.
-fn child_setup(id: &Identity, dir: &CString, tty: bool, limits: &[(u32, libc::rlimit)]) -> std::io::Result<()> {
+/// Runs in the child between fork and exec; `workload` is the workload cgroup's
+/// `cgroup.procs` (see `workload`).
+fn child_setup(
+    id: &Identity,
+    dir: &CString,
+    tty: bool,
+    limits: &[(u32, libc::rlimit)],
+    workload: Option<RawFd>,
+) -> std::io::Result<()> {
     let check = |rc: libc::c_int| {
         if rc < 0 {
             Err(std::io::Error::last_os_error())
@@ -148,6 +156,10 @@ fn child_setup(id: &Identity, dir: &CString, tty: bool, limits: &[(u32, libc::rl
         if adj >= 0 {
             libc::write(adj, b"0".as_ptr().cast(), 1);
             libc::close(adj);
+        }
+        // Into the workload cgroup ("0": the writer itself), before it can fork.
+        if let Some(procs) = workload {
+            check(libc::write(procs, b"0".as_ptr().cast(), 1) as libc::c_int)?;
         }
         check(libc::setsid())?;
         // Before dropping privileges, so hard limits can also be raised where root may.

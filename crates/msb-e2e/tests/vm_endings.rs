@@ -1,6 +1,6 @@
 //! Every way a guest can end is detected, in bounded time, and recorded truthfully: power
 //! off, halt, reboot, kernel panic, a memory hog (PID 1 survives it), a guest that stops
-//! answering. The console of the boot before a restart stays readable.
+//! answering. A fork bomb and a memory hog stay inside their VM. The console of the boot before a restart stays readable.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -104,6 +104,56 @@ fn a_memory_hog_is_killed_and_pid_1_and_the_sandbox_live_on() {
     assert_eq!(w.inspect("hog")["state"], "Running");
     assert_eq!(w.ok(&["exec", "hog", "--", "echo", "alive"]), "alive\n");
     w.ok(&["rm", "-f", "hog"]);
+    w.assert_no_vm_left();
+}
+
+#[test]
+fn a_fork_bomb_and_a_memory_hog_stay_inside_their_vm() {
+    if !vm_available() {
+        return;
+    }
+    let w = World::new();
+    w.create("wild", &["--memory", "128", "--cpus", "1"]);
+    w.create("calm", &[]);
+    let quiet = || std::process::Stdio::null();
+    // A fork bomb that never ends, and beside it a shell string doubled until the OOM
+    // killer steps in.
+    let mut bomb = w
+        .msb()
+        .args(["exec", "wild", "--", "sh", "-c", "b() { b | b & }; b; sleep 600"])
+        .stdin(quiet())
+        .stdout(quiet())
+        .stderr(quiet())
+        .spawn()
+        .unwrap();
+    let mut hog = w
+        .msb()
+        .args(["exec", "wild", "--", "sh", "-c", "x=1234567890; while :; do x=$x$x; done"])
+        .stdin(quiet())
+        .stdout(quiet())
+        .stderr(quiet())
+        .spawn()
+        .unwrap();
+    // The sandbox beside them answers all along.
+    for i in 0..5 {
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(w.ok(&["exec", "calm", "--", "echo", &i.to_string()]), format!("{i}\n"));
+    }
+    // Both run in the guest's workload cgroup and are held there (its pids limit, its own
+    // OOM kills), so the agent keeps answering and the sandbox lives.
+    assert_eq!(w.inspect("wild")["state"], "Running");
+    let events = w.ok(&["exec", "wild", "--", "cat", "/sys/fs/cgroup/workload/pids.events"]);
+    assert!(
+        events.starts_with("max ") && !events.starts_with("max 0"),
+        "the bomb met the workload's pids limit: {events}"
+    );
+    // However wild its guest, the sandbox is removed at once, its VM and helpers with it.
+    w.ok(&["rm", "-f", "wild"]);
+    for child in [&mut bomb, &mut hog] {
+        msb_e2e::wait_or_kill(child, Duration::from_secs(30), "an exec outlived its sandbox");
+    }
+    assert_eq!(w.ok(&["exec", "calm", "--", "echo", "still"]), "still\n");
+    w.ok(&["rm", "-f", "calm"]);
     w.assert_no_vm_left();
 }
 
