@@ -115,25 +115,19 @@ fn a_fork_bomb_and_a_memory_hog_stay_inside_their_vm() {
     let w = World::new();
     w.create("wild", &["--memory", "128", "--cpus", "1"]);
     w.create("calm", &[]);
-    let quiet = || std::process::Stdio::null();
     // A fork bomb that never ends, and beside it a shell string doubled until the OOM
     // killer steps in.
-    let mut bomb = w
-        .msb()
-        .args(["exec", "wild", "--", "sh", "-c", "b() { b | b & }; b; sleep 600"])
-        .stdin(quiet())
-        .stdout(quiet())
-        .stderr(quiet())
-        .spawn()
-        .unwrap();
-    let mut hog = w
-        .msb()
-        .args(["exec", "wild", "--", "sh", "-c", "x=1234567890; while :; do x=$x$x; done"])
-        .stdin(quiet())
-        .stdout(quiet())
-        .stderr(quiet())
-        .spawn()
-        .unwrap();
+    let in_wild = |script: &str| {
+        w.msb()
+            .args(["exec", "wild", "--", "sh", "-c", script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut bomb = in_wild("b() { b | b & }; b; sleep 600");
+    let mut hog = in_wild("x=1234567890; while :; do x=$x$x; done");
     // The sandbox beside them answers all along.
     for i in 0..5 {
         std::thread::sleep(Duration::from_secs(1));
