@@ -106,10 +106,7 @@ pub fn run(args: &Args) -> Result<()> {
         .parallel
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
         .max(1);
-    println!(
-        "fuzz: {} targets, {seconds} s each, {parallel} at once",
-        targets.len()
-    );
+    println!("fuzz: {} targets, {seconds} s each, {parallel} at once", targets.len());
     let mut results = Vec::new();
     for batch in targets.chunks(parallel) {
         let children = batch
@@ -122,7 +119,10 @@ pub fn run(args: &Args) -> Result<()> {
             results.push((t.label(), status.success(), parse_stats(&log), t.log()));
         }
     }
-    println!("{:<28} {:>12} {:>8} {:>9} {:>8}  result", "target", "runs", "cov", "features", "corpus");
+    println!(
+        "{:<28} {:>12} {:>8} {:>9} {:>8}  result",
+        "target", "runs", "cov", "features", "corpus"
+    );
     for (label, ok, s, _) in &results {
         let verdict = if *ok { "ok" } else { "CRASH" };
         println!(
@@ -144,7 +144,15 @@ pub fn run(args: &Args) -> Result<()> {
 fn build(dir: &Path) -> Result<()> {
     util::run(
         Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--release", "--bins", "--target", TRIPLE, "--manifest-path"])
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--bins",
+                "--target",
+                TRIPLE,
+                "--manifest-path",
+            ])
             .arg(dir.join("Cargo.toml"))
             .arg("--target-dir")
             .arg(target_dir())
@@ -199,7 +207,11 @@ fn parse_stats(log: &str) -> Stats {
     let mut s = Stats::default();
     let field = |line: &str, key: &str| -> Option<u64> {
         let rest = line.split(key).nth(1)?;
-        rest.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        rest.trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
     };
     for line in log.lines() {
         if line.starts_with('#') && line.contains(" cov: ") {

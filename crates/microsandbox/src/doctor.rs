@@ -166,7 +166,11 @@ fn seccomp_filters() -> HostCheck {
 
 fn user_namespaces(root: bool) -> HostCheck {
     let everyone = msb_vmm::user_namespaces_for_everyone();
-    let found = if everyone { "available to every user" } else { "root only" };
+    let found = if everyone {
+        "available to every user"
+    } else {
+        "root only"
+    };
     let why = match (root, everyone) {
         (true, _) => "msb runs as root: virtiofsd's namespace sandbox needs no user namespace",
         (false, true) => "virtiofsd's namespace sandbox runs in a user namespace of its own",

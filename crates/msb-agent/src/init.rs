@@ -72,7 +72,9 @@ pub fn enter_root(config: &GuestConfig) -> io::Result<Vec<File>> {
     }
     protect_from_oom();
     if let Err(e) = crate::workload::setup() {
-        crate::log(&format!("no workload cgroup ({e}): user processes can starve the agent"));
+        crate::log(&format!(
+            "no workload cgroup ({e}): user processes can starve the agent"
+        ));
     }
     Ok(writable)
 }

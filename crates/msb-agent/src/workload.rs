@@ -39,7 +39,10 @@ pub fn setup() -> io::Result<()> {
     let memory = meminfo("MemAvailable")?.saturating_sub(RESERVED_MEMORY + total / 32);
     std::fs::write(dir.join("memory.max"), memory.to_string())?;
     let threads = read_number("/proc/sys/kernel/threads-max")?;
-    std::fs::write(dir.join("pids.max"), (threads / 2).saturating_sub(RESERVED_PIDS).max(1).to_string())?;
+    std::fs::write(
+        dir.join("pids.max"),
+        (threads / 2).saturating_sub(RESERVED_PIDS).max(1).to_string(),
+    )?;
     std::fs::write(dir.join("cpu.weight"), "1")?;
     let procs = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
     let _ = PROCS.set(procs.into());

@@ -93,10 +93,18 @@ fn qemu_and_virtiofsd_run_confined() {
         .find(|pid| namespace(*pid, "pid") != namespace(supervisor, "pid"))
         .expect("a virtiofsd in a pid namespace of its own");
     for kind in ["mnt", "net"] {
-        assert_ne!(namespace(server, kind), namespace(supervisor, kind), "virtiofsd's {kind} namespace");
+        assert_ne!(
+            namespace(server, kind),
+            namespace(supervisor, kind),
+            "virtiofsd's {kind} namespace"
+        );
     }
     let root = std::fs::metadata(format!("/proc/{server}/root")).unwrap();
-    assert_eq!((root.dev(), root.ino()), (share.dev(), share.ino()), "virtiofsd's root is the share");
+    assert_eq!(
+        (root.dev(), root.ino()),
+        (share.dev(), share.ino()),
+        "virtiofsd's root is the share"
+    );
     assert_eq!(w.ok(&["exec", "walled", "--", "echo", "up"]), "up\n");
     w.ok(&["rm", "-f", "walled"]);
     w.assert_no_vm_left();

@@ -160,7 +160,11 @@ pub fn check_config_layers(
         return bad(format!("diff_id '{d}' is not a sha256 digest"));
     }
     if diff_ids.len() != manifest.layers.len() {
-        return bad(format!("{} diff_ids for {} layers", diff_ids.len(), manifest.layers.len()));
+        return bad(format!(
+            "{} diff_ids for {} layers",
+            diff_ids.len(),
+            manifest.layers.len()
+        ));
     }
     Ok(())
 }

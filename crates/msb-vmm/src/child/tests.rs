@@ -12,7 +12,11 @@ use std::process::Stdio;
 async fn a_helper_dumps_no_core() {
     let mut cmd = Command::new("cat");
     cmd.arg("/proc/self/limits").stdout(Stdio::piped());
-    let out = spawn_owned(&mut cmd, "cat", &[], Confinement::default()).unwrap().wait_with_output().await.unwrap();
+    let out = spawn_owned(&mut cmd, "cat", &[], Confinement::default())
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
     let limits = String::from_utf8(out.stdout).unwrap();
     let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
     assert_eq!(core.split_whitespace().collect::<Vec<_>>()[4..6], ["0", "0"], "{core}");

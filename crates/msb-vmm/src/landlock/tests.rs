@@ -73,7 +73,11 @@ async fn run_confined(ruleset: &OwnedFd, script: &str, drop_caps: bool) -> Vec<S
         .wait_with_output()
         .await
         .unwrap();
-    String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 #[tokio::test]
