@@ -9,12 +9,23 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// Builds `msb-agent` (static glibc) and installs `initramfs.cpio` into the msb lib dir.
 pub fn build() -> Result<PathBuf> {
-    let agent = build_static(&["-p", "msb-agent"], "msb-agent")?;
+    pack("msb-agent", paths::msb_lib_dir().join("initramfs.cpio"))
+}
+
+/// Builds the test-only `msb-hostile-agent` into an initramfs of its own under the guest
+/// target dir (never the lib dir: no sandbox but the hostile-guest tests' boots it).
+pub fn build_hostile() -> Result<PathBuf> {
+    let out = paths::repo_root().join("target/guest/hostile-initramfs.cpio");
+    pack("msb-hostile-agent", out)
+}
+
+/// Builds the guest program `package` and installs it as `/init` of the initramfs `out`.
+fn pack(package: &str, out: PathBuf) -> Result<PathBuf> {
+    let agent = build_static(&["-p", package], package)?;
     let binary = std::fs::read(&agent).with_context(|| format!("reading {}", agent.display()))?;
     let cpio = initramfs(&binary);
-    let out = paths::msb_lib_dir().join("initramfs.cpio");
     util::install_if_changed(&cpio, &out)?;
-    println!("agent: {} ({} KiB)", out.display(), cpio.len() / 1024);
+    println!("{package}: {} ({} KiB)", out.display(), cpio.len() / 1024);
     Ok(out)
 }
 

@@ -10,6 +10,7 @@ pub fn run() -> Result<()> {
     setup::run()?;
     kernel::build()?;
     agent::build()?;
+    let hostile = agent::build_hostile()?;
     let root = rootfs::build()?;
     let debian = debian_rootfs::build()?;
     let registry = registry::ensure()?;
@@ -20,7 +21,8 @@ pub fn run() -> Result<()> {
         .env("MSB_TEST_ROOTFS", &root)
         .env("MSB_TEST_DEBIAN_ROOTFS", &debian)
         .env("MSB_BIN", &msb)
-        .env("MSB_TEST_REGISTRY", &registry);
+        .env("MSB_TEST_REGISTRY", &registry)
+        .env("MSB_HOSTILE_INITRAMFS", &hostile);
     if std::env::var_os("CI").is_some() {
         // CI runs as root: nothing that needs VMs, mounts or root may skip there.
         cmd.env("MSB_REQUIRE_VM", "1")

@@ -31,7 +31,8 @@ enum Task {
     Setup,
     /// Build the guest kernel (cached by source version + config hash).
     Kernel,
-    /// Build the static guest agent and pack it into the initramfs.
+    /// Build the static guest agent and pack it into the initramfs (and the hostile test
+    /// agent into one of its own).
     Agent,
     /// Build a small busybox root filesystem for demos and tests.
     Rootfs {
@@ -66,7 +67,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Setup => setup::run(),
         Task::Kernel => kernel::build().map(drop),
-        Task::Agent => agent::build().map(drop),
+        Task::Agent => agent::build().and_then(|_| agent::build_hostile()).map(drop),
         Task::Rootfs { debian: false } => rootfs::build().map(drop),
         Task::Rootfs { debian: true } => debian_rootfs::build().map(|p| println!("rootfs: {}", p.display())),
         Task::Demo => demo::run(),

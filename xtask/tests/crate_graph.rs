@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "msb-net",
     "msb-supervisor",
     "msb-agent",
+    "msb-hostile-agent",
     "microsandbox",
     "msb-server",
     "msb-cli",
@@ -34,6 +35,8 @@ const ONLY: &[(&str, &[&str])] = &[
     ("msb-types", &[]),
     ("msb-protocol", &["msb-types"]),
     ("msb-agent", &["msb-protocol", "msb-types"]),
+    // A guest program like the agent, for tests: it speaks the protocol and nothing more.
+    ("msb-hostile-agent", &["msb-protocol"]),
     // A wire format only.
     ("msb-envd", &[]),
     // A front door: every sandbox operation goes through the SDK.

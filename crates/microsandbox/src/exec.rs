@@ -21,8 +21,8 @@ impl ExecStatus {
     /// program not found / not executable / otherwise not started.
     pub fn code(&self) -> i32 {
         match self {
-            ExecStatus::Exited(c) => *c,
-            ExecStatus::Signaled(s) => 128 + s,
+            ExecStatus::Exited(c) => ExitStatus::Code(*c).shell_code(),
+            ExecStatus::Signaled(s) => ExitStatus::Signal(*s).shell_code(),
             ExecStatus::SpawnFailed(f) => f.kind.exit_code(),
         }
     }

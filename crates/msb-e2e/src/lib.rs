@@ -217,12 +217,31 @@ pub fn output_within(mut cmd: Command, timeout: std::time::Duration, what: &str)
     }
 }
 
+/// The initramfs of the hostile test agent (`MSB_HOSTILE_INITRAMFS`, else where `cargo
+/// xtask agent` puts it); `None` when it is not built, which fails under `MSB_REQUIRE_VM=1`.
+pub fn hostile_initramfs() -> Option<PathBuf> {
+    let path = std::env::var_os("MSB_HOSTILE_INITRAMFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/guest/hostile-initramfs.cpio"));
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!("{} missing (run `cargo xtask agent`)", path.display());
+    if std::env::var("MSB_REQUIRE_VM").as_deref() == Ok("1") {
+        panic!("{msg}");
+    }
+    eprintln!("skipping: {msg}");
+    None
+}
+
 /// One test's world: a private `MSB_HOME` and a private copy of the rootfs.
 #[derive(Debug)]
 pub struct Sandbox {
     home: tempfile::TempDir,
     /// The rootfs directory the guest boots from.
     pub rootfs: PathBuf,
+    /// The initramfs (guest agent) its VMs boot.
+    initramfs: PathBuf,
 }
 
 impl Sandbox {
@@ -251,8 +270,22 @@ impl Sandbox {
         std::fs::create_dir_all(&lib).expect("creating lib");
         let (kernel, initramfs) = guest_artifacts();
         std::os::unix::fs::symlink(kernel, lib.join("vmlinux")).expect("linking the kernel");
-        std::os::unix::fs::symlink(initramfs, lib.join("initramfs.cpio")).expect("linking the initramfs");
-        Sandbox { home, rootfs }
+        std::os::unix::fs::symlink(&initramfs, lib.join("initramfs.cpio")).expect("linking the initramfs");
+        Sandbox {
+            home,
+            rootfs,
+            initramfs,
+        }
+    }
+
+    /// A world whose VMs boot `initramfs` (another guest agent) instead.
+    pub fn with_agent(initramfs: &Path) -> Sandbox {
+        let mut world = Sandbox::new();
+        let link = world.home().join("lib/initramfs.cpio");
+        std::fs::remove_file(&link).expect("unlinking the initramfs");
+        std::os::unix::fs::symlink(initramfs, link).expect("linking the initramfs");
+        world.initramfs = initramfs.to_path_buf();
+        world
     }
 
     /// The private MSB_HOME.
@@ -262,11 +295,11 @@ impl Sandbox {
 
     /// `msb` with this world's environment.
     pub fn msb(&self) -> Command {
-        let (kernel, initramfs) = guest_artifacts();
+        let (kernel, _) = guest_artifacts();
         let mut cmd = Command::new(msb_bin());
         cmd.env("MSB_HOME", self.home())
             .env("MSB_KERNEL", kernel)
-            .env("MSB_INITRAMFS", initramfs);
+            .env("MSB_INITRAMFS", &self.initramfs);
         cmd
     }
 

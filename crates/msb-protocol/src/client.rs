@@ -319,7 +319,13 @@ impl ExecSession {
             Message::Started { pid } => ExecEvent::Started(pid),
             Message::Stdout(data) => ExecEvent::Stdout(data),
             Message::Stderr(data) => ExecEvent::Stderr(data),
-            Message::Exited(status) => ExecEvent::Exited(status),
+            Message::Exited(status) if status.is_possible() => ExecEvent::Exited(status),
+            Message::Exited(status) => {
+                self.finished = true;
+                return Err(ClientError::Unexpected(format!(
+                    "the guest reported an impossible exit status ({status:?})"
+                )));
+            }
             Message::SpawnFailed(f) => ExecEvent::SpawnFailed(f),
             Message::Error(e) => return Err(ClientError::Rejected(e)),
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),

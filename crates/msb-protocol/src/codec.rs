@@ -43,6 +43,17 @@ pub enum ProtocolError {
     Io(#[from] std::io::Error),
 }
 
+impl ProtocolError {
+    /// Whether the peer sent something no honest peer sends (as opposed to the connection
+    /// failing or ending, which a peer going away mid-frame also causes).
+    pub fn is_protocol_violation(&self) -> bool {
+        matches!(
+            self,
+            ProtocolError::FrameTooLarge(_) | ProtocolError::FrameTooShort(_) | ProtocolError::Malformed(_)
+        )
+    }
+}
+
 /// Length-prefixed frame codec for tokio's `Framed`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FrameCodec;

@@ -483,7 +483,16 @@ impl ExitStatus {
     pub fn shell_code(self) -> i32 {
         match self {
             ExitStatus::Code(c) => c,
-            ExitStatus::Signal(s) => 128 + s,
+            ExitStatus::Signal(s) => 128i32.saturating_add(s),
+        }
+    }
+
+    /// Whether a Linux process can end this way: an exit code is one byte, a signal is
+    /// numbered 1 to 64. A guest that says otherwise is lying.
+    pub fn is_possible(self) -> bool {
+        match self {
+            ExitStatus::Code(c) => (0..=255).contains(&c),
+            ExitStatus::Signal(s) => (1..=64).contains(&s),
         }
     }
 }

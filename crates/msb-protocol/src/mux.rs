@@ -53,12 +53,22 @@ fn output_index(stream: StreamKind) -> Option<usize> {
 /// opened after that fails at once instead of waiting for frames that cannot come.
 type Routes = Arc<Mutex<Option<HashMap<u32, Route>>>>;
 
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closed {
+    /// The peer closed it, or reading it failed (a VM going away mid-frame looks like this).
+    Ended,
+    /// The peer broke the protocol: a malformed frame, or a length over the limit. Nothing
+    /// after it can be trusted to be framed, so the connection was dropped.
+    Broken(String),
+}
+
 /// A multiplexed connection.
 pub struct Mux {
     out: mpsc::Sender<Frame>,
     routes: Routes,
     next_id: AtomicU32,
-    closed: watch::Receiver<bool>,
+    closed: watch::Receiver<Option<Closed>>,
 }
 
 impl std::fmt::Debug for Mux {
@@ -76,7 +86,7 @@ impl Mux {
     {
         let (out, out_rx) = mpsc::channel(64);
         let routes: Routes = Arc::new(Mutex::new(Some(HashMap::new())));
-        let (closed_tx, closed) = watch::channel(false);
+        let (closed_tx, closed) = watch::channel(None);
         tokio::spawn(write_loop(writer, out_rx, routes.clone()));
         tokio::spawn(read_loop(reader, routes.clone(), closed_tx));
         Arc::new(Mux {
@@ -135,10 +145,29 @@ impl Mux {
         self.out.clone()
     }
 
-    /// Resolves once the peer has closed the connection (or it failed).
-    pub async fn closed(&self) {
+    /// Resolves once the peer has closed the connection (or it failed), saying how.
+    pub async fn closed(&self) -> Closed {
         let mut closed = self.closed.clone();
-        let _ = closed.wait_for(|c| *c).await;
+        let how = match closed.wait_for(Option::is_some).await {
+            Ok(how) => how.clone().unwrap_or(Closed::Ended),
+            // The reader task is gone without a word: the connection is over all the same.
+            Err(_) => Closed::Ended,
+        };
+        how
+    }
+
+    /// How the connection ended, if it has.
+    pub fn closed_yet(&self) -> Option<Closed> {
+        self.closed.borrow().clone()
+    }
+
+    /// Resolves only if the peer breaks the protocol, with what it did; never when the
+    /// connection merely ends.
+    pub async fn broken(&self) -> String {
+        match self.closed().await {
+            Closed::Broken(what) => what,
+            Closed::Ended => std::future::pending().await,
+        }
     }
 }
 
@@ -188,13 +217,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: FramedRead<R, FrameCodec>,
     routes: Routes,
-    closed: watch::Sender<bool>,
+    closed: watch::Sender<Option<Closed>>,
 ) {
+    let mut how = Closed::Ended;
     while let Some(next) = reader.next().await {
         let frame = match next {
             Ok(frame) => frame,
             Err(e) => {
                 tracing::warn!("channel: {e}");
+                if e.is_protocol_violation() {
+                    how = Closed::Broken(e.to_string());
+                }
                 break;
             }
         };
@@ -241,6 +274,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         }
     }
+    // Said first, so whoever sees a session fail can already tell why.
+    let _ = closed.send(Some(how));
     // Dropping the routes closes every session's channel: they see Disconnected; no new
     // route can be added from now on.
     if let Some(map) = routes.lock().ok().and_then(|mut map| map.take()) {
@@ -250,5 +285,4 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         }
     }
-    let _ = closed.send(true);
 }

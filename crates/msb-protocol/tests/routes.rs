@@ -1,5 +1,6 @@
 //! How the mux routes frames to sessions and tears routes down: session ends, unknown
-//! sessions, the control session, the connection closing, frames too large to send.
+//! sessions, the control session, the connection closing or broken by the peer, impossible
+//! exit statuses, frames too large to send.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,7 +8,8 @@ mod peer;
 
 use msb_protocol::client::{ClientError, ExecEvent};
 use msb_protocol::codec::frame_len;
-use msb_protocol::{Message, ShutdownRequest, CONTROL_SESSION, MAX_FRAME_LEN, STREAM_WINDOW};
+use msb_protocol::mux::Closed;
+use msb_protocol::{ExitStatus, Message, ShutdownRequest, CONTROL_SESSION, MAX_FRAME_LEN, STREAM_WINDOW};
 use peer::{connect, exec_request, settle, PATIENCE};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::timeout;
@@ -85,7 +87,72 @@ async fn closing_the_connection_ends_every_session_and_releases_stdin_writers() 
     assert_eq!(next(&mut raw).await, None);
     let released = timeout(PATIENCE, writer).await.expect("stdin writer still blocked");
     assert!(matches!(released.unwrap(), Err(ClientError::Disconnected)));
-    timeout(PATIENCE, client.mux().closed()).await.expect("mux not closed");
+    let how = timeout(PATIENCE, client.mux().closed()).await.expect("mux not closed");
+    assert_eq!(how, Closed::Ended);
+}
+
+/// Sends `bytes` from the peer while an exec waits, and returns how the connection ended
+/// and what the exec saw.
+async fn break_with(bytes: &[u8]) -> (Closed, Result<Option<ExecEvent>, ClientError>) {
+    let (client, mut peer) = connect().await;
+    let mut session = client.exec(exec_request(&["sh"])).await.unwrap();
+    peer.recv().await;
+    peer.send_raw(bytes).await;
+    let how = timeout(PATIENCE, client.mux().closed()).await.expect("mux not closed");
+    assert_eq!(client.mux().closed_yet(), Some(how.clone()));
+    (how, session.next().await)
+}
+
+#[tokio::test]
+async fn a_malformed_frame_breaks_the_connection_and_says_so() {
+    let mut garbage = 20u32.to_be_bytes().to_vec();
+    garbage.extend_from_slice(&1u32.to_be_bytes());
+    garbage.extend_from_slice(&[0xff; 16]);
+    let (how, seen) = break_with(&garbage).await;
+    assert!(
+        matches!(&how, Closed::Broken(what) if what.contains("malformed message")),
+        "{how:?}"
+    );
+    assert!(matches!(seen, Err(ClientError::Disconnected)), "{seen:?}");
+}
+
+#[tokio::test]
+async fn an_oversized_length_breaks_the_connection_before_anything_is_allocated() {
+    let (how, _) = break_with(&u32::MAX.to_be_bytes()).await;
+    assert!(
+        matches!(&how, Closed::Broken(what) if what.contains("4294967295 bytes exceeds")),
+        "{how:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_impossible_exit_status_fails_the_exec_and_ends_it() {
+    for status in [
+        ExitStatus::Code(256),
+        ExitStatus::Code(-1),
+        ExitStatus::Signal(0),
+        ExitStatus::Signal(i32::MAX),
+    ] {
+        let (client, mut peer) = connect().await;
+        let mut session = client.exec(exec_request(&["sh"])).await.unwrap();
+        let id = peer.recv().await.id;
+        peer.send(id, Message::Exited(status)).await;
+        let seen = session.next().await;
+        assert!(
+            matches!(&seen, Err(ClientError::Unexpected(what)) if what.contains("impossible exit status")),
+            "{status:?}: {seen:?}"
+        );
+        assert_eq!(session.next().await.unwrap(), None);
+    }
+    for possible in [
+        ExitStatus::Code(0),
+        ExitStatus::Code(255),
+        ExitStatus::Signal(1),
+        ExitStatus::Signal(64),
+    ] {
+        assert!(possible.is_possible(), "{possible:?}");
+    }
+    assert_eq!(ExitStatus::Signal(i32::MAX).shell_code(), i32::MAX);
 }
 
 #[tokio::test]

@@ -150,6 +150,11 @@ fn gone_outcome(gone: GuestGone) -> Outcome {
             ),
             exit_code: None,
         },
+        GuestGone::BrokeProtocol(what) => Outcome {
+            crashed: true,
+            reason: format!("the guest agent broke the protocol ({what}); its VM was killed"),
+            exit_code: None,
+        },
     }
 }
 
@@ -179,6 +184,8 @@ mod tests {
     #[test]
     fn a_guest_gone_quiet_is_a_crash_and_one_that_halted_is_a_stop() {
         assert!(gone_outcome(GuestGone::Unresponsive).crashed);
+        let broke = gone_outcome(GuestGone::BrokeProtocol("malformed message: x".into()));
+        assert!(broke.crashed && broke.reason.contains("broke the protocol (malformed message: x)"));
         let halted = gone_outcome(GuestGone::Said(LastWords::Halted));
         assert!(!halted.crashed && halted.reason.contains("halted"));
         assert!(gone_outcome(GuestGone::Said(LastWords::PoweredOff))

@@ -1,9 +1,11 @@
-//! Liveness of the guest, judged from outside: the agent must answer pings, and a guest
-//! whose kernel said it halted or powered off must really have stopped answering before it
-//! is treated as gone (anything in the guest can write those words to its console).
+//! Liveness of the guest, judged from outside: the agent must answer pings and keep to the
+//! protocol, and a guest whose kernel said it halted or powered off must really have stopped
+//! answering before it is treated as gone (anything in the guest can write those words to
+//! its console).
 
 use msb_boot::console::LastWords;
 use msb_protocol::client::AgentClient;
+use msb_protocol::mux::Closed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -23,6 +25,9 @@ pub enum GuestGone {
     Said(LastWords),
     /// The agent stopped answering without a word.
     Unresponsive,
+    /// The agent sent what no honest agent sends (a malformed frame, a length over the
+    /// limit); the connection was dropped.
+    BrokeProtocol(String),
 }
 
 /// Resolves when the guest is gone without the VM having exited.
@@ -31,9 +36,13 @@ pub async fn watch(agent: Arc<AgentClient>, mut last_words: watch::Receiver<Opti
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            what = agent.mux().broken() => return GuestGone::BrokeProtocol(what),
             _ = tick.tick() => {
                 if !agent.ping(UNRESPONSIVE_AFTER).await {
-                    return GuestGone::Unresponsive;
+                    return match agent.mux().closed_yet() {
+                        Some(Closed::Broken(what)) => GuestGone::BrokeProtocol(what),
+                        _ => GuestGone::Unresponsive,
+                    };
                 }
             }
             changed = last_words.changed() => {

@@ -75,6 +75,12 @@ impl Peer {
         self.io.send(Frame::new(id, msg)).await.unwrap();
     }
 
+    /// Sends bytes as they are, framed or not.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.io.get_mut().write_all(bytes).await.unwrap();
+    }
+
     /// Everything the client has sent so far and not yet read here. A ping on a session
     /// of its own is queued behind those frames (one writer, in order), so once it
     /// arrives, nothing sent before it is still on the way.
