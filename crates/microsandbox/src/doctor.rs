@@ -205,7 +205,7 @@ fn cgroups() -> HostCheck {
         "cgroups",
         found,
         false,
-        "not used yet: a sandbox's host processes have no memory, CPU or pids limit beyond the VM's own size",
+        "not used: per-sandbox cgroups (memory.max, cpu.max, pids.max) are not built; a sandbox's QEMU and virtiofsd are bounded by rlimits instead (address space: the guest's RAM + 4 GiB, and 8 GiB; QEMU 4096 descriptors), and its guest's processes by the agent's workload cgroup",
     )
 }
 

@@ -2,7 +2,8 @@
 //! under its own seccomp filter (`-sandbox`: no exec, no fork, no setuid) with no
 //! capabilities (even when msb is root), QEMU and virtiofsd can gain no privileges
 //! (`PR_SET_NO_NEW_PRIVS`), and virtiofsd serves from inside its namespace sandbox, the
-//! share as its root, for root and ordinary users alike.
+//! share as its root, for root and ordinary users alike. Rlimits bound the memory and
+//! descriptors of both.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -17,6 +18,20 @@ fn status_field(pid: u64, field: &str) -> String {
         .find(|l| l.starts_with(&format!("{field}:")))
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
     line.split_once(':').unwrap().1.trim().to_string()
+}
+
+/// The soft and hard values of limit `name` (`Max open files` …) of process `pid`.
+fn limit(pid: u64, name: &str) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
+    let mut values = line[name.len()..].split_whitespace().map(str::to_string);
+    (values.next().unwrap(), values.next().unwrap())
+}
+
+/// Asserts that limit `name` of `pid` is `value`, soft and hard.
+fn assert_limit(pid: u64, name: &str, value: u64, whose: &str) {
+    let value = value.to_string();
+    assert_eq!(limit(pid, name), (value.clone(), value), "{whose}'s {name}");
 }
 
 /// The pids of the processes whose parent is `parent` and whose name is `comm`, and of
@@ -62,7 +77,7 @@ fn qemu_and_virtiofsd_run_confined() {
         return;
     }
     let w = World::new();
-    w.create("walled", &[]);
+    w.create("walled", &["-m", "300"]);
     let info = w.inspect("walled");
     let qemu = info["vmm_pid"].as_u64().expect("QEMU's pid");
     assert_eq!(status_field(qemu, "Seccomp"), "2", "QEMU runs under a seccomp filter");
@@ -77,12 +92,17 @@ fn qemu_and_virtiofsd_run_confined() {
     for set in sets {
         assert_eq!(status_field(qemu, set), "0000000000000000", "QEMU's {set}");
     }
+    // Where no cgroup is delegated to us, rlimits bound QEMU: its guest's RAM and 4 GiB
+    // of address space, 4096 descriptors.
+    assert_limit(qemu, "Max address space", (300 << 20) + (4 << 30), "QEMU");
+    assert_limit(qemu, "Max open files", 4096, "QEMU");
     // The directory root is shared by virtiofsd, a child of the supervisor.
     let supervisor = info["supervisor_pid"].as_u64().expect("the supervisor's pid");
     let virtiofsd = descendants_named(supervisor, "virtiofsd");
     assert!(!virtiofsd.is_empty(), "a directory root runs a virtiofsd");
     for pid in &virtiofsd {
         assert_eq!(status_field(*pid, "NoNewPrivs"), "1", "virtiofsd {pid}");
+        assert_limit(*pid, "Max address space", 8 << 30, "virtiofsd");
     }
     // The one serving the guest sits in its own mount, pid and net namespaces, and its
     // root is the shared directory.

@@ -17,6 +17,34 @@ pub(crate) struct Confinement {
     pub(crate) drop_caps: bool,
     /// A Landlock ruleset (see `landlock::qemu_ruleset`) enforced just before exec.
     pub(crate) landlock: Option<RawFd>,
+    /// Most bytes of address space it may map (`RLIMIT_AS`): the host's only bound on a
+    /// helper's memory where no cgroup v2 hierarchy is delegated to us.
+    pub(crate) address_space: Option<u64>,
+    /// Most descriptors it may hold open (`RLIMIT_NOFILE`).
+    pub(crate) open_files: Option<u64>,
+}
+
+/// Lowers `resource`'s soft and hard limits to `most` (never raises a lower hard limit).
+/// Async-signal-safe (getrlimit and setrlimit only), so usable between fork and exec.
+fn lower_limit(resource: libc::__rlimit_resource_t, most: u64) -> std::io::Result<()> {
+    let mut now = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `now` is a writable rlimit.
+    if unsafe { libc::getrlimit(resource, &mut now) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let most = most.min(now.rlim_max);
+    let lowered = libc::rlimit {
+        rlim_cur: most,
+        rlim_max: most,
+    };
+    // SAFETY: `lowered` is a valid rlimit.
+    if unsafe { libc::setrlimit(resource, &lowered) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Most descriptors a helper is passed.
@@ -47,7 +75,7 @@ pub(crate) fn spawn_owned(
     passed[..fds.len()].copy_from_slice(fds);
     let count = fds.len();
     cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
-    // The closure runs between fork and exec: prctl, setpgid, setrlimit, fcntl, dup2,
+    // The closure runs between fork and exec: prctl, setpgid, get/setrlimit, fcntl, dup2,
     // close_range and landlock_restrict_self are async-signal-safe, and nothing in it
     // allocates.
     // SAFETY: the closure makes only those calls, and `fds` stay open until the spawn returns.
@@ -78,6 +106,12 @@ pub(crate) fn spawn_owned(
             };
             if libc::setrlimit(libc::RLIMIT_CORE, &no_core) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(most) = confinement.address_space {
+                lower_limit(libc::RLIMIT_AS, most)?;
+            }
+            if let Some(most) = confinement.open_files {
+                lower_limit(libc::RLIMIT_NOFILE, most)?;
             }
             if let Some(ruleset) = confinement.landlock {
                 // After no-new-privs (which Landlock requires of a thread without

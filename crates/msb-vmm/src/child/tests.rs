@@ -8,18 +8,55 @@ use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::process::Stdio;
 
-#[tokio::test]
-async fn a_helper_dumps_no_core() {
+/// The soft and hard values of the `/proc/self/limits` line starting `name`, as a child
+/// spawned with `confinement` sees them.
+async fn limits_of_child(confinement: Confinement, names: &[&str]) -> Vec<[String; 2]> {
     let mut cmd = Command::new("cat");
     cmd.arg("/proc/self/limits").stdout(Stdio::piped());
-    let out = spawn_owned(&mut cmd, "cat", &[], Confinement::default())
+    let out = spawn_owned(&mut cmd, "cat", &[], confinement)
         .unwrap()
         .wait_with_output()
         .await
         .unwrap();
     let limits = String::from_utf8(out.stdout).unwrap();
-    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
-    assert_eq!(core.split_whitespace().collect::<Vec<_>>()[4..6], ["0", "0"], "{core}");
+    names
+        .iter()
+        .map(|name| {
+            let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
+            // The name's words, then soft, hard and (usually) units.
+            let values: Vec<&str> = line[name.len()..].split_whitespace().collect();
+            [values[0].to_string(), values[1].to_string()]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_helper_dumps_no_core() {
+    let core = limits_of_child(Confinement::default(), &["Max core file size"]).await;
+    assert_eq!(core, [["0", "0"]]);
+}
+
+#[tokio::test]
+async fn a_helper_is_held_to_its_address_space_and_descriptors() {
+    let confinement = Confinement {
+        address_space: Some(3 << 30),
+        open_files: Some(100),
+        ..Confinement::default()
+    };
+    let limits = limits_of_child(confinement, &["Max address space", "Max open files"]).await;
+    let space = (3u64 << 30).to_string();
+    assert_eq!(limits, [[space.clone(), space], ["100".into(), "100".into()]]);
+    // A limit above the hard one we hold lowers nothing and fails nothing.
+    let ours = limits_of_child(Confinement::default(), &["Max open files"]).await;
+    let loose = Confinement {
+        open_files: Some(u64::MAX),
+        ..Confinement::default()
+    };
+    let hard = &ours[0][1];
+    assert_eq!(
+        limits_of_child(loose, &["Max open files"]).await,
+        [[hard.clone(), hard.clone()]]
+    );
 }
 
 /// The capability sets (`CapEff`, `CapPrm`, `CapBnd`) of a child spawned with `drop_caps`.

@@ -67,6 +67,7 @@ async fn run_confined(ruleset: &OwnedFd, script: &str, drop_caps: bool) -> Vec<S
     let confinement = Confinement {
         drop_caps,
         landlock: Some(ruleset.as_raw_fd()),
+        ..Confinement::default()
     };
     let out = spawn_owned(&mut cmd, "sh", &[], confinement)
         .unwrap()
