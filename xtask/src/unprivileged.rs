@@ -58,6 +58,7 @@ pub fn test(msb: &Path, root: &Path, registry: &str) -> Result<()> {
             .arg(format!("MSB_TEST_ROOTFS={}", rootfs.display()))
             .arg(format!("MSB_TEST_REGISTRY={registry}"))
             .arg("MSB_REQUIRE_VM=1")
+            .arg("MSB_SUPERVISOR_SECCOMP=kill")
             .arg(binary)
             .arg("--test-threads=2")
             .current_dir(&stage);

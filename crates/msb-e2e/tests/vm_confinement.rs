@@ -1,4 +1,5 @@
-//! A sandbox's host processes, confined, checked from outside through `/proc`: QEMU runs
+//! A sandbox's host processes, confined, checked from outside through `/proc`: the
+//! supervisor runs under its own seccomp filter once the VM is up, QEMU runs
 //! under its own seccomp filter (`-sandbox`: no exec, no fork, no setuid) with no
 //! capabilities (even when msb is root), QEMU and virtiofsd can gain no privileges
 //! (`PR_SET_NO_NEW_PRIVS`), and virtiofsd serves from inside its namespace sandbox, the
@@ -98,6 +99,9 @@ fn qemu_and_virtiofsd_run_confined() {
     assert_limit(qemu, "Max open files", 4096, "QEMU");
     // The directory root is shared by virtiofsd, a child of the supervisor.
     let supervisor = info["supervisor_pid"].as_u64().expect("the supervisor's pid");
+    // The supervisor confines itself once the VM is up (`msb-supervisor::syscalls`).
+    assert_eq!(status_field(supervisor, "Seccomp"), "2", "the supervisor's filter");
+    assert_eq!(status_field(supervisor, "NoNewPrivs"), "1");
     let virtiofsd = descendants_named(supervisor, "virtiofsd");
     assert!(!virtiofsd.is_empty(), "a directory root runs a virtiofsd");
     for pid in &virtiofsd {

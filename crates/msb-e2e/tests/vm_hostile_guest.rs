@@ -7,8 +7,10 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use msb_e2e::{hostile_initramfs, output_within, peak_rss_kib, vm_available, Sandbox as World};
-use std::time::Duration;
+use msb_e2e::{hostile_initramfs, output_within, peak_rss_kib, vm_available, wait_or_kill, Sandbox as World};
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 /// Long enough for any exec here under TCG on a loaded host; a hang fails instead of
 /// stalling the suite.
@@ -52,13 +54,43 @@ fn failed_saying(out: &std::process::Output, needle: &str) {
 #[test]
 fn output_beyond_the_credit_ends_that_exec_only_and_is_never_buffered() {
     let Some(w) = hostile("flooded") else { return };
-    let supervisor = w.inspect("flooded")["supervisor_pid"].as_u64().unwrap() as u32;
+    let info = w.inspect("flooded");
+    let supervisor = info["supervisor_pid"].as_u64().unwrap() as u32;
+    let log = std::path::PathBuf::from(info["paths"]["supervisor_log"].as_str().unwrap());
     let before = peak_rss_kib(supervisor).unwrap();
-    // 64 MiB: 32 windows' worth, sent as fast as the guest can without waiting for credit.
-    let out = exec(&w, "flooded", &["flood", "64"]);
+    // 64 MiB, 32 windows' worth, sent without waiting for credit to a client that takes
+    // one byte and then nothing: it grants no credit, so the guest is over its window
+    // whatever the speeds.
+    let mut cmd = w.msb();
+    cmd.args(["exec", "flooded", "--", "flood", "64"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut client = cmd.spawn().unwrap();
+    let mut stdout = client.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("beyond the credit")
+    {
+        assert!(Instant::now() < deadline, "the supervisor never cut the flood off");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let out = std::process::Output {
+        status: wait_or_kill(&mut client, PATIENCE, "msb exec flooded"),
+        stdout: [&first[..], &rest].concat(),
+        stderr: std::io::read_to_string(client.stderr.take().unwrap())
+            .unwrap()
+            .into_bytes(),
+    };
     failed_saying(&out, "more output than it was granted credit for");
-    // What the client took in time was credited and delivered; the rest was cut off.
-    assert!(out.stdout.len() < 64 << 20, "the whole flood got through");
+    // What reached the client is what the window (and the credit for the little it took)
+    // allowed, untouched.
+    assert!(out.stdout.len() <= 3 << 20, "{} bytes got through", out.stdout.len());
     assert!(out.stdout.iter().all(|&b| b == b'x'), "the output was mangled");
     still_answers(&w, "flooded");
     let grown = peak_rss_kib(supervisor).unwrap().saturating_sub(before);

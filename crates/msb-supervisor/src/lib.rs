@@ -21,6 +21,7 @@ mod ready;
 mod relay;
 mod run;
 mod secrets;
+pub mod syscalls;
 mod watchdog;
 
 pub use daemon::detach;

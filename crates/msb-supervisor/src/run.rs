@@ -73,6 +73,11 @@ pub async fn supervise(input: SupervisorInput) -> i32 {
         error: None,
     }
     .emit();
+    // The VM is up: from here on the guest's bytes are parsed, so the filter goes on.
+    let mode = crate::syscalls::Mode::from_env();
+    if let Err(e) = crate::syscalls::confine(mode) {
+        tracing::warn!("sandbox '{name}': its supervisor runs without its seccomp filter: {e}");
+    }
     let owner = match (owned, heard) {
         (false, _) => Owner::None,
         (true, true) => Owner::Expected,

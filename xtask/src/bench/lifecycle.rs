@@ -1,6 +1,7 @@
 //! `cargo xtask bench lifecycle`: what managed sandboxes cost, through the release `msb`
 //! and the SDK: create + start until a first exec's output, exec round trips in a running
-//! sandbox (SDK in this process, and `msb exec` processes), stop, rm; then ten sandboxes
+//! sandbox (SDK in this process, also with the supervisor's seccomp filter off, to show
+//! what it costs, and `msb exec` processes), stop, rm; then ten sandboxes
 //! created at once on this machine: time until all are ready and host memory per sandbox.
 //! VM figures are QEMU TCG (software emulation) on hosts without usable KVM, and say so.
 
@@ -28,6 +29,8 @@ struct Figures {
     accel: String,
     first_output: Vec<Duration>,
     sdk_exec: Vec<Duration>,
+    /// The same, into a sandbox whose supervisor runs without its seccomp filter.
+    sdk_exec_unfiltered: Vec<Duration>,
     cli_exec: Vec<Duration>,
     stop: Vec<Duration>,
     rm: Vec<Duration>,
@@ -105,18 +108,31 @@ fn measure(f: &mut Figures, runs: usize, tmp: &Path, msb: &Path, image: &str) ->
         f.cli_exec
             .push(timed(cmd(msb, tmp).args(["exec", "execs", "--", "true"]), "msb exec")?);
     }
-    f.sdk_exec = sdk_round_trips(&tmp.join("home"))?;
+    f.sdk_exec = sdk_round_trips(&tmp.join("home"), "execs")?;
     util::run(cmd(msb, tmp).args(["rm", "-f", "execs"]).stdout(Stdio::null()))?;
+    // What the supervisor's seccomp filter costs: the same round trips without it.
+    util::run(
+        cmd(msb, tmp)
+            .args(["create", image, "-n", "execs-unfiltered"])
+            .env("MSB_SUPERVISOR_SECCOMP", "off")
+            .stdout(Stdio::null()),
+    )?;
+    f.sdk_exec_unfiltered = sdk_round_trips(&tmp.join("home"), "execs-unfiltered")?;
+    util::run(
+        cmd(msb, tmp)
+            .args(["rm", "-f", "execs-unfiltered"])
+            .stdout(Stdio::null()),
+    )?;
     console::progress("lifecycle", &format!("{CROWD} sandboxes at once"));
     crowd(f, tmp, msb, image)
 }
 
-/// `exec true` through the SDK in this process, into the running sandbox `execs`.
-fn sdk_round_trips(home: &Path) -> Result<Vec<Duration>> {
+/// `exec true` through the SDK in this process, into the running sandbox `name`.
+fn sdk_round_trips(home: &Path, name: &str) -> Result<Vec<Duration>> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let sb = Microsandbox::at(home)
-            .connect("execs")
+            .connect(name)
             .await
             .context("connecting to the sandbox")?;
         let mut samples = Vec::with_capacity(SDK_EXECS);
@@ -175,6 +191,12 @@ fn print(f: &Figures) {
         "  exec `true` via SDK ({SDK_EXECS}×)         {}",
         s(&f.sdk_exec).millis_p99()
     );
+    let (on, off) = (s(&f.sdk_exec).median, s(&f.sdk_exec_unfiltered).median);
+    println!(
+        "  … supervisor without its seccomp filter {}  (filtered/unfiltered median {:.2}×)",
+        s(&f.sdk_exec_unfiltered).millis_p99(),
+        on / off.max(1e-9)
+    );
     println!(
         "  `msb exec … true` process ({CLI_EXECS}×)   {}",
         s(&f.cli_exec).millis_p99()
@@ -195,6 +217,7 @@ fn to_json(f: &Figures) -> Value {
         "accel": f.accel,
         "create_to_first_output_s": s(&f.first_output),
         "sdk_exec_true_s": s(&f.sdk_exec),
+        "sdk_exec_true_unfiltered_supervisor_s": s(&f.sdk_exec_unfiltered),
         "cli_exec_true_s": s(&f.cli_exec),
         "stop_s": s(&f.stop),
         "rm_s": s(&f.rm),

@@ -162,7 +162,9 @@ pub fn serve_http(port: u16, file: &str, secs: u64) -> String {
     format!("served {served}")
 }
 
-/// N connects one after another, each closed at once (at most 10 minutes in all).
+/// N connects one after another, each closed at once (at most 10 minutes in all). Each
+/// waits for the server's close before the next, so no more than one is ever open: how
+/// fast a loaded host tears connections down cannot make them pile up.
 pub fn churn(addr: SocketAddr, n: u64) -> String {
     let (mut ok, mut refused, mut other) = (0, 0, 0);
     let end = Instant::now() + Duration::from_secs(600);
@@ -171,7 +173,12 @@ pub fn churn(addr: SocketAddr, n: u64) -> String {
             break;
         }
         match TcpStream::connect_timeout(&addr, WAIT) {
-            Ok(_) => ok += 1,
+            Ok(mut s) => {
+                ok += 1;
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                let _ = s.set_read_timeout(Some(WAIT));
+                let _ = s.read(&mut [0u8; 64]);
+            }
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => refused += 1,
             Err(_) => other += 1,
         }
