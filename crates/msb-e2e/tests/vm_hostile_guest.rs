@@ -159,14 +159,18 @@ fn a_guest_that_falls_silent_is_ended_as_unresponsive() {
 }
 
 #[test]
-fn an_agent_of_another_protocol_version_is_refused_at_create() {
+fn a_handshake_of_another_version_or_of_garbage_is_refused_at_create() {
     if !vm_available() {
         return;
     }
     let Some(initramfs) = hostile_initramfs() else { return };
     let w = World::with_agent(&initramfs);
     let root = w.rootfs.to_string_lossy().into_owned();
-    let args = ["create", "-n", "hostile-version", "--rootfs", &root];
-    w.fails(&args, 125, "speaks protocol v1");
+    for (name, said) in [
+        ("hostile-version", "speaks protocol v1"),
+        ("hostile-handshake", "malformed message"),
+    ] {
+        w.fails(&["create", "-n", name, "--rootfs", &root], 125, said);
+    }
     w.assert_no_vm_left();
 }

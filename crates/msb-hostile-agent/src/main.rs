@@ -15,7 +15,8 @@
 //! | `oversize` | announces a frame of 4 GiB |
 //! | `mute` | from now on answers nothing, pings included |
 //!
-//! A sandbox named `hostile-version` is answered with another protocol version.
+//! A sandbox named `hostile-version` is answered with another protocol version, one named
+//! `hostile-handshake` with garbage.
 
 use bytes::BytesMut;
 use msb_protocol::{
@@ -121,6 +122,7 @@ fn serve() -> std::io::Result<()> {
 fn answer(host: &Host, frame: Frame, mute: &AtomicBool) {
     let id = frame.id;
     match frame.msg {
+        Message::Hello(hello) if hello.config.hostname == "hostile-handshake" => garbage(host, CONTROL_SESSION),
         Message::Hello(hello) => {
             let version = if hello.config.hostname == "hostile-version" {
                 PROTOCOL_VERSION + 1000
@@ -188,16 +190,19 @@ fn exec(host: &Host, id: u32, req: ExecRequest, mute: &AtomicBool) {
             host.send(id, Message::Stdout(b"after\n".to_vec()));
             host.send(id, Message::Exited(ExitStatus::Code(0)));
         }
-        "garbage" => {
-            let mut frame = 20u32.to_be_bytes().to_vec();
-            frame.extend_from_slice(&id.to_be_bytes());
-            frame.extend_from_slice(&[0xff; 16]);
-            host.raw(&frame);
-        }
+        "garbage" => garbage(host, id),
         "oversize" => host.raw(&u32::MAX.to_be_bytes()),
         "mute" => mute.store(true, Ordering::Relaxed),
         _ => host.send(id, Message::Error(format!("no such misdeed: {:?}", req.argv))),
     }
+}
+
+/// A frame for session `id` whose payload is no message.
+fn garbage(host: &Host, id: u32) {
+    let mut frame = 20u32.to_be_bytes().to_vec();
+    frame.extend_from_slice(&id.to_be_bytes());
+    frame.extend_from_slice(&[0xff; 16]);
+    host.raw(&frame);
 }
 
 fn echo(host: &Host, id: u32, line: &str) {
