@@ -43,6 +43,15 @@ pub fn base_rootfs() -> PathBuf {
         .unwrap_or_else(|| home_dir().join(".cache/msb/rootfs/busybox"))
 }
 
+/// A prerequisite of a test is missing (`msg` says which and how to make it): under
+/// `MSB_REQUIRE_VM=1` (CI) that fails the test; elsewhere the test skips, saying so.
+pub(crate) fn missing_prerequisite(msg: &str) {
+    if std::env::var("MSB_REQUIRE_VM").as_deref() == Ok("1") {
+        panic!("{msg}");
+    }
+    eprintln!("skipping: {msg}");
+}
+
 /// True when VM tests can run; panics when they cannot but `MSB_REQUIRE_VM=1`.
 pub fn vm_available() -> bool {
     let (kernel, initramfs) = guest_artifacts();
@@ -55,11 +64,7 @@ pub fn vm_available() -> bool {
     if missing.is_empty() {
         return true;
     }
-    let msg = format!("VM test prerequisites missing: {}", missing.join(", "));
-    if std::env::var("MSB_REQUIRE_VM").as_deref() == Ok("1") {
-        panic!("{msg}");
-    }
-    eprintln!("skipping VM test: {msg}");
+    missing_prerequisite(&format!("VM test prerequisites missing: {}", missing.join(", ")));
     false
 }
 
@@ -68,11 +73,8 @@ pub fn vm_available() -> bool {
 pub fn registry() -> Option<String> {
     match std::env::var("MSB_TEST_REGISTRY") {
         Ok(addr) if !addr.is_empty() => Some(addr),
-        _ if std::env::var("MSB_REQUIRE_VM").as_deref() == Ok("1") => {
-            panic!("MSB_TEST_REGISTRY is not set: run `cargo xtask registry` and export its address")
-        }
         _ => {
-            eprintln!("skipping registry test: MSB_TEST_REGISTRY is not set");
+            missing_prerequisite("MSB_TEST_REGISTRY is not set: run `cargo xtask registry` and export its address");
             None
         }
     }
@@ -226,11 +228,7 @@ pub fn hostile_initramfs() -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    let msg = format!("{} missing (run `cargo xtask agent`)", path.display());
-    if std::env::var("MSB_REQUIRE_VM").as_deref() == Ok("1") {
-        panic!("{msg}");
-    }
-    eprintln!("skipping: {msg}");
+    missing_prerequisite(&format!("{} missing (run `cargo xtask agent`)", path.display()));
     None
 }
 
