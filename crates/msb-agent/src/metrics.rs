@@ -17,8 +17,8 @@ pub fn sample() -> GuestMetrics {
     GuestMetrics {
         cpu_busy_ticks,
         cpu_total_ticks,
-        memory_total: meminfo_kib(&meminfo, "MemTotal:") * 1024,
-        memory_available: meminfo_kib(&meminfo, "MemAvailable:") * 1024,
+        memory_total: meminfo_kib(&meminfo, "MemTotal:").unwrap_or(0) * 1024,
+        memory_available: meminfo_kib(&meminfo, "MemAvailable:").unwrap_or(0) * 1024,
         disk_total,
         disk_used,
         net_rx,
@@ -63,12 +63,12 @@ fn cpu_ticks(stat: &str) -> (u64, u64) {
     (total.saturating_sub(idle), total)
 }
 
-fn meminfo_kib(meminfo: &str, key: &str) -> u64 {
+/// The figure `key` (`"MemTotal:"` …) of a `/proc/meminfo` text, in KiB.
+pub(crate) fn meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {
     meminfo
         .lines()
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn disk(path: &str) -> (u64, u64) {
@@ -110,7 +110,7 @@ mod tests {
         assert_eq!(cpu_ticks(stat), (158, 978));
         assert_eq!(
             meminfo_kib("MemTotal:  1000 kB\nMemAvailable:   600 kB\n", "MemAvailable:"),
-            600
+            Some(600)
         );
         let dev = "Inter-|   Receive\n face |bytes packets\n    lo: 500 5 0 0 0 0 0 0 500 5 0 0 0 0 0 0\n  eth0: 1000 10 0 0 0 0 0 0 2000 20 0 0 0 0 0 0\n";
         assert_eq!(network(dev), (1000, 2000));

@@ -35,8 +35,14 @@ pub fn setup() -> io::Result<()> {
     if !dir.is_dir() {
         std::fs::create_dir(&dir)?;
     }
-    let total = meminfo("MemTotal")?;
-    let memory = meminfo("MemAvailable")?.saturating_sub(RESERVED_MEMORY + total / 32);
+    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
+    let bytes = |key: &str| {
+        crate::metrics::meminfo_kib(&meminfo, key)
+            .map(|kib| kib * 1024)
+            .ok_or_else(|| io::Error::other(format!("no {key} in /proc/meminfo")))
+    };
+    let total = bytes("MemTotal:")?;
+    let memory = bytes("MemAvailable:")?.saturating_sub(RESERVED_MEMORY + total / 32);
     std::fs::write(dir.join("memory.max"), memory.to_string())?;
     let threads = read_number("/proc/sys/kernel/threads-max")?;
     std::fs::write(
@@ -52,17 +58,6 @@ pub fn setup() -> io::Result<()> {
 /// The descriptor a child writes `0` to, to join the workload (none if [`setup`] failed).
 pub fn procs_fd() -> Option<RawFd> {
     PROCS.get().map(AsRawFd::as_raw_fd)
-}
-
-/// A `/proc/meminfo` figure (`MemTotal`, `MemAvailable` …) in bytes.
-fn meminfo(field: &str) -> io::Result<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
-    meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
-        .ok_or_else(|| io::Error::other(format!("no {field} in /proc/meminfo")))
 }
 
 fn read_number(path: &str) -> io::Result<u64> {
