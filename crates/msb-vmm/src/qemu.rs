@@ -40,10 +40,10 @@ impl Qemu {
 /// 1.8 GB. Under KVM most of it is never used.
 const QEMU_OVERHEAD: u64 = 4 << 30;
 /// Descriptors QEMU may hold; it uses a few dozen (eventfds per queue, disks, sockets).
-pub(crate) const QEMU_OPEN_FILES: u64 = 4096;
+const QEMU_OPEN_FILES: u64 = 4096;
 
 /// The address space QEMU may map for a guest of `memory_mib` MiB.
-pub(crate) fn qemu_address_space(memory_mib: u32) -> u64 {
+fn qemu_address_space(memory_mib: u32) -> u64 {
     (u64::from(memory_mib) << 20) + QEMU_OVERHEAD
 }
 

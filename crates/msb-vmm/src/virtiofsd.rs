@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 
 /// Address space virtiofsd may map: its tables grow with the files the guest looks up,
 /// not with the guest's RAM; it measured 0.7 GB with a busybox root.
-pub(crate) const VIRTIOFSD_ADDRESS_SPACE: u64 = 8 << 30;
+const VIRTIOFSD_ADDRESS_SPACE: u64 = 8 << 30;
 
 /// How to get virtiofsd.
 pub(crate) const HINT: &str =
