@@ -231,7 +231,7 @@ pub async fn list(State(state): State<E2bShared>, Query(q): Query<ListQuery>) ->
     let states: Vec<&str> = q.state.as_deref().map(|s| s.split(',').collect()).unwrap_or_default();
     let mut rows: Vec<Value> = all
         .iter()
-        .filter(|info| info.spec.labels.contains_key(TEMPLATE_LABEL) && info.state == SandboxState::Running)
+        .filter(|info| is_e2b_running(&state, info))
         .filter(|_| states.is_empty() || states.contains(&"running"))
         .filter(|info| {
             wanted
@@ -298,10 +298,8 @@ pub async fn kill(State(state): State<E2bShared>, Path(id): Path<String>) -> Res
     if let Err(response) = e2b_sandbox(&state, &id).await {
         return response;
     }
-    state.forget(&id);
-    match state.app.msb.remove(&id, true).await {
+    match state.kill(&id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) if e.kind() == ErrorKind::NotFound => StatusCode::NO_CONTENT.into_response(),
         Err(e) => from_sdk(e),
     }
 }
@@ -357,11 +355,16 @@ pub async fn refresh(
 /// The record of the running E2B sandbox `id`, or the 404 to answer.
 async fn e2b_sandbox(state: &E2bShared, id: &str) -> Result<SandboxInfo, Response> {
     match state.app.msb.get(id).await {
-        Ok(info) if info.spec.labels.contains_key(TEMPLATE_LABEL) && info.state == SandboxState::Running => Ok(info),
+        Ok(info) if is_e2b_running(state, &info) => Ok(info),
         Ok(_) => Err(not_found(id)),
         Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::Invalid => Err(not_found(id)),
         Err(e) => Err(from_sdk(e)),
     }
+}
+
+/// Whether `info` is a running sandbox made through this endpoint and not being killed.
+fn is_e2b_running(state: &E2bShared, info: &SandboxInfo) -> bool {
+    info.spec.labels.contains_key(TEMPLATE_LABEL) && info.state == SandboxState::Running && !state.is_dying(&info.name)
 }
 
 /// The answer to what the endpoint does not offer.

@@ -176,10 +176,8 @@ async fn keep_deadlines(state: E2bShared) {
     loop {
         tick.tick().await;
         for id in state.expired(SystemTime::now()) {
-            state.forget(&id);
-            match state.app.msb.remove(&id, true).await {
+            match state.kill(&id).await {
                 Ok(()) => tracing::info!(sandbox = %id, "killed an E2B sandbox whose timeout passed"),
-                Err(e) if e.kind() == microsandbox::ErrorKind::NotFound => {}
                 Err(e) => tracing::warn!(sandbox = %id, error = %e, "killing an E2B sandbox whose timeout passed"),
             }
         }

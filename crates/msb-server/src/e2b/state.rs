@@ -7,7 +7,7 @@ use crate::state::Shared;
 use hmac::{Hmac, Mac};
 use microsandbox::Sandbox;
 use sha2::Sha256;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +27,9 @@ pub struct E2bState {
     /// `templateID` aliases → image references.
     pub templates: BTreeMap<String, String>,
     deadlines: Mutex<HashMap<String, SystemTime>>,
+    /// Sandboxes being killed: gone to E2B's clients from the kill's start, though their
+    /// VM takes a moment to stop and their record to go.
+    dying: Mutex<HashSet<String>>,
     processes: Mutex<HashMap<String, Arc<ProcessTable>>>,
     shells: Mutex<HashMap<String, &'static str>>,
 }
@@ -41,6 +44,7 @@ impl E2bState {
             app,
             templates,
             deadlines: Mutex::new(HashMap::new()),
+            dying: Mutex::new(HashSet::new()),
             processes: Mutex::new(HashMap::new()),
             shells: Mutex::new(HashMap::new()),
         })
@@ -75,14 +79,28 @@ impl E2bState {
         lock(&self.deadlines).get(id).copied()
     }
 
-    /// Forgets everything about sandbox `id` (it was killed).
-    pub fn forget(&self, id: &str) {
+    /// Kills sandbox `id` and forgets everything about it. From the call on, the sandbox
+    /// is gone to [`is_dying`](Self::is_dying)'s callers, so no client sees it stopped but
+    /// not yet removed. A sandbox already gone is no error.
+    pub async fn kill(&self, id: &str) -> microsandbox::MicrosandboxResult<()> {
+        lock(&self.dying).insert(id.to_string());
         lock(&self.deadlines).remove(id);
         lock(&self.shells).remove(id);
         if let Some(table) = lock(&self.processes).remove(id) {
             table.close();
         }
         self.app.forget(id);
+        let removed = match self.app.msb.remove(id, true).await {
+            Err(e) if e.kind() == microsandbox::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
+        lock(&self.dying).remove(id);
+        removed
+    }
+
+    /// Whether sandbox `id` is being killed.
+    pub fn is_dying(&self, id: &str) -> bool {
+        lock(&self.dying).contains(id)
     }
 
     /// Sandboxes whose deadline has passed.
@@ -104,7 +122,7 @@ impl E2bState {
         // Worded as E2B's proxy words it, which its clients recognise.
         let gone = || ConnectError::new(Code::Unavailable, format!("sandbox {id} was not found"));
         let info = self.app.msb.get(id).await.map_err(|_| gone())?;
-        if !info.spec.labels.contains_key(TEMPLATE_LABEL) {
+        if !info.spec.labels.contains_key(TEMPLATE_LABEL) || self.is_dying(id) {
             return Err(gone());
         }
         self.app.sandbox(id).await.map_err(|e| match e.kind() {
