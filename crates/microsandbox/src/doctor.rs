@@ -25,6 +25,7 @@ pub fn host_report() -> Vec<HostCheck> {
         qemu_seccomp(),
         no_new_privs(),
         qemu_capabilities(root),
+        qemu_ids(root),
         virtiofsd_sandbox(),
         landlock(),
         seccomp_filters(),
@@ -92,6 +93,33 @@ fn qemu_capabilities(root: bool) -> HostCheck {
     )
 }
 
+fn qemu_ids(root: bool) -> HostCheck {
+    let base = msb_vmm::own_ids::BASE;
+    match (root, msb_vmm::own_ids::available()) {
+        (_, true) => check(
+            "qemu-ids",
+            format!("its own ({base:#x} + its pid)"),
+            true,
+            "QEMU owns no file and no other process, and is handed every file of its VM as a descriptor",
+        ),
+        (true, false) => check(
+            "qemu-ids",
+            "root's",
+            false,
+            format!(
+                "this user namespace does not map the ids from {base:#x} on, so QEMU keeps msb's ids \
+                 (without capabilities)"
+            ),
+        ),
+        (false, _) => check(
+            "qemu-ids",
+            "the user's",
+            true,
+            "msb is not root: QEMU runs as the user, without capabilities, handed every file of its VM as a descriptor",
+        ),
+    }
+}
+
 fn virtiofsd_sandbox() -> HostCheck {
     let sandbox = msb_vmm::FsSandbox::detect();
     let found = match sandbox {
@@ -135,8 +163,8 @@ fn landlock() -> HostCheck {
             "landlock",
             format!("ABI {abi}"),
             true,
-            "QEMU reaches only the system's programs and libraries, its VM's kernel and disks, \
-             and its runtime directory (and virtiofsd, where it has no namespaces, only its share)",
+            "QEMU reaches only the system's programs and libraries and its VM's kernel and initramfs \
+             (and virtiofsd, where it has no namespaces, only its share)",
         ),
     }
 }
@@ -217,7 +245,7 @@ mod tests {
     #[test]
     fn every_check_has_a_name_a_finding_and_a_reason() {
         let report = host_report();
-        assert_eq!(report.len(), 9);
+        assert_eq!(report.len(), 10);
         for c in &report {
             assert!(!c.name.is_empty() && !c.found.is_empty() && !c.why.is_empty(), "{c:?}");
         }

@@ -177,7 +177,7 @@ impl BootedVm {
 
 /// Completes the agent handshake, unless the VM ends first or the guest takes too long.
 async fn handshake(plan: &BootPlan, process: &mut VmProcess) -> BootResult<AgentClient> {
-    let stream = process.connect_agent(Duration::from_secs(10)).await?;
+    let stream = process.take_agent()?;
     let handshake = AgentClient::handshake(stream, plan.guest.clone(), now());
     tokio::select! {
         r = tokio::time::timeout(BOOT_TIMEOUT, handshake) => match r {

@@ -32,7 +32,7 @@ fn the_report_names_each_check_in_every_format() {
     }
     let on = |name: &str| checks.iter().any(|c| c["name"] == name && c["on"] == true);
     assert!(
-        on("qemu-seccomp") && on("no-new-privs") && on("qemu-capabilities"),
+        on("qemu-seccomp") && on("no-new-privs") && on("qemu-capabilities") && on("qemu-ids"),
         "always applied: {report}"
     );
 

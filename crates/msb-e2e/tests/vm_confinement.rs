@@ -93,6 +93,21 @@ fn qemu_and_virtiofsd_run_confined() {
     for set in sets {
         assert_eq!(status_field(qemu, set), "0000000000000000", "QEMU's {set}");
     }
+    // Under root, QEMU runs under ids of its own (0x70000000 + its pid) in no group (KVM's
+    // where it uses KVM), handed every file of its VM as a descriptor.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let own = (0x7000_0000 + qemu).to_string();
+        let all_four = [own.as_str(); 4].join("\t");
+        assert_eq!(status_field(qemu, "Uid"), all_four, "QEMU's uids");
+        assert_eq!(status_field(qemu, "Gid"), all_four, "QEMU's gids");
+        let groups = status_field(qemu, "Groups");
+        let kvm = std::fs::metadata("/dev/kvm").map(|m| m.gid().to_string());
+        assert!(
+            groups.is_empty() || kvm.is_ok_and(|kvm| groups == kvm),
+            "QEMU's groups: {groups}"
+        );
+    }
     // Where no cgroup is delegated to us, rlimits bound QEMU: its guest's RAM and 4 GiB
     // of address space, 4096 descriptors.
     assert_limit(qemu, "Max address space", (300 << 20) + (4 << 30), "QEMU");

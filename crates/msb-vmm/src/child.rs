@@ -1,6 +1,6 @@
 //! Helper processes (QEMU, virtiofsd) that must never outlive their owner.
 
-use crate::VmmError;
+use crate::{own_ids, VmmError};
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,6 +22,38 @@ pub(crate) struct Confinement {
     pub(crate) address_space: Option<u64>,
     /// Most descriptors it may hold open (`RLIMIT_NOFILE`).
     pub(crate) open_files: Option<u64>,
+    /// A uid and gid of its own (msb is root; see `own_ids`).
+    pub(crate) own_ids: Option<OwnIds>,
+}
+
+/// How a helper takes ids of its own: uid and gid become [`own_ids::of_pid`] of its pid,
+/// its only supplementary group is `group` (the one that may open `/dev/kvm`), and the
+/// passed descriptor `reowned` (a pipe it reopens by path) becomes its own first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct OwnIds {
+    pub(crate) group: Option<libc::gid_t>,
+    pub(crate) reowned: Option<RawFd>,
+}
+
+/// Gives the calling process ids of its own as `ids` says. Async-signal-safe (getpid,
+/// fchown, setgroups, setgid, setuid, prctl), so usable between fork and exec.
+fn take_own_ids(ids: OwnIds) -> std::io::Result<()> {
+    // SAFETY: getpid has no preconditions.
+    let id = own_ids::of_pid(unsafe { libc::getpid() } as u32);
+    let groups = [ids.group.unwrap_or(id)];
+    // SAFETY: `groups` holds at least as many ids as passed; the rest take plain numbers.
+    let failed = unsafe {
+        ids.reowned.is_some_and(|fd| libc::fchown(fd, id, id) != 0)
+            || libc::setgroups(usize::from(ids.group.is_some()), groups.as_ptr()) != 0
+            || libc::setgid(id) != 0
+            || libc::setuid(id) != 0
+            // A change of ids clears the parent-death signal: ask for it again.
+            || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+    };
+    if failed {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Lowers `resource`'s soft and hard limits to `most` (never raises a lower hard limit).
@@ -47,10 +79,11 @@ fn lower_limit(resource: libc::__rlimit_resource_t, most: u64) -> std::io::Resul
     Ok(())
 }
 
-/// Most descriptors a helper is passed.
-const MAX_PASSED: usize = 4;
+/// Most descriptors a helper is passed: a QEMU gets its console, network, agent, kernel,
+/// initramfs, share connections and every disk file (an image's layers each one).
+const MAX_PASSED: usize = 256;
 /// Where passed descriptors wait between fork and exec, above any slot they go to.
-const PARKING_FLOOR: RawFd = 64;
+const PARKING_FLOOR: RawFd = PASSED_FD + MAX_PASSED as RawFd;
 
 /// Spawns `cmd` so it dies with us: SIGKILL on drop, SIGKILL when our thread dies
 /// (PR_SET_PDEATHSIG, which also covers `kill -9` of msb), with no new privileges
@@ -76,8 +109,8 @@ pub(crate) fn spawn_owned(
     let count = fds.len();
     cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
     // The closure runs between fork and exec: prctl, setpgid, get/setrlimit, fcntl, dup2,
-    // close_range and landlock_restrict_self are async-signal-safe, and nothing in it
-    // allocates.
+    // getpid, fchown, setgroups, setgid, setuid, close_range and landlock_restrict_self
+    // are async-signal-safe, and nothing in it allocates.
     // SAFETY: the closure makes only those calls, and `fds` stay open until the spawn returns.
     unsafe {
         cmd.pre_exec(move || {
@@ -135,6 +168,10 @@ pub(crate) fn spawn_owned(
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            // After the descriptors are placed, as `reowned` names one by its place.
+            if let Some(ids) = confinement.own_ids {
+                take_own_ids(ids)?;
+            }
             // Best effort (Linux >= 5.11): mark every other descriptor above stdio and
             // the passed ones close-on-exec (the parked copies among them).
             libc::syscall(
@@ -185,12 +222,12 @@ pub(crate) fn tail(log: &Path) -> String {
     }
 }
 
-/// A launched VM: the VMM process, its helpers, the agent socket and the console.
+/// A launched VM: the VMM process, its helpers, the agent's channel and the console.
 #[derive(Debug)]
 pub struct VmProcess {
     pub(crate) vmm: Child,
     pub(crate) helpers: Vec<Child>,
-    pub(crate) agent_socket: PathBuf,
+    pub(crate) agent: Option<std::os::unix::net::UnixStream>,
     pub(crate) console: Option<pipe::Receiver>,
     pub(crate) network: Option<std::os::unix::net::UnixStream>,
     pub(crate) stderr_log: PathBuf,
@@ -217,22 +254,16 @@ impl VmProcess {
         self.network.take()
     }
 
-    /// Connects to the agent's socket, retrying while the VMM starts up.
-    pub async fn connect_agent(&mut self, timeout: Duration) -> Result<UnixStream, VmmError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match UnixStream::connect(&self.agent_socket).await {
-                Ok(stream) => return Ok(stream),
-                Err(e) if Instant::now() > deadline => {
-                    return Err(VmmError::io(format!("connecting to {}", self.agent_socket.display()))(
-                        e,
-                    ))
-                }
-                Err(_) => {}
-            }
-            self.check_running()?;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+    /// The host end of the agent's channel, once.
+    pub fn take_agent(&mut self) -> Result<UnixStream, VmmError> {
+        let agent = self
+            .agent
+            .take()
+            .ok_or_else(|| VmmError::InvalidSpec("the agent's channel was taken already".into()))?;
+        agent
+            .set_nonblocking(true)
+            .and_then(|()| UnixStream::from_std(agent))
+            .map_err(VmmError::io("using the agent's channel"))
     }
 
     /// Fails with the VMM's own words if it has exited.

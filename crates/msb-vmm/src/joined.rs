@@ -29,30 +29,22 @@ fn padded(len: u64) -> u64 {
     len.div_ceil(ALIGN) * ALIGN
 }
 
-/// The VMDK descriptor text joining `parts`.
-pub(crate) fn vmdk_descriptor(parts: &[DiskPart]) -> Result<String, VmmError> {
-    if parts.is_empty() {
+/// The VMDK descriptor text joining extents of these lengths (bytes), each read from the
+/// file QEMU knows by its name (the launcher names fd sets, so no path of the host's
+/// appears and none needs quoting).
+pub(crate) fn vmdk_descriptor(extents: &[(u64, String)]) -> Result<String, VmmError> {
+    if extents.is_empty() {
         return Err(VmmError::InvalidSpec("a joined disk needs at least one part".into()));
     }
     let mut lines = String::new();
-    for part in parts {
-        let name = part
-            .path
-            .to_str()
-            .filter(|n| part.path.is_absolute() && n.len() <= 511 && !n.contains(['"', '\n', '\r']));
-        let Some(name) = name else {
-            return Err(VmmError::InvalidSpec(format!(
-                "{} cannot be named in a disk descriptor (it must be absolute, at most 511 bytes, without quotes or newlines): move MSB_HOME",
-                part.path.display()
-            )));
-        };
-        if part.len == 0 {
-            return Err(VmmError::InvalidSpec(format!("{} is empty", part.path.display())));
+    for (len, name) in extents {
+        if *len == 0 {
+            return Err(VmmError::InvalidSpec(format!("part {name} of a joined disk is empty")));
         }
         // Past the end of a flat extent's file QEMU reads zeros, so a part whose size is
         // not a multiple of 4 KiB is padded by declaring its extent longer. QEMU only
         // reads extents marked RW; the drive itself is attached read-only.
-        lines.push_str(&format!("RW {} FLAT \"{name}\" 0\n", padded(part.len) / SECTOR));
+        lines.push_str(&format!("RW {} FLAT \"{name}\" 0\n", padded(*len) / SECTOR));
     }
     Ok(format!(
         "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n\n\
@@ -90,23 +82,17 @@ mod tests {
                 }
             ]
         );
-        let text = vmdk_descriptor(&parts).unwrap();
+        let extents = [(5000, "/dev/fdset/7".to_string()), (8192, "/dev/fdset/8".to_string())];
+        let text = vmdk_descriptor(&extents).unwrap();
         assert!(
-            text.contains("RW 16 FLAT \"/l/a.erofs\" 0\nRW 16 FLAT \"/l/b.erofs\" 0\n\n"),
+            text.contains("RW 16 FLAT \"/dev/fdset/7\" 0\nRW 16 FLAT \"/dev/fdset/8\" 0\n\n"),
             "{text}"
         );
     }
 
     #[test]
-    fn unnameable_or_empty_parts_are_refused() {
-        for bad in [
-            vec![],
-            vec![part("rel.erofs", 4096)],
-            vec![part("/l/\"q\".erofs", 4096)],
-            vec![part("/l/new\nline", 4096)],
-            vec![part(&format!("/{}", "x".repeat(600)), 4096)],
-            vec![part("/l/empty", 0)],
-        ] {
+    fn empty_disks_and_parts_are_refused() {
+        for bad in [vec![], vec![(0, "/dev/fdset/3".to_string())]] {
             assert!(
                 matches!(vmdk_descriptor(&bad), Err(VmmError::InvalidSpec(_))),
                 "{bad:?}"

@@ -1,13 +1,13 @@
 //! The helpers' view of the host's files, shut with Landlock. QEMU may read the system's
-//! programs and libraries, the VM's kernel, initramfs and read-only disks, read and write its
-//! writable disks, its runtime directory and a few devices, and nothing else — not the
+//! programs and libraries and the VM's kernel and initramfs, and use a few devices; nothing
+//! else — not its disks' or runtime directories (it was handed what it needs there), not the
 //! user's home, not `/etc`. A virtiofsd without namespaces (see `virtiofsd::FsSandbox`) may
 //! read the system's files and use its share and socket directory. Built here, in msb, and
 //! enforced in the child just before it executes the helper (see
 //! `child::spawn_owned`). On a kernel without Landlock the ruleset is empty and nothing
 //! is enforced (`msb doctor` says so).
 
-use crate::{DiskBacking, Share, VmSpec, VmmError};
+use crate::{Share, VmSpec, VmmError};
 use landlock::{
     Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
 };
@@ -43,19 +43,13 @@ fn system_rules(devices: &[&str]) -> Vec<(PathBuf, Grant)> {
     rules
 }
 
-/// The paths QEMU may use for `spec`, and how.
+/// The paths QEMU may use for `spec`, and how: besides the system's, only the kernel and
+/// initramfs, which it reopens through the descriptors it was handed (every other file and
+/// socket of its VM it uses through its descriptor alone; see `handed`).
 fn rules(spec: &VmSpec) -> Vec<(PathBuf, Grant)> {
     let mut rules = system_rules(QEMU_DEVICES);
     rules.push((spec.kernel.clone(), Grant::Read));
     rules.push((spec.initramfs.clone(), Grant::Read));
-    rules.push((spec.runtime_dir.clone(), Grant::ReadWrite));
-    for disk in &spec.disks {
-        let grant = if disk.readonly { Grant::Read } else { Grant::ReadWrite };
-        match &disk.backing {
-            DiskBacking::File { path, .. } => rules.push((path.clone(), grant)),
-            DiskBacking::Joined(parts) => rules.extend(parts.iter().map(|p| (p.path.clone(), Grant::Read))),
-        }
-    }
     rules
 }
 

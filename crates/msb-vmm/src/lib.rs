@@ -4,8 +4,10 @@
 
 pub mod accel;
 mod child;
+mod handed;
 pub mod joined;
 mod landlock;
+pub mod own_ids;
 mod qemu;
 mod virtiofsd;
 

@@ -1,9 +1,11 @@
 //! The QEMU `-M microvm` backend: direct kernel boot, virtio-mmio devices only.
 
-use crate::child::{spawn_owned, Confinement, VmProcess, PASSED_FD};
-use crate::{joined, virtiofsd, Accel, DiskBacking, DiskFormat, VmSpec, Vmm, VmmError};
+use crate::child::{spawn_owned, Confinement, OwnIds, VmProcess, PASSED_FD};
+use crate::handed::{self, Handed};
+use crate::{joined, own_ids, virtiofsd, Accel, DiskBacking, DiskFormat, DiskPart, VmSpec, Vmm, VmmError};
 use serde::{Deserialize, Serialize};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
@@ -47,27 +49,14 @@ fn qemu_address_space(memory_mib: u32) -> u64 {
     (u64::from(memory_mib) << 20) + QEMU_OVERHEAD
 }
 
-/// Files and sockets of one VM, all in its runtime directory.
-struct RuntimeFiles {
-    agent: PathBuf,
-    shares: Vec<PathBuf>,
-}
-
-impl RuntimeFiles {
-    fn of(spec: &VmSpec) -> Result<RuntimeFiles, VmmError> {
-        let dir = &spec.runtime_dir;
-        Ok(RuntimeFiles {
-            agent: socket_path(dir, "agent.sock")?,
-            shares: (0..spec.shares.len())
-                .map(|i| socket_path(dir, &format!("fs{i}.sock")))
-                .collect::<Result<_, _>>()?,
-        })
-    }
-}
-
-/// The descriptor QEMU reads for joined disk number `index`.
+/// The VMDK descriptor QEMU reads for joined disk number `index`.
 fn descriptor_path(spec: &VmSpec, index: usize) -> PathBuf {
     spec.runtime_dir.join(format!("disk{index}.vmdk"))
+}
+
+/// The socket virtiofsd listens on for share number `index`.
+fn share_socket(spec: &VmSpec, index: usize) -> Result<PathBuf, VmmError> {
+    socket_path(&spec.runtime_dir, &format!("fs{index}.sock"))
 }
 
 fn format_name(format: DiskFormat) -> &'static str {
@@ -78,8 +67,15 @@ fn format_name(format: DiskFormat) -> &'static str {
     }
 }
 
-/// The full QEMU argument list for `spec`.
-fn args(spec: &VmSpec, files: &RuntimeFiles) -> Vec<String> {
+/// Whether QEMU is launched inside its walls. `MSB_QEMU_CONFINEMENT=off` launches it
+/// without them (no `-sandbox`, Landlock, ids of its own, emptied capabilities or rlimits),
+/// only so `cargo xtask bench boot` can measure what they cost.
+fn confined() -> bool {
+    std::env::var_os("MSB_QEMU_CONFINEMENT").is_none_or(|v| v != "off")
+}
+
+/// The full QEMU argument list for `spec`, with QEMU's own seccomp filter if `confined`.
+fn args(spec: &VmSpec, confined: bool) -> Vec<String> {
     let mem = spec.memory_mib;
     let mut cmdline = CMDLINE.to_string();
     let (accel, cpu) = match spec.accel {
@@ -101,77 +97,114 @@ fn args(spec: &VmSpec, files: &RuntimeFiles) -> Vec<String> {
         "-display",
         "none",
         "-no-reboot",
-        // QEMU's own seccomp filter: no exec or fork, no setuid, no scheduler or
-        // resource changes, no obsolete syscalls. A guest that breaks into QEMU gets a
-        // process that cannot start a shell.
-        "-sandbox",
-        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if confined {
+        // QEMU's own seccomp filter: no exec or fork, no setuid, no scheduler or
+        // resource changes, no obsolete syscalls. A guest that breaks into QEMU gets a
+        // process that cannot start a shell.
+        a.extend([
+            "-sandbox".into(),
+            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny".into(),
+        ]);
+    }
     a.extend(["-smp".into(), spec.cpus.to_string(), "-m".into(), format!("{mem}M")]);
     // vhost-user-fs needs guest RAM shareable with virtiofsd.
     a.extend([
         "-object".into(),
         format!("memory-backend-memfd,id=mem,size={mem}M,share=on"),
     ]);
-    a.extend([
-        "-kernel".into(),
-        path(&spec.kernel),
-        "-initrd".into(),
-        path(&spec.initramfs),
-    ]);
     a.extend(["-append".into(), cmdline]);
-    // The console goes into a pipe the launcher reads (see `VmProcess::take_console`).
-    a.extend(["-chardev".into(), format!("file,id=console,path=/dev/fd/{PASSED_FD}")]);
-    a.extend(["-serial".into(), "chardev:console".into()]);
-    a.extend(["-device".into(), "virtio-serial-device".into()]);
-    a.extend([
-        "-chardev".into(),
-        format!("socket,id=agent,path={},server=on,wait=off", path(&files.agent)),
-    ]);
-    a.extend([
-        "-device".into(),
-        format!("virtserialport,chardev=agent,name={}", msb_protocol::AGENT_PORT_NAME),
-    ]);
     a.extend(["-device".into(), "virtio-rng-device".into()]);
-    if let Some(net) = &spec.net {
-        // The frames' socket is the second descriptor passed (after the console).
-        let fd = PASSED_FD + 1;
-        a.extend([
-            "-netdev".into(),
-            format!("stream,id=net0,server=off,addr.type=fd,addr.str={fd}"),
-        ]);
-        let mac = net.mac.map(|b| format!("{b:02x}")).join(":");
-        a.extend(["-device".into(), format!("virtio-net-device,netdev=net0,mac={mac}")]);
-    }
-    for (i, disk) in spec.disks.iter().enumerate() {
-        let (file, format) = match &disk.backing {
-            DiskBacking::File { path, format } => (path.clone(), format_name(*format)),
-            DiskBacking::Joined(_) => (descriptor_path(spec, i), "vmdk"),
-        };
-        let ro = if disk.readonly { ",readonly=on" } else { "" };
-        // cache=unsafe on writable disks: flushes are the guest's business (it syncs
-        // before powering off), and skipping host fsyncs keeps writes fast.
-        let cache = if disk.readonly { "" } else { ",cache=unsafe" };
-        a.extend([
-            "-drive".into(),
-            format!("file={},format={format},if=none,id=d{i}{ro}{cache}", path(&file)),
-        ]);
-        a.extend([
-            "-device".into(),
-            format!("virtio-blk-device,drive=d{i},serial={}", disk.serial),
-        ]);
-    }
-    for (i, (share, sock)) in spec.shares.iter().zip(&files.shares).enumerate() {
-        a.extend(["-chardev".into(), format!("socket,id=fs{i},path={}", path(sock))]);
-        a.extend([
-            "-device".into(),
-            format!("vhost-user-fs-device,chardev=fs{i},tag={}", share.tag),
-        ]);
+    for (at, item) in handed::layout(spec).into_iter().enumerate() {
+        let fd = PASSED_FD + at as RawFd;
+        a.extend(handed_args(spec, item, fd));
     }
     a
+}
+
+/// The arguments that tell QEMU what descriptor `fd` is and what to make of it.
+fn handed_args(spec: &VmSpec, item: Handed, fd: RawFd) -> Vec<String> {
+    match item {
+        // The console goes into a pipe the launcher reads (see `VmProcess::take_console`).
+        Handed::Console => vec![
+            "-chardev".into(),
+            format!("file,id=console,path=/dev/fd/{fd}"),
+            "-serial".into(),
+            "chardev:console".into(),
+        ],
+        Handed::Network => {
+            let mac = spec.net.as_ref().map(|n| n.mac).unwrap_or_default();
+            let mac = mac.map(|b| format!("{b:02x}")).join(":");
+            vec![
+                "-netdev".into(),
+                format!("stream,id=net0,server=off,addr.type=fd,addr.str={fd}"),
+                "-device".into(),
+                format!("virtio-net-device,netdev=net0,mac={mac}"),
+            ]
+        }
+        Handed::Agent => vec![
+            "-chardev".into(),
+            format!("socket,id=agent,fd={fd}"),
+            "-device".into(),
+            "virtio-serial-device".into(),
+            "-device".into(),
+            format!("virtserialport,chardev=agent,name={}", msb_protocol::AGENT_PORT_NAME),
+        ],
+        Handed::Kernel => vec!["-kernel".into(), format!("/proc/self/fd/{fd}")],
+        Handed::Initramfs => vec!["-initrd".into(), format!("/proc/self/fd/{fd}")],
+        Handed::Share(i) => {
+            let tag = spec.shares.get(i).map(|s| s.tag.as_str()).unwrap_or_default();
+            vec![
+                "-chardev".into(),
+                format!("socket,id=fs{i},fd={fd}"),
+                "-device".into(),
+                format!("vhost-user-fs-device,chardev=fs{i},tag={tag}"),
+            ]
+        }
+        Handed::Disk(i) => {
+            let Some(disk) = spec.disks.get(i) else {
+                return Vec::new();
+            };
+            let format = match &disk.backing {
+                DiskBacking::File { format, .. } => format_name(*format),
+                DiskBacking::Joined(_) => "vmdk",
+            };
+            let ro = if disk.readonly { ",readonly=on" } else { "" };
+            // cache=unsafe on writable disks: flushes are the guest's business (it syncs
+            // before powering off), and skipping host fsyncs keeps writes fast.
+            let cache = if disk.readonly { "" } else { ",cache=unsafe" };
+            vec![
+                "-add-fd".into(),
+                format!("fd={fd},set={fd}"),
+                "-drive".into(),
+                format!("file=/dev/fdset/{fd},format={format},if=none,id=d{i}{ro}{cache}"),
+                "-device".into(),
+                format!("virtio-blk-device,drive=d{i},serial={}", disk.serial),
+            ]
+        }
+        Handed::DiskReadOnly(i) => {
+            let set = handed::number(spec, Handed::Disk(i)).unwrap_or_default();
+            vec!["-add-fd".into(), format!("fd={fd},set={set}")]
+        }
+        // Named by the joined disk's descriptor (see `joined_descriptor`).
+        Handed::Part(..) => vec!["-add-fd".into(), format!("fd={fd},set={fd}")],
+    }
+}
+
+/// The VMDK descriptor of joined disk `index`, its extents the fd sets of its parts.
+fn joined_descriptor(spec: &VmSpec, index: usize, parts: &[DiskPart]) -> Result<String, VmmError> {
+    let extents: Vec<(u64, String)> = parts
+        .iter()
+        .enumerate()
+        .map(|(j, part)| {
+            let set = handed::number(spec, Handed::Part(index, j)).unwrap_or_default();
+            (part.len, format!("/dev/fdset/{set}"))
+        })
+        .collect();
+    joined::vmdk_descriptor(&extents)
 }
 
 /// virtio-mmio transports QEMU's microvm machine provides.
@@ -226,7 +259,7 @@ fn check(spec: &VmSpec) -> Result<(), VmmError> {
             )));
         }
     }
-    for disk in &spec.disks {
+    for (i, disk) in spec.disks.iter().enumerate() {
         if disk.serial.is_empty() || disk.serial.contains([',', '=']) || disk.serial.len() > 20 {
             return Err(VmmError::InvalidSpec(format!(
                 "disk serial '{}' is not usable",
@@ -234,8 +267,17 @@ fn check(spec: &VmSpec) -> Result<(), VmmError> {
             )));
         }
         if let DiskBacking::Joined(parts) = &disk.backing {
-            joined::vmdk_descriptor(parts)?;
+            if !disk.readonly {
+                return Err(VmmError::InvalidSpec(format!(
+                    "joined disk '{}' must be read-only",
+                    disk.serial
+                )));
+            }
+            joined_descriptor(spec, i, parts)?;
         }
+    }
+    for i in 0..spec.shares.len() {
+        share_socket(spec, i)?;
     }
     Ok(())
 }
@@ -243,9 +285,8 @@ fn check(spec: &VmSpec) -> Result<(), VmmError> {
 impl Vmm for Qemu {
     fn command_line(&self, spec: &VmSpec) -> Result<Vec<String>, VmmError> {
         check(spec)?;
-        let files = RuntimeFiles::of(spec)?;
         Ok(std::iter::once(path(&self.config.binary))
-            .chain(args(spec, &files))
+            .chain(args(spec, confined()))
             .collect())
     }
 
@@ -257,64 +298,78 @@ impl Vmm for Qemu {
             "guest agent initramfs",
             "build it with `cargo xtask agent`",
         )?;
-        let files = RuntimeFiles::of(spec)?;
         let dir = &spec.runtime_dir;
         std::fs::create_dir_all(dir).map_err(VmmError::io(format!("creating {}", dir.display())))?;
-        // The agent's socket gives whoever connects full control of the guest: owner only.
+        // virtiofsd's sockets give whoever connects the shared directories: owner only.
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(VmmError::io(format!("securing {}", dir.display())))?;
-        for (i, disk) in spec.disks.iter().enumerate() {
-            if let DiskBacking::Joined(parts) = &disk.backing {
-                joined::write_descriptor(&descriptor_path(spec, i), &joined::vmdk_descriptor(parts)?)?;
-            }
-        }
         let mut helpers = Vec::new();
+        let mut shares = Vec::new();
         if !spec.shares.is_empty() {
             let binary = self.config.virtiofsd.as_deref().ok_or(VmmError::NotInstalled {
                 program: "virtiofsd",
                 hint: virtiofsd::HINT,
             })?;
-            for (i, (share, sock)) in spec.shares.iter().zip(&files.shares).enumerate() {
+            for (i, share) in spec.shares.iter().enumerate() {
                 let log = dir.join(format!("virtiofsd-{i}.log"));
-                helpers.push(virtiofsd::start(binary, share, sock, &log).await?);
+                let (child, connection) = virtiofsd::start(binary, share, &share_socket(spec, i)?, &log).await?;
+                helpers.push(child);
+                shares.push(OwnedFd::from(connection));
             }
         }
-        let _ = std::fs::remove_file(&files.agent);
         let stderr_log = dir.join("qemu.log");
         let stderr =
             std::fs::File::create(&stderr_log).map_err(VmmError::io(format!("creating {}", stderr_log.display())))?;
-        let args = args(spec, &files);
+        let confined = confined();
+        let args = args(spec, confined);
         tracing::debug!("launching {} {:?}", self.config.binary.display(), args);
         let (console, console_in) = std::io::pipe().map_err(VmmError::io("making the console pipe"))?;
         let console = tokio::net::unix::pipe::Receiver::from_owned_fd(console.into())
             .map_err(VmmError::io("reading the console pipe"))?;
-        let mut cmd = Command::new(&self.config.binary);
-        cmd.args(&args).stdout(std::process::Stdio::null()).stderr(stderr);
-        let (network, guest_end) = match &spec.net {
+        let (agent, agent_end) = UnixStream::pair().map_err(VmmError::io("making the agent's channel"))?;
+        let (network, network_end) = match &spec.net {
             Some(_) => {
-                let (ours, theirs) =
-                    std::os::unix::net::UnixStream::pair().map_err(VmmError::io("making the network socket"))?;
-                (Some(ours), Some(theirs))
+                let (ours, theirs) = UnixStream::pair().map_err(VmmError::io("making the network socket"))?;
+                (Some(ours), Some(OwnedFd::from(theirs)))
             }
             None => (None, None),
         };
-        let mut fds = vec![console_in.as_raw_fd()];
-        fds.extend(guest_end.as_ref().map(|s| s.as_raw_fd()));
-        // QEMU needs no capability (every file it opens is msb's own or passed to it), and
-        // no file beyond its own (`landlock::rules`).
-        let ruleset = crate::landlock::qemu_ruleset(spec)?;
-        let confinement = Confinement {
-            drop_caps: true,
-            landlock: ruleset.as_ref().map(|fd| fd.as_raw_fd()),
-            address_space: Some(qemu_address_space(spec.memory_mib)),
-            open_files: Some(QEMU_OPEN_FILES),
+        let mut ends = HandedEnds {
+            console: Some(console_in.into()),
+            network: network_end,
+            agent: Some(agent_end.into()),
+            shares: shares.into_iter().map(Some).collect(),
         };
+        let handed: Vec<OwnedFd> = handed::layout(spec)
+            .into_iter()
+            .map(|item| ends.open(spec, item))
+            .collect::<Result<_, _>>()?;
+        let fds: Vec<RawFd> = handed.iter().map(AsRawFd::as_raw_fd).collect();
+        // QEMU needs no capability and no file beyond the system's and the two it reopens
+        // (`landlock::rules`); under root it runs under ids of its own (`own_ids`).
+        let ruleset = if confined {
+            crate::landlock::qemu_ruleset(spec)?
+        } else {
+            None
+        };
+        let own_ids = (confined && own_ids::available()).then(|| OwnIds {
+            group: (spec.accel == Accel::Kvm).then(own_ids::kvm_group).flatten(),
+            reowned: handed::number(spec, Handed::Console),
+        });
+        let confinement = Confinement {
+            drop_caps: confined,
+            landlock: ruleset.as_ref().map(|fd| fd.as_raw_fd()),
+            address_space: confined.then(|| qemu_address_space(spec.memory_mib)),
+            open_files: confined.then_some(QEMU_OPEN_FILES),
+            own_ids,
+        };
+        let mut cmd = Command::new(&self.config.binary);
+        cmd.args(&args).stdout(std::process::Stdio::null()).stderr(stderr);
         let spawned = spawn_owned(&mut cmd, "qemu-system-x86_64", &fds, confinement);
         drop(ruleset);
-        // Only QEMU holds the console's write end and the guest's socket now, so they end
-        // when QEMU does.
-        drop(console_in);
-        drop(guest_end);
+        // Only QEMU holds the console's write end and its ends of the sockets now, so they
+        // end when QEMU does.
+        drop(handed);
         let vmm = spawned.map_err(|e| match e {
             VmmError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => VmmError::NotInstalled {
                 program: "qemu-system-x86_64",
@@ -325,12 +380,72 @@ impl Vmm for Qemu {
         Ok(VmProcess {
             vmm,
             helpers,
-            agent_socket: files.agent,
+            agent: Some(agent),
             console: Some(console),
             network,
             stderr_log,
         })
     }
+}
+
+/// The descriptors made for one launch, each handed to QEMU once.
+struct HandedEnds {
+    console: Option<OwnedFd>,
+    network: Option<OwnedFd>,
+    agent: Option<OwnedFd>,
+    shares: Vec<Option<OwnedFd>>,
+}
+
+impl HandedEnds {
+    /// The descriptor to hand QEMU as `item`: one made for this launch, or a file opened
+    /// for it (read-only, or read-write for a writable disk).
+    fn open(&mut self, spec: &VmSpec, item: Handed) -> Result<OwnedFd, VmmError> {
+        let made = |end: Option<OwnedFd>| end.ok_or_else(|| VmmError::InvalidSpec(format!("{item:?} handed twice")));
+        match item {
+            Handed::Console => made(self.console.take()),
+            Handed::Network => made(self.network.take()),
+            Handed::Agent => made(self.agent.take()),
+            Handed::Share(i) => made(self.shares.get_mut(i).and_then(Option::take)),
+            Handed::Kernel => open_file(&spec.kernel, false),
+            Handed::Initramfs => open_file(&spec.initramfs, false),
+            Handed::Disk(i) | Handed::DiskReadOnly(i) => {
+                let disk = spec
+                    .disks
+                    .get(i)
+                    .ok_or_else(|| VmmError::InvalidSpec(format!("no disk {i}")))?;
+                let writable = item == Handed::Disk(i) && !disk.readonly;
+                match &disk.backing {
+                    DiskBacking::File { path, .. } => open_file(path, writable),
+                    // Read-only (see `check`), so handed once.
+                    DiskBacking::Joined(parts) => {
+                        let descriptor = descriptor_path(spec, i);
+                        joined::write_descriptor(&descriptor, &joined_descriptor(spec, i, parts)?)?;
+                        open_file(&descriptor, false)
+                    }
+                }
+            }
+            Handed::Part(i, j) => {
+                let part = spec.disks.get(i).and_then(|d| match &d.backing {
+                    DiskBacking::Joined(parts) => parts.get(j),
+                    DiskBacking::File { .. } => None,
+                });
+                let Some(part) = part else {
+                    return Err(VmmError::InvalidSpec(format!("no part {j} of disk {i}")));
+                };
+                open_file(&part.path, false)
+            }
+        }
+    }
+}
+
+/// `path` opened for QEMU (close-on-exec here: the spawn places it in QEMU).
+fn open_file(path: &Path, writable: bool) -> Result<OwnedFd, VmmError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(VmmError::io(format!("opening {}", path.display())))
 }
 
 #[cfg(test)]
@@ -385,13 +500,32 @@ mod tests {
         assert!(tcg.contains("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"));
         assert!(tcg.contains("nolapic_timer"));
         assert!(tcg.contains("memory-backend-memfd,id=mem,size=256M,share=on"));
-        assert!(tcg
-            .contains("-chardev socket,id=fs0,path=/run/x/fs0.sock -device vhost-user-fs-device,chardev=fs0,tag=root"));
+        assert!(tcg.contains("-chardev file,id=console,path=/dev/fd/3 -serial chardev:console"));
+        assert!(tcg.contains("-chardev socket,id=agent,fd=4 -device virtio-serial-device"));
+        assert!(tcg.contains("-kernel /proc/self/fd/5 -initrd /proc/self/fd/6"));
+        assert!(tcg.contains("-chardev socket,id=fs0,fd=7 -device vhost-user-fs-device,chardev=fs0,tag=root"));
         assert!(tcg.contains("-smp 2 -m 256M"));
         assert!(tcg.contains(
-            "file=/l/a.erofs,format=raw,if=none,id=d0,readonly=on -device virtio-blk-device,drive=d0,serial=msb-l0"
+            "-add-fd fd=8,set=8 -drive file=/dev/fdset/8,format=raw,if=none,id=d0,readonly=on \
+             -device virtio-blk-device,drive=d0,serial=msb-l0"
         ));
-        assert!(tcg.contains("file=/run/x/disk1.vmdk,format=vmdk,if=none,id=d1,readonly=on"));
+        assert!(tcg.contains(
+            "-add-fd fd=9,set=9 -drive file=/dev/fdset/9,format=vmdk,if=none,id=d1,readonly=on \
+             -device virtio-blk-device,drive=d1,serial=msb-l1 -add-fd fd=10,set=10"
+        ));
+        assert!(!tcg.contains("/l/"), "QEMU is told no path of a disk: {tcg}");
+        let mut writable = spec(Accel::Tcg);
+        writable.disks.truncate(1);
+        writable.disks[0].readonly = false;
+        let rw = qemu().command_line(&writable).unwrap().join(" ");
+        assert!(
+            rw.contains("-add-fd fd=8,set=8 -drive file=/dev/fdset/8,format=raw,if=none,id=d0,cache=unsafe"),
+            "{rw}"
+        );
+        assert!(
+            rw.contains("-add-fd fd=9,set=8"),
+            "a read-only view in the same set: {rw}"
+        );
         let kvm = qemu().command_line(&spec(Accel::Kvm)).unwrap().join(" ");
         assert!(kvm.contains("-accel kvm -cpu host"));
         assert!(!kvm.contains("nolapic_timer"));
@@ -404,6 +538,7 @@ mod tests {
         assert!(net.contains(
             "-netdev stream,id=net0,server=off,addr.type=fd,addr.str=4 -device virtio-net-device,netdev=net0,mac=02:6d:73:62:00:02"
         ));
+        assert!(net.contains("-chardev socket,id=agent,fd=5"));
     }
 
     #[test]
@@ -423,14 +558,20 @@ mod tests {
             qemu().command_line(&many),
             Err(VmmError::TooManyDevices { .. })
         ));
+        let mut writable_joined = spec(Accel::Tcg);
+        writable_joined.disks[1].readonly = false;
+        assert!(matches!(
+            qemu().command_line(&writable_joined),
+            Err(VmmError::InvalidSpec(_))
+        ));
         let mut comma = spec(Accel::Tcg);
         comma.disks[0].serial = "a,b".into();
         assert!(matches!(qemu().command_line(&comma), Err(VmmError::InvalidSpec(_))));
-        let mut quoted = spec(Accel::Tcg);
-        quoted.disks[1].backing = DiskBacking::Joined(vec![DiskPart {
+        let mut empty = spec(Accel::Tcg);
+        empty.disks[1].backing = DiskBacking::Joined(vec![DiskPart {
             path: "/l/\"".into(),
-            len: 1,
+            len: 0,
         }]);
-        assert!(matches!(qemu().command_line(&quoted), Err(VmmError::InvalidSpec(_))));
+        assert!(matches!(qemu().command_line(&empty), Err(VmmError::InvalidSpec(_))));
     }
 }

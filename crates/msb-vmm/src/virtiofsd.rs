@@ -8,7 +8,9 @@
 use crate::child::{spawn_owned, wait_for_path, Confinement};
 use crate::{Share, ShareCache, VmmError};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 /// Address space virtiofsd may map: its tables grow with the files the guest looks up,
@@ -76,8 +78,14 @@ pub fn user_namespaces_for_everyone() -> bool {
         && read_number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").unwrap_or(0) == 0
 }
 
-/// Starts virtiofsd for `share` on `socket` and waits until it listens.
-pub(crate) async fn start(binary: &Path, share: &Share, socket: &Path, log: &Path) -> Result<Child, VmmError> {
+/// Starts virtiofsd for `share` on `socket` and returns it with the one connection it
+/// serves (handed to QEMU).
+pub(crate) async fn start(
+    binary: &Path,
+    share: &Share,
+    socket: &Path,
+    log: &Path,
+) -> Result<(Child, UnixStream), VmmError> {
     let dir = &share.dir;
     let log_file = std::fs::File::create(log).map_err(VmmError::io(format!("creating {}", log.display())))?;
     let mut cmd = Command::new(binary);
@@ -121,10 +129,34 @@ pub(crate) async fn start(binary: &Path, share: &Share, socket: &Path, log: &Pat
         // Its own: it holds a descriptor per inode the guest has looked up, and sets its
         // limit from the hard one itself.
         open_files: None,
+        // Root's, for the namespace sandbox, and to serve files of every owner.
+        own_ids: None,
     };
     let spawned = spawn_owned(&mut cmd, "virtiofsd", &[], confinement);
     drop(ruleset);
     let mut child = spawned?;
     wait_for_path(socket, &mut child, "virtiofsd", log).await?;
-    Ok(child)
+    let connection = connect(socket, &mut child, log).await?;
+    Ok((child, connection))
+}
+
+/// Connects to virtiofsd's socket, retrying between its bind and its listen.
+async fn connect(socket: &Path, child: &mut Child, log: &Path) -> Result<UnixStream, VmmError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(connection) => return Ok(connection),
+            Err(e) if Instant::now() > deadline => {
+                return Err(VmmError::io(format!("connecting to {}", socket.display()))(e))
+            }
+            Err(_) => {}
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(VmmError::Failed {
+                what: "virtiofsd".into(),
+                detail: format!("exited with {status}: {}", crate::child::tail(log)),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }

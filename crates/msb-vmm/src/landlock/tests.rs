@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::child::{spawn_owned, Confinement};
-use crate::{Accel, Disk};
+use crate::{Accel, Disk, DiskBacking};
 use std::os::fd::AsRawFd;
 use std::process::Stdio;
 use tokio::process::Command;
@@ -47,7 +47,7 @@ async fn a_confined_process_reaches_its_files_and_nothing_else() {
     let outside = dir.path().join("outside.txt");
     std::fs::write(&outside, "private").unwrap();
     let script = format!(
-        "cat {kernel}; echo written > {runtime}/file && echo wrote; echo up > {upper} && echo upper; \
+        "cat {kernel}; echo written > {runtime}/file || echo no-runtime; echo up > {upper} || echo no-disk; \
          cat {outside} || echo no-outside; cat /etc/hostname || echo no-etc; ls /root || echo no-root",
         kernel = spec.kernel.display(),
         runtime = spec.runtime_dir.display(),
@@ -56,7 +56,7 @@ async fn a_confined_process_reaches_its_files_and_nothing_else() {
     );
     assert_eq!(
         run_confined(&ruleset, &script, true).await,
-        ["the kernel", "wrote", "upper", "no-outside", "no-etc", "no-root"]
+        ["the kernel", "no-runtime", "no-disk", "no-outside", "no-etc", "no-root"]
     );
 }
 
