@@ -103,8 +103,9 @@ fn prepare() -> Result<Setup> {
     })
 }
 
-/// One warm-up round, then `runs` rounds of (floor, msb run, SDK boot) interleaved so that
-/// load from other work on the machine hits all three alike; then the running-VM figures.
+/// One warm-up round, then `runs` rounds of (floor, msb run, msb run unconfined, SDK boot)
+/// interleaved so that load from other work on the machine hits all alike; then the
+/// running-VM figures.
 fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -119,12 +120,14 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
             &format!("round {round}/{runs}{}", if round == 0 { " (warm-up)" } else { "" }),
         );
         let floor = setup.floor.boot(memory_mib)?;
-        let cli = msb_run_true(setup)?;
+        let cli = msb_run_true(setup, true)?;
+        let unconfined = msb_run_true(setup, false)?;
         let spec = sdk::spec(&format!("bench-{round}"), &setup.root);
         let boot: BootSample = rt.block_on(sdk::boot_once(&spec, &setup.paths, &setup.host))?;
         if round > 0 {
             f.floor.push(floor);
             f.msb_run.push(cli);
+            f.msb_run_unconfined.push(unconfined);
             f.boots.push(boot);
         }
     }
@@ -140,9 +143,15 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
     Ok(f)
 }
 
-/// Wall time of `msb run --rootfs ROOT -- true`, as a user would run it.
-fn msb_run_true(setup: &Setup) -> Result<Duration> {
+/// Wall time of `msb run --rootfs ROOT -- true`, as a user would run it; with
+/// `confined` false, with the host's walls off (QEMU's and the supervisor's), to measure
+/// what they cost.
+fn msb_run_true(setup: &Setup, confined: bool) -> Result<Duration> {
     let mut cmd = Command::new(&setup.msb);
+    if !confined {
+        cmd.env("MSB_QEMU_CONFINEMENT", "off")
+            .env("MSB_SUPERVISOR_SECCOMP", "off");
+    }
     cmd.arg("run")
         .arg("--rootfs")
         .arg(&setup.root)

@@ -20,6 +20,8 @@ pub struct Figures {
     pub floor: Vec<Duration>,
     /// `msb run -- true`, wall time.
     pub msb_run: Vec<Duration>,
+    /// The same with QEMU's and the supervisor's confinement off.
+    pub msb_run_unconfined: Vec<Duration>,
     /// In-process SDK boots.
     pub boots: Vec<BootSample>,
     /// Exec round trips of `true` in one running VM.
@@ -34,6 +36,7 @@ pub struct Figures {
 struct Derived {
     floor: Summary,
     msb_run: Summary,
+    msb_run_unconfined: Summary,
     host_ready: Summary,
     agent_start: Summary,
     guest_ready: Summary,
@@ -48,12 +51,22 @@ impl Derived {
         Derived {
             floor: Summary::of(&f.floor),
             msb_run: Summary::of(&f.msb_run),
+            msb_run_unconfined: Summary::of(&f.msb_run_unconfined),
             host_ready: boots(|b| b.host_ready),
             agent_start: boots(|b| b.agent_start),
             guest_ready: boots(|b| b.guest_ready),
             shutdown: boots(|b| b.shutdown),
             exec: Summary::of(&f.exec.iter().map(|e| e.exited).collect::<Vec<_>>()),
             exec_started: Summary::of(&f.exec.iter().map(|e| e.started).collect::<Vec<_>>()),
+        }
+    }
+
+    /// How much longer `msb run` takes confined than unconfined (0.05: 5%).
+    fn confinement_cost(&self) -> f64 {
+        if self.msb_run_unconfined.median > 0.0 {
+            self.msb_run.median / self.msb_run_unconfined.median - 1.0
+        } else {
+            0.0
         }
     }
 
@@ -95,7 +108,7 @@ pub fn print(f: &Figures) {
     );
     let r = microsandbox::Resources::default();
     println!(
-        "{} rounds of (floor, msb run, SDK boot) interleaved, after 1 warm-up round; guest {} vCPU, {} MiB",
+        "{} rounds of (floor, msb run, msb run unconfined, SDK boot) interleaved, after 1 warm-up round; guest {} vCPU, {} MiB",
         d.floor.n, r.cpus, r.memory_mib
     );
     println!();
@@ -108,6 +121,12 @@ pub fn print(f: &Figures) {
         d.ratio(&d.msb_run),
         d.floor.median
     );
+    println!(
+        "  the same, host confinement off           {} (confinement costs {:+.1}%)",
+        d.msb_run_unconfined.secs(),
+        d.confinement_cost() * 100.0
+    );
+    println!("    (MSB_QEMU_CONFINEMENT=off MSB_SUPERVISOR_SECCOMP=off: no -sandbox, Landlock, own ids, rlimits, supervisor filter)");
     println!(
         "  SDK: VMM launch → agent Ready            {} = {:.2}× bare-QEMU floor {:.3} s",
         d.host_ready.secs(),
@@ -213,6 +232,8 @@ pub fn json(f: &Figures) -> Value {
         "other_qemu_processes": f.sweep.other_qemu,
         "floor_s": d.floor.json(false),
         "msb_run_true_s": d.msb_run.json(false),
+        "msb_run_true_unconfined_s": d.msb_run_unconfined.json(false),
+        "confinement_cost": d.confinement_cost(),
         "sdk_launch_to_ready_s": d.host_ready.json(false),
         "guest_agent_start_s": d.agent_start.json(false),
         "guest_ready_s": d.guest_ready.json(false),
