@@ -99,6 +99,11 @@ impl Store {
                 what: format!("journal mode stays '{mode}' instead of 'wal'"),
             });
         }
+        // Temporary tables and sorts in memory (the store is small): SQLite never writes a
+        // file outside the home, which a serving supervisor may not (its Landlock view).
+        self.conn
+            .pragma_update(None, "temp_store", "MEMORY")
+            .map_err(self.db_err("set temp_store=MEMORY"))?;
         // Safe in WAL mode: a power cut may lose the last commits, never corrupt the file.
         self.conn
             .pragma_update(None, "synchronous", "NORMAL")
