@@ -163,7 +163,8 @@ fn landlock() -> HostCheck {
             "landlock",
             format!("ABI {abi}"),
             true,
-            "QEMU reaches only the system's programs and libraries and its VM's kernel and initramfs \
+            "QEMU reaches only the system's programs and libraries and its VM's kernel and initramfs; \
+             each supervisor, once its VM is up, only msb's home, the system's libraries and /proc \
              (and virtiofsd, where it has no namespaces, only its share)",
         ),
     }

@@ -15,6 +15,7 @@ mod error;
 mod execlog;
 mod hostproc;
 mod input;
+pub mod landlock;
 mod lock;
 mod network;
 mod ready;

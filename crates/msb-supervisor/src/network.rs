@@ -18,6 +18,8 @@ use std::sync::Arc;
 pub struct Network {
     stack: Arc<stack::Counters>,
     dns: Arc<Interceptor>,
+    /// The runtime of the stack's thread, to run work on that thread.
+    thread: tokio::runtime::Handle,
 }
 
 /// Binds the published ports of `plan`; a port another sandbox holds is reported with
@@ -112,6 +114,7 @@ pub fn start(
         .enable_all()
         .build()
         .map_err(Error::io("starting the network stack's runtime"))?;
+    let thread = runtime.handle().clone();
     std::thread::Builder::new()
         .name("msb-net".into())
         .spawn(move || {
@@ -120,10 +123,25 @@ pub fn start(
             }
         })
         .map_err(Error::io("starting the network stack's thread"))?;
-    Ok(Network { stack: counters, dns })
+    Ok(Network {
+        stack: counters,
+        dns,
+        thread,
+    })
 }
 
 impl Network {
+    /// Confines the stack's thread under Landlock `ruleset` (see `crate::landlock`);
+    /// returns the thread's id.
+    pub async fn confine(&self, ruleset: std::os::fd::OwnedFd) -> std::result::Result<u32, String> {
+        let on_thread = self.thread.spawn(async move {
+            msb_vmm::landlock::restrict_thread(std::os::fd::AsRawFd::as_raw_fd(&ruleset))
+                .map(|()| crate::landlock::thread_id())
+                .map_err(|e| format!("the network's thread: {e}"))
+        });
+        on_thread.await.map_err(|e| format!("the network's thread: {e}"))?
+    }
+
     /// The counters now.
     pub fn counters(&self) -> NetworkCounters {
         let s = self.stack.snapshot();

@@ -73,7 +73,16 @@ pub async fn supervise(input: SupervisorInput) -> i32 {
         error: None,
     }
     .emit();
-    // The VM is up: from here on the guest's bytes are parsed, so the filter goes on.
+    // The VM is up: from here on the guest's bytes are parsed, so the walls go up. Landlock
+    // first: the seccomp filter does not allow the call.
+    match crate::landlock::confine(&paths, started.network.as_ref()).await {
+        Ok(crate::landlock::Confined::Threads { left_out }) => {
+            tracing::debug!(left_out, "sandbox '{name}': its supervisor's view of files is shut")
+        }
+        Ok(crate::landlock::Confined::Off) => {}
+        Err(e) => tracing::warn!("sandbox '{name}': its supervisor keeps its view of files: {e}"),
+    }
+    // Then the filter.
     let mode = crate::syscalls::Mode::from_env();
     if let Err(e) = crate::syscalls::confine(mode) {
         tracing::warn!("sandbox '{name}': its supervisor runs without its seccomp filter: {e}");

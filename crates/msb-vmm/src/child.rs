@@ -149,9 +149,7 @@ pub(crate) fn spawn_owned(
             if let Some(ruleset) = confinement.landlock {
                 // After no-new-privs (which Landlock requires of a thread without
                 // CAP_SYS_ADMIN) and for good: QEMU cannot lift it.
-                if libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                crate::landlock::restrict_thread(ruleset)?;
             }
             // Park every descriptor above the slots first, so placing one never closes
             // another that happens to sit in its slot.

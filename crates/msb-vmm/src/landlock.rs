@@ -4,14 +4,15 @@
 //! user's home, not `/etc`. A virtiofsd without namespaces (see `virtiofsd::FsSandbox`) may
 //! read the system's files and use its share and socket directory. Built here, in msb, and
 //! enforced in the child just before it executes the helper (see
-//! `child::spawn_owned`). On a kernel without Landlock the ruleset is empty and nothing
-//! is enforced (`msb doctor` says so).
+//! `child::spawn_owned`). The supervisor shuts its own view with the same pieces
+//! (`msb-supervisor::landlock`). On a kernel without Landlock there is no ruleset and
+//! nothing is enforced (`msb doctor` says so).
 
 use crate::{Share, VmSpec, VmmError};
 use landlock::{
     Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
 };
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 /// The Landlock ABI whose file rights we handle: reading, writing, making and removing
@@ -31,13 +32,15 @@ const VIRTIOFSD_DEVICES: &[&str] = &["/dev/null"];
 
 /// What one rule grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Grant {
+pub enum Grant {
+    /// Reading files and listing directories.
     Read,
+    /// Everything the handled ABI covers: also writing, making, removing and renaming.
     ReadWrite,
 }
 
 /// The system's files to read, and `devices` to read and write.
-fn system_rules(devices: &[&str]) -> Vec<(PathBuf, Grant)> {
+pub fn system_rules(devices: &[&str]) -> Vec<(PathBuf, Grant)> {
     let mut rules: Vec<(PathBuf, Grant)> = SYSTEM_READ.iter().map(|p| (PathBuf::from(p), Grant::Read)).collect();
     rules.extend(devices.iter().map(|p| (PathBuf::from(p), Grant::ReadWrite)));
     rules
@@ -68,7 +71,10 @@ pub(crate) fn virtiofsd_ruleset(share: &Share, socket_dir: &Path) -> Result<Opti
     ruleset("virtiofsd", rules)
 }
 
-fn ruleset(what: &str, rules: Vec<(PathBuf, Grant)>) -> Result<Option<OwnedFd>, VmmError> {
+/// A ruleset of `rules` (paths that do not exist are left out), as a descriptor to
+/// enforce with [`restrict_thread`]; `None` where the kernel has no Landlock. `what` names
+/// whom it is for in errors.
+pub fn ruleset(what: &str, rules: Vec<(PathBuf, Grant)>) -> Result<Option<OwnedFd>, VmmError> {
     let failed = |e: &dyn std::fmt::Display| VmmError::InvalidSpec(format!("building {what}'s Landlock ruleset: {e}"));
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
@@ -83,6 +89,17 @@ fn ruleset(what: &str, rules: Vec<(PathBuf, Grant)>) -> Result<Option<OwnedFd>, 
         ruleset = ruleset.add_rule(PathBeneath::new(fd, access)).map_err(|e| failed(&e))?;
     }
     Ok(ruleset.into())
+}
+
+/// Puts the calling thread, and every thread and process it starts from now on, under
+/// `ruleset` for good. Other threads stay as they were. The thread must have no new
+/// privileges or `CAP_SYS_ADMIN`. Async-signal-safe (one system call).
+pub fn restrict_thread(ruleset: RawFd) -> std::io::Result<()> {
+    // SAFETY: landlock_restrict_self takes a descriptor and flags, and touches no memory.
+    if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The rights `grant` stands for on `path` (a file gets no directory rights); `None` for a

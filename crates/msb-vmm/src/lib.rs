@@ -6,7 +6,7 @@ pub mod accel;
 mod child;
 mod handed;
 pub mod joined;
-mod landlock;
+pub mod landlock;
 pub mod own_ids;
 mod qemu;
 mod virtiofsd;
