@@ -126,7 +126,7 @@ pub fn print(f: &Figures) {
         d.msb_run_unconfined.secs(),
         d.confinement_cost() * 100.0
     );
-    println!("    (MSB_QEMU_CONFINEMENT=off MSB_SUPERVISOR_SECCOMP=off: no -sandbox, Landlock, own ids, rlimits, supervisor filter)");
+    println!("    (MSB_QEMU_CONFINEMENT=off MSB_SUPERVISOR_SECCOMP=off MSB_SUPERVISOR_LANDLOCK=off: no -sandbox, Landlock, own ids, rlimits, supervisor walls)");
     println!(
         "  SDK: VMM launch → agent Ready            {} = {:.2}× bare-QEMU floor {:.3} s",
         d.host_ready.secs(),
