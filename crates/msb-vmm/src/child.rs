@@ -147,8 +147,7 @@ pub(crate) fn spawn_owned(
                 lower_limit(libc::RLIMIT_NOFILE, most)?;
             }
             if let Some(ruleset) = confinement.landlock {
-                // After no-new-privs (which Landlock requires of a thread without
-                // CAP_SYS_ADMIN) and for good: QEMU cannot lift it.
+                // For good: the helper cannot lift it.
                 crate::landlock::restrict_thread(ruleset)?;
             }
             // Park every descriptor above the slots first, so placing one never closes

@@ -92,11 +92,16 @@ pub fn ruleset(what: &str, rules: Vec<(PathBuf, Grant)>) -> Result<Option<OwnedF
 }
 
 /// Puts the calling thread, and every thread and process it starts from now on, under
-/// `ruleset` for good. Other threads stay as they were. The thread must have no new
-/// privileges or `CAP_SYS_ADMIN`. Async-signal-safe (one system call).
+/// `ruleset` for good, with no new privileges first (which Landlock requires of a thread
+/// without `CAP_SYS_ADMIN`). Other threads stay as they were. Async-signal-safe (two
+/// system calls).
 pub fn restrict_thread(ruleset: RawFd) -> std::io::Result<()> {
-    // SAFETY: landlock_restrict_self takes a descriptor and flags, and touches no memory.
-    if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) } != 0 {
+    // SAFETY: prctl and landlock_restrict_self take plain numbers and touch no memory.
+    let failed = unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) != 0
+    };
+    if failed {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
