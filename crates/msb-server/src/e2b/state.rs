@@ -34,6 +34,18 @@ pub struct E2bState {
     shells: Mutex<HashMap<String, &'static str>>,
 }
 
+/// A sandbox marked dying until this is dropped, however its removal ends.
+struct Dying {
+    state: E2bShared,
+    id: String,
+}
+
+impl Drop for Dying {
+    fn drop(&mut self) {
+        lock(&self.state.dying).remove(&self.id);
+    }
+}
+
 /// State as handlers receive it.
 pub type E2bShared = Arc<E2bState>;
 
@@ -81,21 +93,36 @@ impl E2bState {
 
     /// Kills sandbox `id` and forgets everything about it. From the call on, the sandbox
     /// is gone to [`is_dying`](Self::is_dying)'s callers, so no client sees it stopped but
-    /// not yet removed. A sandbox already gone is no error.
-    pub async fn kill(&self, id: &str) -> microsandbox::MicrosandboxResult<()> {
+    /// not yet removed. A sandbox already gone is no error. The removal runs to its end
+    /// even if the caller stops waiting; if it fails, the sandbox is visible again with
+    /// its deadline, so the deadline keeper tries again.
+    pub async fn kill(self: &Arc<Self>, id: &str) -> microsandbox::MicrosandboxResult<()> {
         lock(&self.dying).insert(id.to_string());
-        lock(&self.deadlines).remove(id);
+        let deadline = lock(&self.deadlines).remove(id);
         lock(&self.shells).remove(id);
         if let Some(table) = lock(&self.processes).remove(id) {
             table.close();
         }
         self.app.forget(id);
-        let removed = match self.app.msb.remove(id, true).await {
-            Err(e) if e.kind() == microsandbox::ErrorKind::NotFound => Ok(()),
-            other => other,
+        let dying = Dying {
+            state: self.clone(),
+            id: id.to_string(),
         };
-        lock(&self.dying).remove(id);
-        removed
+        let removal = tokio::spawn(async move {
+            let removed = match dying.state.app.msb.remove(&dying.id, true).await {
+                Err(e) if e.kind() == microsandbox::ErrorKind::NotFound => Ok(()),
+                other => other,
+            };
+            if let (Err(_), Some(at)) = (&removed, deadline) {
+                dying.state.set_deadline(&dying.id, at);
+            }
+            removed
+        });
+        removal.await.unwrap_or_else(|e| {
+            Err(microsandbox::MicrosandboxError::Supervisor(format!(
+                "killing {id}: {e}"
+            )))
+        })
     }
 
     /// Whether sandbox `id` is being killed.
