@@ -31,9 +31,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 /// Further tries after SQLite gave up waiting (covers the cases its busy handler skips).
 const BUSY_RETRIES: u32 = 8;
 
+/// The directory of the database and its write-ahead log: `home/db`.
+pub fn db_dir(paths: &Paths) -> PathBuf {
+    paths.home().join("db")
+}
+
 /// Where the database of a layout lives: `home/db/msb.db`.
 pub fn db_path(paths: &Paths) -> PathBuf {
-    paths.home().join("db").join("msb.db")
+    db_dir(paths).join("msb.db")
 }
 
 /// An open connection to msb's state database.

@@ -1,17 +1,18 @@
 //! The supervisor's view of the host's files once its VM is up, shut with Landlock. From
-//! then on it needs only its home (the state store, its sandbox's directory and logs),
-//! the system's libraries, `/proc` (its VM's figures), a few `/etc` files read before or
-//! during serving, and `/dev/null`: not the user's home, not `/etc/shadow`, not another
-//! user's files. It spawns nothing more (its seccomp filter forbids fork), so the ruleset
-//! need not cover what QEMU or virtiofsd use, and virtiofsd, already running, keeps the
-//! namespace sandbox Landlock would forbid it to build.
+//! then on it needs only the state store, its own sandbox's directory (logs, runtime
+//! files; removed at the end of an ephemeral sandbox), the system's libraries, `/proc`
+//! and `/sys` (its VM's figures) and `/dev/null`: not msb's programs, kernels, layers or
+//! other sandboxes, not the user's home, not `/etc`. It spawns nothing more (its seccomp
+//! filter forbids fork), so the ruleset need not cover what QEMU or virtiofsd use, and
+//! virtiofsd, already running, keeps the namespace sandbox Landlock would forbid it to
+//! build.
 //!
-//! Landlock confines threads, and this kernel (ABI 7) cannot confine threads other than
-//! the caller. So each of the supervisor's own threads confines itself: the main thread
-//! here, the network's through a task on its runtime ([`Network::confine`]). Threads
-//! either starts later inherit the ruleset. What is left are tokio's blocking threads
-//! started before (by file I/O during boot); they run only our own closures and go
-//! after a few idle seconds, and [`confine`] reports how many there were.
+//! Landlock confines threads, and a kernel without Landlock's thread sync (ABI 7 and
+//! older) cannot confine threads other than the caller. So each of the supervisor's own
+//! threads confines itself: the main thread here, the network's through a task on its
+//! runtime (`Network::confine`). Threads either starts later inherit the ruleset. What
+//! would be left are tokio's blocking threads started before (by file I/O during boot);
+//! there are none in practice, and [`confine`] reports how many there were.
 
 use crate::network::Network;
 use msb_types::Paths;
@@ -22,18 +23,6 @@ use std::path::PathBuf;
 /// Set to `off` (only to measure what it costs), the supervisor keeps its view of files.
 const MODE_VAR: &str = "MSB_SUPERVISOR_LANDLOCK";
 
-/// `/etc` files a serving supervisor may still read: time zone, name service and TLS
-/// roots (all public).
-const ETC_READ: &[&str] = &[
-    "/etc/localtime",
-    "/etc/hosts",
-    "/etc/resolv.conf",
-    "/etc/nsswitch.conf",
-    "/etc/gai.conf",
-    "/etc/ssl",
-    "/etc/ca-certificates",
-];
-
 /// What [`confine`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Confined {
@@ -43,27 +32,32 @@ pub enum Confined {
     Off,
 }
 
-/// The rules of a serving supervisor whose home is `paths`.
-fn rules(paths: &Paths) -> Vec<(PathBuf, Grant)> {
+/// The rules of the serving supervisor of sandbox `name` in the home `paths`.
+fn rules(paths: &Paths, name: &str) -> Vec<(PathBuf, Grant)> {
     let mut rules = system_rules(&["/dev/null"]);
-    rules.extend(ETC_READ.iter().map(|p| (PathBuf::from(p), Grant::Read)));
-    rules.push((paths.home().to_path_buf(), Grant::ReadWrite));
+    let sandbox = paths.sandbox_dir(name);
+    rules.push((msb_store::db_dir(paths), Grant::ReadWrite));
+    if let Some(sandboxes) = sandbox.parent() {
+        rules.push((sandboxes.to_path_buf(), Grant::RemoveEmptyDirs));
+    }
+    rules.push((sandbox, Grant::ReadWrite));
     rules
 }
 
-/// The ruleset of a serving supervisor whose home is `paths`; `None` where it is off.
-pub fn supervisor_ruleset(paths: &Paths) -> Result<Option<OwnedFd>, String> {
+/// The ruleset of the serving supervisor of sandbox `name` in the home `paths`; `None`
+/// where it is off.
+fn supervisor_ruleset(paths: &Paths, name: &str) -> Result<Option<OwnedFd>, String> {
     if std::env::var(MODE_VAR).as_deref() == Ok("off") {
         return Ok(None);
     }
-    ruleset("the supervisor", rules(paths)).map_err(|e| e.to_string())
+    ruleset("the supervisor", rules(paths, name)).map_err(|e| e.to_string())
 }
 
-/// Confines the calling (the main) thread and the network's thread to the view of a serving
-/// supervisor whose home is `paths`. Must run before the seccomp filter goes on, which
-/// does not allow the call.
-pub async fn confine(paths: &Paths, network: Option<&Network>) -> Result<Confined, String> {
-    let Some(ruleset) = supervisor_ruleset(paths)? else {
+/// Confines the calling (the main) thread and the network's thread to the view of the
+/// serving supervisor of sandbox `name` in the home `paths`. Must run before the seccomp
+/// filter goes on, which does not allow the call.
+pub async fn confine(paths: &Paths, name: &str, network: Option<&Network>) -> Result<Confined, String> {
+    let Some(ruleset) = supervisor_ruleset(paths, name)? else {
         return Ok(Confined::Off);
     };
     let before = threads();

@@ -75,12 +75,15 @@ pub async fn supervise(input: SupervisorInput) -> i32 {
     .emit();
     // The VM is up: from here on the guest's bytes are parsed, so the walls go up. Landlock
     // first: the seccomp filter does not allow the call.
-    match crate::landlock::confine(&paths, started.network.as_ref()).await {
+    match crate::landlock::confine(&paths, name, started.network.as_ref()).await {
+        Ok(crate::landlock::Confined::Threads { left_out: 0 }) => {
+            tracing::debug!("sandbox '{name}': its supervisor's view of files is shut")
+        }
         Ok(crate::landlock::Confined::Threads { left_out }) => {
-            tracing::debug!(left_out, "sandbox '{name}': its supervisor's view of files is shut")
+            tracing::warn!("sandbox '{name}': its supervisor's view of files is shut, but not for {left_out} thread(s) started before")
         }
         Ok(crate::landlock::Confined::Off) => {}
-        Err(e) => tracing::warn!("sandbox '{name}': its supervisor keeps its view of files: {e}"),
+        Err(e) => tracing::warn!("sandbox '{name}': its supervisor's view of files is not (wholly) shut: {e}"),
     }
     // Then the filter.
     let mode = crate::syscalls::Mode::from_env();

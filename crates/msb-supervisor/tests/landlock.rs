@@ -29,7 +29,7 @@ fn probe() {
         .enable_all()
         .build()
         .unwrap();
-    let confined = rt.block_on(confine(&Paths::new(&home), None)).expect("confining");
+    let confined = rt.block_on(confine(&Paths::new(&home), "s", None)).expect("confining");
     if confined == Confined::Off {
         std::process::exit(NO_LANDLOCK);
     }
@@ -55,6 +55,8 @@ fn probe() {
     );
     let from_thread = std::thread::spawn(move || refused(&outside)).join().unwrap();
     assert!(from_thread, "a thread started later reads outside");
+    // An ephemeral sandbox's directory goes at the end.
+    std::fs::remove_dir_all(home.join("sandboxes/s")).unwrap();
     std::process::exit(0);
 }
 
@@ -62,7 +64,11 @@ fn probe() {
 fn a_serving_supervisor_reaches_its_home_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    std::fs::create_dir(&home).unwrap();
+    for made in ["db", "bin", "sandboxes/s", "sandboxes/other"] {
+        std::fs::create_dir_all(home.join(made)).unwrap();
+    }
+    std::fs::write(home.join("bin/msb"), "the program").unwrap();
+    std::fs::write(home.join("sandboxes/other/upper.ext4"), "their disk").unwrap();
     let outside = dir.path().join("private.txt");
     std::fs::write(&outside, "the user's").unwrap();
     let status = Command::new(std::env::current_exe().unwrap())
