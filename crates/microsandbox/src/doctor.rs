@@ -107,7 +107,8 @@ fn qemu_ids(root: bool) -> HostCheck {
             "root's",
             false,
             format!(
-                "this user namespace does not map the ids from {base:#x} on, so QEMU keeps msb's ids \
+                "msb runs in a pid or user namespace of a container, where pids (and ids made \
+                 from them, {base:#x} + pid) are not unique host-wide, so QEMU keeps msb's ids \
                  (without capabilities)"
             ),
         ),
@@ -164,8 +165,8 @@ fn landlock() -> HostCheck {
             format!("ABI {abi}"),
             true,
             "QEMU reaches only the system's programs and libraries and its VM's kernel and initramfs; \
-             each supervisor, once its VM is up, only msb's home, the system's libraries and /proc \
-             (and virtiofsd, where it has no namespaces, only its share)",
+             each supervisor, once its VM is up, only the state store, its sandbox's directory, the \
+             system's libraries, /proc and /sys (and virtiofsd, where it has no namespaces, only its share)",
         ),
     }
 }

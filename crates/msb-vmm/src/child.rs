@@ -35,9 +35,20 @@ pub(crate) struct OwnIds {
     pub(crate) reowned: Option<RawFd>,
 }
 
-/// Gives the calling process ids of its own as `ids` says. Async-signal-safe (getpid,
-/// fchown, setgroups, setgid, setuid, prctl), so usable between fork and exec.
-fn take_own_ids(ids: OwnIds) -> std::io::Result<()> {
+/// Fails if the process that forked us (`parent`) is gone already: its death came before
+/// the parent-death signal was asked for, so none will come. Async-signal-safe.
+fn orphaned(parent: u32) -> std::io::Result<()> {
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } as u32 != parent {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    Ok(())
+}
+
+/// Gives the calling process ids of its own as `ids` says; `parent` forked it. Async-
+/// signal-safe (getpid, getppid, fchown, setgroups, setgid, setuid, prctl), so usable
+/// between fork and exec.
+fn take_own_ids(ids: OwnIds, parent: u32) -> std::io::Result<()> {
     // SAFETY: getpid has no preconditions.
     let id = own_ids::of_pid(unsafe { libc::getpid() } as u32);
     let groups = [ids.group.unwrap_or(id)];
@@ -53,7 +64,7 @@ fn take_own_ids(ids: OwnIds) -> std::io::Result<()> {
     if failed {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(())
+    orphaned(parent)
 }
 
 /// Lowers `resource`'s soft and hard limits to `most` (never raises a lower hard limit).
@@ -107,6 +118,7 @@ pub(crate) fn spawn_owned(
     let mut passed = [-1; MAX_PASSED];
     passed[..fds.len()].copy_from_slice(fds);
     let count = fds.len();
+    let parent = std::process::id();
     cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
     // The closure runs between fork and exec: prctl, setpgid, get/setrlimit, fcntl, dup2,
     // getpid, fchown, setgroups, setgid, setuid, close_range and landlock_restrict_self
@@ -122,6 +134,7 @@ pub(crate) fn spawn_owned(
             {
                 return Err(std::io::Error::last_os_error());
             }
+            orphaned(parent)?;
             if confinement.drop_caps {
                 // Every capability out of the bounding set (EINVAL past the kernel's last
                 // one, EPERM without CAP_SETPCAP, when there is nothing to drop anyway),
@@ -143,9 +156,6 @@ pub(crate) fn spawn_owned(
             if let Some(most) = confinement.address_space {
                 lower_limit(libc::RLIMIT_AS, most)?;
             }
-            if let Some(most) = confinement.open_files {
-                lower_limit(libc::RLIMIT_NOFILE, most)?;
-            }
             if let Some(ruleset) = confinement.landlock {
                 // For good: the helper cannot lift it.
                 crate::landlock::restrict_thread(ruleset)?;
@@ -165,9 +175,14 @@ pub(crate) fn spawn_owned(
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            // After the descriptors are placed: parking goes above every slot, which a
+            // low limit would forbid.
+            if let Some(most) = confinement.open_files {
+                lower_limit(libc::RLIMIT_NOFILE, most)?;
+            }
             // After the descriptors are placed, as `reowned` names one by its place.
             if let Some(ids) = confinement.own_ids {
-                take_own_ids(ids)?;
+                take_own_ids(ids, parent)?;
             }
             // Best effort (Linux >= 5.11): mark every other descriptor above stdio and
             // the passed ones close-on-exec (the parked copies among them).
@@ -186,10 +201,20 @@ pub(crate) fn spawn_owned(
 /// The descriptor number a helper finds the first passed descriptor at.
 pub(crate) const PASSED_FD: RawFd = 3;
 
-/// Waits until `path` exists, failing early if `child` exits first.
-pub(crate) async fn wait_for_path(path: &Path, child: &mut Child, what: &str, log: &Path) -> Result<(), VmmError> {
+/// Connects to the socket a starting `child` listens on at `path`, retrying until it
+/// does, failing early if `child` exits first.
+pub(crate) async fn connect_when_listening(
+    path: &Path,
+    child: &mut Child,
+    what: &str,
+    log: &Path,
+) -> Result<std::os::unix::net::UnixStream, VmmError> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
+    loop {
+        // Not there yet (ENOENT), or bound but not yet listening (ECONNREFUSED).
+        if let Ok(connection) = std::os::unix::net::UnixStream::connect(path) {
+            return Ok(connection);
+        }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(VmmError::Failed {
                 what: what.into(),
@@ -199,12 +224,11 @@ pub(crate) async fn wait_for_path(path: &Path, child: &mut Child, what: &str, lo
         if Instant::now() > deadline {
             return Err(VmmError::Failed {
                 what: what.into(),
-                detail: format!("{} did not appear within 10 s", path.display()),
+                detail: format!("{} did not listen within 10 s", path.display()),
             });
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    Ok(())
 }
 
 /// The last lines of a log file, for error messages.
@@ -253,10 +277,10 @@ impl VmProcess {
 
     /// The host end of the agent's channel, once.
     pub fn take_agent(&mut self) -> Result<UnixStream, VmmError> {
-        let agent = self
-            .agent
-            .take()
-            .ok_or_else(|| VmmError::InvalidSpec("the agent's channel was taken already".into()))?;
+        let agent = self.agent.take().ok_or_else(|| VmmError::Failed {
+            what: "the agent's channel".into(),
+            detail: "taken already".into(),
+        })?;
         agent
             .set_nonblocking(true)
             .and_then(|()| UnixStream::from_std(agent))

@@ -37,6 +37,9 @@ pub enum Grant {
     Read,
     /// Everything the handled ABI covers: also writing, making, removing and renaming.
     ReadWrite,
+    /// Only removing empty directories beneath (a directory's own removal is a right on
+    /// its parent).
+    RemoveEmptyDirs,
 }
 
 /// The system's files to read, and `devices` to read and write.
@@ -114,6 +117,7 @@ fn access_for(path: &Path, grant: Grant) -> Option<landlock::BitFlags<AccessFs>>
     let access = match grant {
         Grant::Read => AccessFs::from_read(ABI_HANDLED),
         Grant::ReadWrite => AccessFs::from_all(ABI_HANDLED),
+        Grant::RemoveEmptyDirs => AccessFs::RemoveDir.into(),
     };
     Some(if meta.is_dir() {
         access

@@ -4,9 +4,13 @@
 //! (see `handed`), so it needs no right to any path.
 //!
 //! The id is [`BASE`] plus QEMU's own pid, taken in the child just before exec, so no two
-//! live QEMUs share one and nothing has to be allocated or given back. The range lies in
+//! live QEMUs share one and nothing has to be allocated or given back (only in the host's
+//! own pid namespace, where pids are unique host-wide; see [`available`]). The range lies in
 //! the block systemd's map of user ids leaves unused (0x70000000–0x7FFDFFFF), above the
 //! ranges it gives containers and below the ids some tools treat as negative.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 
 /// The first id of the range.
 pub const BASE: u32 = 0x7000_0000;
@@ -18,32 +22,50 @@ pub fn of_pid(pid: u32) -> u32 {
     BASE + pid % SPAN
 }
 
-/// Whether QEMU gets ids of its own here: msb is root, and the user namespace it runs in
-/// maps the whole range (a container's root may have only a few ids).
+/// The initial pid and user namespaces, as `/proc/self/ns` names them (the kernel's fixed
+/// inode numbers for them).
+const INITIAL_NAMESPACES: [(&str, &str); 2] = [
+    ("/proc/self/ns/pid", "pid:[4026531836]"),
+    ("/proc/self/ns/user", "user:[4026531837]"),
+];
+
+/// Whether QEMU gets ids of its own here: msb is root in the host's own pid and user
+/// namespaces, where pids, and so the ids made from them, are unique host-wide. In a
+/// container two QEMUs of two containers could share a pid, and so an id.
 pub fn available() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    root && maps_range("/proc/self/uid_map") && maps_range("/proc/self/gid_map")
+    root && INITIAL_NAMESPACES
+        .iter()
+        .all(|(link, initial)| std::fs::read_link(link).is_ok_and(|ns| ns.as_os_str() == *initial))
 }
 
-/// Whether the id map at `path` maps all of `BASE..BASE + SPAN`.
-fn maps_range(path: &str) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|map| covers(&map, BASE, SPAN))
+/// Whether anyone may read `path` (QEMU under ids of its own reopens the kernel and the
+/// initramfs by their descriptors, which checks the file's own mode).
+pub fn readable_by_anyone(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
 }
 
-/// Whether one line of an id map (`inside outside count`) covers `first..first + count`.
-fn covers(map: &str, first: u32, count: u32) -> bool {
-    map.lines().any(|line| {
-        let numbers: Vec<u64> = line.split_whitespace().filter_map(|n| n.parse().ok()).collect();
-        matches!(numbers[..], [inside, _, len]
-            if inside <= u64::from(first) && u64::from(first) + u64::from(count) <= inside + len)
-    })
+/// How QEMU under ids of its own opens `/dev/kvm`: `Ok(None)` as anyone, `Ok(Some(gid))`
+/// through the group that may; `Err` why it cannot (the group is root's, or may not
+/// write).
+pub fn kvm_group() -> Result<Option<u32>, String> {
+    let meta = std::fs::metadata("/dev/kvm").map_err(|e| format!("/dev/kvm: {e}"))?;
+    kvm_access(meta.permissions().mode(), meta.gid())
 }
 
-/// The group that may open `/dev/kvm`, which QEMU joins to use KVM under ids of its own.
-pub fn kvm_group() -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/dev/kvm").ok().map(|m| m.gid())
+/// [`kvm_group`] for a device of this mode and group.
+fn kvm_access(mode: u32, gid: u32) -> Result<Option<u32>, String> {
+    if mode & 0o006 == 0o006 {
+        Ok(None)
+    } else if mode & 0o060 == 0o060 && gid != 0 {
+        Ok(Some(gid))
+    } else {
+        Err(format!(
+            "/dev/kvm (mode {:o}, group {gid}) is open to no unprivileged group",
+            mode & 0o777
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -58,11 +80,11 @@ mod tests {
     }
 
     #[test]
-    fn only_a_map_that_holds_the_whole_range_will_do() {
-        assert!(covers("         0          0 4294967295\n", BASE, SPAN));
-        assert!(!covers("0 100000 65536\n", BASE, SPAN));
-        assert!(!covers("0 0 1879048193\n", BASE, SPAN));
-        assert!(covers("0 1000 1\n1879048192 200000 4194304\n", BASE, SPAN));
-        assert!(!covers("garbage\n", BASE, SPAN));
+    fn kvm_is_opened_as_anyone_or_through_an_unprivileged_group() {
+        assert_eq!(kvm_access(0o20666, 108), Ok(None));
+        assert_eq!(kvm_access(0o20660, 108), Ok(Some(108)));
+        assert!(kvm_access(0o20660, 0).is_err(), "root's group is no way in");
+        assert!(kvm_access(0o20640, 108).is_err(), "a group that may not write");
+        assert!(kvm_access(0o20600, 108).is_err());
     }
 }

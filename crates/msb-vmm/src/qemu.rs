@@ -212,11 +212,6 @@ const VIRTIO_SLOTS: usize = 8;
 /// Devices every VM has: virtio-serial (agent channel) and virtio-rng.
 const FIXED_DEVICES: usize = 2;
 
-fn path(p: &Path) -> String {
-    // QEMU option values separate with ','; a comma in a path is escaped by doubling it.
-    p.display().to_string().replace(',', ",,")
-}
-
 fn socket_path(dir: &Path, name: &str) -> Result<PathBuf, VmmError> {
     let p = dir.join(name);
     if p.as_os_str().len() > 107 {
@@ -285,7 +280,7 @@ fn check(spec: &VmSpec) -> Result<(), VmmError> {
 impl Vmm for Qemu {
     fn command_line(&self, spec: &VmSpec) -> Result<Vec<String>, VmmError> {
         check(spec)?;
-        Ok(std::iter::once(path(&self.config.binary))
+        Ok(std::iter::once(self.config.binary.display().to_string())
             .chain(args(spec, confined()))
             .collect())
     }
@@ -352,10 +347,11 @@ impl Vmm for Qemu {
         } else {
             None
         };
-        let own_ids = (confined && own_ids::available()).then(|| OwnIds {
-            group: (spec.accel == Accel::Kvm).then(own_ids::kvm_group).flatten(),
-            reowned: handed::number(spec, Handed::Console),
-        });
+        let own_ids = if confined && own_ids::available() {
+            ids_of_its_own(spec)
+        } else {
+            None
+        };
         let confinement = Confinement {
             drop_caps: confined,
             landlock: ruleset.as_ref().map(|fd| fd.as_raw_fd()),
@@ -386,6 +382,35 @@ impl Vmm for Qemu {
             stderr_log,
         })
     }
+}
+
+/// How QEMU takes ids of its own for `spec` (msb is root); `None`, with a warning that
+/// says why, where it could not run under them.
+fn ids_of_its_own(spec: &VmSpec) -> Option<OwnIds> {
+    if let Some(file) = [&spec.kernel, &spec.initramfs]
+        .into_iter()
+        .find(|f| !own_ids::readable_by_anyone(f))
+    {
+        tracing::warn!(
+            "{} is not readable by everyone, so QEMU keeps msb's ids (without capabilities)",
+            file.display()
+        );
+        return None;
+    }
+    let group = match spec.accel {
+        Accel::Kvm => match own_ids::kvm_group() {
+            Ok(group) => group,
+            Err(why) => {
+                tracing::warn!("{why}, so QEMU keeps msb's ids (without capabilities)");
+                return None;
+            }
+        },
+        Accel::Tcg => None,
+    };
+    Some(OwnIds {
+        group,
+        reowned: handed::number(spec, Handed::Console),
+    })
 }
 
 /// The descriptors made for one launch, each handed to QEMU once.
@@ -545,7 +570,7 @@ mod tests {
     fn long_socket_paths_are_refused() {
         let long = PathBuf::from("/").join("d".repeat(120));
         assert!(matches!(
-            socket_path(&long, "agent.sock"),
+            socket_path(&long, "fs0.sock"),
             Err(VmmError::SocketPathTooLong(_))
         ));
     }

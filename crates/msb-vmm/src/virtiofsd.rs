@@ -5,12 +5,11 @@
 //! through symlinks and other objects. So it always runs walled in, the strongest way this
 //! host allows ([`FsSandbox`]).
 
-use crate::child::{spawn_owned, wait_for_path, Confinement};
+use crate::child::{connect_when_listening, spawn_owned, Confinement};
 use crate::{Share, ShareCache, VmmError};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 /// Address space virtiofsd may map: its tables grow with the files the guest looks up,
@@ -135,28 +134,6 @@ pub(crate) async fn start(
     let spawned = spawn_owned(&mut cmd, "virtiofsd", &[], confinement);
     drop(ruleset);
     let mut child = spawned?;
-    wait_for_path(socket, &mut child, "virtiofsd", log).await?;
-    let connection = connect(socket, &mut child, log).await?;
+    let connection = connect_when_listening(socket, &mut child, "virtiofsd", log).await?;
     Ok((child, connection))
-}
-
-/// Connects to virtiofsd's socket, retrying between its bind and its listen.
-async fn connect(socket: &Path, child: &mut Child, log: &Path) -> Result<UnixStream, VmmError> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match UnixStream::connect(socket) {
-            Ok(connection) => return Ok(connection),
-            Err(e) if Instant::now() > deadline => {
-                return Err(VmmError::io(format!("connecting to {}", socket.display()))(e))
-            }
-            Err(_) => {}
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(VmmError::Failed {
-                what: "virtiofsd".into(),
-                detail: format!("exited with {status}: {}", crate::child::tail(log)),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }

@@ -211,11 +211,11 @@ fn helper(script: &str, log: &Path) -> Child {
 }
 
 #[tokio::test]
-async fn waiting_for_a_path_fails_as_soon_as_the_child_exits() {
+async fn waiting_for_a_socket_fails_as_soon_as_the_child_exits() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("helper.log");
     let mut child = helper("echo starting; echo 'bad flag --x' >&2; exit 3", &log);
-    let err = wait_for_path(&dir.path().join("never"), &mut child, "the helper", &log).await;
+    let err = connect_when_listening(&dir.path().join("never"), &mut child, "the helper", &log).await;
     match err {
         Err(VmmError::Failed { what, detail }) => {
             assert_eq!(what, "the helper");
@@ -227,13 +227,21 @@ async fn waiting_for_a_path_fails_as_soon_as_the_child_exits() {
 }
 
 #[tokio::test]
-async fn waiting_for_a_path_ends_when_it_appears() {
+async fn waiting_for_a_socket_ends_when_it_listens() {
     let dir = tempfile::tempdir().unwrap();
     let (log, socket) = (dir.path().join("helper.log"), dir.path().join("helper.sock"));
-    let script = format!("sleep 0.2; touch '{}'; exec sleep 10", socket.display());
-    let mut child = helper(&script, &log);
-    wait_for_path(&socket, &mut child, "the helper", &log).await.unwrap();
-    assert!(socket.exists(), "returned before the path appeared");
+    let mut child = helper("exec sleep 10", &log);
+    // Listening a moment after the wait starts, as a starting server does.
+    let path = socket.clone();
+    let server = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        listener.accept().unwrap()
+    });
+    connect_when_listening(&socket, &mut child, "the helper", &log)
+        .await
+        .unwrap();
+    server.join().unwrap();
     assert!(child.try_wait().unwrap().is_none(), "the helper should still run");
 }
 
