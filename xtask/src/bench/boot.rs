@@ -150,7 +150,8 @@ fn msb_run_true(setup: &Setup, confined: bool) -> Result<Duration> {
     let mut cmd = Command::new(&setup.msb);
     if !confined {
         cmd.env("MSB_QEMU_CONFINEMENT", "off")
-            .env("MSB_SUPERVISOR_SECCOMP", "off");
+            .env("MSB_SUPERVISOR_SECCOMP", "off")
+            .env("MSB_SUPERVISOR_LANDLOCK", "off");
     }
     cmd.arg("run")
         .arg("--rootfs")
