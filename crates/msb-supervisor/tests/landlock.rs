@@ -46,7 +46,17 @@ fn probe() {
     assert_eq!(std::fs::read(home.join("sandboxes/s/logs/exec.log")).unwrap(), b"ran");
     std::fs::read_to_string("/proc/self/status").unwrap();
     std::fs::write("/dev/null", b"x").unwrap();
-    // Nothing else: not a file beside the home, not /etc's secrets, not from a new thread.
+    // Nothing else: not msb's programs, not another sandbox's disk, not a file beside the
+    // home, not /etc's secrets, not from a new thread.
+    assert!(refused(&home.join("bin/msb")), "msb's program was read");
+    assert!(
+        std::fs::write(home.join("bin/msb"), b"planted").is_err(),
+        "msb's program was replaced"
+    );
+    assert!(
+        refused(&home.join("sandboxes/other/upper.ext4")),
+        "another sandbox's disk was read"
+    );
     assert!(refused(&outside), "{} was read", outside.display());
     assert!(refused(Path::new("/etc/shadow")), "/etc/shadow was read");
     assert!(
