@@ -326,6 +326,14 @@ impl SandboxBuilder {
         self
     }
 
+    /// Always boots its VM, never resuming it from a template (templates are on by
+    /// default for sandboxes without shared directories; `MSB_NO_TEMPLATE=1` turns them
+    /// off for all).
+    pub fn cold_boot(mut self) -> Self {
+        self.spec.cold_boot = true;
+        self
+    }
+
     /// Removes the sandbox as soon as it stops.
     pub fn ephemeral(mut self) -> Self {
         self.spec.ephemeral = true;

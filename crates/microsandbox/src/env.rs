@@ -46,7 +46,7 @@ pub(crate) fn apply_config_paths(host: &mut HostConfig, config: &ConfigPaths) {
 
 /// The host settings for `paths`: installed artefacts and programs found on the search
 /// path, then `config.json`'s `paths`, then each `MSB_*` variable (`MSB_KERNEL`,
-/// `MSB_INITRAMFS`, `MSB_QEMU`, `MSB_VIRTIOFSD`, `MSB_ACCEL`).
+/// `MSB_INITRAMFS`, `MSB_QEMU`, `MSB_VIRTIOFSD`, `MSB_ACCEL`, `MSB_NO_TEMPLATE`).
 pub(crate) fn host_config(
     paths: &Paths,
     config: &ConfigPaths,
@@ -62,6 +62,8 @@ pub(crate) fn host_config(
     if let Some(accel) = var("MSB_ACCEL") {
         host.accel = accel.to_string_lossy().parse()?;
     }
+    // Set to anything but `0`, every VM boots cold.
+    host.templates = var("MSB_NO_TEMPLATE").is_none_or(|v| v.is_empty() || v == "0");
     Ok(host)
 }
 
@@ -103,6 +105,12 @@ mod tests {
         let host = host_config(&paths, &ConfigPaths::default(), &v).unwrap();
         assert_eq!(host.kernel, PathBuf::from("/u/.microsandbox/lib/vmlinux"));
         assert_eq!(host.accel, msb_vmm::AccelSetting::Auto);
+        assert!(host.templates);
+        for (value, templates) in [("1", false), ("yes", false), ("0", true), ("", true)] {
+            let v = vars(&[("MSB_NO_TEMPLATE", value)]);
+            let host = host_config(&paths, &ConfigPaths::default(), &v).unwrap();
+            assert_eq!(host.templates, templates, "MSB_NO_TEMPLATE={value}");
+        }
         let v = vars(&[
             ("MSB_HOME", "/h"),
             ("MSB_KERNEL", "/k"),

@@ -6,6 +6,7 @@
 //! host asks it to shut down.
 
 mod files;
+mod fresh;
 mod init;
 mod loopdev;
 mod metrics;

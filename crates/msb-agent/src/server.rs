@@ -122,12 +122,18 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
         let _ = out.send(control(Message::Error(msg.clone()))).await;
         return Err(io::Error::other(msg));
     }
-    let writable = match init::enter_root(&hello.config).and_then(|writable| {
-        init::identity(&hello.config.hostname, hello.host_time)?;
-        crate::net::configure(hello.config.network.as_ref())?;
-        init::guest_files(&hello.config)?;
-        Ok(writable)
-    }) {
+    let renewed = crate::fresh::reseed(&hello.entropy).and_then(|()| match hello.resumed {
+        true => crate::fresh::forget_disk_contents(),
+        false => Ok(()),
+    });
+    let writable = match renewed
+        .and_then(|()| init::enter_root(&hello.config))
+        .and_then(|writable| {
+            init::identity(&hello.config.hostname, hello.host_time)?;
+            crate::net::configure(hello.config.network.as_ref())?;
+            init::guest_files(&hello.config)?;
+            Ok(writable)
+        }) {
         Ok(writable) => writable,
         Err(e) => {
             let _ = out

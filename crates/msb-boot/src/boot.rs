@@ -2,10 +2,11 @@
 //! guest configuration.
 
 use crate::console::{self, LastWords};
+use crate::template::Template;
 use crate::{BootError, BootPlan, BootResult, FileLink};
 use msb_protocol::client::{AgentClient, ExecSession};
-use msb_protocol::{ExecRequest, Message, Ready, ShutdownRequest};
-use msb_vmm::{VmProcess, Vmm, VmmError};
+use msb_protocol::{ExecRequest, Hello, Message, Ready, ShutdownRequest};
+use msb_vmm::{Monitor, VmProcess, Vmm, VmmError};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -62,6 +63,17 @@ pub struct BootedVm {
     last_words: watch::Receiver<Option<LastWords>>,
     /// Host-measured time from launching the VMM to the agent's `Ready`.
     pub boot_time: Duration,
+    /// Resumed from a template rather than booted.
+    pub resumed: bool,
+}
+
+/// How a VM starts.
+#[derive(Debug, Clone, Copy)]
+enum Start<'a> {
+    /// It boots.
+    Cold,
+    /// It resumes a template.
+    Resume(&'a Template),
 }
 
 /// How a requested shutdown went.
@@ -78,6 +90,11 @@ pub struct Shutdown {
 impl BootedVm {
     /// Launches the VM of `plan` through `vmm` and completes the agent handshake. The
     /// console log of the boot before is kept (rotated), this boot's starts empty.
+    ///
+    /// Where the plan allows a template (see [`crate::template`]), the VM resumes the
+    /// template instead of booting, recording it first where there is none yet. A
+    /// template that fails is removed, said at debug level, and the VM boots cold: a
+    /// template never fails a boot.
     pub async fn boot(plan: &BootPlan, vmm: &impl Vmm) -> BootResult<BootedVm> {
         let log = &plan.console_log;
         if let Some(logs) = log.parent() {
@@ -87,14 +104,40 @@ impl BootedVm {
         for link in &plan.file_links {
             stage(link)?;
         }
+        if let Some(template) = plan.template.as_deref().and_then(|dir| Template::of(plan, dir)) {
+            if !template.exists() {
+                if let Err(e) = template.record(plan, vmm).await {
+                    tracing::debug!("no template recorded: {e}");
+                }
+            }
+            if template.exists() {
+                match Self::start(plan, vmm, Start::Resume(&template)).await {
+                    Ok(vm) => return Ok(vm),
+                    Err(e) => {
+                        tracing::debug!("the template {} failed ({e}); booting cold", template.file().display());
+                        template.discard();
+                    }
+                }
+            }
+        }
+        Self::start(plan, vmm, Start::Cold).await
+    }
+
+    /// Launches the VM of `plan` as `how` says and completes the agent handshake.
+    async fn start(plan: &BootPlan, vmm: &impl Vmm, how: Start<'_>) -> BootResult<BootedVm> {
+        let log = &plan.console_log;
+        let mut spec = plan.vm.clone();
+        if let Start::Resume(template) = how {
+            spec.resume_from = Some(template.file().to_path_buf());
+        }
         let started = Instant::now();
-        let mut process = vmm.launch(&plan.vm).await?;
+        let mut process = vmm.launch(&spec).await?;
         let pipe = process
             .take_console()
             .ok_or_else(|| VmmError::InvalidSpec("the VMM gave no console".into()))?;
         let last_words =
             console::spawn_copier(pipe, log).map_err(BootError::io(format!("creating {}", log.display())))?;
-        let client = match handshake(plan, &mut process).await {
+        let client = match until_ready(plan, &mut process, how).await {
             Ok(client) => client,
             Err(e) => {
                 process.kill().await;
@@ -106,6 +149,7 @@ impl BootedVm {
             client: Arc::new(client),
             last_words,
             boot_time: started.elapsed(),
+            resumed: matches!(how, Start::Resume(_)),
         })
     }
 
@@ -175,21 +219,39 @@ impl BootedVm {
     }
 }
 
-/// Completes the agent handshake, unless the VM ends first or the guest takes too long.
-async fn handshake(plan: &BootPlan, process: &mut VmProcess) -> BootResult<AgentClient> {
+/// Brings the launched VM to a ready agent (resuming the template it loaded, if `how`
+/// says so), unless the VM ends first or the guest takes too long.
+async fn until_ready(plan: &BootPlan, process: &mut VmProcess, how: Start<'_>) -> BootResult<AgentClient> {
     let stream = process.take_agent()?;
-    let handshake = AgentClient::handshake(stream, plan.guest.clone(), now());
+    let monitor = process.take_monitor()?;
+    let ready = async {
+        let resumed = matches!(how, Start::Resume(_));
+        if resumed {
+            Monitor::connect(monitor).await?.resume_loaded().await?;
+        }
+        let hello = Hello::new(plan.guest.clone(), now(), entropy()?, resumed);
+        Ok::<_, BootError>(AgentClient::handshake(stream, hello).await?)
+    };
     tokio::select! {
-        r = tokio::time::timeout(BOOT_TIMEOUT, handshake) => match r {
+        r = tokio::time::timeout(BOOT_TIMEOUT, ready) => match r {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(e)) => {
                 process.check_running()?;
-                Err(e.into())
+                Err(e)
             }
             Err(_) => Err(BootError::BootTimeout { secs: BOOT_TIMEOUT.as_secs(), log: plan.console_log.clone() }),
         },
         e = watch_exit(process) => Err(e.into()),
     }
+}
+
+/// Fresh host randomness for the guest's pool.
+fn entropy() -> BootResult<Vec<u8>> {
+    let mut bytes = vec![0u8; msb_protocol::HELLO_ENTROPY];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut bytes))
+        .map_err(BootError::io("reading host randomness for the guest"))?;
+    Ok(bytes)
 }
 
 /// A boot failure with the end of the console added, where the VM itself failed.

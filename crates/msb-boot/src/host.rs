@@ -19,14 +19,22 @@ pub struct HostConfig {
     pub qemu: Option<PathBuf>,
     /// virtiofsd, if found (needed for directory roots).
     pub virtiofsd: Option<PathBuf>,
+    /// Whether sandboxes may resume from templates (see [`crate::template`]); `false`:
+    /// every VM boots cold (`MSB_NO_TEMPLATE=1`).
+    #[serde(default = "yes")]
+    pub templates: bool,
     /// Which accelerator to use.
     pub accel: AccelSetting,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl HostConfig {
     /// The kernel and initramfs where `cargo xtask` installs them under `paths`
     /// (`lib/vmlinux`, `lib/initramfs.cpio`), the programs as found in `search` (in order),
-    /// and the accelerator chosen automatically.
+    /// templates on, and the accelerator chosen automatically.
     pub fn installed(paths: &Paths, search: &[PathBuf]) -> HostConfig {
         let lib = paths.lib_dir();
         HostConfig {
@@ -34,6 +42,7 @@ impl HostConfig {
             initramfs: lib.join("initramfs.cpio"),
             qemu: find_program("qemu-system-x86_64", search),
             virtiofsd: find_program("virtiofsd", search),
+            templates: true,
             accel: AccelSetting::Auto,
         }
     }

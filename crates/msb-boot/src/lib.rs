@@ -20,6 +20,7 @@ mod host;
 mod network;
 mod plan;
 mod root;
+pub mod template;
 
 pub use boot::{BootedVm, Shutdown};
 pub use error::{BootError, BootResult};

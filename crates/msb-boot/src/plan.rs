@@ -44,6 +44,10 @@ pub struct BootPlan {
     /// The guest's network, run by the supervisor's stack; `None`: only `lo`.
     #[serde(default)]
     pub network: Option<NetworkPlan>,
+    /// Where templates are kept, if this boot may resume or record one (see
+    /// [`crate::template`]); `None`: it boots cold.
+    #[serde(default)]
+    pub template: Option<PathBuf>,
 }
 
 /// A host file linked into a directory of its own (`link`), to share just that file.
@@ -91,7 +95,9 @@ pub fn plan(spec: &SandboxSpec, paths: &Paths, host: &HostConfig) -> BootResult<
     check_mount_sources(spec)?;
     let dir = paths.sandbox_dir(&spec.name);
     let root = root::resolve(spec, paths, &dir)?;
-    plan_with(spec, &dir, root, host, msb_vmm::accel::detect(host.accel))
+    let mut plan = plan_with(spec, &dir, root, host, msb_vmm::accel::detect(host.accel))?;
+    plan.template = (host.templates && !spec.cold_boot).then(|| crate::template::dir(&paths.cache_dir()));
+    Ok(plan)
 }
 
 /// Plans the boot of `spec`, whose directory is `dir` and whose root was found to be
@@ -186,6 +192,7 @@ pub fn plan_with(
         runtime_dir: dir.join("runtime"),
         accel: accel.accel,
         net: network.as_ref().map(NetworkPlan::device),
+        resume_from: None,
     };
     Ok(BootPlan {
         vmm: QemuConfig {
@@ -208,6 +215,7 @@ pub fn plan_with(
         },
         file_links,
         network,
+        template: None,
     })
 }
 

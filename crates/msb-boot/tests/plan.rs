@@ -17,6 +17,7 @@ fn host() -> HostConfig {
         initramfs: "/opt/msb/initramfs.cpio".into(),
         qemu: Some("/usr/bin/qemu-system-x86_64".into()),
         virtiofsd: Some("/usr/libexec/virtiofsd".into()),
+        templates: true,
         accel: AccelSetting::Auto,
     }
 }
@@ -313,4 +314,24 @@ fn a_missing_host_directory_is_refused_by_name() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn templates_are_kept_in_the_homes_cache_unless_a_sandbox_boots_cold() {
+    let home = tempfile::tempdir().unwrap();
+    let root = home.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let paths = msb_types::Paths::new(home.path());
+    let mut s = spec(RootSpec::Bind(root));
+    let planned = msb_boot::plan(&s, &paths, &host()).unwrap();
+    assert_eq!(planned.template, Some(home.path().join("cache/templates")));
+    let off = HostConfig {
+        templates: false,
+        ..host()
+    };
+    assert_eq!(msb_boot::plan(&s, &paths, &off).unwrap().template, None);
+    s.cold_boot = true;
+    assert_eq!(msb_boot::plan(&s, &paths, &host()).unwrap().template, None);
+    let pure = plan(&spec(RootSpec::Oci("img".into())), image_root(1));
+    assert_eq!(pure.template, None, "plan_with reads nothing, templates included");
 }

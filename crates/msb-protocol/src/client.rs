@@ -7,8 +7,8 @@
 use crate::codec::frame_len;
 use crate::mux::Mux;
 use crate::{
-    ExecRequest, ExitStatus, Frame, FrameCodec, GuestConfig, Hello, Message, ProtocolError, Ready, ShutdownRequest,
-    SpawnFailure, StreamKind, WindowSize, CONTROL_SESSION, MAX_CHUNK, MAX_FRAME_LEN, PROTOCOL_VERSION, STREAM_WINDOW,
+    ExecRequest, ExitStatus, Frame, FrameCodec, Hello, Message, ProtocolError, Ready, ShutdownRequest, SpawnFailure,
+    StreamKind, WindowSize, CONTROL_SESSION, MAX_CHUNK, MAX_FRAME_LEN, PROTOCOL_VERSION, STREAM_WINDOW,
 };
 use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
@@ -78,16 +78,11 @@ pub struct AgentClient {
 impl AgentClient {
     /// Performs the agent handshake on `stream` (sending the guest's configuration and the
     /// host's clock) and starts the routing tasks.
-    pub async fn handshake<S>(stream: S, config: GuestConfig, host_time: (i64, u32)) -> Result<Self, ClientError>
+    pub async fn handshake<S>(stream: S, hello: Hello) -> Result<Self, ClientError>
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        let hello = Message::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            config,
-            host_time,
-        });
-        Self::open(stream, hello).await
+        Self::open(stream, Message::Hello(hello)).await
     }
 
     /// Connects to a sandbox's supervisor on `stream`; with `owner`, the sandbox stops when

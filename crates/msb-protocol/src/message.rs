@@ -234,6 +234,29 @@ pub struct Hello {
     pub config: GuestConfig,
     /// Host wall-clock time (seconds, nanoseconds since the epoch) to set the guest clock.
     pub host_time: (i64, u32),
+    /// Fresh host randomness the agent adds to the guest's pool before forcing a reseed,
+    /// so guests resumed from one saved state do not share their random numbers.
+    pub entropy: Vec<u8>,
+    /// The guest was resumed from a saved state (a template) rather than booted: its
+    /// disks were scanned with other backing files, so the agent drops what it read.
+    pub resumed: bool,
+}
+
+/// How many bytes of host randomness a `Hello` carries.
+pub const HELLO_ENTROPY: usize = 64;
+
+impl Hello {
+    /// The `Hello` of this protocol version for `config`, at `host_time`, with `entropy`,
+    /// to a guest that was `resumed` or booted.
+    pub fn new(config: GuestConfig, host_time: (i64, u32), entropy: Vec<u8>, resumed: bool) -> Hello {
+        Hello {
+            version: crate::PROTOCOL_VERSION,
+            config,
+            host_time,
+            entropy,
+            resumed,
+        }
+    }
 }
 
 /// What the agent sets up at boot.

@@ -145,7 +145,8 @@ async fn start(paths: &Paths, name: &str, plan: &BootPlan) -> Result<Started> {
         .map_err(Error::io(format!("securing {}", socket.display())))?;
     let vmm_pid = vm.pids().first().copied().unwrap_or(0);
     store.set_running(name, std::process::id(), vmm_pid)?;
-    log.note(&format!("sandbox started (boot {} ms)", vm.boot_time.as_millis()));
+    let how = if vm.resumed { ", resumed from a template" } else { "" };
+    log.note(&format!("sandbox started (boot {} ms{how})", vm.boot_time.as_millis()));
     Ok(Started {
         store,
         spec,

@@ -175,6 +175,10 @@ pub struct SandboxSpec {
     /// Its network: policy, DNS, published ports.
     #[serde(default)]
     pub network: crate::NetworkSpec,
+    /// Always boot its VM, never resume it from a template (as `MSB_NO_TEMPLATE=1` does
+    /// for every sandbox).
+    #[serde(default)]
+    pub cold_boot: bool,
 }
 
 /// Most bytes all scripts may hold together: they travel in the guest configuration, one
@@ -222,6 +226,7 @@ impl SandboxSpec {
             log_level: None,
             network: Default::default(),
             mounts: Vec::new(),
+            cold_boot: false,
         }
     }
 

@@ -249,6 +249,7 @@ pub struct VmProcess {
     pub(crate) vmm: Child,
     pub(crate) helpers: Vec<Child>,
     pub(crate) agent: Option<std::os::unix::net::UnixStream>,
+    pub(crate) monitor: Option<std::os::unix::net::UnixStream>,
     pub(crate) console: Option<pipe::Receiver>,
     pub(crate) network: Option<std::os::unix::net::UnixStream>,
     pub(crate) stderr_log: PathBuf,
@@ -285,6 +286,18 @@ impl VmProcess {
             .set_nonblocking(true)
             .and_then(|()| UnixStream::from_std(agent))
             .map_err(VmmError::io("using the agent's channel"))
+    }
+
+    /// The socket of QEMU's monitor, once (see [`crate::Monitor::connect`]).
+    pub fn take_monitor(&mut self) -> Result<UnixStream, VmmError> {
+        let monitor = self.monitor.take().ok_or_else(|| VmmError::Failed {
+            what: "QEMU's monitor".into(),
+            detail: "taken already".into(),
+        })?;
+        monitor
+            .set_nonblocking(true)
+            .and_then(|()| UnixStream::from_std(monitor))
+            .map_err(VmmError::io("using QEMU's monitor"))
     }
 
     /// Fails with the VMM's own words if it has exited.

@@ -8,7 +8,8 @@
 //! dups rather than opens); sockets as `fd=N`; the kernel and initramfs, which QEMU's
 //! loader only opens by name, as `/proc/self/fd/N` (reopening a file checks its own mode,
 //! not the directories above it, and both are world-readable); the console pipe as
-//! `/dev/fd/N`, which the child makes its own before it changes ids.
+//! `/dev/fd/N`, which the child makes its own before it changes ids; a saved guest as the
+//! migration stream `-incoming fd:N`.
 
 use crate::child::PASSED_FD;
 use crate::{DiskBacking, VmSpec};
@@ -23,6 +24,10 @@ pub(crate) enum Handed {
     Network,
     /// QEMU's end of the agent's channel.
     Agent,
+    /// QEMU's end of its monitor (QMP) socket.
+    Monitor,
+    /// The saved guest to resume (`VmSpec::resume_from`), read as a migration stream.
+    Saved,
     /// The guest kernel.
     Kernel,
     /// The initramfs.
@@ -46,7 +51,10 @@ pub(crate) fn layout(spec: &VmSpec) -> Vec<Handed> {
     if spec.net.is_some() {
         handed.push(Handed::Network);
     }
-    handed.extend([Handed::Agent, Handed::Kernel, Handed::Initramfs]);
+    handed.extend([Handed::Agent, Handed::Monitor, Handed::Kernel, Handed::Initramfs]);
+    if spec.resume_from.is_some() {
+        handed.push(Handed::Saved);
+    }
     handed.extend((0..spec.shares.len()).map(Handed::Share));
     for (i, disk) in spec.disks.iter().enumerate() {
         handed.push(Handed::Disk(i));
@@ -109,11 +117,13 @@ mod tests {
             net: Some(NetDevice {
                 mac: [2, 0, 0, 0, 0, 1],
             }),
+            resume_from: None,
         };
         let numbers: Vec<Option<RawFd>> = [
             Handed::Console,
             Handed::Network,
             Handed::Agent,
+            Handed::Monitor,
             Handed::Kernel,
             Handed::Initramfs,
             Handed::Share(0),
@@ -126,10 +136,17 @@ mod tests {
         .iter()
         .map(|item| number(&spec, *item))
         .collect();
-        assert_eq!(numbers, (3..14).map(Some).collect::<Vec<_>>());
+        assert_eq!(numbers, (3..15).map(Some).collect::<Vec<_>>());
         assert_eq!(number(&spec, Handed::Part(1, 0)), None);
         assert_eq!(number(&spec, Handed::DiskReadOnly(0)), None);
         let offline = VmSpec { net: None, ..spec };
         assert_eq!(number(&offline, Handed::Agent), Some(4));
+        assert_eq!(number(&offline, Handed::Saved), None);
+        let resumed = VmSpec {
+            resume_from: Some("/saved".into()),
+            ..offline
+        };
+        assert_eq!(number(&resumed, Handed::Saved), Some(8));
+        assert_eq!(number(&resumed, Handed::Share(0)), Some(9));
     }
 }

@@ -7,12 +7,14 @@ mod child;
 mod handed;
 pub mod joined;
 pub mod landlock;
+mod monitor;
 pub mod own_ids;
 mod qemu;
 mod virtiofsd;
 
 pub use accel::{Accel, AccelChoice, AccelSetting};
 pub use child::VmProcess;
+pub use monitor::Monitor;
 pub use qemu::{Qemu, QemuConfig};
 pub use virtiofsd::{user_namespaces_for_everyone, FsSandbox};
 
@@ -43,6 +45,11 @@ pub struct VmSpec {
     /// ([`VmProcess::take_network`]).
     #[serde(default)]
     pub net: Option<NetDevice>,
+    /// A guest saved by [`Monitor::save`] to go on from instead of booting. Its devices
+    /// must be exactly these (their backing files may differ), and it starts paused until
+    /// [`Monitor::resume_loaded`].
+    #[serde(default)]
+    pub resume_from: Option<PathBuf>,
 }
 
 /// A virtio-net device whose host side is a stream socket (4-byte big-endian length, then

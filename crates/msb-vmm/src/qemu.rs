@@ -85,9 +85,14 @@ fn args(spec: &VmSpec, confined: bool) -> Vec<String> {
             ("tcg", "max")
         }
     };
+    let machine = if spec.shares.is_empty() {
+        "microvm,acpi=off,x-option-roms=off"
+    } else {
+        "microvm,acpi=off,x-option-roms=off,memory-backend=mem"
+    };
     let mut a: Vec<String> = [
         "-M",
-        "microvm,acpi=off,x-option-roms=off,memory-backend=mem",
+        machine,
         "-accel",
         accel,
         "-cpu",
@@ -111,11 +116,15 @@ fn args(spec: &VmSpec, confined: bool) -> Vec<String> {
         ]);
     }
     a.extend(["-smp".into(), spec.cpus.to_string(), "-m".into(), format!("{mem}M")]);
-    // vhost-user-fs needs guest RAM shareable with virtiofsd.
-    a.extend([
-        "-object".into(),
-        format!("memory-backend-memfd,id=mem,size={mem}M,share=on"),
-    ]);
+    // vhost-user-fs needs guest RAM shareable with virtiofsd. Without shares, RAM is
+    // private anonymous memory: saving and loading a guest reads its untouched pages as
+    // the zero page instead of allocating each (8× faster to load here).
+    if !spec.shares.is_empty() {
+        a.extend([
+            "-object".into(),
+            format!("memory-backend-memfd,id=mem,size={mem}M,share=on"),
+        ]);
+    }
     a.extend(["-append".into(), cmdline]);
     a.extend(["-device".into(), "virtio-rng-device".into()]);
     for (at, item) in handed::layout(spec).into_iter().enumerate() {
@@ -151,8 +160,19 @@ fn handed_args(spec: &VmSpec, item: Handed, fd: RawFd) -> Vec<String> {
             "-device".into(),
             "virtio-serial-device".into(),
             "-device".into(),
-            format!("virtserialport,chardev=agent,name={}", msb_protocol::AGENT_PORT_NAME),
+            format!(
+                "virtserialport,chardev=agent,name={},id={}",
+                msb_protocol::AGENT_PORT_NAME,
+                crate::monitor::AGENT_PORT_ID
+            ),
         ],
+        Handed::Monitor => vec![
+            "-chardev".into(),
+            format!("socket,id=monitor,fd={fd}"),
+            "-mon".into(),
+            "chardev=monitor,mode=control".into(),
+        ],
+        Handed::Saved => vec!["-incoming".into(), format!("fd:{fd}")],
         Handed::Kernel => vec!["-kernel".into(), format!("/proc/self/fd/{fd}")],
         Handed::Initramfs => vec!["-initrd".into(), format!("/proc/self/fd/{fd}")],
         Handed::Share(i) => {
@@ -322,6 +342,7 @@ impl Vmm for Qemu {
         let console = tokio::net::unix::pipe::Receiver::from_owned_fd(console.into())
             .map_err(VmmError::io("reading the console pipe"))?;
         let (agent, agent_end) = UnixStream::pair().map_err(VmmError::io("making the agent's channel"))?;
+        let (monitor, monitor_end) = UnixStream::pair().map_err(VmmError::io("making QEMU's monitor socket"))?;
         let (network, network_end) = match &spec.net {
             Some(_) => {
                 let (ours, theirs) = UnixStream::pair().map_err(VmmError::io("making the network socket"))?;
@@ -333,6 +354,7 @@ impl Vmm for Qemu {
             console: Some(console_in.into()),
             network: network_end,
             agent: Some(agent_end.into()),
+            monitor: Some(monitor_end.into()),
             shares: shares.into_iter().map(Some).collect(),
         };
         let handed: Vec<OwnedFd> = handed::layout(spec)
@@ -377,6 +399,7 @@ impl Vmm for Qemu {
             vmm,
             helpers,
             agent: Some(agent),
+            monitor: Some(monitor),
             console: Some(console),
             network,
             stderr_log,
@@ -418,6 +441,7 @@ struct HandedEnds {
     console: Option<OwnedFd>,
     network: Option<OwnedFd>,
     agent: Option<OwnedFd>,
+    monitor: Option<OwnedFd>,
     shares: Vec<Option<OwnedFd>>,
 }
 
@@ -430,6 +454,11 @@ impl HandedEnds {
             Handed::Console => made(self.console.take()),
             Handed::Network => made(self.network.take()),
             Handed::Agent => made(self.agent.take()),
+            Handed::Monitor => made(self.monitor.take()),
+            Handed::Saved => match &spec.resume_from {
+                Some(saved) => open_file(saved, false),
+                None => Err(VmmError::InvalidSpec("no saved guest to resume".into())),
+            },
             Handed::Share(i) => made(self.shares.get_mut(i).and_then(Option::take)),
             Handed::Kernel => open_file(&spec.kernel, false),
             Handed::Initramfs => open_file(&spec.initramfs, false),
@@ -507,6 +536,7 @@ mod tests {
             runtime_dir: "/run/x".into(),
             accel,
             net: None,
+            resume_from: None,
         }
     }
 
@@ -527,21 +557,24 @@ mod tests {
         assert!(tcg.contains("memory-backend-memfd,id=mem,size=256M,share=on"));
         assert!(tcg.contains("-chardev file,id=console,path=/dev/fd/3 -serial chardev:console"));
         assert!(tcg.contains("-chardev socket,id=agent,fd=4 -device virtio-serial-device"));
-        assert!(tcg.contains("-kernel /proc/self/fd/5 -initrd /proc/self/fd/6"));
-        assert!(tcg.contains("-chardev socket,id=fs0,fd=7 -device vhost-user-fs-device,chardev=fs0,tag=root"));
+        assert!(tcg.contains("-chardev socket,id=monitor,fd=5 -mon chardev=monitor,mode=control"));
+        assert!(tcg.contains("-kernel /proc/self/fd/6 -initrd /proc/self/fd/7"));
+        assert!(!tcg.contains("-incoming"));
+        assert!(tcg.contains("-chardev socket,id=fs0,fd=8 -device vhost-user-fs-device,chardev=fs0,tag=root"));
         assert!(tcg.contains("-smp 2 -m 256M"));
         assert!(tcg.contains(
-            "-add-fd fd=8,set=8 -drive file=/dev/fdset/8,format=raw,if=none,id=d0,readonly=on \
+            "-add-fd fd=9,set=9 -drive file=/dev/fdset/9,format=raw,if=none,id=d0,readonly=on \
              -device virtio-blk-device,drive=d0,serial=msb-l0"
         ));
         assert!(tcg.contains(
-            "-add-fd fd=9,set=9 -drive file=/dev/fdset/9,format=vmdk,if=none,id=d1,readonly=on \
-             -device virtio-blk-device,drive=d1,serial=msb-l1 -add-fd fd=10,set=10"
+            "-add-fd fd=10,set=10 -drive file=/dev/fdset/10,format=vmdk,if=none,id=d1,readonly=on \
+             -device virtio-blk-device,drive=d1,serial=msb-l1 -add-fd fd=11,set=11"
         ));
         assert!(!tcg.contains("/l/"), "QEMU is told no path of a disk: {tcg}");
         let mut writable = spec(Accel::Tcg);
         writable.disks.truncate(1);
         writable.disks[0].readonly = false;
+        writable.shares.clear();
         let rw = qemu().command_line(&writable).unwrap().join(" ");
         assert!(
             rw.contains("-add-fd fd=8,set=8 -drive file=/dev/fdset/8,format=raw,if=none,id=d0,cache=unsafe"),
@@ -550,6 +583,16 @@ mod tests {
         assert!(
             rw.contains("-add-fd fd=9,set=8"),
             "a read-only view in the same set: {rw}"
+        );
+        assert!(
+            rw.contains("-M microvm,acpi=off,x-option-roms=off -accel") && !rw.contains("memory-backend"),
+            "without shares, plain private RAM: {rw}"
+        );
+        writable.resume_from = Some("/saved".into());
+        let resumed = qemu().command_line(&writable).unwrap().join(" ");
+        assert!(
+            resumed.contains("-initrd /proc/self/fd/7 -incoming fd:8 -add-fd fd=9,set=9 -drive file=/dev/fdset/9"),
+            "{resumed}"
         );
         let kvm = qemu().command_line(&spec(Accel::Kvm)).unwrap().join(" ");
         assert!(kvm.contains("-accel kvm -cpu host"));

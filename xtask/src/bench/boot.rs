@@ -5,8 +5,9 @@ use super::console;
 use super::floor::Floor;
 use super::report::Figures;
 use super::sdk::{self, BootSample};
+use super::template::{ImageRun, Start};
 use super::{procs, report};
-use crate::{agent, demo, kernel, rootfs, setup, util};
+use crate::{agent, demo, kernel, registry, rootfs, setup, util};
 use anyhow::{bail, Context, Result};
 use microsandbox::HostConfig;
 use microsandbox::{Paths, Resources};
@@ -28,6 +29,8 @@ struct Setup {
     paths: Paths,
     host: HostConfig,
     floor: Floor,
+    /// The busybox fixture image, pulled into the home.
+    image: String,
 }
 
 /// Runs the benchmark with `runs` samples per boot figure; prints text or one JSON object.
@@ -90,21 +93,42 @@ fn prepare() -> Result<Setup> {
         initramfs,
         qemu: setup::find_in_path("qemu-system-x86_64"),
         virtiofsd: Some(setup::virtiofsd()?),
+        templates: true,
         accel: msb_vmm::AccelSetting::Auto,
     };
     let floor = Floor::prepare(&tmp.path().join("floor"), &kernel, host.qemu.clone())?;
-    Ok(Setup {
+    let image = format!("{}/msb-test/busybox", registry::ensure()?);
+    let setup = Setup {
         tmp,
         msb,
         root,
         paths,
         host,
         floor,
-    })
+        image,
+    };
+    let mut pull = Command::new(&setup.msb);
+    pull.envs(setup.image_run().env).args(["pull", "-q", &setup.image]);
+    util::run(&mut pull)?;
+    Ok(setup)
 }
 
-/// One warm-up round, then `runs` rounds of (floor, msb run, msb run unconfined, SDK boot)
-/// interleaved so that load from other work on the machine hits all alike; then the
+impl Setup {
+    fn image_run(&self) -> ImageRun<'_> {
+        ImageRun {
+            msb: &self.msb,
+            env: [
+                ("MSB_HOME", self.paths.home()),
+                ("MSB_KERNEL", &self.host.kernel),
+                ("MSB_INITRAMFS", &self.host.initramfs),
+            ],
+            image: &self.image,
+        }
+    }
+}
+
+/// One warm-up round, then `runs` rounds of (floor, msb run, msb run unconfined, SDK boot,
+/// image runs recording a template, resuming it, booting cold) interleaved so that load from other work on the machine hits all alike; then the
 /// running-VM figures.
 fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -124,7 +148,14 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
         let unconfined = msb_run_true(setup, false)?;
         let spec = sdk::spec(&format!("bench-{round}"), &setup.root);
         let boot: BootSample = rt.block_on(sdk::boot_once(&spec, &setup.paths, &setup.host))?;
+        let image = setup.image_run();
+        let recording = image.first_output(Start::Recording)?;
+        let template = image.first_output(Start::Template)?;
+        let cold = image.first_output(Start::Cold)?;
         if round > 0 {
+            f.image_recording.push(recording);
+            f.image_template.push(template);
+            f.image_cold.push(cold);
             f.floor.push(floor);
             f.msb_run.push(cli);
             f.msb_run_unconfined.push(unconfined);
@@ -140,6 +171,7 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
     console::progress_done();
     f.exec = execs;
     f.memory = Some(memory);
+    f.template_bytes = setup.image_run().template_bytes();
     Ok(f)
 }
 

@@ -21,6 +21,7 @@ mod rootfs;
 mod sdk;
 mod serve;
 mod stats;
+mod template;
 mod tls;
 mod tls_host;
 mod tls_vm;

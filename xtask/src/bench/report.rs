@@ -28,6 +28,14 @@ pub struct Figures {
     pub exec: Vec<ExecTiming>,
     /// Memory of an idle VM.
     pub memory: Option<IdleMemory>,
+    /// `msb run IMAGE -- echo up`, launch → first output, booting cold.
+    pub image_cold: Vec<Duration>,
+    /// The same, resuming the image's template.
+    pub image_template: Vec<Duration>,
+    /// The same with no template yet: it records one, then resumes it.
+    pub image_recording: Vec<Duration>,
+    /// The template's size on disk.
+    pub template_bytes: Option<u64>,
     /// Processes left behind and other VMs on the machine.
     pub sweep: Sweep,
 }
@@ -43,6 +51,9 @@ struct Derived {
     shutdown: Summary,
     exec: Summary,
     exec_started: Summary,
+    image_cold: Summary,
+    image_template: Summary,
+    image_recording: Summary,
 }
 
 impl Derived {
@@ -58,6 +69,9 @@ impl Derived {
             shutdown: boots(|b| b.shutdown),
             exec: Summary::of(&f.exec.iter().map(|e| e.exited).collect::<Vec<_>>()),
             exec_started: Summary::of(&f.exec.iter().map(|e| e.started).collect::<Vec<_>>()),
+            image_cold: Summary::of(&f.image_cold),
+            image_template: Summary::of(&f.image_template),
+            image_recording: Summary::of(&f.image_recording),
         }
     }
 
@@ -108,7 +122,7 @@ pub fn print(f: &Figures) {
     );
     let r = microsandbox::Resources::default();
     println!(
-        "{} rounds of (floor, msb run, msb run unconfined, SDK boot) interleaved, after 1 warm-up round; guest {} vCPU, {} MiB",
+        "{} rounds of (floor, msb run, msb run unconfined, SDK boot, image runs recording, resuming, cold) interleaved, after 1 warm-up round; guest {} vCPU, {} MiB",
         d.floor.n, r.cpus, r.memory_mib
     );
     println!();
@@ -144,6 +158,30 @@ pub fn print(f: &Figures) {
         "  msb run − (launch→Ready + shutdown)     {:.3} s (difference of medians, noisy: process start, exec `true`, cleanup)",
         d.msb_run.median - d.host_ready.median - d.shutdown.median
     );
+    println!();
+    println!("start from a template: msb run <busybox image> -- echo up, launch → first output");
+    println!(
+        "  booted cold (MSB_NO_TEMPLATE=1)          {} = {:.2}× bare-QEMU floor",
+        d.image_cold.secs(),
+        d.ratio(&d.image_cold)
+    );
+    println!(
+        "  resumed from the template                {} = {:.2}× bare-QEMU floor ({:.2}× cold)",
+        d.image_template.secs(),
+        d.ratio(&d.image_template),
+        d.image_template.median / d.image_cold.median.max(f64::EPSILON)
+    );
+    println!(
+        "  first of its make (records, then resumes) {} (recording costs {:.3} s once)",
+        d.image_recording.secs(),
+        d.image_recording.median - d.image_template.median
+    );
+    if let Some(bytes) = f.template_bytes {
+        println!(
+            "  template on disk                         {:.1} MiB",
+            bytes as f64 / (1 << 20) as f64
+        );
+    }
     println!();
     println!("exec round trip of `true` in a running VM ({} execs)", d.exec.n);
     println!("  request → Exited   {}", d.exec.millis_p99());
@@ -238,7 +276,16 @@ pub fn json(f: &Figures) -> Value {
         "guest_agent_start_s": d.agent_start.json(false),
         "guest_ready_s": d.guest_ready.json(false),
         "shutdown_s": d.shutdown.json(false),
-        "ratio_to_floor": { "msb_run_true": d.ratio(&d.msb_run), "sdk_launch_to_ready": d.ratio(&d.host_ready) },
+        "image_first_output_cold_s": d.image_cold.json(false),
+        "image_first_output_template_s": d.image_template.json(false),
+        "image_first_output_recording_s": d.image_recording.json(false),
+        "template_bytes": f.template_bytes,
+        "ratio_to_floor": {
+            "msb_run_true": d.ratio(&d.msb_run),
+            "sdk_launch_to_ready": d.ratio(&d.host_ready),
+            "image_first_output_cold": d.ratio(&d.image_cold),
+            "image_first_output_template": d.ratio(&d.image_template),
+        },
         "exec_true_s": d.exec.json(true),
         "exec_true_to_started_s": d.exec_started.json(true),
         "idle_memory": memory,

@@ -213,6 +213,7 @@ fn hello() -> impl Strategy<Value = Hello> {
         any::<(i64, u32)>(),
         (scripts, of(any::<u32>()), any::<bool>(), vec(guest_mount(), 0..3)),
         (of(guest_network()), of(text())),
+        (vec(any::<u8>(), 0..80), any::<bool>()),
     )
         .prop_map(
             |(
@@ -222,6 +223,7 @@ fn hello() -> impl Strategy<Value = Hello> {
                 host_time,
                 (scripts, tmp_mib, write_identity_files, mounts),
                 (network, tls_ca),
+                (entropy, resumed),
             )| Hello {
                 version,
                 config: GuestConfig {
@@ -235,6 +237,8 @@ fn hello() -> impl Strategy<Value = Hello> {
                     tls_ca,
                 },
                 host_time,
+                entropy,
+                resumed,
             },
         )
 }

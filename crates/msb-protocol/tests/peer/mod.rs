@@ -6,7 +6,7 @@
 use futures::{SinkExt, StreamExt};
 use msb_protocol::client::AgentClient;
 use msb_protocol::{
-    BootTimings, ExecRequest, Frame, FrameCodec, GuestConfig, Message, Ready, RootSource, PROTOCOL_VERSION,
+    BootTimings, ExecRequest, Frame, FrameCodec, GuestConfig, Hello, Message, Ready, RootSource, PROTOCOL_VERSION,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +30,10 @@ pub async fn connect() -> (Arc<AgentClient>, Peer) {
         io: Framed::new(guest, FrameCodec),
     };
     let config = GuestConfig::new(RootSource::VirtioFs { tag: "root".into() }, "test");
-    let handshake = tokio::spawn(AgentClient::handshake(host, config, (0, 0)));
+    let handshake = tokio::spawn(AgentClient::handshake(
+        host,
+        Hello::new(config, (0, 0), Vec::new(), false),
+    ));
     let hello = peer.recv().await;
     assert!(matches!(hello.msg, Message::Hello(_)), "expected Hello, got {hello:?}");
     let ready = Ready {

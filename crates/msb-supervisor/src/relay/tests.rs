@@ -5,7 +5,7 @@
 
 use super::*;
 use msb_protocol::{
-    BootTimings, ExecRequest, ExitStatus, GuestConfig, RootSource, StreamKind, MAX_CHUNK, STREAM_WINDOW,
+    BootTimings, ExecRequest, ExitStatus, GuestConfig, Hello, RootSource, StreamKind, MAX_CHUNK, STREAM_WINDOW,
 };
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
@@ -44,7 +44,10 @@ async fn rig() -> Rig {
         io: Framed::new(guest, FrameCodec),
     };
     let config = GuestConfig::new(RootSource::VirtioFs { tag: "root".into() }, "test");
-    let handshake = tokio::spawn(AgentClient::handshake(host, config, (0, 0)));
+    let handshake = tokio::spawn(AgentClient::handshake(
+        host,
+        Hello::new(config, (0, 0), Vec::new(), false),
+    ));
     assert!(matches!(agent.recv().await.msg, Message::Hello(_)));
     let ready = Ready {
         version: PROTOCOL_VERSION,

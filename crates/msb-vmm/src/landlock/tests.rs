@@ -33,6 +33,7 @@ fn spec(dir: &Path) -> VmSpec {
         runtime_dir,
         accel: Accel::Tcg,
         net: None,
+        resume_from: None,
     }
 }
 

@@ -1,0 +1,144 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::{plan_with, HostConfig, ResolvedRoot};
+use msb_types::{RootSpec, SandboxSpec};
+use msb_vmm::{Accel, AccelChoice, AccelSetting, DiskPart};
+
+/// The plan of a sandbox of `layers` layers, its programs the files in `programs`.
+fn plan(programs: &Path, layers: usize, memory_mib: u32) -> BootPlan {
+    let host = HostConfig {
+        kernel: programs.join("vmlinux"),
+        initramfs: programs.join("initramfs.cpio"),
+        qemu: Some(programs.join("qemu")),
+        virtiofsd: None,
+        templates: true,
+        accel: AccelSetting::Auto,
+    };
+    let mut spec = SandboxSpec::new("box", RootSpec::Oci("busybox".into()));
+    spec.resources.memory_mib = memory_mib;
+    let root = ResolvedRoot::Image {
+        layers: (0..layers)
+            .map(|i| DiskPart {
+                path: programs.join(format!("layer{i}.erofs")),
+                len: 4096,
+            })
+            .collect(),
+        upper: upper(programs, &format!("upper-{layers}-{memory_mib}.ext4")),
+    };
+    let accel = AccelChoice {
+        accel: Accel::Tcg,
+        reason: None,
+    };
+    plan_with(&spec, programs, root, &host, accel).unwrap()
+}
+
+/// A sandbox's upper disk of the default size, at `name` in `dir`.
+fn upper(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::File::create(&path).unwrap().set_len(4 << 20).unwrap();
+    path
+}
+
+fn programs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["vmlinux", "initramfs.cpio", "qemu"] {
+        std::fs::write(dir.path().join(file), file).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn sandboxes_of_one_make_share_a_template() {
+    let programs = programs();
+    let dir = programs.path().join("templates");
+    let one = Template::of(&plan(programs.path(), 1, 512), &dir).unwrap();
+    assert!(one.file().starts_with(&dir));
+    assert_eq!(one.disk_sizes, [4096, 4 << 20]);
+    // Another sandbox of the same image: its own upper, of the same size.
+    let mut same = plan(programs.path(), 1, 512);
+    if let DiskBacking::File { path, .. } = &mut same.vm.disks[1].backing {
+        *path = upper(programs.path(), "another.ext4");
+    }
+    assert_eq!(Template::of(&same, &dir).unwrap(), one);
+    let other_image = Template::of(&plan(programs.path(), 3, 512), &dir).unwrap();
+    assert_eq!(other_image.disk_sizes, [3 * 4096, 4 << 20]);
+    let more_memory = Template::of(&plan(programs.path(), 1, 1024), &dir).unwrap();
+    for other in [&other_image, &more_memory] {
+        assert_ne!(one.file().parent(), other.file().parent());
+    }
+    let mut offline = plan(programs.path(), 1, 512);
+    offline.vm.net = None;
+    assert_ne!(Template::of(&offline, &dir).unwrap(), one);
+    let mut other_mac = plan(programs.path(), 1, 512);
+    other_mac.vm.net.as_mut().unwrap().mac[5] ^= 1;
+    assert_ne!(Template::of(&other_mac, &dir).unwrap(), one);
+    let mut extra_disk = plan(programs.path(), 1, 512);
+    extra_disk.vm.disks.push(extra_disk.vm.disks[1].clone());
+    assert_ne!(Template::of(&extra_disk, &dir).unwrap(), one);
+}
+
+#[test]
+fn a_changed_kernel_agent_or_qemu_is_a_new_build() {
+    let programs = programs();
+    let dir = programs.path().join("templates");
+    let plan = plan(programs.path(), 1, 512);
+    let before = Template::of(&plan, &dir).unwrap();
+    for file in ["vmlinux", "initramfs.cpio", "qemu"] {
+        let was = Template::of(&plan, &dir).unwrap();
+        // Rewritten in place, same length: only its change time tells.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(programs.path().join(file), file).unwrap();
+        let now = Template::of(&plan, &dir).unwrap();
+        assert_ne!(was, now, "{file} rewritten");
+        assert_eq!(was.file().parent(), now.file().parent(), "the same make");
+    }
+    assert_ne!(before, Template::of(&plan, &dir).unwrap());
+    std::fs::remove_file(programs.path().join("qemu")).unwrap();
+    assert_eq!(Template::of(&plan, &dir), None, "no QEMU to key by: no template");
+}
+
+#[test]
+fn guests_with_shares_or_disks_of_unknown_size_get_no_template() {
+    let programs = programs();
+    let dir = programs.path().join("templates");
+    let mut shared = plan(programs.path(), 1, 512);
+    shared.vm.shares.push(msb_vmm::Share::private("data", "/data"));
+    assert_eq!(Template::of(&shared, &dir), None);
+    let mut qcow2 = plan(programs.path(), 1, 512);
+    if let DiskBacking::File { format, .. } = &mut qcow2.vm.disks[1].backing {
+        *format = DiskFormat::Qcow2;
+    }
+    assert_eq!(Template::of(&qcow2, &dir), None);
+    let mut gone = plan(programs.path(), 1, 512);
+    if let DiskBacking::File { path, .. } = &gone.vm.disks[1].backing {
+        std::fs::remove_file(path).unwrap();
+    }
+    assert_eq!(Template::of(&gone, &dir), None);
+    gone.vm.disks.clear();
+    assert!(Template::of(&gone, &dir).is_some(), "no disks at all is fine");
+}
+
+#[test]
+fn a_template_exists_once_recorded_and_a_new_build_replaces_the_old() {
+    let programs = programs();
+    let dir = programs.path().join("templates");
+    let plan = plan(programs.path(), 1, 512);
+    let old = Template::of(&plan, &dir).unwrap();
+    assert!(!old.exists());
+    std::fs::create_dir_all(old.file().parent().unwrap()).unwrap();
+    std::fs::write(old.file(), b"").unwrap();
+    assert!(!old.exists(), "an empty file is no template");
+    std::fs::write(old.file(), b"saved").unwrap();
+    assert!(old.exists());
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    std::fs::write(programs.path().join("vmlinux"), "new").unwrap();
+    let new = Template::of(&plan, &dir).unwrap();
+    std::fs::write(new.file(), b"saved").unwrap();
+    let other = old.file().with_extension("img");
+    std::fs::write(&other, b"x").unwrap();
+    new.remove_older_builds();
+    assert!(!old.exists() && new.exists() && other.exists());
+    new.discard();
+    assert!(!new.exists());
+}
