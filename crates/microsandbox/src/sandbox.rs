@@ -111,13 +111,13 @@ impl Microsandbox {
         self.supervisor.as_deref()
     }
 
-    /// How sandbox `name` would boot now: its [`BootPlan`] and the exact VMM command line,
-    /// without booting anything.
+    /// How sandbox `name` would boot now: its [`BootPlan`] and the exact VMM command line
+    /// (resuming its template, if one is recorded), without booting anything.
     pub async fn boot_plan(&self, name: &str) -> MicrosandboxResult<PlannedBoot> {
         let info = self.get(name).await?;
         let plan = msb_boot::plan(&info.spec, &self.paths, self.host()?)?;
         let command_line = msb_vmm::Qemu::new(plan.vmm.clone())
-            .command_line(&plan.vm)
+            .command_line(&msb_boot::template::first_launch(&plan))
             .map_err(msb_boot::BootError::from)?;
         Ok(PlannedBoot { plan, command_line })
     }

@@ -35,6 +35,15 @@ pub fn dir(cache: &Path) -> PathBuf {
     cache.join("templates")
 }
 
+/// The VM a boot of `plan` launches first, as `msb inspect --boot-plan` shows it:
+/// `plan.vm`, resuming its template where one is recorded.
+pub fn first_launch(plan: &BootPlan) -> VmSpec {
+    let mut vm = plan.vm.clone();
+    let template = plan.template.as_deref().and_then(|dir| Template::of(plan, dir));
+    vm.resume_from = template.filter(Template::exists).map(|t| t.file);
+    vm
+}
+
 /// Why a VM like `vm` cannot resume from a template, if it cannot; else the size of each
 /// of its disks.
 fn disk_sizes(vm: &VmSpec) -> Result<Vec<u64>, String> {

@@ -151,7 +151,9 @@ fn handed_args(spec: &VmSpec, item: Handed, fd: RawFd) -> Vec<String> {
                 "-netdev".into(),
                 format!("stream,id=net0,server=off,addr.type=fd,addr.str={fd}"),
                 "-device".into(),
-                format!("virtio-net-device,netdev=net0,mac={mac}"),
+                // No gratuitous ARP from a guest resumed from a template: its address
+                // did not move, and its network stays silent until it speaks itself.
+                format!("virtio-net-device,netdev=net0,mac={mac},guest_announce=off"),
             ]
         }
         Handed::Agent => vec![
@@ -604,7 +606,7 @@ mod tests {
         });
         let net = qemu().command_line(&networked).unwrap().join(" ");
         assert!(net.contains(
-            "-netdev stream,id=net0,server=off,addr.type=fd,addr.str=4 -device virtio-net-device,netdev=net0,mac=02:6d:73:62:00:02"
+            "-netdev stream,id=net0,server=off,addr.type=fd,addr.str=4 -device virtio-net-device,netdev=net0,mac=02:6d:73:62:00:02,guest_announce=off"
         ));
         assert!(net.contains("-chardev socket,id=agent,fd=5"));
     }
