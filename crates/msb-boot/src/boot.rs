@@ -227,7 +227,9 @@ async fn until_ready(plan: &BootPlan, process: &mut VmProcess, how: Start<'_>) -
     let ready = async {
         let resumed = matches!(how, Start::Resume(_));
         if resumed {
+            let loading = Instant::now();
             Monitor::connect(monitor).await?.resume_loaded().await?;
+            tracing::debug!("the template loaded in {} ms", loading.elapsed().as_millis());
         }
         let hello = Hello::new(plan.guest.clone(), now(), entropy()?, resumed);
         Ok::<_, BootError>(AgentClient::handshake(stream, hello).await?)
