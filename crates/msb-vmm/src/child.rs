@@ -278,26 +278,12 @@ impl VmProcess {
 
     /// The host end of the agent's channel, once.
     pub fn take_agent(&mut self) -> Result<UnixStream, VmmError> {
-        let agent = self.agent.take().ok_or_else(|| VmmError::Failed {
-            what: "the agent's channel".into(),
-            detail: "taken already".into(),
-        })?;
-        agent
-            .set_nonblocking(true)
-            .and_then(|()| UnixStream::from_std(agent))
-            .map_err(VmmError::io("using the agent's channel"))
+        take_stream(&mut self.agent, "the agent's channel")
     }
 
     /// The socket of QEMU's monitor, once (see [`crate::Monitor::connect`]).
     pub fn take_monitor(&mut self) -> Result<UnixStream, VmmError> {
-        let monitor = self.monitor.take().ok_or_else(|| VmmError::Failed {
-            what: "QEMU's monitor".into(),
-            detail: "taken already".into(),
-        })?;
-        monitor
-            .set_nonblocking(true)
-            .and_then(|()| UnixStream::from_std(monitor))
-            .map_err(VmmError::io("using QEMU's monitor"))
+        take_stream(&mut self.monitor, "QEMU's monitor")
     }
 
     /// Fails with the VMM's own words if it has exited.
@@ -327,6 +313,18 @@ impl VmProcess {
             let _ = child.kill().await;
         }
     }
+}
+
+/// The socket in `slot`, once, made async.
+fn take_stream(slot: &mut Option<std::os::unix::net::UnixStream>, what: &str) -> Result<UnixStream, VmmError> {
+    let stream = slot.take().ok_or_else(|| VmmError::Failed {
+        what: what.into(),
+        detail: "taken already".into(),
+    })?;
+    stream
+        .set_nonblocking(true)
+        .and_then(|()| UnixStream::from_std(stream))
+        .map_err(VmmError::io(format!("using {what}")))
 }
 
 #[cfg(test)]
