@@ -112,7 +112,10 @@ impl BootedVm {
             }
             if template.exists() {
                 match Self::start(plan, vmm, Start::Resume(&template)).await {
-                    Ok(vm) => return Ok(vm),
+                    Ok(vm) => {
+                        template.used();
+                        return Ok(vm);
+                    }
                     Err(e) => {
                         tracing::debug!("the template {} failed ({e}); booting cold", template.file().display());
                         template.discard();

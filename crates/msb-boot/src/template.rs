@@ -13,8 +13,8 @@
 //! each has a network stack of its own), RAM, CPUs, accelerator; and by
 //! *build*: the kernel, initramfs and QEMU, known by their files' identity and last
 //! change. A new build records a new template and removes those of older builds of the
-//! same make. They live in the home's cache, owner-only, and are never shared between
-//! homes.
+//! same make; beyond 16 makes, recording one removes the least recently used. They live
+//! in the home's cache, owner-only, and are never shared between homes.
 
 use crate::BootPlan;
 use msb_vmm::{joined, DiskBacking, DiskFormat, Monitor, VmSpec, Vmm, VmmError};
@@ -27,6 +27,9 @@ use std::path::{Path, PathBuf};
 const EXTENSION: &str = "vm";
 /// Changes when what a template holds or how it is keyed changes.
 const FORMAT: &str = "msb-template-1";
+/// How many makes keep their templates (about 40 MB each for a 512 MiB guest); recording
+/// one more removes the least recently used.
+const KEPT_MAKES: usize = 16;
 /// How long a template's guest may take to boot (TCG is slow).
 const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -144,6 +147,7 @@ impl Template {
             Ok(()) => {
                 std::fs::rename(&partial, &self.file).map_err(|e| format!("keeping {}: {e}", self.file.display()))?;
                 self.remove_older_builds();
+                self.remove_least_used();
                 Ok(())
             }
             Err(e) => {
@@ -190,6 +194,43 @@ impl Template {
         match saved {
             Ok(saved) => saved.map_err(|e| said(&e)),
             Err(_) => Err(format!("its guest was not up within {} s", RECORD_TIMEOUT.as_secs())),
+        }
+    }
+
+    /// Marks it used now, so it is among the last to go (see [`Template::remove_least_used`]).
+    pub(crate) fn used(&self) {
+        let now = std::time::SystemTime::now();
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(&self.file)
+            .and_then(|f| f.set_modified(now));
+    }
+
+    /// Removes the makes whose templates were used least recently, beyond the
+    /// [`KEPT_MAKES`] most recent (this one among them).
+    fn remove_least_used(&self) {
+        let Some(dir) = self.file.parent().and_then(Path::parent) else {
+            return;
+        };
+        let Ok(makes) = std::fs::read_dir(dir) else { return };
+        let mut makes: Vec<(std::time::SystemTime, PathBuf)> = makes
+            .flatten()
+            .map(|make| {
+                let last_used = std::fs::read_dir(make.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|f| f.metadata().ok()?.modified().ok())
+                    .max()
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (last_used, make.path())
+            })
+            .collect();
+        makes.sort_by(|a, b| b.0.cmp(&a.0));
+        for (_, make) in makes.into_iter().skip(KEPT_MAKES) {
+            if Some(make.as_path()) != self.file.parent() {
+                let _ = std::fs::remove_dir_all(make);
+            }
         }
     }
 

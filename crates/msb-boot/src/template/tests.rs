@@ -142,3 +142,32 @@ fn a_template_exists_once_recorded_and_a_new_build_replaces_the_old() {
     new.discard();
     assert!(!new.exists());
 }
+
+#[test]
+fn beyond_the_kept_makes_the_least_recently_used_go() {
+    let programs = programs();
+    let dir = programs.path().join("templates");
+    let made: Vec<Template> = (0..KEPT_MAKES + 2)
+        .map(|i| {
+            let template = Template::of(&plan(programs.path(), 1, 256 + i as u32), &dir).unwrap();
+            std::fs::create_dir_all(template.file().parent().unwrap()).unwrap();
+            std::fs::write(template.file(), b"saved").unwrap();
+            let age = std::time::Duration::from_secs(1000 - i as u64);
+            let when = std::time::SystemTime::now() - age;
+            std::fs::File::options()
+                .write(true)
+                .open(template.file())
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+            template
+        })
+        .collect();
+    // The oldest was used just now.
+    made[0].used();
+    made[KEPT_MAKES + 1].remove_least_used();
+    let kept: Vec<bool> = made.iter().map(Template::exists).collect();
+    assert!(kept[0], "used last, kept");
+    assert!(!kept[1] && !kept[2], "the two least recently used went: {kept:?}");
+    assert!(kept[3..].iter().all(|k| *k), "{kept:?}");
+}
