@@ -226,7 +226,7 @@ impl Template {
                 (last_used, make.path())
             })
             .collect();
-        makes.sort_by(|a, b| b.0.cmp(&a.0));
+        makes.sort_by_key(|(last_used, _)| std::cmp::Reverse(*last_used));
         for (_, make) in makes.into_iter().skip(KEPT_MAKES) {
             if Some(make.as_path()) != self.file.parent() {
                 let _ = std::fs::remove_dir_all(make);
