@@ -155,3 +155,29 @@ fn templates_can_be_turned_off_and_directory_roots_never_use_one() {
     sb.ok(&["rm", "-f", "off", "dir"]);
     sb.assert_no_vm_left();
 }
+
+#[test]
+fn resumed_sandboxes_keep_their_own_patches_and_volumes() {
+    let Some((sb, image)) = image_world("busybox") else {
+        return;
+    };
+    for name in ["p", "q"] {
+        assert_eq!(
+            sb.ok(&["volume", "create", &format!("vol-{name}"), "--size", "16M"]),
+            format!("vol-{name}\n")
+        );
+        let volume = format!("vol-{name}:/data");
+        let patch = format!("/etc/whoami={name}");
+        sb.ok(&["create", "-n", name, "-v", &volume, "--text", &patch, &image]);
+        sb.ok(&["exec", name, "--", "sh", "-c", &format!("echo {name} > /data/mine")]);
+    }
+    for name in ["p", "q"] {
+        assert!(resumed(&sb, name), "{name} booted cold");
+        let out = sb.ok(&["exec", name, "--", "sh", "-c", "cat /etc/whoami; echo; cat /data/mine"]);
+        assert_eq!(out, format!("{name}\n{name}\n"));
+    }
+    // One template serves both: the same image, upper and volume sizes.
+    the_template(&sb);
+    sb.ok(&["rm", "-f", "p", "q"]);
+    sb.assert_no_vm_left();
+}
