@@ -62,7 +62,7 @@ pub(crate) fn host_config(
     if let Some(accel) = var("MSB_ACCEL") {
         host.accel = accel.to_string_lossy().parse()?;
     }
-    // Set to anything but `0`, every VM boots cold.
+    // Set to anything but empty or `0`, every VM boots cold.
     host.templates = var("MSB_NO_TEMPLATE").is_none_or(|v| v.is_empty() || v == "0");
     Ok(host)
 }

@@ -116,8 +116,9 @@ impl Microsandbox {
     pub async fn boot_plan(&self, name: &str) -> MicrosandboxResult<PlannedBoot> {
         let info = self.get(name).await?;
         let plan = msb_boot::plan(&info.spec, &self.paths, self.host()?)?;
-        let command_line = msb_vmm::Qemu::new(plan.vmm.clone())
-            .command_line(&msb_boot::template::first_launch(&plan))
+        let qemu = msb_vmm::Qemu::new(plan.vmm.clone());
+        let command_line = qemu
+            .command_line(&msb_boot::template::first_launch(&plan, &qemu))
             .map_err(msb_boot::BootError::from)?;
         Ok(PlannedBoot { plan, command_line })
     }

@@ -4,7 +4,7 @@
 use crate::console::{self, LastWords};
 use crate::template::Template;
 use crate::{BootError, BootPlan, BootResult, FileLink};
-use msb_protocol::client::{AgentClient, ExecSession};
+use msb_protocol::client::{AgentClient, ClientError, ExecSession};
 use msb_protocol::{ExecRequest, Hello, Message, Ready, ShutdownRequest};
 use msb_vmm::{Monitor, VmProcess, Vmm, VmmError};
 use std::path::Path;
@@ -14,6 +14,9 @@ use tokio::sync::watch;
 
 /// How long a guest may take from launch to a ready agent (generous: TCG is slow).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long recording and resuming a template may take together before the guest boots
+/// cold instead.
+const TEMPLATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Beyond the grace period, how long a stopping guest may take to sync, freeze its
 /// filesystems and power off before it is killed (TCG is slow; a big dirty upper too).
 const POWER_OFF_MARGIN: Duration = Duration::from_secs(10);
@@ -104,30 +107,44 @@ impl BootedVm {
         for link in &plan.file_links {
             stage(link)?;
         }
-        if let Some(template) = plan.template.as_deref().and_then(|dir| Template::of(plan, dir)) {
-            if !template.exists() {
-                if let Err(e) = template.record(plan, vmm).await {
-                    tracing::debug!("no template recorded: {e}");
-                }
-            }
-            if template.exists() {
-                match Self::start(plan, vmm, Start::Resume(&template)).await {
-                    Ok(vm) => {
-                        template.used();
-                        return Ok(vm);
-                    }
-                    Err(e) => {
-                        tracing::debug!("the template {} failed ({e}); booting cold", template.file().display());
-                        template.discard();
-                    }
-                }
+        let Some(template) = plan.template.as_deref().and_then(|dir| Template::of(plan, vmm, dir)) else {
+            return Self::start(plan, vmm, Start::Cold, BOOT_TIMEOUT).await;
+        };
+        // Recording and resuming share one limit, so that a cold boot after them still
+        // fits in what a client waits for a start.
+        let deadline = Instant::now() + TEMPLATE_TIMEOUT;
+        if !template.exists() {
+            if let Err(e) = template.record(plan, vmm, deadline).await {
+                tracing::debug!("no template recorded: {e}");
             }
         }
-        Self::start(plan, vmm, Start::Cold).await
+        if !template.exists() {
+            return Self::start(plan, vmm, Start::Cold, BOOT_TIMEOUT).await;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let failed = match Self::start(plan, vmm, Start::Resume(&template), left).await {
+            Ok(vm) => {
+                template.used();
+                return Ok(vm);
+            }
+            Err(e) => e,
+        };
+        tracing::debug!(
+            "the template {} failed ({failed}); booting cold",
+            template.file().display()
+        );
+        let cold = Self::start(plan, vmm, Start::Cold, BOOT_TIMEOUT).await;
+        // A guest that refused its setup after the resume may refuse it cold too: then the
+        // sandbox's settings are at fault, not the template, which stays.
+        let refused = matches!(failed, BootError::Agent(ClientError::Rejected(_)));
+        if cold.is_ok() || !refused {
+            template.discard();
+        }
+        cold
     }
 
     /// Launches the VM of `plan` as `how` says and completes the agent handshake.
-    async fn start(plan: &BootPlan, vmm: &impl Vmm, how: Start<'_>) -> BootResult<BootedVm> {
+    async fn start(plan: &BootPlan, vmm: &impl Vmm, how: Start<'_>, limit: Duration) -> BootResult<BootedVm> {
         let log = &plan.console_log;
         let mut spec = plan.vm.clone();
         if let Start::Resume(template) = how {
@@ -140,7 +157,7 @@ impl BootedVm {
             .ok_or_else(|| VmmError::InvalidSpec("the VMM gave no console".into()))?;
         let last_words =
             console::spawn_copier(pipe, log).map_err(BootError::io(format!("creating {}", log.display())))?;
-        let client = match until_ready(plan, &mut process, how).await {
+        let client = match until_ready(plan, &mut process, how, limit).await {
             Ok(client) => client,
             Err(e) => {
                 process.kill().await;
@@ -224,7 +241,12 @@ impl BootedVm {
 
 /// Brings the launched VM to a ready agent (resuming the template it loaded, if `how`
 /// says so), unless the VM ends first or the guest takes too long.
-async fn until_ready(plan: &BootPlan, process: &mut VmProcess, how: Start<'_>) -> BootResult<AgentClient> {
+async fn until_ready(
+    plan: &BootPlan,
+    process: &mut VmProcess,
+    how: Start<'_>,
+    limit: Duration,
+) -> BootResult<AgentClient> {
     let stream = process.take_agent()?;
     let monitor = process.take_monitor()?;
     let ready = async {
@@ -238,13 +260,13 @@ async fn until_ready(plan: &BootPlan, process: &mut VmProcess, how: Start<'_>) -
         Ok::<_, BootError>(AgentClient::handshake(stream, hello).await?)
     };
     tokio::select! {
-        r = tokio::time::timeout(BOOT_TIMEOUT, ready) => match r {
+        r = tokio::time::timeout(limit, ready) => match r {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(e)) => {
                 process.check_running()?;
                 Err(e)
             }
-            Err(_) => Err(BootError::BootTimeout { secs: BOOT_TIMEOUT.as_secs(), log: plan.console_log.clone() }),
+            Err(_) => Err(BootError::BootTimeout { secs: limit.as_secs(), log: plan.console_log.clone() }),
         },
         e = watch_exit(process) => Err(e.into()),
     }

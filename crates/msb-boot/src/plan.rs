@@ -193,6 +193,7 @@ pub fn plan_with(
         accel: accel.accel,
         net: network.as_ref().map(NetworkPlan::device),
         resume_from: None,
+        paused: false,
     };
     Ok(BootPlan {
         vmm: QemuConfig {

@@ -22,6 +22,8 @@ use sha2::{Digest, Sha256};
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// The templates' file name ending.
 const EXTENSION: &str = "vm";
@@ -30,8 +32,10 @@ const FORMAT: &str = "msb-template-1";
 /// How many makes keep their templates (about 40 MB each for a 512 MiB guest); recording
 /// one more removes the least recently used.
 const KEPT_MAKES: usize = 16;
-/// How long a template's guest may take to boot (TCG is slow).
-const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How the names of a recording's files begin (the template itself is renamed when done).
+const PARTIAL: &str = "partial-";
+/// How old a recording's file must be to count as left by a recording that died.
+const STALE: Duration = Duration::from_secs(3600);
 
 /// Where the templates of the home whose cache is `cache` are kept.
 pub fn dir(cache: &Path) -> PathBuf {
@@ -40,9 +44,9 @@ pub fn dir(cache: &Path) -> PathBuf {
 
 /// The VM a boot of `plan` launches first, as `msb inspect --boot-plan` shows it:
 /// `plan.vm`, resuming its template where one is recorded.
-pub fn first_launch(plan: &BootPlan) -> VmSpec {
+pub fn first_launch(plan: &BootPlan, vmm: &impl Vmm) -> VmSpec {
     let mut vm = plan.vm.clone();
-    let template = plan.template.as_deref().and_then(|dir| Template::of(plan, dir));
+    let template = plan.template.as_deref().and_then(|dir| Template::of(plan, vmm, dir));
     vm.resume_from = template.filter(Template::exists).map(|t| t.file);
     vm
 }
@@ -83,13 +87,13 @@ pub(crate) struct Template {
 impl Template {
     /// The template for `plan` among the templates in `dir`; `None`, said at debug level,
     /// where it cannot have one.
-    pub(crate) fn of(plan: &BootPlan, dir: &Path) -> Option<Template> {
+    pub(crate) fn of(plan: &BootPlan, vmm: &impl Vmm, dir: &Path) -> Option<Template> {
         let keyed = disk_sizes(&plan.vm).and_then(|sizes| {
+            let recording = recording_spec(&plan.vm, &vec![PathBuf::new(); sizes.len()]);
+            let argv = vmm.command_line(&recording).map_err(|e| e.to_string())?;
             let build = build_key(plan).map_err(|e| e.to_string())?;
             Ok(Template {
-                file: dir
-                    .join(make_key(&plan.vm, &sizes))
-                    .join(format!("{build}.{EXTENSION}")),
+                file: dir.join(make_key(&argv, &sizes)).join(format!("{build}.{EXTENSION}")),
                 disk_sizes: sizes,
             })
         });
@@ -115,19 +119,22 @@ impl Template {
 
     /// Boots a VM made as `plan` says, but with an empty placeholder of the same size
     /// behind each disk (no sandbox's data gets into a template), waits for its agent, and
-    /// saves it as this template.
-    pub(crate) async fn record(&self, plan: &BootPlan, vmm: &impl Vmm) -> Result<(), String> {
+    /// saves it as this template; gives up at `deadline`.
+    pub(crate) async fn record(&self, plan: &BootPlan, vmm: &impl Vmm, deadline: Instant) -> Result<(), String> {
         let make = self.file.parent().ok_or("a template file without a directory")?;
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(make)
             .map_err(|e| format!("creating {}: {e}", make.display()))?;
-        let pid = std::process::id();
+        remove_stale(make);
+        // Names no other recording uses, in this process or another.
+        static RECORDINGS: AtomicU64 = AtomicU64::new(0);
+        let id = format!("{}-{}", std::process::id(), RECORDINGS.fetch_add(1, Ordering::Relaxed));
         let placeholders: Vec<PathBuf> = (0..plan.vm.disks.len())
-            .map(|i| make.join(format!("placeholder-{pid}-{i}.img")))
+            .map(|i| make.join(format!("{PARTIAL}placeholder-{id}-{i}")))
             .collect();
-        let partial = self.file.with_extension(format!("partial-{pid}"));
+        let partial = make.join(format!("{PARTIAL}{id}"));
         let made: Result<(), String> = placeholders
             .iter()
             .zip(&self.disk_sizes)
@@ -137,7 +144,7 @@ impl Template {
                     .map_err(|e| format!("sizing {}: {e}", placeholder.display()))
             });
         let recorded = match made {
-            Ok(()) => self.record_with(&placeholders, &partial, plan, vmm).await,
+            Ok(()) => self.record_with(&placeholders, &partial, plan, vmm, deadline).await,
             Err(e) => Err(e),
         };
         for placeholder in &placeholders {
@@ -163,26 +170,29 @@ impl Template {
         partial: &Path,
         plan: &BootPlan,
         vmm: &impl Vmm,
+        deadline: Instant,
     ) -> Result<(), String> {
-        let mut spec = plan.vm.clone();
-        // Its QEMU's log apart from the sandbox's own.
-        spec.runtime_dir = spec.runtime_dir.join("template");
-        for (disk, placeholder) in spec.disks.iter_mut().zip(placeholders) {
-            disk.backing = DiskBacking::File {
-                path: placeholder.clone(),
-                format: DiskFormat::Raw,
-            };
-        }
+        let spec = recording_spec(&plan.vm, placeholders);
         let mut process = vmm.launch(&spec).await.map_err(|e| said(&e))?;
-        // The guest stalls once its console's pipe is full: keep it empty.
+        // QEMU holds them open now; nothing is left behind if this process dies.
+        for placeholder in placeholders {
+            let _ = std::fs::remove_file(placeholder);
+        }
+        // The guest stalls once its console's pipe is full: keep it, for a failure's sake.
         if let Some(mut console) = process.take_console() {
-            tokio::spawn(async move { tokio::io::copy(&mut console, &mut tokio::io::sink()).await });
+            let log = spec.runtime_dir.join("console.log");
+            tokio::spawn(async move {
+                if let Ok(mut file) = tokio::fs::File::create(log).await {
+                    let _ = tokio::io::copy(&mut console, &mut file).await;
+                }
+            });
         }
         let monitor = process.take_monitor().map_err(|e| said(&e))?;
-        let saved = tokio::time::timeout(RECORD_TIMEOUT, async {
+        let saved = tokio::time::timeout_at(deadline.into(), async {
             let mut monitor = Monitor::connect(monitor).await?;
+            // Launched paused: the port cannot open before the monitor hears of it.
+            monitor.resume().await?;
             monitor.wait_agent_port_open().await?;
-            let _ = std::fs::remove_file(partial);
             let file = new_file(partial).map_err(|detail| VmmError::Failed {
                 what: "a template".into(),
                 detail,
@@ -193,7 +203,7 @@ impl Template {
         process.kill().await;
         match saved {
             Ok(saved) => saved.map_err(|e| said(&e)),
-            Err(_) => Err(format!("its guest was not up within {} s", RECORD_TIMEOUT.as_secs())),
+            Err(_) => Err("its guest was not up in time".into()),
         }
     }
 
@@ -265,24 +275,60 @@ fn new_file(path: &Path) -> Result<std::fs::File, String> {
         .map_err(|e| format!("creating {}: {e}", path.display()))
 }
 
-/// The key of what the guest is made of: its devices in order (with the network's MAC
-/// and the disks' sizes, which its drivers read at boot), RAM, CPUs, accelerator. Not
-/// what is behind its disks: a template is recorded with placeholders there.
-fn make_key(vm: &VmSpec, disk_sizes: &[u64]) -> String {
+/// The VM that records a template for `vm`: the same devices, `placeholders` behind its
+/// disks, its own runtime directory (its logs apart from the sandbox's), paused at launch.
+fn recording_spec(vm: &VmSpec, placeholders: &[PathBuf]) -> VmSpec {
+    let mut spec = vm.clone();
+    spec.runtime_dir = spec.runtime_dir.join("template");
+    spec.paused = true;
+    spec.resume_from = None;
+    for (disk, placeholder) in spec.disks.iter_mut().zip(placeholders) {
+        disk.backing = DiskBacking::File {
+            path: placeholder.clone(),
+            format: DiskFormat::Raw,
+        };
+    }
+    spec
+}
+
+/// Removes what recordings that never ended left in `make` (their process died).
+fn remove_stale(make: &Path) {
+    let Ok(entries) = std::fs::read_dir(make) else { return };
+    let old = |e: &std::fs::DirEntry| {
+        e.metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE))
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(PARTIAL) && old(&entry) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The key of what the guest is made of: the VMM's whole command line for it (devices in
+/// order, the network's MAC, RAM, CPUs, accelerator, kernel arguments; every file is a
+/// descriptor there, so no path of a sandbox is in it) and each disk's size, which its
+/// driver read at boot. Not what is behind its disks: a template is recorded with
+/// placeholders there.
+fn make_key(argv: &[String], disk_sizes: &[u64]) -> String {
     let mut make = Sha256::new();
     make.update(FORMAT);
-    let mac = vm.net.as_ref().map(|net| net.mac);
-    make.update(format!("{}:{}:{:?}:{mac:?}", vm.cpus, vm.memory_mib, vm.accel));
-    for (disk, size) in vm.disks.iter().zip(disk_sizes) {
-        make.update(format!("|disk ro={} bytes={size}", disk.readonly));
+    for arg in argv {
+        make.update(format!("{}:{arg}|", arg.len()));
+    }
+    for size in disk_sizes {
+        make.update(format!("disk bytes={size}|"));
     }
     hex(&make.finalize()[..16])
 }
 
-/// The key of the programs that run the guest: kernel, initramfs and QEMU, by their
-/// files' identity and last change (ctime, which no one can set back).
+/// The key of what runs the guest: this msb; the kernel, initramfs and QEMU by their
+/// files' identity and last change (ctime, which no one can set back); and the host's
+/// kernel and CPU, which a guest saved under KVM has adapted itself to.
 fn build_key(plan: &BootPlan) -> std::io::Result<String> {
     let mut build = Sha256::new();
+    build.update(env!("CARGO_PKG_VERSION"));
     for file in [&plan.vm.kernel, &plan.vm.initramfs, &plan.vmm.binary] {
         let meta =
             std::fs::metadata(file).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
@@ -295,6 +341,14 @@ fn build_key(plan: &BootPlan) -> std::io::Result<String> {
             meta.ctime(),
             meta.ctime_nsec()
         ));
+    }
+    build.update(std::fs::read("/proc/sys/kernel/osrelease").unwrap_or_default());
+    // The first CPU's features and microcode: enough to tell a changed or other CPU.
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    for line in cpuinfo.lines().take_while(|l| !l.is_empty()) {
+        if line.starts_with("flags") || line.starts_with("microcode") || line.starts_with("model name") {
+            build.update(line);
+        }
     }
     Ok(hex(&build.finalize()[..16]))
 }

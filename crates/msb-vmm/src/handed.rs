@@ -118,6 +118,7 @@ mod tests {
                 mac: [2, 0, 0, 0, 0, 1],
             }),
             resume_from: None,
+            paused: false,
         };
         let numbers: Vec<Option<RawFd>> = [
             Handed::Console,

@@ -50,6 +50,10 @@ pub struct VmSpec {
     /// [`Monitor::resume_loaded`].
     #[serde(default)]
     pub resume_from: Option<PathBuf>,
+    /// Start with the guest's CPUs stopped until [`Monitor::resume`], so that nothing the
+    /// guest does is missed by a monitor not connected yet.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// A virtio-net device whose host side is a stream socket (4-byte big-endian length, then

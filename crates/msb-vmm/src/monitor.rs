@@ -18,6 +18,11 @@ use tokio::net::UnixStream;
 const MAX_LINE: usize = 1 << 20;
 /// How often a running migration is asked how far it got.
 const POLL: Duration = Duration::from_millis(2);
+/// Most events kept while waiting for replies; older ones go (msb waits for one kind only).
+const MAX_EVENTS: usize = 64;
+/// The bandwidth a save may use, in bytes a second: QEMU's default (128 MiB/s) would make
+/// saving a 40 MB guest take a third of a second; a file can take it as fast as it comes.
+const SAVE_BANDWIDTH: u64 = 16 << 30;
 /// The id QEMU knows the agent's virtio-serial port by.
 pub(crate) const AGENT_PORT_ID: &str = "agent-port";
 
@@ -81,6 +86,9 @@ impl Monitor {
         loop {
             let msg = self.next().await?;
             if msg.get("event").is_some() {
+                if self.events.len() == MAX_EVENTS {
+                    self.events.remove(0);
+                }
                 self.events.push(msg);
             } else if let Some(ret) = msg.get("return") {
                 return Ok(ret.clone());
@@ -157,6 +165,8 @@ impl Monitor {
     /// guest stays paused: [`Monitor::resume`] goes on.
     pub async fn save(&mut self, file: &File) -> Result<(), VmmError> {
         self.execute("stop", json!({})).await?;
+        self.execute("migrate-set-parameters", json!({ "max-bandwidth": SAVE_BANDWIDTH }))
+            .await?;
         self.pass_file("snapshot", file).await?;
         self.execute("migrate", json!({ "uri": "fd:snapshot" })).await?;
         self.migration_done("saving the guest").await

@@ -115,6 +115,9 @@ fn args(spec: &VmSpec, confined: bool) -> Vec<String> {
             "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny".into(),
         ]);
     }
+    if spec.paused {
+        a.push("-S".into());
+    }
     a.extend(["-smp".into(), spec.cpus.to_string(), "-m".into(), format!("{mem}M")]);
     // vhost-user-fs needs guest RAM shareable with virtiofsd. Without shares, RAM is
     // private anonymous memory: saving and loading a guest reads its untouched pages as
@@ -539,6 +542,7 @@ mod tests {
             accel,
             net: None,
             resume_from: None,
+            paused: false,
         }
     }
 
@@ -590,6 +594,10 @@ mod tests {
             rw.contains("-M microvm,acpi=off,x-option-roms=off -accel") && !rw.contains("memory-backend"),
             "without shares, plain private RAM: {rw}"
         );
+        assert!(!rw.contains(" -S "));
+        writable.paused = true;
+        assert!(qemu().command_line(&writable).unwrap().join(" ").contains(" -S -smp"));
+        writable.paused = false;
         writable.resume_from = Some("/saved".into());
         let resumed = qemu().command_line(&writable).unwrap().join(" ");
         assert!(

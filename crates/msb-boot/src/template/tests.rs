@@ -40,6 +40,11 @@ fn upper(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// The template of `plan` in `dir`, keyed by QEMU's command line.
+fn of(plan: &BootPlan, dir: &Path) -> Option<Template> {
+    Template::of(plan, &msb_vmm::Qemu::new(plan.vmm.clone()), dir)
+}
+
 fn programs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for file in ["vmlinux", "initramfs.cpio", "qemu"] {
@@ -52,7 +57,7 @@ fn programs() -> tempfile::TempDir {
 fn sandboxes_of_one_make_share_a_template() {
     let programs = programs();
     let dir = programs.path().join("templates");
-    let one = Template::of(&plan(programs.path(), 1, 512), &dir).unwrap();
+    let one = of(&plan(programs.path(), 1, 512), &dir).unwrap();
     assert!(one.file().starts_with(&dir));
     assert_eq!(one.disk_sizes, [4096, 4 << 20]);
     // Another sandbox of the same image: its own upper, of the same size.
@@ -60,22 +65,32 @@ fn sandboxes_of_one_make_share_a_template() {
     if let DiskBacking::File { path, .. } = &mut same.vm.disks[1].backing {
         *path = upper(programs.path(), "another.ext4");
     }
-    assert_eq!(Template::of(&same, &dir).unwrap(), one);
-    let other_image = Template::of(&plan(programs.path(), 3, 512), &dir).unwrap();
+    assert_eq!(of(&same, &dir).unwrap(), one);
+    let other_image = of(&plan(programs.path(), 3, 512), &dir).unwrap();
     assert_eq!(other_image.disk_sizes, [3 * 4096, 4 << 20]);
-    let more_memory = Template::of(&plan(programs.path(), 1, 1024), &dir).unwrap();
+    let more_memory = of(&plan(programs.path(), 1, 1024), &dir).unwrap();
     for other in [&other_image, &more_memory] {
         assert_ne!(one.file().parent(), other.file().parent());
     }
     let mut offline = plan(programs.path(), 1, 512);
     offline.vm.net = None;
-    assert_ne!(Template::of(&offline, &dir).unwrap(), one);
+    assert_ne!(of(&offline, &dir).unwrap(), one);
     let mut other_mac = plan(programs.path(), 1, 512);
     other_mac.vm.net.as_mut().unwrap().mac[5] ^= 1;
-    assert_ne!(Template::of(&other_mac, &dir).unwrap(), one);
+    assert_ne!(of(&other_mac, &dir).unwrap(), one);
+    let mut two_cpus = plan(programs.path(), 1, 512);
+    two_cpus.vm.cpus = 2;
+    assert_ne!(of(&two_cpus, &dir).unwrap(), one);
+    let mut kvm = plan(programs.path(), 1, 512);
+    kvm.vm.accel = Accel::Kvm;
+    assert_ne!(
+        of(&kvm, &dir).unwrap(),
+        one,
+        "another -accel, -cpu and kernel command line"
+    );
     let mut extra_disk = plan(programs.path(), 1, 512);
     extra_disk.vm.disks.push(extra_disk.vm.disks[1].clone());
-    assert_ne!(Template::of(&extra_disk, &dir).unwrap(), one);
+    assert_ne!(of(&extra_disk, &dir).unwrap(), one);
 }
 
 #[test]
@@ -83,19 +98,19 @@ fn a_changed_kernel_agent_or_qemu_is_a_new_build() {
     let programs = programs();
     let dir = programs.path().join("templates");
     let plan = plan(programs.path(), 1, 512);
-    let before = Template::of(&plan, &dir).unwrap();
+    let before = of(&plan, &dir).unwrap();
     for file in ["vmlinux", "initramfs.cpio", "qemu"] {
-        let was = Template::of(&plan, &dir).unwrap();
+        let was = of(&plan, &dir).unwrap();
         // Rewritten in place, same length: only its change time tells.
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(programs.path().join(file), file).unwrap();
-        let now = Template::of(&plan, &dir).unwrap();
+        let now = of(&plan, &dir).unwrap();
         assert_ne!(was, now, "{file} rewritten");
         assert_eq!(was.file().parent(), now.file().parent(), "the same make");
     }
-    assert_ne!(before, Template::of(&plan, &dir).unwrap());
+    assert_ne!(before, of(&plan, &dir).unwrap());
     std::fs::remove_file(programs.path().join("qemu")).unwrap();
-    assert_eq!(Template::of(&plan, &dir), None, "no QEMU to key by: no template");
+    assert_eq!(of(&plan, &dir), None, "no QEMU to key by: no template");
 }
 
 #[test]
@@ -104,19 +119,19 @@ fn guests_with_shares_or_disks_of_unknown_size_get_no_template() {
     let dir = programs.path().join("templates");
     let mut shared = plan(programs.path(), 1, 512);
     shared.vm.shares.push(msb_vmm::Share::private("data", "/data"));
-    assert_eq!(Template::of(&shared, &dir), None);
+    assert_eq!(of(&shared, &dir), None);
     let mut qcow2 = plan(programs.path(), 1, 512);
     if let DiskBacking::File { format, .. } = &mut qcow2.vm.disks[1].backing {
         *format = DiskFormat::Qcow2;
     }
-    assert_eq!(Template::of(&qcow2, &dir), None);
+    assert_eq!(of(&qcow2, &dir), None);
     let mut gone = plan(programs.path(), 1, 512);
     if let DiskBacking::File { path, .. } = &gone.vm.disks[1].backing {
         std::fs::remove_file(path).unwrap();
     }
-    assert_eq!(Template::of(&gone, &dir), None);
+    assert_eq!(of(&gone, &dir), None);
     gone.vm.disks.clear();
-    assert!(Template::of(&gone, &dir).is_some(), "no disks at all is fine");
+    assert!(of(&gone, &dir).is_some(), "no disks at all is fine");
 }
 
 #[test]
@@ -124,7 +139,7 @@ fn a_template_exists_once_recorded_and_a_new_build_replaces_the_old() {
     let programs = programs();
     let dir = programs.path().join("templates");
     let plan = plan(programs.path(), 1, 512);
-    let old = Template::of(&plan, &dir).unwrap();
+    let old = of(&plan, &dir).unwrap();
     assert!(!old.exists());
     std::fs::create_dir_all(old.file().parent().unwrap()).unwrap();
     std::fs::write(old.file(), b"").unwrap();
@@ -133,7 +148,7 @@ fn a_template_exists_once_recorded_and_a_new_build_replaces_the_old() {
     assert!(old.exists());
     std::thread::sleep(std::time::Duration::from_millis(10));
     std::fs::write(programs.path().join("vmlinux"), "new").unwrap();
-    let new = Template::of(&plan, &dir).unwrap();
+    let new = of(&plan, &dir).unwrap();
     std::fs::write(new.file(), b"saved").unwrap();
     let other = old.file().with_extension("img");
     std::fs::write(&other, b"x").unwrap();
@@ -149,7 +164,7 @@ fn beyond_the_kept_makes_the_least_recently_used_go() {
     let dir = programs.path().join("templates");
     let made: Vec<Template> = (0..KEPT_MAKES + 2)
         .map(|i| {
-            let template = Template::of(&plan(programs.path(), 1, 256 + i as u32), &dir).unwrap();
+            let template = of(&plan(programs.path(), 1, 256 + i as u32), &dir).unwrap();
             std::fs::create_dir_all(template.file().parent().unwrap()).unwrap();
             std::fs::write(template.file(), b"saved").unwrap();
             let age = std::time::Duration::from_secs(1000 - i as u64);
@@ -170,4 +185,42 @@ fn beyond_the_kept_makes_the_least_recently_used_go() {
     assert!(kept[0], "used last, kept");
     assert!(!kept[1] && !kept[2], "the two least recently used went: {kept:?}");
     assert!(kept[3..].iter().all(|k| *k), "{kept:?}");
+}
+
+#[test]
+fn a_recording_runs_paused_on_placeholders_and_what_dead_ones_left_goes() {
+    let programs = programs();
+    let plan = plan(programs.path(), 2, 512);
+    let placeholders = [PathBuf::from("/p0"), PathBuf::from("/p1")];
+    let spec = recording_spec(&plan.vm, &placeholders);
+    assert!(spec.paused && spec.resume_from.is_none());
+    assert!(spec.runtime_dir.ends_with("runtime/template"));
+    for (disk, placeholder) in spec.disks.iter().zip(&placeholders) {
+        assert_eq!(
+            disk.backing,
+            DiskBacking::File {
+                path: placeholder.clone(),
+                format: DiskFormat::Raw
+            }
+        );
+    }
+    let make = programs.path().join("make");
+    std::fs::create_dir(&make).unwrap();
+    let stale = make.join(format!("{PARTIAL}1-0"));
+    let fresh = make.join(format!("{PARTIAL}2-0"));
+    let template = make.join("build.vm");
+    for file in [&stale, &fresh, &template] {
+        std::fs::write(file, b"x").unwrap();
+    }
+    let long_ago = std::time::SystemTime::now() - STALE - Duration::from_secs(60);
+    for file in [&stale, &template] {
+        std::fs::File::options()
+            .write(true)
+            .open(file)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+    }
+    remove_stale(&make);
+    assert!(!stale.exists() && fresh.exists() && template.exists());
 }

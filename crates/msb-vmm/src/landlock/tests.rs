@@ -34,6 +34,7 @@ fn spec(dir: &Path) -> VmSpec {
         accel: Accel::Tcg,
         net: None,
         resume_from: None,
+        paused: false,
     }
 }
 

@@ -61,6 +61,25 @@ async fn events_that_come_between_replies_are_kept_for_later() {
 }
 
 #[tokio::test]
+async fn only_the_latest_events_are_kept() {
+    let mut monitor = monitor_with(|qemu| {
+        let mut reader = negotiate(&qemu);
+        command(&mut reader);
+        let opened = r#"{"event": "VSERPORT_CHANGE", "data": {"id": "agent-port", "open": true}}"#;
+        let mut lines = vec![opened];
+        lines.extend(std::iter::repeat_n(r#"{"event": "RESUME"}"#, MAX_EVENTS));
+        lines.push(r#"{"return": {}}"#);
+        say(&qemu, &lines);
+        // The open event was pushed out; the wait reads on and meets the end.
+    })
+    .await
+    .unwrap();
+    monitor.resume().await.unwrap();
+    assert_eq!(monitor.events.len(), MAX_EVENTS);
+    assert!(monitor.wait_agent_port_open().await.is_err());
+}
+
+#[tokio::test]
 async fn a_refused_command_says_why() {
     let mut monitor = monitor_with(|qemu| {
         let mut reader = negotiate(&qemu);
@@ -125,6 +144,10 @@ async fn saving_hands_qemu_the_file_and_waits_for_the_migration() {
         let mut reader = negotiate(&qemu);
         assert_eq!(command(&mut reader)["execute"], "stop");
         say(&qemu, &[r#"{"return": {}}"#, r#"{"event": "STOP"}"#]);
+        let limit = command(&mut reader);
+        assert_eq!(limit["execute"], "migrate-set-parameters");
+        assert!(limit["arguments"]["max-bandwidth"].as_u64().unwrap() >= 1 << 30);
+        say(&qemu, &[r#"{"return": {}}"#]);
         let (getfd, fd) = command_with_fd(&qemu);
         assert_eq!(getfd["arguments"]["fdname"], "snapshot");
         say(&qemu, &[r#"{"return": {}}"#]);
