@@ -8,11 +8,12 @@
 //! host randomness and drops the blocks it read from the placeholders (see the agent's
 //! `fresh` module), and takes its clock, name and addresses from the host.
 //!
-//! Templates are keyed by *make*: the devices in order with the disks' sizes (so, in
-//! effect, per image and upper size), the network's MAC (every sandbox has the same, as
-//! each has a network stack of its own), RAM, CPUs, accelerator; and by
-//! *build*: the kernel, initramfs and QEMU, known by their files' identity and last
-//! change. A new build records a new template and removes those of older builds of the
+//! Templates are keyed by *make*: the VMM's whole command line for the recording VM
+//! (devices in order, the network's MAC, which every sandbox shares as each has a network
+//! stack of its own, RAM, CPUs, accelerator, kernel arguments) and the disks' sizes, so in
+//! effect per image and upper size; and by *build*: msb's version, the kernel, initramfs
+//! and QEMU known by their files' identity and last change, and the host's kernel and CPU.
+//! A new build records a new template and removes those of older builds of the
 //! same make; beyond 16 makes, recording one removes the least recently used. They live
 //! in the home's cache, owner-only, and are never shared between homes.
 
@@ -209,11 +210,7 @@ impl Template {
 
     /// Marks it used now, so it is among the last to go (see [`Template::remove_least_used`]).
     pub(crate) fn used(&self) {
-        let now = std::time::SystemTime::now();
-        let _ = std::fs::File::options()
-            .write(true)
-            .open(&self.file)
-            .and_then(|f| f.set_modified(now));
+        let _ = set_modified(&self.file, std::time::SystemTime::now());
     }
 
     /// Removes the makes whose templates were used least recently, beyond the
@@ -263,6 +260,11 @@ fn said(e: &VmmError) -> String {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
     }
+}
+
+/// Sets the last-modified time of `path` to `when`.
+fn set_modified(path: &Path, when: std::time::SystemTime) -> std::io::Result<()> {
+    std::fs::File::options().write(true).open(path)?.set_modified(when)
 }
 
 /// A new owner-only file at `path`.

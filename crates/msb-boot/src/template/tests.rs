@@ -169,12 +169,7 @@ fn beyond_the_kept_makes_the_least_recently_used_go() {
             std::fs::write(template.file(), b"saved").unwrap();
             let age = std::time::Duration::from_secs(1000 - i as u64);
             let when = std::time::SystemTime::now() - age;
-            std::fs::File::options()
-                .write(true)
-                .open(template.file())
-                .unwrap()
-                .set_modified(when)
-                .unwrap();
+            set_modified(template.file(), when).unwrap();
             template
         })
         .collect();
@@ -214,12 +209,7 @@ fn a_recording_runs_paused_on_placeholders_and_what_dead_ones_left_goes() {
     }
     let long_ago = std::time::SystemTime::now() - STALE - Duration::from_secs(60);
     for file in [&stale, &template] {
-        std::fs::File::options()
-            .write(true)
-            .open(file)
-            .unwrap()
-            .set_modified(long_ago)
-            .unwrap();
+        set_modified(file, long_ago).unwrap();
     }
     remove_stale(&make);
     assert!(!stale.exists() && fresh.exists() && template.exists());
