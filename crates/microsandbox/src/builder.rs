@@ -19,6 +19,8 @@ pub struct SandboxBuilder {
     disk_fstype: Option<String>,
     hostname: Option<String>,
     create: crate::lifecycle::CreateOptions,
+    /// The snapshot it resumes, by name.
+    snapshot: Option<String>,
     /// The values of its secrets (their specs are in `spec`).
     pub(crate) secret_values: crate::secrets::SecretSet,
     /// The first problem a setter met, reported by `build`.
@@ -50,9 +52,18 @@ impl SandboxBuilder {
             disk_fstype: None,
             hostname: None,
             create: Default::default(),
+            snapshot: None,
             secret_values: Default::default(),
             invalid: None,
         }
+    }
+
+    /// Resumes snapshot `name` (see [`crate::Snapshots`]) where it was saved: its processes,
+    /// memory and files. The sandbox takes the snapshot's settings (image, resources,
+    /// network, command); only its name and hostname are its own, and it gets no secrets.
+    pub fn from_snapshot(mut self, name: impl Into<String>) -> Self {
+        self.snapshot = Some(name.into());
+        self
     }
 
     /// The filesystem type of a disk-image root (`ext4`, `xfs` …), for images whose
@@ -409,7 +420,15 @@ impl SandboxBuilder {
     }
 
     async fn create_owned(mut self, owned: bool) -> MicrosandboxResult<Sandbox> {
-        let spec = self.build()?;
+        let spec = match &self.snapshot {
+            Some(snapshot) => {
+                let snapshot = self.msb.snapshots().get(snapshot)?;
+                let spec = crate::snapshots::spec_from(&snapshot, &self.spec.name);
+                self.create.snapshot = Some(snapshot);
+                spec
+            }
+            None => self.build()?,
+        };
         self.create.owned = owned;
         let secrets = self.secret_values.values();
         let note = crate::lifecycle::create(&self.msb, spec.clone(), secrets, &self.create).await?;

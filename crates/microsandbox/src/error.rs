@@ -19,6 +19,12 @@ pub enum MicrosandboxError {
     /// A sandbox by that name exists already.
     #[error("sandbox '{0}' already exists: remove it (`msb rm {0}`), start it (`msb start {0}`), or create it with --replace")]
     SandboxExists(String),
+    /// No snapshot of that name.
+    #[error("snapshot '{0}' not found (see `msb snapshot ls`)")]
+    SnapshotNotFound(String),
+    /// A snapshot of that name exists.
+    #[error("snapshot '{0}' already exists: remove it first (`msb snapshot rm {0}`)")]
+    SnapshotExists(String),
     /// The sandbox is running, and the operation needs it stopped.
     #[error("sandbox '{0}' is running: stop it first (`msb stop {0}`), or use -f")]
     SandboxStillRunning(String),

@@ -49,8 +49,11 @@ impl MicrosandboxError {
         use MicrosandboxError as E;
         match self {
             E::InvalidSpec(_) | E::InvalidArgument(_) => ErrorKind::Invalid,
-            E::SandboxNotFound(_) | E::ImageNotFound(_) | E::VolumeNotFound(_) => ErrorKind::NotFound,
+            E::SandboxNotFound(_) | E::ImageNotFound(_) | E::VolumeNotFound(_) | E::SnapshotNotFound(_) => {
+                ErrorKind::NotFound
+            }
             E::SandboxExists(_)
+            | E::SnapshotExists(_)
             | E::SandboxStillRunning(_)
             | E::SandboxNotRunning { .. }
             | E::VolumeInUse { .. }

@@ -42,6 +42,7 @@ pub mod registry;
 mod sandbox;
 mod secrets;
 pub mod size;
+mod snapshots;
 mod terminal;
 mod volumes;
 
@@ -77,6 +78,7 @@ pub use msb_types::{parse_size_mib, DetachKeys, DetachKeysError, Mount, Rlimit, 
 pub use msb_vmm::AccelSetting;
 pub use sandbox::{Microsandbox, PlannedBoot, Sandbox};
 pub use secrets::SecretBuilder;
+pub use snapshots::{SnapshotInfo, Snapshots};
 pub use terminal::terminal_size;
 pub use volumes::{Volume, VolumeBuilder, Volumes};
 

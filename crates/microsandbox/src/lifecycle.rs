@@ -27,6 +27,8 @@ pub(crate) struct CreateOptions {
     pub registry: crate::image::PullSettings,
     /// Told how the pull goes.
     pub progress: Option<std::sync::Arc<dyn Fn(crate::image::PullProgress) + Send + Sync>>,
+    /// The snapshot the sandbox resumes (its spec comes from it).
+    pub snapshot: Option<crate::SnapshotInfo>,
 }
 
 impl std::fmt::Debug for CreateOptions {
@@ -77,6 +79,11 @@ pub(crate) async fn create(
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
                 .map_err(MicrosandboxError::io(format!("removing stale {}", dir.display())))?;
+        }
+        if let Some(snapshot) = &opts.snapshot {
+            crate::snapshots::restore_files(paths, snapshot, &dir)?;
+            crate::snapshots::check_build(snapshot, &msb_boot::plan(&spec, paths, msb.host()?)?)?;
+            return start_supervisor(msb, &spec, owned).await;
         }
         if let RootSpec::Oci(reference) = &spec.root {
             let progress = |e| {

@@ -41,12 +41,13 @@ pub fn reseed(entropy: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Drops what the kernel read from every virtio disk before the resume (the partition
-/// scan at boot read the template's placeholders) and scans each for partitions again.
+/// Drops what the kernel read from every disk (virtio and SCSI) before the resume (the
+/// partition scan at boot read the template's placeholders) and scans each for
+/// partitions again.
 pub fn forget_disk_contents() -> io::Result<()> {
     for entry in std::fs::read_dir("/sys/block")?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("vd") {
+        if !name.starts_with("vd") && !name.starts_with("sd") {
             continue;
         }
         let disk = File::open(format!("/dev/{name}"))?;

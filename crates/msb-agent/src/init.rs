@@ -1,7 +1,6 @@
 //! Boot-time setup: basic mounts, switching into the root filesystem, hostname and clock.
 
-use crate::loopdev;
-use msb_protocol::{GuestConfig, GuestMount, LayerDisk, RootSource};
+use msb_protocol::{GuestConfig, GuestMount, RootSource};
 use nix::mount::{mount, MsFlags};
 use std::fs::File;
 use std::io;
@@ -34,7 +33,7 @@ pub fn early_mounts() -> io::Result<()> {
 pub fn enter_root(config: &GuestConfig) -> io::Result<Vec<File>> {
     let writable = match &config.root {
         RootSource::Overlay { layers, upper } => {
-            mount_overlay(layers, upper)?;
+            mount_overlay(*layers, upper)?;
             vec![File::open(UPPER_MOUNT)?]
         }
         RootSource::VirtioFs { tag } => {
@@ -86,17 +85,14 @@ fn protect_from_oom() {
     }
 }
 
-/// Mounts each EROFS layer read-only (a loop device over its range of the layer disk),
-/// the ext4 upper, and overlayfs over them at NEW_ROOT.
-fn mount_overlay(layers: &LayerDisk, upper: &str) -> io::Result<()> {
-    let disk = std::fs::File::open(disk_by_serial(&layers.serial)?)?;
-    let control = loopdev::control()?;
+/// Mounts each of the `layers` EROFS layers read-only (a SCSI disk each), the ext4 upper,
+/// and overlayfs over them at NEW_ROOT.
+fn mount_overlay(layers: u32, upper: &str) -> io::Result<()> {
     let mut dirs = Vec::new();
-    for (i, extent) in layers.extents.iter().enumerate() {
-        let dev = loopdev::attach(&control, &disk, *extent)?;
+    for (i, dev) in crate::layers::disks(layers)?.iter().enumerate() {
         // Short names: the whole lowerdir list must fit in one page of mount options.
         let dir = format!("/l/{i}");
-        mount_fs(&dev, &dir, "erofs", MsFlags::MS_RDONLY, None)?;
+        mount_fs(dev, &dir, "erofs", MsFlags::MS_RDONLY, None)?;
         dirs.push(dir);
     }
     mount_fs(&disk_by_serial(upper)?, UPPER_MOUNT, "ext4", MsFlags::MS_NOATIME, None)?;

@@ -8,7 +8,7 @@
 mod files;
 mod fresh;
 mod init;
-mod loopdev;
+mod layers;
 mod metrics;
 mod net;
 mod port;

@@ -234,8 +234,18 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
                     spawn_local(shutdown::run(request, active.clone(), writable, outbound.clone()));
                 }
             }
-            Message::Hello(_) => {
+            Message::Hello(hello) => {
                 // A host that reconnects starts over with a Hello; the guest is already set up.
+                // One that resumed this guest from a snapshot, as a new sandbox, brings fresh
+                // randomness, the time (the guest's stood still while it was saved) and
+                // the sandbox's name.
+                if hello.resumed {
+                    let renewed = crate::fresh::reseed(&hello.entropy)
+                        .and_then(|()| init::identity(&hello.config.hostname, hello.host_time));
+                    if let Err(e) = renewed {
+                        crate::log(&format!("renewing a resumed guest: {e}"));
+                    }
+                }
                 let ready = Ready {
                     version: PROTOCOL_VERSION,
                     timings,

@@ -17,6 +17,8 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long recording and resuming a template may take together before the guest boots
 /// cold instead.
 const TEMPLATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a VM whose monitor or agent failed may take to exit with its reasons.
+const EXIT_WAIT: Duration = Duration::from_millis(500);
 /// Beyond the grace period, how long a stopping guest may take to sync, freeze its
 /// filesystems and power off before it is killed (TCG is slow; a big dirty upper too).
 const POWER_OFF_MARGIN: Duration = Duration::from_secs(10);
@@ -63,6 +65,7 @@ fn stage(link: &FileLink) -> BootResult<()> {
 pub struct BootedVm {
     process: VmProcess,
     client: Arc<AgentClient>,
+    monitor: Option<MonitorLink>,
     last_words: watch::Receiver<Option<LastWords>>,
     /// Host-measured time from launching the VMM to the agent's `Ready`.
     pub boot_time: Duration,
@@ -75,8 +78,29 @@ pub struct BootedVm {
 enum Start<'a> {
     /// It boots.
     Cold,
-    /// It resumes a template.
-    Resume(&'a Template),
+    /// It resumes a saved guest (a template, a sandbox's snapshot).
+    Resume(&'a Path),
+}
+
+/// The connection to a VM's monitor, kept for the VM's life: begun at the first use (a
+/// guest that booted cold never needed it; QEMU's greeting waits in the socket).
+#[derive(Debug)]
+pub struct MonitorLink {
+    unused: Option<tokio::net::UnixStream>,
+    connected: Option<Monitor>,
+}
+
+impl MonitorLink {
+    /// The conversation, begun where it had not been.
+    pub async fn monitor(&mut self) -> Result<&mut Monitor, VmmError> {
+        if let Some(stream) = self.unused.take() {
+            self.connected = Some(Monitor::connect(stream).await?);
+        }
+        self.connected.as_mut().ok_or_else(|| VmmError::Failed {
+            what: "QEMU's monitor".into(),
+            detail: "the connection was lost".into(),
+        })
+    }
 }
 
 /// How a requested shutdown went.
@@ -107,6 +131,17 @@ impl BootedVm {
         for link in &plan.file_links {
             stage(link)?;
         }
+        if let Some(saved) = &plan.saved {
+            // The sandbox's own saved state: it resumes, or the start fails.
+            let vm = Self::start(plan, vmm, Start::Resume(saved), BOOT_TIMEOUT)
+                .await
+                .map_err(|cause| BootError::Unresumable {
+                    file: saved.clone(),
+                    cause: Box::new(cause),
+                })?;
+            std::fs::remove_file(saved).map_err(BootError::io(format!("removing {}", saved.display())))?;
+            return Ok(vm);
+        }
         let Some(template) = plan.template.as_deref().and_then(|dir| Template::of(plan, vmm, dir)) else {
             return Self::start(plan, vmm, Start::Cold, BOOT_TIMEOUT).await;
         };
@@ -122,7 +157,7 @@ impl BootedVm {
             return Self::start(plan, vmm, Start::Cold, BOOT_TIMEOUT).await;
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let failed = match Self::start(plan, vmm, Start::Resume(&template), left).await {
+        let failed = match Self::start(plan, vmm, Start::Resume(template.file()), left).await {
             Ok(vm) => {
                 template.used();
                 return Ok(vm);
@@ -147,8 +182,8 @@ impl BootedVm {
     async fn start(plan: &BootPlan, vmm: &impl Vmm, how: Start<'_>, limit: Duration) -> BootResult<BootedVm> {
         let log = &plan.console_log;
         let mut spec = plan.vm.clone();
-        if let Start::Resume(template) = how {
-            spec.resume_from = Some(template.file().to_path_buf());
+        if let Start::Resume(saved) = how {
+            spec.resume_from = Some(saved.to_path_buf());
         }
         let started = Instant::now();
         let mut process = vmm.launch(&spec).await?;
@@ -157,8 +192,8 @@ impl BootedVm {
             .ok_or_else(|| VmmError::InvalidSpec("the VMM gave no console".into()))?;
         let last_words =
             console::spawn_copier(pipe, log).map_err(BootError::io(format!("creating {}", log.display())))?;
-        let client = match until_ready(plan, &mut process, how, limit).await {
-            Ok(client) => client,
+        let (client, monitor) = match until_ready(plan, &mut process, how, limit).await {
+            Ok(ready) => ready,
             Err(e) => {
                 process.kill().await;
                 return Err(with_console(e, log));
@@ -167,6 +202,7 @@ impl BootedVm {
         Ok(BootedVm {
             process,
             client: Arc::new(client),
+            monitor: Some(monitor),
             last_words,
             boot_time: started.elapsed(),
             resumed: matches!(how, Start::Resume(_)),
@@ -192,6 +228,11 @@ impl BootedVm {
     /// [`msb_vmm::VmProcess::take_network`]).
     pub fn take_network(&mut self) -> Option<std::os::unix::net::UnixStream> {
         self.process.take_network()
+    }
+
+    /// The connection to QEMU's monitor, once: to pause and save the guest.
+    pub fn take_monitor(&mut self) -> Option<MonitorLink> {
+        self.monitor.take()
     }
 
     /// The connection to the agent, to share with relays.
@@ -239,31 +280,37 @@ impl BootedVm {
     }
 }
 
-/// Brings the launched VM to a ready agent (resuming the template it loaded, if `how`
+/// Brings the launched VM to a ready agent (resuming the saved guest it loaded, if `how`
 /// says so), unless the VM ends first or the guest takes too long.
 async fn until_ready(
     plan: &BootPlan,
     process: &mut VmProcess,
     how: Start<'_>,
     limit: Duration,
-) -> BootResult<AgentClient> {
+) -> BootResult<(AgentClient, MonitorLink)> {
     let stream = process.take_agent()?;
-    let monitor = process.take_monitor()?;
+    let mut monitor = MonitorLink {
+        unused: Some(process.take_monitor()?),
+        connected: None,
+    };
     let ready = async {
         let resumed = matches!(how, Start::Resume(_));
         if resumed {
             let loading = Instant::now();
-            Monitor::connect(monitor).await?.resume_loaded().await?;
-            tracing::debug!("the template loaded in {} ms", loading.elapsed().as_millis());
+            monitor.monitor().await?.resume_loaded().await?;
+            tracing::debug!("the saved guest loaded in {} ms", loading.elapsed().as_millis());
         }
         let hello = Hello::new(plan.guest.clone(), now(), entropy()?, resumed);
         Ok::<_, BootError>(AgentClient::handshake(stream, hello).await?)
     };
     tokio::select! {
         r = tokio::time::timeout(limit, ready) => match r {
-            Ok(Ok(client)) => Ok(client),
+            Ok(Ok(client)) => Ok((client, monitor)),
             Ok(Err(e)) => {
-                process.check_running()?;
+                // QEMU's own words say more, where it is going (its monitor closed first).
+                if process.wait_exit(EXIT_WAIT).await {
+                    process.check_running()?;
+                }
                 Err(e)
             }
             Err(_) => Err(BootError::BootTimeout { secs: limit.as_secs(), log: plan.console_log.clone() }),

@@ -24,6 +24,14 @@ pub enum BootError {
         /// What it is not.
         problem: String,
     },
+    /// The sandbox's saved guest (from a snapshot) could not be resumed.
+    #[error("the saved guest {} (from a snapshot) could not be resumed: {cause}", file.display())]
+    Unresumable {
+        /// The saved guest.
+        file: PathBuf,
+        /// Why.
+        cause: Box<BootError>,
+    },
     /// The sandbox's directory lacks what its creation makes.
     #[error(
         "sandbox directory {dir} has no {file}: the sandbox was not created completely; remove it and create it again"

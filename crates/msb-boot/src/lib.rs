@@ -20,11 +20,12 @@ mod host;
 mod network;
 mod plan;
 mod root;
+pub mod saved;
 pub mod template;
 
-pub use boot::{BootedVm, Shutdown};
+pub use boot::{BootedVm, MonitorLink, Shutdown};
 pub use error::{BootError, BootResult};
 pub use host::{find_program, HostConfig};
 pub use network::NetworkPlan;
-pub use plan::{plan, plan_with, BootPlan, FileLink, ResolvedRoot};
+pub use plan::{plan, plan_with, BootPlan, FileLink, ResolvedRoot, SAVED_FILE};
 pub use root::{prepare, UPPER_FILE};

@@ -3,7 +3,7 @@
 use crate::root;
 use crate::NetworkPlan;
 use crate::{BootError, BootResult, HostConfig};
-use msb_protocol::{GuestConfig, GuestMount, LayerDisk, RootSource};
+use msb_protocol::{GuestConfig, GuestMount, RootSource};
 use msb_types::{normal_guest_path, DiskImageFormat, Field, Mount, Paths, SandboxSpec, SpecError};
 use msb_vmm::{AccelChoice, Disk, DiskBacking, DiskFormat, DiskPart, QemuConfig, Share, ShareCache, VmSpec, VmmError};
 use serde::{Deserialize, Serialize};
@@ -15,10 +15,12 @@ const ROOT_TAG: &str = "msb-root";
 const MOUNT_TAG_PREFIX: &str = "msb-mount-";
 /// Serials of disks mounted besides the root: this and their mount's number.
 const MOUNT_DISK_SERIAL_PREFIX: &str = "msb-disk-";
-/// Serial of the disk joining an image's layers.
+/// Serial of the disk controller whose LUNs are an image's layers (QEMU's, not the guest's).
 const LAYERS_SERIAL: &str = "msb-layers";
 /// Serial of an image root's writable upper.
 const UPPER_SERIAL: &str = "msb-upper";
+/// The sandbox's saved guest to resume at its next start (see [`BootPlan::saved`]).
+pub const SAVED_FILE: &str = "resume.vm";
 /// Serial of a disk-image root.
 const ROOT_DISK_SERIAL: &str = "msb-root";
 
@@ -48,6 +50,10 @@ pub struct BootPlan {
     /// [`crate::template`]); `None`: it boots cold.
     #[serde(default)]
     pub template: Option<PathBuf>,
+    /// The sandbox's own saved guest (made from a snapshot), resumed instead of any boot,
+    /// and removed once resumed.
+    #[serde(default)]
+    pub saved: Option<PathBuf>,
 }
 
 /// A host file linked into a directory of its own (`link`), to share just that file.
@@ -96,7 +102,10 @@ pub fn plan(spec: &SandboxSpec, paths: &Paths, host: &HostConfig) -> BootResult<
     let dir = paths.sandbox_dir(&spec.name);
     let root = root::resolve(spec, paths, &dir)?;
     let mut plan = plan_with(spec, &dir, root, host, msb_vmm::accel::detect(host.accel))?;
-    plan.template = (host.templates && !spec.cold_boot).then(|| crate::template::dir(&paths.cache_dir()));
+    let saved = dir.join(SAVED_FILE);
+    plan.saved = saved.is_file().then_some(saved);
+    plan.template =
+        (host.templates && !spec.cold_boot && plan.saved.is_none()).then(|| crate::template::dir(&paths.cache_dir()));
     Ok(plan)
 }
 
@@ -127,10 +136,10 @@ pub fn plan_with(
                     file: "image layers",
                 });
             }
-            let extents = msb_vmm::joined::layout(&layers);
+            let count = u32::try_from(layers.len()).unwrap_or(u32::MAX);
             let disks = vec![
                 Disk {
-                    backing: DiskBacking::Joined(layers),
+                    backing: DiskBacking::Luns(layers),
                     readonly: true,
                     serial: LAYERS_SERIAL.into(),
                 },
@@ -144,10 +153,7 @@ pub fn plan_with(
                 },
             ];
             let source = RootSource::Overlay {
-                layers: LayerDisk {
-                    serial: LAYERS_SERIAL.into(),
-                    extents,
-                },
+                layers: count,
                 upper: UPPER_SERIAL.into(),
             };
             (Vec::new(), disks, source)
@@ -217,6 +223,7 @@ pub fn plan_with(
         file_links,
         network,
         template: None,
+        saved: None,
     })
 }
 

@@ -18,7 +18,7 @@
 //! in the home's cache, owner-only, and are never shared between homes.
 
 use crate::BootPlan;
-use msb_vmm::{joined, DiskBacking, DiskFormat, Monitor, VmSpec, Vmm, VmmError};
+use msb_vmm::{DiskBacking, DiskFormat, Monitor, VmSpec, Vmm, VmmError};
 use sha2::{Digest, Sha256};
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -53,35 +53,38 @@ pub fn first_launch(plan: &BootPlan, vmm: &impl Vmm) -> VmSpec {
 }
 
 /// Why a VM like `vm` cannot resume from a template, if it cannot; else the size of each
-/// of its disks.
+/// of its disk files (a LUNs disk's, each LUN's), in order.
 fn disk_sizes(vm: &VmSpec) -> Result<Vec<u64>, String> {
     // QEMU 7.2 marks vhost-user-fs unmigratable: a guest with a virtio-fs share (a
     // directory root, a directory volume, a bind mount) cannot be saved.
     if !vm.shares.is_empty() {
         return Err("it shares host directories over virtio-fs, which QEMU cannot save".into());
     }
-    vm.disks
-        .iter()
-        .map(|disk| match &disk.backing {
-            DiskBacking::Joined(parts) => Ok(joined::layout(parts).last().map_or(0, |e| e.offset + e.len)),
+    let mut sizes = Vec::new();
+    for disk in &vm.disks {
+        match &disk.backing {
+            DiskBacking::Luns(parts) => sizes.extend(parts.iter().map(|part| part.len)),
             DiskBacking::File {
                 path,
                 format: DiskFormat::Raw,
-            } => std::fs::metadata(path)
-                .map(|m| m.len())
-                .map_err(|e| format!("{}: {e}", path.display())),
+            } => sizes.push(
+                std::fs::metadata(path)
+                    .map(|m| m.len())
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+            ),
             DiskBacking::File { format, .. } => {
-                Err(format!("its {format:?} disk's size is known only by reading the image"))
+                return Err(format!("its {format:?} disk's size is known only by reading the image"))
             }
-        })
-        .collect()
+        }
+    }
+    Ok(sizes)
 }
 
 /// The template file of one make and build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Template {
     file: PathBuf,
-    /// The size of each disk, which its placeholder has too.
+    /// The size of each disk file (see [`disk_sizes`]), which its placeholder has too.
     disk_sizes: Vec<u64>,
 }
 
@@ -132,7 +135,7 @@ impl Template {
         // Names no other recording uses, in this process or another.
         static RECORDINGS: AtomicU64 = AtomicU64::new(0);
         let id = format!("{}-{}", std::process::id(), RECORDINGS.fetch_add(1, Ordering::Relaxed));
-        let placeholders: Vec<PathBuf> = (0..plan.vm.disks.len())
+        let placeholders: Vec<PathBuf> = (0..self.disk_sizes.len())
             .map(|i| make.join(format!("{PARTIAL}placeholder-{id}-{i}")))
             .collect();
         let partial = make.join(format!("{PARTIAL}{id}"));
@@ -278,17 +281,28 @@ fn new_file(path: &Path) -> Result<std::fs::File, String> {
 }
 
 /// The VM that records a template for `vm`: the same devices, `placeholders` behind its
-/// disks, its own runtime directory (its logs apart from the sandbox's), paused at launch.
+/// disk files (in the order of [`disk_sizes`]), its own runtime directory (its logs apart
+/// from the sandbox's), paused at launch.
 fn recording_spec(vm: &VmSpec, placeholders: &[PathBuf]) -> VmSpec {
     let mut spec = vm.clone();
     spec.runtime_dir = spec.runtime_dir.join("template");
     spec.paused = true;
     spec.resume_from = None;
-    for (disk, placeholder) in spec.disks.iter_mut().zip(placeholders) {
-        disk.backing = DiskBacking::File {
-            path: placeholder.clone(),
-            format: DiskFormat::Raw,
-        };
+    let mut placeholders = placeholders.iter().cloned();
+    for disk in &mut spec.disks {
+        match &mut disk.backing {
+            DiskBacking::Luns(parts) => {
+                for part in parts {
+                    part.path = placeholders.next().unwrap_or_default();
+                }
+            }
+            backing => {
+                *backing = DiskBacking::File {
+                    path: placeholders.next().unwrap_or_default(),
+                    format: DiskFormat::Raw,
+                }
+            }
+        }
     }
     spec
 }
@@ -328,7 +342,7 @@ fn make_key(argv: &[String], disk_sizes: &[u64]) -> String {
 /// The key of what runs the guest: this msb; the kernel, initramfs and QEMU by their
 /// files' identity and last change (ctime, which no one can set back); and the host's
 /// kernel and CPU, which a guest saved under KVM has adapted itself to.
-fn build_key(plan: &BootPlan) -> std::io::Result<String> {
+pub fn build_key(plan: &BootPlan) -> std::io::Result<String> {
     let mut build = Sha256::new();
     build.update(env!("CARGO_PKG_VERSION"));
     for file in [&plan.vm.kernel, &plan.vm.initramfs, &plan.vmm.binary] {

@@ -110,6 +110,9 @@ enum Command {
     /// Manage named volumes: create, ls, inspect, rm, prune.
     #[command(subcommand, alias = "vol")]
     Volume(commands::volume::VolumeCommand),
+    /// Save running sandboxes whole and resume them later: create, ls, inspect, rm.
+    #[command(subcommand)]
+    Snapshot(commands::snapshot::SnapshotCommand),
     /// Copy files and trees between the host and a running sandbox (`SRC NAME:PATH`,
     /// `NAME:PATH DST`; `-` for a tar stream).
     Cp(commands::cp::CpArgs),
@@ -219,6 +222,7 @@ fn main() {
             Command::Fs(cmd) => commands::fs::run(cmd).await,
             Command::Cp(args) => commands::cp::run(args).await,
             Command::Volume(cmd) => commands::volume::run(cmd).await,
+            Command::Snapshot(cmd) => commands::snapshot::run(cmd).await,
             Command::Registry(cmd) => commands::registry::run(cmd).await,
             Command::Images(args) => commands::image::run(commands::image::ImageCommand::Ls(args)).await,
             Command::Rmi(args) => commands::image::run(commands::image::ImageCommand::Rm(args)).await,

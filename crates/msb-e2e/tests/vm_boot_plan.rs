@@ -81,11 +81,9 @@ fn the_plan_of_an_image_root_is_what_runs() {
     };
     let p = shown_is_run(&w, "img", &[&image]);
     let disks = p["plan"]["vm"]["disks"].as_array().unwrap();
-    let parts = disks[0]["backing"]["Joined"].as_array().unwrap();
-    let extents = p["plan"]["guest"]["root"]["Overlay"]["layers"]["extents"]
-        .as_array()
-        .unwrap();
-    assert_eq!((parts.len(), extents.len()), (24, 24), "one extent per layer");
+    let luns = disks[0]["backing"]["Luns"].as_array().unwrap();
+    let layers = p["plan"]["guest"]["root"]["Overlay"]["layers"].as_u64().unwrap();
+    assert_eq!((luns.len(), layers), (24, 24), "one LUN per layer");
     assert!(disks[1]["backing"]["File"]["path"]
         .as_str()
         .unwrap()

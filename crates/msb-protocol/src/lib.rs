@@ -19,7 +19,7 @@ pub use fs::{FsEntry, FsErrorKind, FsEvent, FsEventKind, FsFailure, FsKind, FsOp
 pub use message::*;
 
 /// Protocol version spoken by this build; the handshake rejects any other.
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// Largest frame body accepted (id + payload), in bytes. Bigger frames are a protocol error.
 pub const MAX_FRAME_LEN: usize = 1 << 20;

@@ -144,6 +144,9 @@ pub enum Control {
     Detach,
     /// Accept no new processes, wait for the running ones to end, then stop.
     Drain,
+    /// Save the running sandbox for a snapshot (into its directory's `snapshot.partial/`);
+    /// it runs on afterwards.
+    Snapshot,
 }
 
 /// Counters read inside the guest at one moment.
@@ -377,8 +380,9 @@ pub enum RootSource {
     },
     /// Read-only EROFS layers stacked by overlayfs under a writable ext4 upper.
     Overlay {
-        /// The disk holding every layer.
-        layers: LayerDisk,
+        /// How many layers: LUN 0 (the bottom layer), 1, … on target 0 of the guest's
+        /// virtio-scsi controller.
+        layers: u32,
         /// Serial of the writable disk (ext4) holding `upper/` and `work/`.
         upper: String,
     },
@@ -389,24 +393,6 @@ pub enum RootSource {
         /// Filesystem type; probed when absent.
         fstype: Option<String>,
     },
-}
-
-/// A read-only disk on which an image's layers lie one after another.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayerDisk {
-    /// Serial of the disk (virtio-blk), to find it by.
-    pub serial: String,
-    /// Where each layer lies on it, bottom layer first.
-    pub extents: Vec<Extent>,
-}
-
-/// A byte range of a disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Extent {
-    /// First byte.
-    pub offset: u64,
-    /// Length in bytes.
-    pub len: u64,
 }
 
 /// The agent's answer to `Hello`.

@@ -22,6 +22,7 @@ mod ready;
 mod relay;
 mod run;
 mod secrets;
+mod snapshot;
 pub mod syscalls;
 mod watchdog;
 

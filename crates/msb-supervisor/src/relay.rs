@@ -115,6 +115,8 @@ pub struct Shared {
     pub draining: std::sync::atomic::AtomicBool,
     /// The sandbox's network stack, when it has a network.
     pub network: Option<crate::network::Network>,
+    /// Saves the sandbox for snapshots.
+    pub saver: crate::snapshot::Saver,
 }
 
 /// Counts a connection for as long as it lives.
@@ -345,6 +347,16 @@ async fn serve_control(id: u32, control: Control, shared: Arc<Shared>, out: mpsc
             }
             stop(&shared, StopHow::Graceful(Duration::from_secs(10)), "drained").await
         }
+        Control::Snapshot => match shared.saver.save().await {
+            Ok(saved) => {
+                shared.log.note(&format!(
+                    "saved for a snapshot (paused {} ms)",
+                    saved.paused.as_millis()
+                ));
+                Message::Done
+            }
+            Err(e) => Message::Error(format!("saving the sandbox: {e}")),
+        },
         // Handled by the connection itself.
         Control::Detach => Message::Done,
     };

@@ -30,6 +30,7 @@ struct Started {
     store: Store,
     spec: SandboxSpec,
     vm: BootedVm,
+    saver: crate::snapshot::Saver,
     network: Option<Network>,
     interception: Option<Arc<Interception>>,
     listener: UnixListener,
@@ -145,12 +146,25 @@ async fn start(paths: &Paths, name: &str, plan: &BootPlan) -> Result<Started> {
         .map_err(Error::io(format!("securing {}", socket.display())))?;
     let vmm_pid = vm.pids().first().copied().unwrap_or(0);
     store.set_running(name, std::process::id(), vmm_pid)?;
-    let how = if vm.resumed { ", resumed from a template" } else { "" };
+    let writable = plan.vm.disks.iter().filter(|d| !d.readonly);
+    let disks = writable
+        .filter_map(|d| match &d.backing {
+            msb_vmm::DiskBacking::File { path, .. } => Some(path.clone()),
+            msb_vmm::DiskBacking::Luns(_) => None,
+        })
+        .collect();
+    let saver = crate::snapshot::Saver::new(vm.take_monitor(), dir.clone(), disks);
+    let how = match (&plan.saved, vm.resumed) {
+        (Some(_), _) => ", resumed from a snapshot",
+        (None, true) => ", resumed from a template",
+        (None, false) => "",
+    };
     log.note(&format!("sandbox started (boot {} ms{how})", vm.boot_time.as_millis()));
     Ok(Started {
         store,
         spec,
         vm,
+        saver,
         network,
         interception,
         listener,
@@ -172,6 +186,7 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
         store,
         spec,
         mut vm,
+        saver,
         network,
         interception,
         listener,
@@ -195,6 +210,7 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
         main_exit: Mutex::new(None),
         draining: false.into(),
         network,
+        saver,
     });
     if let Some(args) = &spec.command {
         let output = paths.sandbox_dir(name).join("logs").join("output.log");

@@ -51,4 +51,14 @@ impl Paths {
     pub fn sandbox_dir(&self, name: &str) -> PathBuf {
         self.home.join("sandboxes").join(name)
     }
+
+    /// Where sandbox snapshots are kept, one directory each.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.home.join("snapshots")
+    }
+
+    /// Directory of one snapshot.
+    pub fn snapshot_dir(&self, name: &str) -> PathBuf {
+        self.snapshots_dir().join(name)
+    }
 }

@@ -34,13 +34,13 @@ pub(crate) enum Handed {
     Initramfs,
     /// A connection to the virtiofsd of share `i`.
     Share(usize),
-    /// The file of disk `i` (for a joined disk, its VMDK descriptor), opened as the disk
-    /// is attached: read-only or read-write.
+    /// The file of disk `i` (not of a LUNs disk: see `Part`), opened as the disk is
+    /// attached: read-only or read-write.
     Disk(usize),
     /// A read-only descriptor of writable disk `i`, in the same fd set: QEMU opens every
     /// image read-only first, and takes from a set only a descriptor of the mode it asks.
     DiskReadOnly(usize),
-    /// Part `j` of joined disk `i`.
+    /// LUN `j` of LUNs disk `i`.
     Part(usize, usize),
 }
 
@@ -57,12 +57,14 @@ pub(crate) fn layout(spec: &VmSpec) -> Vec<Handed> {
     }
     handed.extend((0..spec.shares.len()).map(Handed::Share));
     for (i, disk) in spec.disks.iter().enumerate() {
-        handed.push(Handed::Disk(i));
-        if !disk.readonly {
-            handed.push(Handed::DiskReadOnly(i));
-        }
-        if let DiskBacking::Joined(parts) = &disk.backing {
-            handed.extend((0..parts.len()).map(|j| Handed::Part(i, j)));
+        match &disk.backing {
+            DiskBacking::File { .. } => {
+                handed.push(Handed::Disk(i));
+                if !disk.readonly {
+                    handed.push(Handed::DiskReadOnly(i));
+                }
+            }
+            DiskBacking::Luns(parts) => handed.extend((0..parts.len()).map(|j| Handed::Part(i, j))),
         }
     }
     handed
@@ -90,7 +92,7 @@ mod tests {
             shares: vec![Share::private("root", "/r")],
             disks: vec![
                 Disk {
-                    backing: DiskBacking::Joined(vec![
+                    backing: DiskBacking::Luns(vec![
                         DiskPart {
                             path: "/a".into(),
                             len: 1,
@@ -128,7 +130,6 @@ mod tests {
             Handed::Kernel,
             Handed::Initramfs,
             Handed::Share(0),
-            Handed::Disk(0),
             Handed::Part(0, 0),
             Handed::Part(0, 1),
             Handed::Disk(1),
@@ -137,8 +138,9 @@ mod tests {
         .iter()
         .map(|item| number(&spec, *item))
         .collect();
-        assert_eq!(numbers, (3..15).map(Some).collect::<Vec<_>>());
+        assert_eq!(numbers, (3..14).map(Some).collect::<Vec<_>>());
         assert_eq!(number(&spec, Handed::Part(1, 0)), None);
+        assert_eq!(number(&spec, Handed::Disk(0)), None);
         assert_eq!(number(&spec, Handed::DiskReadOnly(0)), None);
         let offline = VmSpec { net: None, ..spec };
         assert_eq!(number(&offline, Handed::Agent), Some(4));

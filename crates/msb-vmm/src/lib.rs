@@ -5,7 +5,6 @@
 pub mod accel;
 mod child;
 mod handed;
-pub mod joined;
 pub mod landlock;
 mod monitor;
 pub mod own_ids;
@@ -123,16 +122,18 @@ pub enum DiskBacking {
         /// How the file holds the disk.
         format: DiskFormat,
     },
-    /// Files joined one after another into one read-only disk (see [`joined`]).
-    Joined(Vec<DiskPart>),
+    /// Read-only files, each a LUN (0, 1, … in order) of a virtio-scsi controller of
+    /// their own: any number of them take one virtio slot, and the VM can still be saved
+    /// (QEMU refuses to save a VM whose disk joins files into one, as VMDK does).
+    Luns(Vec<DiskPart>),
 }
 
-/// One file of a joined disk.
+/// One file of a [`DiskBacking::Luns`] disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskPart {
     /// The file.
     pub path: PathBuf,
-    /// Its length in bytes.
+    /// Its length in bytes (what the guest sees as the LUN's size).
     pub len: u64,
 }
 

@@ -2,7 +2,7 @@
 
 use crate::child::{spawn_owned, Confinement, OwnIds, VmProcess, PASSED_FD};
 use crate::handed::{self, Handed};
-use crate::{joined, own_ids, virtiofsd, Accel, DiskBacking, DiskFormat, DiskPart, VmSpec, Vmm, VmmError};
+use crate::{own_ids, virtiofsd, Accel, DiskBacking, DiskFormat, VmSpec, Vmm, VmmError};
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -47,11 +47,6 @@ const QEMU_OPEN_FILES: u64 = 4096;
 /// The address space QEMU may map for a guest of `memory_mib` MiB.
 fn qemu_address_space(memory_mib: u32) -> u64 {
     (u64::from(memory_mib) << 20) + QEMU_OVERHEAD
-}
-
-/// The VMDK descriptor QEMU reads for joined disk number `index`.
-fn descriptor_path(spec: &VmSpec, index: usize) -> PathBuf {
-    spec.runtime_dir.join(format!("disk{index}.vmdk"))
 }
 
 /// The socket virtiofsd listens on for share number `index`.
@@ -193,10 +188,10 @@ fn handed_args(spec: &VmSpec, item: Handed, fd: RawFd) -> Vec<String> {
             let Some(disk) = spec.disks.get(i) else {
                 return Vec::new();
             };
-            let format = match &disk.backing {
-                DiskBacking::File { format, .. } => format_name(*format),
-                DiskBacking::Joined(_) => "vmdk",
+            let DiskBacking::File { format, .. } = &disk.backing else {
+                return Vec::new();
             };
+            let format = format_name(*format);
             let ro = if disk.readonly { ",readonly=on" } else { "" };
             // cache=unsafe on writable disks: flushes are the guest's business (it syncs
             // before powering off), and skipping host fsyncs keeps writes fast.
@@ -205,7 +200,7 @@ fn handed_args(spec: &VmSpec, item: Handed, fd: RawFd) -> Vec<String> {
                 "-add-fd".into(),
                 format!("fd={fd},set={fd}"),
                 "-drive".into(),
-                format!("file=/dev/fdset/{fd},format={format},if=none,id=d{i}{ro}{cache}"),
+                format!("file=/dev/fdset/{fd},format={format},if=none,id=d{i}{ro}{cache}{UNLOCKED}"),
                 "-device".into(),
                 format!("virtio-blk-device,drive=d{i},serial={}", disk.serial),
             ]
@@ -214,28 +209,38 @@ fn handed_args(spec: &VmSpec, item: Handed, fd: RawFd) -> Vec<String> {
             let set = handed::number(spec, Handed::Disk(i)).unwrap_or_default();
             vec!["-add-fd".into(), format!("fd={fd},set={set}")]
         }
-        // Named by the joined disk's descriptor (see `joined_descriptor`).
-        Handed::Part(..) => vec!["-add-fd".into(), format!("fd={fd},set={fd}")],
+        Handed::Part(i, lun) => {
+            // The controller comes before its first LUN (devices are made in order).
+            let controller = (lun == 0).then(|| ["-device".into(), format!("virtio-scsi-device,id=scsi{i}")]);
+            let drive = format!("d{i}l{lun}");
+            controller
+                .into_iter()
+                .flatten()
+                .chain([
+                    "-add-fd".into(),
+                    format!("fd={fd},set={fd}"),
+                    "-drive".into(),
+                    format!("file=/dev/fdset/{fd},format=raw,if=none,id={drive},readonly=on{UNLOCKED}"),
+                    "-device".into(),
+                    format!("scsi-hd,bus=scsi{i}.0,scsi-id=0,lun={lun},drive={drive}"),
+                ])
+                .collect()
+        }
     }
 }
 
-/// The VMDK descriptor of joined disk `index`, its extents the fd sets of its parts.
-fn joined_descriptor(spec: &VmSpec, index: usize, parts: &[DiskPart]) -> Result<String, VmmError> {
-    let extents: Vec<(u64, String)> = parts
-        .iter()
-        .enumerate()
-        .map(|(j, part)| {
-            let set = handed::number(spec, Handed::Part(index, j)).unwrap_or_default();
-            (part.len, format!("/dev/fdset/{set}"))
-        })
-        .collect();
-    joined::vmdk_descriptor(&extents)
-}
+/// QEMU's own image locks are off: msb's sandbox lock already gives each writable disk one
+/// VM, and QEMU could not take its locks back after saving a running guest (a save lets
+/// go of them; `cont` then fails on the descriptors of an fd set).
+const UNLOCKED: &str = ",file.locking=off";
 
 /// virtio-mmio transports QEMU's microvm machine provides.
 const VIRTIO_SLOTS: usize = 8;
 /// Devices every VM has: virtio-serial (agent channel) and virtio-rng.
 const FIXED_DEVICES: usize = 2;
+/// LUNs one virtio-scsi controller takes here: all on target 0, which the guest scans
+/// with REPORT LUNS (the kernel's default cap is 512).
+const MAX_LUNS: usize = 512;
 
 fn socket_path(dir: &Path, name: &str) -> Result<PathBuf, VmmError> {
     let p = dir.join(name);
@@ -279,21 +284,27 @@ fn check(spec: &VmSpec) -> Result<(), VmmError> {
             )));
         }
     }
-    for (i, disk) in spec.disks.iter().enumerate() {
+    for disk in &spec.disks {
         if disk.serial.is_empty() || disk.serial.contains([',', '=']) || disk.serial.len() > 20 {
             return Err(VmmError::InvalidSpec(format!(
                 "disk serial '{}' is not usable",
                 disk.serial
             )));
         }
-        if let DiskBacking::Joined(parts) = &disk.backing {
+        if let DiskBacking::Luns(parts) = &disk.backing {
             if !disk.readonly {
                 return Err(VmmError::InvalidSpec(format!(
-                    "joined disk '{}' must be read-only",
+                    "LUNs disk '{}' must be read-only",
                     disk.serial
                 )));
             }
-            joined_descriptor(spec, i, parts)?;
+            if parts.is_empty() || parts.len() > MAX_LUNS {
+                return Err(VmmError::InvalidSpec(format!(
+                    "LUNs disk '{}' has {} LUNs (1 to {MAX_LUNS} are possible)",
+                    disk.serial,
+                    parts.len()
+                )));
+            }
         }
     }
     for i in 0..spec.shares.len() {
@@ -468,24 +479,15 @@ impl HandedEnds {
             Handed::Kernel => open_file(&spec.kernel, false),
             Handed::Initramfs => open_file(&spec.initramfs, false),
             Handed::Disk(i) | Handed::DiskReadOnly(i) => {
-                let disk = spec
-                    .disks
-                    .get(i)
-                    .ok_or_else(|| VmmError::InvalidSpec(format!("no disk {i}")))?;
-                let writable = item == Handed::Disk(i) && !disk.readonly;
-                match &disk.backing {
-                    DiskBacking::File { path, .. } => open_file(path, writable),
-                    // Read-only (see `check`), so handed once.
-                    DiskBacking::Joined(parts) => {
-                        let descriptor = descriptor_path(spec, i);
-                        joined::write_descriptor(&descriptor, &joined_descriptor(spec, i, parts)?)?;
-                        open_file(&descriptor, false)
-                    }
-                }
+                let disk = spec.disks.get(i);
+                let Some((disk, DiskBacking::File { path, .. })) = disk.map(|d| (d, &d.backing)) else {
+                    return Err(VmmError::InvalidSpec(format!("no disk file {i}")));
+                };
+                open_file(path, item == Handed::Disk(i) && !disk.readonly)
             }
             Handed::Part(i, j) => {
                 let part = spec.disks.get(i).and_then(|d| match &d.backing {
-                    DiskBacking::Joined(parts) => parts.get(j),
+                    DiskBacking::Luns(parts) => parts.get(j),
                     DiskBacking::File { .. } => None,
                 });
                 let Some(part) = part else {

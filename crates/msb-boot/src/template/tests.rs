@@ -67,7 +67,7 @@ fn sandboxes_of_one_make_share_a_template() {
     }
     assert_eq!(of(&same, &dir).unwrap(), one);
     let other_image = of(&plan(programs.path(), 3, 512), &dir).unwrap();
-    assert_eq!(other_image.disk_sizes, [3 * 4096, 4 << 20]);
+    assert_eq!(other_image.disk_sizes, [4096, 4096, 4096, 4 << 20]);
     let more_memory = of(&plan(programs.path(), 1, 1024), &dir).unwrap();
     for other in [&other_image, &more_memory] {
         assert_ne!(one.file().parent(), other.file().parent());
@@ -186,19 +186,23 @@ fn beyond_the_kept_makes_the_least_recently_used_go() {
 fn a_recording_runs_paused_on_placeholders_and_what_dead_ones_left_goes() {
     let programs = programs();
     let plan = plan(programs.path(), 2, 512);
-    let placeholders = [PathBuf::from("/p0"), PathBuf::from("/p1")];
+    let placeholders = [PathBuf::from("/p0"), PathBuf::from("/p1"), PathBuf::from("/p2")];
     let spec = recording_spec(&plan.vm, &placeholders);
     assert!(spec.paused && spec.resume_from.is_none());
     assert!(spec.runtime_dir.ends_with("runtime/template"));
-    for (disk, placeholder) in spec.disks.iter().zip(&placeholders) {
-        assert_eq!(
-            disk.backing,
-            DiskBacking::File {
-                path: placeholder.clone(),
-                format: DiskFormat::Raw
-            }
-        );
-    }
+    // The same devices: the layers stay LUNs, each behind a placeholder of its own.
+    let DiskBacking::Luns(luns) = &spec.disks[0].backing else {
+        panic!("{:?}", spec.disks[0])
+    };
+    let paths: Vec<&Path> = luns.iter().map(|lun| lun.path.as_path()).collect();
+    assert_eq!(paths, [Path::new("/p0"), Path::new("/p1")]);
+    assert_eq!(
+        spec.disks[1].backing,
+        DiskBacking::File {
+            path: placeholders[2].clone(),
+            format: DiskFormat::Raw
+        }
+    );
     let make = programs.path().join("make");
     std::fs::create_dir(&make).unwrap();
     let stale = make.join(format!("{PARTIAL}1-0"));

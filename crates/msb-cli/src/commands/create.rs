@@ -1,5 +1,5 @@
-//! `msb create IMAGE | --rootfs PATH [-n NAME] [options] [-- COMMAND]`: make a sandbox and
-//! start it in the background.
+//! `msb create IMAGE | --rootfs PATH | --from-snapshot SNAP [-n NAME] [options] [-- COMMAND]`:
+//! make a sandbox and start it in the background.
 
 use crate::sandbox_args::SandboxArgs;
 use anyhow::Result;
@@ -7,10 +7,14 @@ use microsandbox::Microsandbox;
 
 /// Arguments of `msb create`.
 #[derive(clap::Args, Debug)]
-#[command(group = clap::ArgGroup::new("root").required(true).args(["image", "rootfs"]))]
+#[command(group = clap::ArgGroup::new("root").required(true).args(["image", "rootfs", "from_snapshot"]))]
 pub struct CreateArgs {
     /// OCI image to boot (pulled first if it is not in the local store).
     image: Option<String>,
+    /// Resume this snapshot (`msb snapshot ls`) where it was saved: its processes, memory
+    /// and files. Its settings come from the snapshot; it gets no secrets.
+    #[arg(long, value_name = "SNAP")]
+    from_snapshot: Option<String>,
     /// Name of the new sandbox (1-63 of a-z, 0-9, '-'); a generated one is printed.
     #[arg(short = 'n', long)]
     name: Option<String>,
@@ -29,6 +33,13 @@ pub async fn run(args: CreateArgs, matches: &clap::ArgMatches) -> Result<i32> {
         Some(name) => name.clone(),
         None => microsandbox::generate_name()?,
     };
+    if let Some(snapshot) = &args.from_snapshot {
+        msb.builder(&name).from_snapshot(snapshot).create_detached().await?;
+        if args.name.is_none() {
+            println!("{name}");
+        }
+        return Ok(0);
+    }
     let mut builder = args.sandbox.builder(&msb, &name, args.image.as_deref(), matches)?;
     args.sandbox.announce_new_volumes(&msb).await;
     builder.build()?;

@@ -21,6 +21,7 @@ pub mod rm;
 pub mod run;
 pub mod serve;
 pub mod shell;
+pub mod snapshot;
 pub mod start;
 pub mod stop;
 pub mod volume;

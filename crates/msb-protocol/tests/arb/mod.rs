@@ -5,9 +5,9 @@
 //! fails until [`message`] generates it too.
 
 use msb_protocol::{
-    BootTimings, Control, ExecRequest, ExitStatus, Extent, GuestConfig, GuestMetrics, GuestMount, GuestNetwork, Hello,
-    LayerDisk, Message, NetworkCounters, Ready, RootSource, SandboxMetrics, ShutdownRequest, SpawnErrorKind,
-    SpawnFailure, StdinMode, StreamKind, WindowSize,
+    BootTimings, Control, ExecRequest, ExitStatus, GuestConfig, GuestMetrics, GuestMount, GuestNetwork, Hello, Message,
+    NetworkCounters, Ready, RootSource, SandboxMetrics, ShutdownRequest, SpawnErrorKind, SpawnFailure, StdinMode,
+    StreamKind, WindowSize,
 };
 use msb_protocol::{FsEntry, FsErrorKind, FsEvent, FsEventKind, FsFailure, FsKind, FsOp, FsReply, FsRequest};
 use msb_types::{Rlimit, RlimitResource};
@@ -279,13 +279,9 @@ pub fn guest_mount() -> impl Strategy<Value = GuestMount> {
 
 /// Any value of this enum.
 pub fn root_source() -> impl Strategy<Value = RootSource> {
-    let extent = any::<(u64, u64)>().prop_map(|(offset, len)| Extent { offset, len });
     prop_oneof![
         text().prop_map(|tag| RootSource::VirtioFs { tag }),
-        (text(), vec(extent, 0..6), text()).prop_map(|(serial, extents, upper)| RootSource::Overlay {
-            layers: LayerDisk { serial, extents },
-            upper,
-        }),
+        (any::<u32>(), text()).prop_map(|(layers, upper)| RootSource::Overlay { layers, upper }),
         (text(), of(text())).prop_map(|(serial, fstype)| RootSource::Disk { serial, fstype }),
     ]
 }
@@ -363,6 +359,7 @@ pub fn control() -> impl Strategy<Value = Control> {
         Just(Control::Metrics),
         Just(Control::Detach),
         Just(Control::Drain),
+        Just(Control::Snapshot),
     ]
 }
 

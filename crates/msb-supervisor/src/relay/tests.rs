@@ -75,6 +75,7 @@ async fn rig() -> Rig {
         main_exit: Mutex::new(None),
         draining: false.into(),
         network: None,
+        saver: crate::snapshot::Saver::new(None, dir.path().to_path_buf(), Vec::new()),
     };
     Rig {
         shared: Arc::new(shared),
@@ -269,4 +270,19 @@ fn host_cpu_is_ticks_over_the_window_in_tenths_of_a_percent() {
     assert_eq!(host_cpu_permille(3, 250, 0.5), 24);
     assert_eq!(host_cpu_permille(1, 300, 1.0), 3);
     assert_eq!(host_cpu_permille(0, 100, 0.25), 0);
+}
+
+#[tokio::test]
+async fn a_snapshot_of_a_vm_without_a_monitor_is_refused_and_the_sandbox_runs_on() {
+    let mut rig = rig().await;
+    let (mut client, _served) = rig.client(false).await;
+    client.send(9, Message::Control(Control::Snapshot)).await;
+    let reply = client.recv().await;
+    assert_eq!(reply.id, 9);
+    assert!(
+        matches!(&reply.msg, Message::Error(e) if e.contains("no monitor")),
+        "{reply:?}"
+    );
+    assert!(rig.stops.try_recv().is_err(), "a failed snapshot stopped the sandbox");
+    assert_eq!(rig.agent_sync().await, vec![]);
 }

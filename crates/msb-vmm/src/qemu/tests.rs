@@ -22,10 +22,16 @@ fn spec(accel: Accel) -> VmSpec {
                 serial: "msb-l0".into(),
             },
             Disk {
-                backing: DiskBacking::Joined(vec![DiskPart {
-                    path: "/l/b.erofs".into(),
-                    len: 4096,
-                }]),
+                backing: DiskBacking::Luns(vec![
+                    DiskPart {
+                        path: "/l/b.erofs".into(),
+                        len: 4096,
+                    },
+                    DiskPart {
+                        path: "/l/c.erofs".into(),
+                        len: 8192,
+                    },
+                ]),
                 readonly: true,
                 serial: "msb-l1".into(),
             },
@@ -61,12 +67,15 @@ fn tcg_gets_the_fast_timer_options_and_kvm_the_host_cpu() {
     assert!(tcg.contains("-chardev socket,id=fs0,fd=8 -device vhost-user-fs-device,chardev=fs0,tag=root"));
     assert!(tcg.contains("-smp 2 -m 256M"));
     assert!(tcg.contains(
-        "-add-fd fd=9,set=9 -drive file=/dev/fdset/9,format=raw,if=none,id=d0,readonly=on \
+        "-add-fd fd=9,set=9 -drive file=/dev/fdset/9,format=raw,if=none,id=d0,readonly=on,file.locking=off \
          -device virtio-blk-device,drive=d0,serial=msb-l0"
     ));
     assert!(tcg.contains(
-        "-add-fd fd=10,set=10 -drive file=/dev/fdset/10,format=vmdk,if=none,id=d1,readonly=on \
-         -device virtio-blk-device,drive=d1,serial=msb-l1 -add-fd fd=11,set=11"
+        "-device virtio-scsi-device,id=scsi1 \
+         -add-fd fd=10,set=10 -drive file=/dev/fdset/10,format=raw,if=none,id=d1l0,readonly=on,file.locking=off \
+         -device scsi-hd,bus=scsi1.0,scsi-id=0,lun=0,drive=d1l0 \
+         -add-fd fd=11,set=11 -drive file=/dev/fdset/11,format=raw,if=none,id=d1l1,readonly=on,file.locking=off \
+         -device scsi-hd,bus=scsi1.0,scsi-id=0,lun=1,drive=d1l1"
     ));
     assert!(!tcg.contains("/l/"), "QEMU is told no path of a disk: {tcg}");
     let mut writable = spec(Accel::Tcg);
@@ -75,7 +84,7 @@ fn tcg_gets_the_fast_timer_options_and_kvm_the_host_cpu() {
     writable.shares.clear();
     let rw = qemu().command_line(&writable).unwrap().join(" ");
     assert!(
-        rw.contains("-add-fd fd=8,set=8 -drive file=/dev/fdset/8,format=raw,if=none,id=d0,cache=unsafe"),
+        rw.contains("-add-fd fd=8,set=8 -drive file=/dev/fdset/8,format=raw,if=none,id=d0,cache=unsafe,file.locking=off"),
         "{rw}"
     );
     assert!(
@@ -128,19 +137,16 @@ fn specs_qemu_would_refuse_are_refused_first() {
         qemu().command_line(&many),
         Err(VmmError::TooManyDevices { .. })
     ));
-    let mut writable_joined = spec(Accel::Tcg);
-    writable_joined.disks[1].readonly = false;
+    let mut writable_luns = spec(Accel::Tcg);
+    writable_luns.disks[1].readonly = false;
     assert!(matches!(
-        qemu().command_line(&writable_joined),
+        qemu().command_line(&writable_luns),
         Err(VmmError::InvalidSpec(_))
     ));
     let mut comma = spec(Accel::Tcg);
     comma.disks[0].serial = "a,b".into();
     assert!(matches!(qemu().command_line(&comma), Err(VmmError::InvalidSpec(_))));
     let mut empty = spec(Accel::Tcg);
-    empty.disks[1].backing = DiskBacking::Joined(vec![DiskPart {
-        path: "/l/\"".into(),
-        len: 0,
-    }]);
+    empty.disks[1].backing = DiskBacking::Luns(Vec::new());
     assert!(matches!(qemu().command_line(&empty), Err(VmmError::InvalidSpec(_))));
 }

@@ -1,0 +1,262 @@
+//! Sandbox snapshots: a running sandbox saved whole (memory, devices, processes, its
+//! writable layer) under `$MSB_HOME/snapshots/NAME/`, and new sandboxes that resume from
+//! one where it stood. `msb.snapshots()`.
+//!
+//! What is captured is what QEMU can save and msb can copy without the host changing it
+//! underneath: an image root (its layers are content-addressed and read-only; its upper is
+//! copied while the guest is paused). A sandbox with host directories, volumes or disk
+//! mounts is refused. Secrets are not captured: their values never enter the guest, and a
+//! sandbox made from a snapshot gets no values of the one that was saved.
+
+use crate::{Microsandbox, MicrosandboxError, MicrosandboxResult};
+use msb_boot::saved::{copy_sparse, MEMORY_FILE, STAGING};
+use msb_protocol::{Control, Message};
+use msb_store::SandboxState;
+use msb_types::{Paths, RootSpec, SandboxSpec};
+use serde::{Deserialize, Serialize};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// The description of a snapshot, beside its files.
+const INFO_FILE: &str = "snapshot.json";
+
+/// The snapshots of one home.
+#[derive(Debug, Clone)]
+pub struct Snapshots {
+    msb: Microsandbox,
+}
+
+/// A saved sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Its name.
+    pub name: String,
+    /// The sandbox it was taken of.
+    pub sandbox: String,
+    /// When it was taken (Unix seconds).
+    pub created_at: i64,
+    /// The image of its root.
+    pub image: String,
+    /// Bytes of the saved memory and device state.
+    pub memory_bytes: u64,
+    /// Bytes its files take on disk (the upper's copy is sparse).
+    pub disk_bytes: u64,
+    /// How long saving took, in milliseconds (the sandbox stood still for most of it).
+    pub save_ms: u64,
+    /// What ran the guest (msb, kernel, agent, QEMU, host CPU): a sandbox resumes only on
+    /// the same.
+    pub build: String,
+    /// The saved sandbox's settings, which sandboxes made from it take.
+    pub spec: SandboxSpec,
+}
+
+impl Microsandbox {
+    /// The snapshots of this home.
+    pub fn snapshots(&self) -> Snapshots {
+        Snapshots { msb: self.clone() }
+    }
+}
+
+impl Snapshots {
+    fn paths(&self) -> &Paths {
+        self.msb.paths()
+    }
+
+    /// Saves running sandbox `sandbox` as snapshot `name`; the sandbox runs on.
+    pub async fn create(&self, sandbox: &str, name: &str) -> MicrosandboxResult<SnapshotInfo> {
+        valid_name(name)?;
+        let paths = self.paths();
+        let target = paths.snapshot_dir(name);
+        if target.exists() {
+            return Err(MicrosandboxError::SnapshotExists(name.into()));
+        }
+        let record = crate::lifecycle::get(paths, sandbox)?;
+        let spec: SandboxSpec = record.spec()?;
+        capturable(&spec)?;
+        if record.state != SandboxState::Running {
+            return Err(MicrosandboxError::SandboxNotRunning {
+                name: sandbox.into(),
+                state: record.state.to_string(),
+            });
+        }
+        let plan = msb_boot::plan(&spec, paths, self.msb.host()?)?;
+        let build =
+            msb_boot::template::build_key(&plan).map_err(MicrosandboxError::io("identifying this host's build"))?;
+        let started = std::time::Instant::now();
+        let client = crate::lifecycle::connect(paths, sandbox, false).await?;
+        match client.request(Message::Control(Control::Snapshot)).await? {
+            Message::Done => {}
+            Message::Error(e) => return Err(MicrosandboxError::Supervisor(e)),
+            other => {
+                return Err(MicrosandboxError::Supervisor(format!(
+                    "an unexpected answer: {other:?}"
+                )))
+            }
+        }
+        drop(client);
+        let save_ms = started.elapsed().as_millis() as u64;
+        let staging = paths.sandbox_dir(sandbox).join(STAGING);
+        let info = SnapshotInfo {
+            name: name.into(),
+            sandbox: sandbox.into(),
+            created_at: now(),
+            image: spec.image.as_ref().map_or_else(String::new, |i| i.reference.clone()),
+            memory_bytes: std::fs::metadata(staging.join(MEMORY_FILE)).map_or(0, |m| m.len()),
+            disk_bytes: allocated(&staging),
+            save_ms,
+            build,
+            spec,
+        };
+        write_info(&staging, &info)?;
+        let parent = paths.snapshots_dir();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&parent)
+            .map_err(MicrosandboxError::io(format!("creating {}", parent.display())))?;
+        std::fs::rename(&staging, &target).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&staging);
+            MicrosandboxError::io(format!("keeping {}", target.display()))(e)
+        })?;
+        Ok(info)
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn list(&self) -> MicrosandboxResult<Vec<SnapshotInfo>> {
+        let dir = self.paths().snapshots_dir();
+        let mut all: Vec<SnapshotInfo> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries.flatten().filter_map(|e| read_info(&e.path()).ok()).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(MicrosandboxError::io(format!("reading {}", dir.display()))(e)),
+        };
+        all.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+        Ok(all)
+    }
+
+    /// Snapshot `name`.
+    pub fn get(&self, name: &str) -> MicrosandboxResult<SnapshotInfo> {
+        valid_name(name)?;
+        let dir = self.paths().snapshot_dir(name);
+        if !dir.join(INFO_FILE).is_file() {
+            return Err(MicrosandboxError::SnapshotNotFound(name.into()));
+        }
+        read_info(&dir)
+    }
+
+    /// Removes snapshot `name` (sandboxes made from it keep what they took).
+    pub fn remove(&self, name: &str) -> MicrosandboxResult<()> {
+        self.get(name)?;
+        let dir = self.paths().snapshot_dir(name);
+        std::fs::remove_dir_all(&dir).map_err(MicrosandboxError::io(format!("removing {}", dir.display())))
+    }
+}
+
+/// The spec of a sandbox named `name` made from snapshot `snapshot`: the saved sandbox's,
+/// renamed (its hostname too, where it was the name), without secrets.
+pub(crate) fn spec_from(snapshot: &SnapshotInfo, name: &str) -> SandboxSpec {
+    let mut spec = snapshot.spec.clone();
+    if spec.hostname == spec.name {
+        spec.hostname = name.into();
+    }
+    spec.name = name.into();
+    spec.network.secrets.clear();
+    spec.ephemeral = false;
+    spec
+}
+
+/// Refuses to resume `snapshot` by `plan` where the snapshot was taken under another build.
+pub(crate) fn check_build(snapshot: &SnapshotInfo, plan: &msb_boot::BootPlan) -> MicrosandboxResult<()> {
+    let build = msb_boot::template::build_key(plan).map_err(MicrosandboxError::io("identifying this host's build"))?;
+    if snapshot.build == build {
+        return Ok(());
+    }
+    Err(MicrosandboxError::InvalidArgument(format!(
+        "snapshot '{}' was taken under another msb, guest kernel, agent, QEMU or host CPU than \
+         this host runs now: it cannot be resumed here",
+        snapshot.name
+    )))
+}
+
+/// Gives the new sandbox in `dir` the snapshot's files: a copy of each disk, and its saved
+/// guest (linked: it is only read) to resume at the first start.
+pub(crate) fn restore_files(paths: &Paths, snapshot: &SnapshotInfo, dir: &Path) -> MicrosandboxResult<()> {
+    std::fs::create_dir_all(dir).map_err(MicrosandboxError::io(format!("creating {}", dir.display())))?;
+    let from = paths.snapshot_dir(&snapshot.name);
+    let io = |what: String| MicrosandboxError::io(what);
+    let entries = std::fs::read_dir(&from).map_err(io(format!("reading {}", from.display())))?;
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let to = dir.join(&file);
+        if file == MEMORY_FILE {
+            let saved = dir.join(msb_boot::SAVED_FILE);
+            std::fs::hard_link(entry.path(), &saved)
+                .or_else(|_| copy_sparse(&entry.path(), &saved).map(drop))
+                .map_err(io(format!("linking {}", saved.display())))?;
+        } else if file != INFO_FILE {
+            copy_sparse(&entry.path(), &to).map_err(io(format!("copying {}", to.display())))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses what a snapshot cannot capture.
+fn capturable(spec: &SandboxSpec) -> MicrosandboxResult<()> {
+    if !matches!(spec.root, RootSpec::Oci(_)) {
+        return Err(MicrosandboxError::InvalidArgument(format!(
+            "sandbox '{}' has a host directory or disk image as its root, which can change \
+             underneath a snapshot: only image roots can be saved",
+            spec.name
+        )));
+    }
+    if !spec.mounts.is_empty() {
+        return Err(MicrosandboxError::InvalidArgument(format!(
+            "sandbox '{}' mounts host directories, volumes or disks: a snapshot captures \
+             sandboxes without mounts only",
+            spec.name
+        )));
+    }
+    Ok(())
+}
+
+fn valid_name(name: &str) -> MicrosandboxResult<()> {
+    msb_types::validate_name(name)
+        .map_err(|e| MicrosandboxError::InvalidArgument(format!("snapshot name '{name}': {e}")))
+}
+
+pub(crate) fn read_info(dir: &Path) -> MicrosandboxResult<SnapshotInfo> {
+    let path = dir.join(INFO_FILE);
+    let text = std::fs::read(&path).map_err(MicrosandboxError::io(format!("reading {}", path.display())))?;
+    serde_json::from_slice(&text).map_err(|e| {
+        MicrosandboxError::InvalidArgument(format!("{} is not a snapshot's description: {e}", path.display()))
+    })
+}
+
+fn write_info(dir: &Path, info: &SnapshotInfo) -> MicrosandboxResult<()> {
+    let path = dir.join(INFO_FILE);
+    let json = serde_json::to_vec_pretty(info)
+        .map_err(|e| MicrosandboxError::InvalidArgument(format!("describing the snapshot: {e}")))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &json))
+        .map_err(MicrosandboxError::io(format!("writing {}", path.display())))
+}
+
+/// Bytes the files in `dir` take on disk.
+fn allocated(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,72 @@
+//! An image's layers as the guest finds them: LUN 0, 1, … on target 0 of the VM's one
+//! virtio-scsi controller, each an `sd` disk. The controller's target is scanned before
+//! init runs, but each disk is probed asynchronously, so they are waited for.
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long the disks may take to appear after boot (they take milliseconds).
+const APPEARANCE: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(1);
+
+/// `/dev/sdX` of each of the `count` layers, bottom layer (LUN 0) first.
+pub fn disks(count: u32) -> io::Result<Vec<String>> {
+    let count = usize::try_from(count).map_err(io::Error::other)?;
+    let deadline = Instant::now() + APPEARANCE;
+    loop {
+        let mut found = vec![None; count];
+        for entry in std::fs::read_dir("/sys/block")?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(lun) = lun_on_target_zero(&entry.path()).filter(|lun| *lun < count) {
+                if Path::new(&format!("/dev/{name}")).exists() {
+                    found[lun] = Some(format!("/dev/{name}"));
+                }
+            }
+        }
+        if let Some(disks) = found.iter().cloned().collect::<Option<Vec<String>>>() {
+            return Ok(disks);
+        }
+        if Instant::now() >= deadline {
+            let missing = found.iter().position(Option::is_none).unwrap_or_default();
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("the disk of layer {missing} (SCSI LUN {missing}) did not appear"),
+            ));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The LUN of block device `sys` (`/sys/block/NAME`), if it is a SCSI disk on target 0:
+/// its `device` links to a directory named `host:channel:target:lun`.
+fn lun_on_target_zero(sys: &Path) -> Option<usize> {
+    let device = std::fs::read_link(sys.join("device")).ok()?;
+    parse_address(&device.file_name()?.to_string_lossy())
+}
+
+/// The LUN of SCSI address `host:channel:target:lun` where channel and target are 0.
+fn parse_address(address: &str) -> Option<usize> {
+    let parts: Vec<&str> = address.split(':').collect();
+    match parts[..] {
+        [host, "0", "0", lun] if host.parse::<u32>().is_ok() => lun.parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_address;
+
+    #[test]
+    fn only_target_zero_addresses_name_a_layer() {
+        assert_eq!(parse_address("0:0:0:0"), Some(0));
+        assert_eq!(parse_address("2:0:0:17"), Some(17));
+        assert_eq!(parse_address("0:0:1:0"), None);
+        assert_eq!(parse_address("0:1:0:0"), None);
+        assert_eq!(parse_address("0:0:0"), None);
+        assert_eq!(parse_address("vda"), None);
+        assert_eq!(parse_address("x:0:0:1"), None);
+        assert_eq!(parse_address("0:0:0:-1"), None);
+    }
+}

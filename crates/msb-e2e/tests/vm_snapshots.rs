@@ -1,0 +1,153 @@
+//! Sandbox snapshots: a running sandbox saved whole, and new sandboxes that resume it
+//! where it stood (its processes, memory and files), each with its own name, clock and
+//! randomness; what cannot be captured or resumed is refused with a clear error.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use msb_e2e::{image_world, Sandbox};
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A counter that a background shell loop raises five times a second.
+const COUNTER: &str = "(i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done) \
+                       > /dev/null 2>&1 & echo started";
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn count(sb: &Sandbox, name: &str) -> u64 {
+    sb.ok(&["exec", name, "--", "cat", "/tmp/count"])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sandbox `name` of `image`, its counter running and a file written.
+fn counting(sb: &Sandbox, image: &str, name: &str) {
+    assert_eq!(sb.ok(&["create", "-n", name, image]), "");
+    sb.ok(&[
+        "exec",
+        name,
+        "--",
+        "sh",
+        "-c",
+        &format!("echo written-before > /root/file; {COUNTER}"),
+    ]);
+    std::thread::sleep(Duration::from_millis(600));
+}
+
+#[test]
+fn a_restored_sandbox_goes_on_where_it_was_saved() {
+    let Some((sb, image)) = image_world("busybox") else {
+        return;
+    };
+    counting(&sb, &image, "src");
+    assert_eq!(sb.ok(&["snapshot", "create", "src", "snap"]), "snap\n");
+    let saved_at = count(&sb, "src");
+    sb.ok(&["exec", "src", "--", "sh", "-c", "echo written-after > /root/file"]);
+    sb.ok(&["kill", "src"]);
+
+    let dir = sb.home().join("snapshots/snap");
+    assert_eq!(dir.metadata().unwrap().permissions().mode() & 0o777, 0o700);
+    for file in std::fs::read_dir(&dir).unwrap().flatten() {
+        let mode = file.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.path().display());
+    }
+    let info: serde_json::Value = serde_json::from_str(&sb.ok(&["snapshot", "inspect", "snap"])).unwrap();
+    assert_eq!(info["sandbox"], "src");
+    assert!(info["memory_bytes"].as_u64().unwrap() > 1 << 20, "{info}");
+    assert_eq!(sb.ok(&["snapshot", "ls", "-q"]), "snap\n");
+
+    let mut seen = Vec::new();
+    for name in ["one", "two"] {
+        assert_eq!(sb.ok(&["create", "-n", name, "--from-snapshot", "snap"]), "");
+        let log = std::fs::read_to_string(sb.home().join(format!("sandboxes/{name}/logs/exec.log"))).unwrap();
+        assert!(log.contains("resumed from a snapshot"), "{log}");
+        // The loop runs on from where it stood, not from the start, nor from after the save.
+        let resumed_at = count(&sb, name);
+        assert!(
+            resumed_at >= saved_at.saturating_sub(5),
+            "{name}: {resumed_at} after {saved_at}"
+        );
+        std::thread::sleep(Duration::from_millis(800));
+        assert!(count(&sb, name) > resumed_at, "{name}'s counter stood still");
+        let before = now();
+        let out = sb.ok(&[
+            "exec",
+            name,
+            "--",
+            "sh",
+            "-c",
+            "cat /root/file; hostname; date +%s; head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \\n'",
+        ]);
+        let after = now();
+        let lines: Vec<&str> = out.lines().collect();
+        let [file, hostname, clock, random] = lines[..] else {
+            panic!("{out}");
+        };
+        assert_eq!(
+            file, "written-before",
+            "{name} has the files of the moment it was saved"
+        );
+        assert_eq!(hostname, name);
+        let clock: u64 = clock.parse().unwrap();
+        assert!(
+            before - 1 <= clock && clock <= after + 1,
+            "{name}'s clock {clock}, host {before}..{after}"
+        );
+        seen.push(random.to_string());
+    }
+    assert_ne!(seen[0], seen[1], "two sandboxes of one snapshot share their randomness");
+    // Each has its own writable layer.
+    sb.ok(&["exec", "one", "--", "sh", "-c", "echo mine > /root/file"]);
+    assert_eq!(sb.ok(&["exec", "two", "--", "cat", "/root/file"]), "written-before\n");
+    // A restart boots the sandbox's disk as it now is; the saved guest was used once.
+    sb.ok(&["stop", "one"]);
+    sb.ok(&["start", "one"]);
+    assert_eq!(sb.ok(&["exec", "one", "--", "cat", "/root/file"]), "mine\n");
+    assert!(!sb.home().join("sandboxes/one/resume.vm").exists());
+    sb.ok(&["snapshot", "rm", "snap"]);
+    assert_eq!(sb.ok(&["snapshot", "ls", "-q"]), "");
+    for name in ["one", "two"] {
+        sb.ok(&["rm", "-f", name]);
+    }
+    sb.assert_no_vm_left();
+}
+
+#[test]
+fn what_cannot_be_captured_or_resumed_is_refused_clearly() {
+    let Some((sb, image)) = image_world("busybox") else {
+        return;
+    };
+    // A bind root: the host directory can change underneath a snapshot.
+    sb.create("bound", &[]);
+    sb.fails(
+        &["snapshot", "create", "bound", "s"],
+        125,
+        "only image roots can be saved",
+    );
+    sb.ok(&["rm", "-f", "bound"]);
+    counting(&sb, &image, "src");
+    sb.fails(&["snapshot", "create", "src", "../x"], 125, "snapshot name");
+    sb.ok(&["snapshot", "create", "src", "s"]);
+    sb.fails(&["snapshot", "create", "src", "s"], 125, "already exists");
+    sb.fails(&["snapshot", "create", "nobody", "t"], 125, "not found");
+    sb.ok(&["stop", "src"]);
+    sb.fails(&["snapshot", "create", "src", "t"], 125, "start it first");
+    sb.fails(&["create", "-n", "x", "--from-snapshot", "missing"], 125, "not found");
+    // A corrupt saved guest: the create fails and says so; nothing of the sandbox is left.
+    let memory = sb.home().join("snapshots/s/memory.vm");
+    let mut bytes = std::fs::read(&memory).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&memory, &bytes).unwrap();
+    sb.fails(
+        &["create", "-n", "broken", "--from-snapshot", "s"],
+        125,
+        "could not be resumed",
+    );
+    assert!(!sb.home().join("sandboxes/broken").exists());
+    sb.fails(&["inspect", "broken"], 125, "not found");
+    sb.ok(&["rm", "-f", "src"]);
+    sb.assert_no_vm_left();
+}

@@ -1,0 +1,87 @@
+//! Saving the running sandbox for a snapshot. The guest pauses; its memory and device state
+//! go to a file through QEMU's monitor; each writable disk is copied as it stands (the
+//! pause drained QEMU's writes, so the copy matches the memory); then the guest runs on.
+//! Everything lands in the sandbox's [`msb_boot::saved::STAGING`] directory, the one this
+//! process may write; the client moves it among the snapshots.
+
+use msb_boot::saved::{copy_sparse, MEMORY_FILE, STAGING};
+use msb_boot::MonitorLink;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// What saving the sandbox takes.
+#[derive(Debug)]
+pub struct Saver {
+    /// QEMU's monitor; `None` where the VM gave none.
+    monitor: Mutex<Option<MonitorLink>>,
+    /// The sandbox's directory.
+    dir: PathBuf,
+    /// The files of its writable disks.
+    disks: Vec<PathBuf>,
+}
+
+/// How a save went.
+#[derive(Debug, Clone, Copy)]
+pub struct Saved {
+    /// How long the guest stood still.
+    pub paused: Duration,
+}
+
+impl Saver {
+    /// The saver of the sandbox in `dir` whose VM's monitor is `monitor` and whose
+    /// writable disks are `disks`.
+    pub fn new(monitor: Option<MonitorLink>, dir: PathBuf, disks: Vec<PathBuf>) -> Saver {
+        Saver {
+            monitor: Mutex::new(monitor),
+            dir,
+            disks,
+        }
+    }
+
+    /// Saves the running guest into the staging directory (made afresh) and lets it run on,
+    /// whatever happened. One save at a time.
+    pub async fn save(&self) -> Result<Saved, String> {
+        let mut link = self.monitor.lock().await;
+        let monitor = link
+            .as_mut()
+            .ok_or("this sandbox's VM has no monitor")?
+            .monitor()
+            .await
+            .map_err(|e| e.to_string())?;
+        let staging = self.dir.join(STAGING);
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .map_err(|e| format!("creating {}: {e}", staging.display()))?;
+        let memory = staging.join(MEMORY_FILE);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&memory)
+            .map_err(|e| format!("creating {}: {e}", memory.display()))?;
+        let paused = Instant::now();
+        let mut saved = monitor.save(&file).await.map_err(|e| e.to_string());
+        if saved.is_ok() {
+            saved = self.copy_disks(&staging);
+        }
+        // The guest runs on even when the save failed (`stop` may have been all it did).
+        let resumed = monitor.resume().await.map_err(|e| format!("resuming the guest: {e}"));
+        let paused = paused.elapsed();
+        if saved.is_err() || resumed.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        saved.and(resumed).map(|()| Saved { paused })
+    }
+
+    fn copy_disks(&self, staging: &std::path::Path) -> Result<(), String> {
+        for disk in &self.disks {
+            let name = disk.file_name().ok_or("a disk without a file name")?;
+            copy_sparse(disk, &staging.join(name)).map_err(|e| format!("copying {}: {e}", disk.display()))?;
+        }
+        Ok(())
+    }
+}
