@@ -1,7 +1,8 @@
 //! The VM suites a user meets first (runs on directory and image roots, patches, the
-//! confinement of QEMU and virtiofsd, templates) run again as an ordinary user: CI runs as root, and
-//! msb must work, confined, without it. Everything the user needs is staged into a
-//! directory it can read, since the checkout and `~/.cache` of root may not be.
+//! confinement of QEMU and virtiofsd, templates, snapshots) run again as an ordinary user:
+//! CI runs as root, and msb must work, confined, without it. Everything the user needs is
+//! staged into a directory it can read, since the checkout and `~/.cache` of root may not
+//! be.
 
 use crate::{paths, setup, util};
 use anyhow::{bail, Context, Result};
@@ -13,7 +14,14 @@ const USER: &str = "msb-unprivileged";
 /// Where its copies of the binaries, guest artefacts and root go.
 const STAGE: &str = "/var/tmp/msb-unprivileged";
 /// The suites (`crates/msb-e2e/tests/NAME.rs`).
-const SUITES: &[&str] = &["vm_run", "vm_image", "vm_patches", "vm_confinement", "vm_templates"];
+const SUITES: &[&str] = &[
+    "vm_run",
+    "vm_image",
+    "vm_patches",
+    "vm_confinement",
+    "vm_templates",
+    "vm_snapshots",
+];
 
 /// Runs [`SUITES`] as [`USER`], with `msb` and the busybox `root`; pulls from `registry`.
 pub fn test(msb: &Path, root: &Path, registry: &str) -> Result<()> {

@@ -42,6 +42,7 @@ pub mod registry;
 mod sandbox;
 mod secrets;
 pub mod size;
+mod snapshot_archive;
 mod snapshots;
 mod terminal;
 mod volumes;

@@ -18,7 +18,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// The description of a snapshot, beside its files.
-const INFO_FILE: &str = "snapshot.json";
+pub(crate) const INFO_FILE: &str = "snapshot.json";
 
 /// The snapshots of one home.
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ impl Microsandbox {
 }
 
 impl Snapshots {
-    fn paths(&self) -> &Paths {
+    pub(crate) fn paths(&self) -> &Paths {
         self.msb.paths()
     }
 
@@ -218,7 +218,7 @@ fn capturable(spec: &SandboxSpec) -> MicrosandboxResult<()> {
     Ok(())
 }
 
-fn valid_name(name: &str) -> MicrosandboxResult<()> {
+pub(crate) fn valid_name(name: &str) -> MicrosandboxResult<()> {
     msb_types::validate_name(name)
         .map_err(|e| MicrosandboxError::InvalidArgument(format!("snapshot name '{name}': {e}")))
 }
@@ -231,7 +231,7 @@ pub(crate) fn read_info(dir: &Path) -> MicrosandboxResult<SnapshotInfo> {
     })
 }
 
-fn write_info(dir: &Path, info: &SnapshotInfo) -> MicrosandboxResult<()> {
+pub(crate) fn write_info(dir: &Path, info: &SnapshotInfo) -> MicrosandboxResult<()> {
     let path = dir.join(INFO_FILE);
     let json = serde_json::to_vec_pretty(info)
         .map_err(|e| MicrosandboxError::InvalidArgument(format!("describing the snapshot: {e}")))?;

@@ -8,9 +8,10 @@ use msb_e2e::{image_world, Sandbox};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A counter that a background shell loop raises five times a second.
-const COUNTER: &str = "(i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done) \
-                       > /dev/null 2>&1 & echo started";
+/// A counter that a background shell loop raises five times a second (renamed into
+/// place, so a reader never sees it half written).
+const COUNTER: &str = "(i=0; while true; do i=$((i+1)); echo $i > /tmp/next; mv /tmp/next /tmp/count; \
+                       sleep 0.2; done) > /dev/null 2>&1 & echo started";
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -102,12 +103,24 @@ fn a_restored_sandbox_goes_on_where_it_was_saved() {
     // Each has its own writable layer.
     sb.ok(&["exec", "one", "--", "sh", "-c", "echo mine > /root/file"]);
     assert_eq!(sb.ok(&["exec", "two", "--", "cat", "/root/file"]), "written-before\n");
+    // Moved as one file and read back under another name, it resumes the same.
+    let file = sb.home().join("snap.tar.zst");
+    sb.ok(&["snapshot", "save", "snap", file.to_str().unwrap()]);
+    assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+    sb.ok(&["snapshot", "rm", "snap"]);
+    assert_eq!(
+        sb.ok(&["snapshot", "load", file.to_str().unwrap(), "--name", "moved"]),
+        "moved\n"
+    );
+    assert_eq!(sb.ok(&["create", "-n", "three", "--from-snapshot", "moved"]), "");
+    assert_eq!(sb.ok(&["exec", "three", "--", "cat", "/root/file"]), "written-before\n");
+    sb.ok(&["rm", "-f", "three"]);
     // A restart boots the sandbox's disk as it now is; the saved guest was used once.
     sb.ok(&["stop", "one"]);
     sb.ok(&["start", "one"]);
     assert_eq!(sb.ok(&["exec", "one", "--", "cat", "/root/file"]), "mine\n");
     assert!(!sb.home().join("sandboxes/one/resume.vm").exists());
-    sb.ok(&["snapshot", "rm", "snap"]);
+    sb.ok(&["snapshot", "rm", "moved"]);
     assert_eq!(sb.ok(&["snapshot", "ls", "-q"]), "");
     for name in ["one", "two"] {
         sb.ok(&["rm", "-f", name]);
@@ -136,6 +149,14 @@ fn what_cannot_be_captured_or_resumed_is_refused_clearly() {
     sb.ok(&["stop", "src"]);
     sb.fails(&["snapshot", "create", "src", "t"], 125, "start it first");
     sb.fails(&["create", "-n", "x", "--from-snapshot", "missing"], 125, "not found");
+    let junk = sb.home().join("junk.tar.zst");
+    std::fs::write(&junk, b"not an archive").unwrap();
+    sb.fails(
+        &["snapshot", "load", junk.to_str().unwrap()],
+        125,
+        "not a snapshot archive",
+    );
+    assert_eq!(sb.ok(&["snapshot", "ls", "-q"]), "s\n");
     // A corrupt saved guest: the create fails and says so; nothing of the sandbox is left.
     let memory = sb.home().join("snapshots/s/memory.vm");
     let mut bytes = std::fs::read(&memory).unwrap();

@@ -128,8 +128,9 @@ impl Setup {
 }
 
 /// One warm-up round, then `runs` rounds of (floor, msb run, msb run unconfined, SDK boot,
-/// image runs recording a template, resuming it, booting cold) interleaved so that load from other work on the machine hits all alike; then the
-/// running-VM figures.
+/// image runs recording a template, resuming it, booting cold, a snapshot saved and
+/// resumed) interleaved so that load from other work on the machine hits all alike; then
+/// the running-VM figures.
 fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -138,6 +139,7 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
     // The floor gets the RAM our VMs get (the SDK's and msb run's default).
     let memory_mib = Resources::default().memory_mib;
     let mut f = Figures::default();
+    setup.image_run().begin_snapshots()?;
     for round in 0..=runs {
         console::progress(
             "boot",
@@ -152,7 +154,11 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
         let recording = image.first_output(Start::Recording)?;
         let template = image.first_output(Start::Template)?;
         let cold = image.first_output(Start::Cold)?;
+        let snapshot = image.snapshot_round(round)?;
         if round > 0 {
+            f.snapshot_save.push(snapshot.save);
+            f.snapshot_resume.push(snapshot.resume);
+            f.snapshot_bytes = Some(snapshot.bytes);
             f.image_recording.push(recording);
             f.image_template.push(template);
             f.image_cold.push(cold);
@@ -162,6 +168,7 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
             f.boots.push(boot);
         }
     }
+    setup.image_run().end_snapshots()?;
     console::progress(
         "boot",
         &format!("{EXECS} exec round trips, then {} s idle", IDLE.as_secs()),

@@ -20,6 +20,7 @@ mod report;
 mod rootfs;
 mod sdk;
 mod serve;
+mod snapshot;
 mod stats;
 mod template;
 mod tls;

@@ -36,6 +36,12 @@ pub struct Figures {
     pub image_recording: Vec<Duration>,
     /// The template's size on disk.
     pub template_bytes: Option<u64>,
+    /// `msb snapshot create` of a running image sandbox, wall time.
+    pub snapshot_save: Vec<Duration>,
+    /// `msb create --from-snapshot` + `msb exec -- echo up`, wall time.
+    pub snapshot_resume: Vec<Duration>,
+    /// A snapshot's files on disk.
+    pub snapshot_bytes: Option<u64>,
     /// Processes left behind and other VMs on the machine.
     pub sweep: Sweep,
 }
@@ -54,6 +60,8 @@ struct Derived {
     image_cold: Summary,
     image_template: Summary,
     image_recording: Summary,
+    snapshot_save: Summary,
+    snapshot_resume: Summary,
 }
 
 impl Derived {
@@ -72,6 +80,8 @@ impl Derived {
             image_cold: Summary::of(&f.image_cold),
             image_template: Summary::of(&f.image_template),
             image_recording: Summary::of(&f.image_recording),
+            snapshot_save: Summary::of(&f.snapshot_save),
+            snapshot_resume: Summary::of(&f.snapshot_resume),
         }
     }
 
@@ -122,7 +132,7 @@ pub fn print(f: &Figures) {
     );
     let r = microsandbox::Resources::default();
     println!(
-        "{} rounds of (floor, msb run, msb run unconfined, SDK boot, image runs recording, resuming, cold) interleaved, after 1 warm-up round; guest {} vCPU, {} MiB",
+        "{} rounds of (floor, msb run, msb run unconfined, SDK boot, image runs recording, resuming, cold, snapshot save and resume) interleaved, after 1 warm-up round; guest {} vCPU, {} MiB",
         d.floor.n, r.cpus, r.memory_mib
     );
     println!();
@@ -182,6 +192,21 @@ pub fn print(f: &Figures) {
             bytes as f64 / (1 << 20) as f64
         );
     }
+    println!();
+    println!("snapshots of a running sandbox of the image");
+    println!("  msb snapshot create (guest paused)       {}", d.snapshot_save.secs());
+    if let Some(bytes) = f.snapshot_bytes {
+        println!(
+            "  snapshot on disk                         {:.1} MiB",
+            bytes as f64 / (1 << 20) as f64
+        );
+    }
+    println!(
+        "  create --from-snapshot + exec echo up    {} = {:.2}× bare-QEMU floor ({:.2}× cold image run)",
+        d.snapshot_resume.secs(),
+        d.ratio(&d.snapshot_resume),
+        d.snapshot_resume.median / d.image_cold.median.max(f64::EPSILON)
+    );
     println!();
     println!("exec round trip of `true` in a running VM ({} execs)", d.exec.n);
     println!("  request → Exited   {}", d.exec.millis_p99());
@@ -280,11 +305,15 @@ pub fn json(f: &Figures) -> Value {
         "image_first_output_template_s": d.image_template.json(false),
         "image_first_output_recording_s": d.image_recording.json(false),
         "template_bytes": f.template_bytes,
+        "snapshot_save_s": d.snapshot_save.json(false),
+        "snapshot_resume_to_output_s": d.snapshot_resume.json(false),
+        "snapshot_bytes": f.snapshot_bytes,
         "ratio_to_floor": {
             "msb_run_true": d.ratio(&d.msb_run),
             "sdk_launch_to_ready": d.ratio(&d.host_ready),
             "image_first_output_cold": d.ratio(&d.image_cold),
             "image_first_output_template": d.ratio(&d.image_template),
+            "snapshot_resume_to_output": d.ratio(&d.snapshot_resume),
         },
         "exec_true_s": d.exec.json(true),
         "exec_true_to_started_s": d.exec_started.json(true),

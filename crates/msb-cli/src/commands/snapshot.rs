@@ -1,5 +1,5 @@
-//! `msb snapshot create|ls|inspect|rm`: running sandboxes saved whole, resumed with
-//! `msb create NEW --from-snapshot SNAP`.
+//! `msb snapshot create|ls|inspect|rm|save|load`: running sandboxes saved whole, resumed
+//! with `msb create NEW --from-snapshot SNAP`.
 
 use crate::output::{rfc3339, table, ListFormat, QuietArg};
 use crate::progress::human_bytes;
@@ -29,6 +29,23 @@ pub enum SnapshotCommand {
     Inspect {
         /// The snapshot.
         name: String,
+    },
+    /// Write a snapshot to one file (a zstd-compressed tar), to move or keep it.
+    Save {
+        /// The snapshot.
+        name: String,
+        /// The new file, e.g. `work.tar.zst`.
+        file: std::path::PathBuf,
+    },
+    /// Read a snapshot written by `msb snapshot save`.
+    Load {
+        /// The file.
+        file: std::path::PathBuf,
+        /// The snapshot's name here (default: the name it was saved under).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        quiet: QuietArg,
     },
     /// Remove snapshots (sandboxes made from them keep what they took).
     #[command(alias = "remove")]
@@ -76,6 +93,14 @@ pub async fn run(cmd: SnapshotCommand) -> Result<i32> {
         }
         SnapshotCommand::Inspect { name } => {
             println!("{}", serde_json::to_string_pretty(&snapshots.get(&name)?)?);
+        }
+        SnapshotCommand::Save { name, file } => snapshots.save(&name, &file)?,
+        SnapshotCommand::Load { file, name, quiet } => {
+            quiet.apply();
+            let info = snapshots.load(&file, name.as_deref())?;
+            if !crate::output::is_quiet() {
+                println!("{}", info.name);
+            }
         }
         SnapshotCommand::Rm { names, quiet } => {
             quiet.apply();

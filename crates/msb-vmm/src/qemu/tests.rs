@@ -84,7 +84,9 @@ fn tcg_gets_the_fast_timer_options_and_kvm_the_host_cpu() {
     writable.shares.clear();
     let rw = qemu().command_line(&writable).unwrap().join(" ");
     assert!(
-        rw.contains("-add-fd fd=8,set=8 -drive file=/dev/fdset/8,format=raw,if=none,id=d0,cache=unsafe,file.locking=off"),
+        rw.contains(
+            "-add-fd fd=8,set=8 -drive file=/dev/fdset/8,format=raw,if=none,id=d0,cache=unsafe,file.locking=off"
+        ),
         "{rw}"
     );
     assert!(

@@ -1,0 +1,232 @@
+//! Snapshots as single files: `msb snapshot save SNAP FILE.tar.zst` and `load`. The archive
+//! is a zstd-compressed tar of the snapshot's files. A loaded archive is untrusted: only
+//! the files a snapshot has are taken (plain files under their own names, each once), its
+//! description must parse, and nothing appears among the snapshots until all of it has
+//! been read. Runs of zeros are written back as holes, so a sparse upper stays sparse.
+
+use crate::snapshots::{read_info, write_info, INFO_FILE};
+use crate::{MicrosandboxError, MicrosandboxResult, SnapshotInfo, Snapshots};
+use msb_boot::saved::MEMORY_FILE;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::Path;
+
+/// The files an archive may hold.
+const MEMBERS: [&str; 3] = [INFO_FILE, MEMORY_FILE, msb_boot::UPPER_FILE];
+/// zstd's level: fast, and guest memory and a mostly empty disk compress well at it.
+const LEVEL: i32 = 3;
+/// The unit in which zeros become holes.
+const BLOCK: usize = 64 << 10;
+/// A block of zeros to compare with (a slice comparison is one `memcmp`).
+static ZEROS: [u8; BLOCK] = [0; BLOCK];
+
+impl Snapshots {
+    /// Writes snapshot `name` to `file` (a new file, owner-only) as a zstd-compressed tar.
+    pub fn save(&self, name: &str, file: &Path) -> MicrosandboxResult<()> {
+        self.get(name)?;
+        let dir = self.paths().snapshot_dir(name);
+        let io = |what: String| MicrosandboxError::io(what);
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(file)
+            .map_err(io(format!("creating {}", file.display())))?;
+        let written = (|| {
+            let mut tar = tar::Builder::new(zstd::Encoder::new(out, LEVEL)?);
+            for member in MEMBERS {
+                let path = dir.join(member);
+                if path.is_file() {
+                    tar.append_path_with_name(&path, member)?;
+                }
+            }
+            tar.into_inner()?.finish()?.sync_all()
+        })();
+        written.map_err(|e| {
+            let _ = std::fs::remove_file(file);
+            io(format!("writing {}", file.display()))(e)
+        })
+    }
+
+    /// Reads the snapshot archive `file` as snapshot `name` (by default, the name it was
+    /// saved under).
+    pub fn load(&self, file: &Path, name: Option<&str>) -> MicrosandboxResult<SnapshotInfo> {
+        let parent = self.paths().snapshots_dir();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&parent)
+            .map_err(MicrosandboxError::io(format!("creating {}", parent.display())))?;
+        let staging = parent.join(format!(".loading-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        let loaded = unpack(file, &staging).and_then(|()| {
+            let mut info = read_info(&staging)?;
+            if !staging.join(MEMORY_FILE).is_file() {
+                return Err(invalid(file, "it holds no saved guest"));
+            }
+            if let Some(name) = name {
+                info.name = name.into();
+            }
+            crate::snapshots::valid_name(&info.name)?;
+            let target = self.paths().snapshot_dir(&info.name);
+            if target.exists() {
+                return Err(MicrosandboxError::SnapshotExists(info.name));
+            }
+            std::fs::remove_file(staging.join(INFO_FILE))
+                .map_err(MicrosandboxError::io(format!("rewriting {}", staging.display())))?;
+            write_info(&staging, &info)?;
+            std::fs::rename(&staging, &target)
+                .map_err(MicrosandboxError::io(format!("keeping {}", target.display())))?;
+            Ok(info)
+        });
+        if loaded.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        loaded
+    }
+}
+
+fn invalid(file: &Path, why: &str) -> MicrosandboxError {
+    MicrosandboxError::InvalidArgument(format!("{} is not a snapshot archive: {why}", file.display()))
+}
+
+/// Unpacks the snapshot archive `file` into the new directory `dir`.
+fn unpack(file: &Path, dir: &Path) -> MicrosandboxResult<()> {
+    let input = std::fs::File::open(file).map_err(MicrosandboxError::io(format!("opening {}", file.display())))?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(MicrosandboxError::io(format!("creating {}", dir.display())))?;
+    let decoder = zstd::Decoder::new(input).map_err(|e| invalid(file, &e.to_string()))?;
+    let mut archive = tar::Archive::new(decoder);
+    let entries = archive.entries().map_err(|e| invalid(file, &e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| invalid(file, &e.to_string()))?;
+        let path = entry.path().map_err(|e| invalid(file, &e.to_string()))?.into_owned();
+        let name = path.to_str().filter(|n| MEMBERS.contains(n));
+        // A sparse file (the upper) is stored as GNU sparse; tar reads its holes as zeros.
+        let kind = entry.header().entry_type();
+        let plain = kind.is_file() || kind == tar::EntryType::GNUSparse;
+        let (Some(name), true) = (name, plain) else {
+            return Err(invalid(file, &format!("it holds {} ({kind:?})", path.display())));
+        };
+        let target = dir.join(name);
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&target)
+            .map_err(|_| invalid(file, &format!("it holds {name} twice")))?;
+        write_sparse(&mut entry, &out).map_err(|e| invalid(file, &format!("reading {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Copies `from` into `out`, leaving holes where whole blocks are zero.
+fn write_sparse(from: &mut impl Read, out: &std::fs::File) -> std::io::Result<()> {
+    let mut buf = vec![0u8; BLOCK];
+    let mut at = 0u64;
+    loop {
+        let n = read_full(from, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n] != ZEROS[..n] {
+            out.write_all_at(&buf[..n], at)?;
+        }
+        at += n as u64;
+    }
+    out.set_len(at)?;
+    (&*out).flush()
+}
+
+/// Reads until `buf` is full or the input ends; how much was read.
+fn read_full(from: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match from.read(&mut buf[n..])? {
+            0 => break,
+            got => n += got,
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A zstd tar of `entries`: (name, kind, bytes).
+    fn archive(dir: &Path, entries: &[(&str, tar::EntryType, &[u8])]) -> std::path::PathBuf {
+        let path = dir.join("a.tar.zst");
+        let mut tar = tar::Builder::new(zstd::Encoder::new(std::fs::File::create(&path).unwrap(), 1).unwrap());
+        for (name, kind, bytes) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            if *kind == tar::EntryType::Symlink {
+                header.set_link_name("/etc/passwd").unwrap();
+            }
+            // Raw names: the builder's own checks would refuse the hostile ones.
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_cksum();
+            tar.append(&header, *bytes).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn only_a_snapshots_own_files_are_unpacked_and_zeros_become_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut upper = vec![0u8; 4 * BLOCK];
+        upper[BLOCK + 7] = 1;
+        let file = archive(
+            dir.path(),
+            &[
+                (MEMORY_FILE, tar::EntryType::Regular, b"guest"),
+                (msb_boot::UPPER_FILE, tar::EntryType::Regular, &upper),
+            ],
+        );
+        let out = dir.path().join("out");
+        unpack(&file, &out).unwrap();
+        assert_eq!(std::fs::read(out.join(MEMORY_FILE)).unwrap(), b"guest");
+        assert_eq!(std::fs::read(out.join(msb_boot::UPPER_FILE)).unwrap(), upper);
+        let blocks =
+            std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(out.join(msb_boot::UPPER_FILE)).unwrap());
+        assert!(
+            blocks * 512 <= 2 * BLOCK as u64,
+            "{blocks} blocks: the zeros were written"
+        );
+    }
+
+    #[test]
+    fn hostile_archives_are_refused_and_write_nothing_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [&[(&str, tar::EntryType, &[u8])]; 5] = [
+            &[("../escape", tar::EntryType::Regular, b"x")],
+            &[("/etc/evil", tar::EntryType::Regular, b"x")],
+            &[(MEMORY_FILE, tar::EntryType::Symlink, b"")],
+            &[("sub/memory.vm", tar::EntryType::Regular, b"x")],
+            &[
+                (MEMORY_FILE, tar::EntryType::Regular, b"a"),
+                (MEMORY_FILE, tar::EntryType::Regular, b"b"),
+            ],
+        ];
+        for (i, entries) in cases.iter().enumerate() {
+            let file = archive(dir.path(), entries);
+            let out = dir.path().join(format!("out{i}"));
+            let refused = unpack(&file, &out);
+            assert!(
+                matches!(&refused, Err(MicrosandboxError::InvalidArgument(e)) if e.contains("not a snapshot archive")),
+                "case {i}: {refused:?}"
+            );
+        }
+        assert!(!dir.path().join("escape").exists());
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, b"not zstd at all").unwrap();
+        assert!(unpack(&garbage, &dir.path().join("g")).is_err());
+    }
+}
