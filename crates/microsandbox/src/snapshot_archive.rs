@@ -6,9 +6,9 @@
 
 use crate::snapshots::{read_info, write_info, INFO_FILE};
 use crate::{MicrosandboxError, MicrosandboxResult, SnapshotInfo, Snapshots};
-use msb_boot::saved::MEMORY_FILE;
+use msb_boot::saved::{create_private, MEMORY_FILE};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::Path;
 
 /// The files an archive may hold.
@@ -26,12 +26,7 @@ impl Snapshots {
         self.get(name)?;
         let dir = self.paths().snapshot_dir(name);
         let io = |what: String| MicrosandboxError::io(what);
-        let out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(file)
-            .map_err(io(format!("creating {}", file.display())))?;
+        let out = create_private(file).map_err(io(format!("creating {}", file.display())))?;
         let written = (|| {
             let mut tar = tar::Builder::new(zstd::Encoder::new(out, LEVEL)?);
             for member in MEMBERS {
@@ -111,12 +106,7 @@ fn unpack(file: &Path, dir: &Path) -> MicrosandboxResult<()> {
             return Err(invalid(file, &format!("it holds {} ({kind:?})", path.display())));
         };
         let target = dir.join(name);
-        let out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&target)
-            .map_err(|_| invalid(file, &format!("it holds {name} twice")))?;
+        let out = create_private(&target).map_err(|_| invalid(file, &format!("it holds {name} twice")))?;
         write_sparse(&mut entry, &out).map_err(|e| invalid(file, &format!("reading {name}: {e}")))?;
     }
     Ok(())

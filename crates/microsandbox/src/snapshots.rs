@@ -9,12 +9,12 @@
 //! sandbox made from a snapshot gets no values of the one that was saved.
 
 use crate::{Microsandbox, MicrosandboxError, MicrosandboxResult};
-use msb_boot::saved::{copy_sparse, MEMORY_FILE, STAGING};
+use msb_boot::saved::{copy_sparse, create_private, MEMORY_FILE, STAGING};
 use msb_protocol::{Control, Message};
 use msb_store::SandboxState;
 use msb_types::{Paths, RootSpec, SandboxSpec};
 use serde::{Deserialize, Serialize};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
 /// The description of a snapshot, beside its files.
@@ -235,11 +235,7 @@ pub(crate) fn write_info(dir: &Path, info: &SnapshotInfo) -> MicrosandboxResult<
     let path = dir.join(INFO_FILE);
     let json = serde_json::to_vec_pretty(info)
         .map_err(|e| MicrosandboxError::InvalidArgument(format!("describing the snapshot: {e}")))?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
+    create_private(&path)
         .and_then(|mut f| std::io::Write::write_all(&mut f, &json))
         .map_err(MicrosandboxError::io(format!("writing {}", path.display())))
 }

@@ -14,16 +14,21 @@ pub const STAGING: &str = "snapshot.partial";
 /// The guest's memory and device state (QEMU's migration stream).
 pub const MEMORY_FILE: &str = "memory.vm";
 
+/// A new file at `path` that only its owner may read or write (none may be there).
+pub fn create_private(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
 /// Copies `from` to a new file `to` (owner-only), leaving holes where `from` has them:
 /// a sandbox's upper is a mostly empty image of some GiB.
 pub fn copy_sparse(from: &Path, to: &Path) -> io::Result<u64> {
     let source = File::open(from)?;
     let len = source.metadata()?.len();
-    let target = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(to)?;
+    let target = create_private(to)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut offset = 0;
     while offset < len {

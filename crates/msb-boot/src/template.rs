@@ -20,8 +20,8 @@
 use crate::BootPlan;
 use msb_vmm::{DiskBacking, DiskFormat, Monitor, VmSpec, Vmm, VmmError};
 use sha2::{Digest, Sha256};
-use std::fs::{DirBuilder, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::fs::DirBuilder;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -272,12 +272,7 @@ fn set_modified(path: &Path, when: std::time::SystemTime) -> std::io::Result<()>
 
 /// A new owner-only file at `path`.
 fn new_file(path: &Path) -> Result<std::fs::File, String> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("creating {}: {e}", path.display()))
+    crate::saved::create_private(path).map_err(|e| format!("creating {}: {e}", path.display()))
 }
 
 /// The VM that records a template for `vm`: the same devices, `placeholders` behind its

@@ -4,9 +4,9 @@
 //! Everything lands in the sandbox's [`msb_boot::saved::STAGING`] directory, the one this
 //! process may write; the client moves it among the snapshots.
 
-use msb_boot::saved::{copy_sparse, MEMORY_FILE, STAGING};
+use msb_boot::saved::{copy_sparse, create_private, MEMORY_FILE, STAGING};
 use msb_boot::MonitorLink;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -57,12 +57,7 @@ impl Saver {
             .create(&staging)
             .map_err(|e| format!("creating {}: {e}", staging.display()))?;
         let memory = staging.join(MEMORY_FILE);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&memory)
-            .map_err(|e| format!("creating {}: {e}", memory.display()))?;
+        let file = create_private(&memory).map_err(|e| format!("creating {}: {e}", memory.display()))?;
         let paused = Instant::now();
         let mut saved = monitor.save(&file).await.map_err(|e| e.to_string());
         if saved.is_ok() {
