@@ -78,11 +78,16 @@ fn tcg_gets_the_fast_timer_options_and_kvm_the_host_cpu() {
          -device scsi-hd,bus=scsi1.0,scsi-id=0,lun=1,drive=d1l1"
     ));
     assert!(!tcg.contains("/l/"), "QEMU is told no path of a disk: {tcg}");
+    assert!(
+        tcg.contains("scsi_mod.scan=manual"),
+        "the agent scans for the LUNs itself"
+    );
     let mut writable = spec(Accel::Tcg);
     writable.disks.truncate(1);
     writable.disks[0].readonly = false;
     writable.shares.clear();
     let rw = qemu().command_line(&writable).unwrap().join(" ");
+    assert!(!rw.contains("scsi_mod"), "no controller, no word of it");
     assert!(
         rw.contains(
             "-add-fd fd=8,set=8 -drive file=/dev/fdset/8,format=raw,if=none,id=d0,cache=unsafe,file.locking=off"
