@@ -81,6 +81,9 @@ pub(crate) async fn create(
                 .map_err(MicrosandboxError::io(format!("removing stale {}", dir.display())))?;
         }
         if let Some(snapshot) = &opts.snapshot {
+            // The image's layers are this sandbox's too: pinned, so no prune removes them.
+            let digest = spec.image.as_ref().map(|i| i.manifest_digest.as_str());
+            Store::open(paths)?.set_sandbox_spec(&spec.name, &to_json(&spec)?, digest)?;
             crate::snapshots::restore_files(paths, snapshot, &dir)?;
             crate::snapshots::check_build(snapshot, &msb_boot::plan(&spec, paths, msb.host()?)?)?;
             return start_supervisor(msb, &spec, owned).await;

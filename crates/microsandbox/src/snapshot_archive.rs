@@ -1,8 +1,10 @@
 //! Snapshots as single files: `msb snapshot save SNAP FILE.tar.zst` and `load`. The archive
-//! is a zstd-compressed tar of the snapshot's files. A loaded archive is untrusted: only
-//! the files a snapshot has are taken (plain files under their own names, each once), its
-//! description must parse, and nothing appears among the snapshots until all of it has
-//! been read. Runs of zeros are written back as holes, so a sparse upper stays sparse.
+//! is a zstd-compressed tar of the snapshot's files, its description first. A loaded
+//! archive is untrusted: the description comes first and is small, and must describe a
+//! sandbox a snapshot can capture; then only the files a snapshot has are taken (plain
+//! files under their own names, each once), none larger than that sandbox's RAM or disk
+//! allows; nothing appears among the snapshots until all of it has been read. Runs of
+//! zeros are written back as holes, so a sparse upper stays sparse.
 
 use crate::snapshots::{read_info, write_info, INFO_FILE};
 use crate::{MicrosandboxError, MicrosandboxResult, SnapshotInfo, Snapshots};
@@ -11,8 +13,12 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::Path;
 
-/// The files an archive may hold.
+/// The files an archive may hold, in the order they are written.
 const MEMBERS: [&str; 3] = [INFO_FILE, MEMORY_FILE, msb_boot::UPPER_FILE];
+/// The largest description read.
+const MAX_INFO: u64 = 1 << 20;
+/// What a saved guest may hold beyond its RAM (device state, the stream's framing).
+const MEMORY_SLACK: u64 = 256 << 20;
 /// zstd's level: fast, and guest memory and a mostly empty disk compress well at it.
 const LEVEL: i32 = 3;
 /// The unit in which zeros become holes.
@@ -52,8 +58,15 @@ impl Snapshots {
             .mode(0o700)
             .create(&parent)
             .map_err(MicrosandboxError::io(format!("creating {}", parent.display())))?;
-        let staging = parent.join(format!(".loading-{}", std::process::id()));
+        // A name no other load uses, in this process or another (not a snapshot's name).
+        static LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let load = LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let staging = parent.join(format!(".loading-{}-{load}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .map_err(MicrosandboxError::io(format!("creating {}", staging.display())))?;
         let loaded = unpack(file, &staging).and_then(|()| {
             let mut info = read_info(&staging)?;
             if !staging.join(MEMORY_FILE).is_file() {
@@ -85,16 +98,14 @@ fn invalid(file: &Path, why: &str) -> MicrosandboxError {
     MicrosandboxError::InvalidArgument(format!("{} is not a snapshot archive: {why}", file.display()))
 }
 
-/// Unpacks the snapshot archive `file` into the new directory `dir`.
+/// Unpacks the snapshot archive `file` into the empty directory `dir`.
 fn unpack(file: &Path, dir: &Path) -> MicrosandboxResult<()> {
     let input = std::fs::File::open(file).map_err(MicrosandboxError::io(format!("opening {}", file.display())))?;
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(dir)
-        .map_err(MicrosandboxError::io(format!("creating {}", dir.display())))?;
     let decoder = zstd::Decoder::new(input).map_err(|e| invalid(file, &e.to_string()))?;
     let mut archive = tar::Archive::new(decoder);
     let entries = archive.entries().map_err(|e| invalid(file, &e.to_string()))?;
+    // Until the description is read, it is the only file taken.
+    let mut limits: Option<[u64; 3]> = None;
     for entry in entries {
         let mut entry = entry.map_err(|e| invalid(file, &e.to_string()))?;
         let path = entry.path().map_err(|e| invalid(file, &e.to_string()))?.into_owned();
@@ -105,21 +116,40 @@ fn unpack(file: &Path, dir: &Path) -> MicrosandboxResult<()> {
         let (Some(name), true) = (name, plain) else {
             return Err(invalid(file, &format!("it holds {} ({kind:?})", path.display())));
         };
+        let member = MEMBERS.iter().position(|m| *m == name).unwrap_or_default();
+        let limit = match limits {
+            Some(limits) => limits[member],
+            None if name == INFO_FILE => MAX_INFO,
+            None => return Err(invalid(file, "its description does not come first")),
+        };
         let target = dir.join(name);
         let out = create_private(&target).map_err(|_| invalid(file, &format!("it holds {name} twice")))?;
-        write_sparse(&mut entry, &out).map_err(|e| invalid(file, &format!("reading {name}: {e}")))?;
+        write_sparse(&mut entry, &out, limit).map_err(|e| invalid(file, &format!("reading {name}: {e}")))?;
+        if name == INFO_FILE {
+            let info = read_info(dir)?;
+            crate::snapshots::capturable(&info.spec)?;
+            let ram = u64::from(info.spec.resources.memory_mib) << 20;
+            let upper = u64::from(info.spec.upper_size_mib) << 20;
+            limits = Some([0, ram + MEMORY_SLACK, upper]);
+        }
     }
     Ok(())
 }
 
-/// Copies `from` into `out`, leaving holes where whole blocks are zero.
-fn write_sparse(from: &mut impl Read, out: &std::fs::File) -> std::io::Result<()> {
+/// Copies `from` into `out`, leaving holes where whole blocks are zero; fails past `limit`
+/// bytes.
+fn write_sparse(from: &mut impl Read, out: &std::fs::File, limit: u64) -> std::io::Result<()> {
     let mut buf = vec![0u8; BLOCK];
     let mut at = 0u64;
     loop {
         let n = read_full(from, &mut buf)?;
         if n == 0 {
             break;
+        }
+        if at + n as u64 > limit {
+            return Err(std::io::Error::other(format!(
+                "longer than the {limit} bytes it may have"
+            )));
         }
         if buf[..n] != ZEROS[..n] {
             out.write_all_at(&buf[..n], at)?;
@@ -168,19 +198,42 @@ mod tests {
         path
     }
 
+    /// The description of a snapshot of a sandbox with root `root`, 64 MiB of RAM and a
+    /// 1 MiB upper.
+    fn description(root: msb_types::RootSpec) -> Vec<u8> {
+        let mut spec = msb_types::SandboxSpec::new("src", root);
+        spec.resources.memory_mib = 64;
+        spec.upper_size_mib = 1;
+        let info = SnapshotInfo {
+            name: "snap".into(),
+            sandbox: "src".into(),
+            created_at: 0,
+            image: "img".into(),
+            memory_bytes: 5,
+            disk_bytes: 0,
+            save_ms: 0,
+            build: "b".into(),
+            spec,
+        };
+        serde_json::to_vec(&info).unwrap()
+    }
+
     #[test]
     fn only_a_snapshots_own_files_are_unpacked_and_zeros_become_holes() {
         let dir = tempfile::tempdir().unwrap();
         let mut upper = vec![0u8; 4 * BLOCK];
         upper[BLOCK + 7] = 1;
+        let info = description(msb_types::RootSpec::Oci("img".into()));
         let file = archive(
             dir.path(),
             &[
+                (INFO_FILE, tar::EntryType::Regular, &info),
                 (MEMORY_FILE, tar::EntryType::Regular, b"guest"),
                 (msb_boot::UPPER_FILE, tar::EntryType::Regular, &upper),
             ],
         );
         let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
         unpack(&file, &out).unwrap();
         assert_eq!(std::fs::read(out.join(MEMORY_FILE)).unwrap(), b"guest");
         assert_eq!(std::fs::read(out.join(msb_boot::UPPER_FILE)).unwrap(), upper);
@@ -195,28 +248,58 @@ mod tests {
     #[test]
     fn hostile_archives_are_refused_and_write_nothing_outside() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: [&[(&str, tar::EntryType, &[u8])]; 5] = [
-            &[("../escape", tar::EntryType::Regular, b"x")],
-            &[("/etc/evil", tar::EntryType::Regular, b"x")],
-            &[(MEMORY_FILE, tar::EntryType::Symlink, b"")],
-            &[("sub/memory.vm", tar::EntryType::Regular, b"x")],
-            &[
-                (MEMORY_FILE, tar::EntryType::Regular, b"a"),
-                (MEMORY_FILE, tar::EntryType::Regular, b"b"),
-            ],
+        let info = description(msb_types::RootSpec::Oci("img".into()));
+        let bound = description(msb_types::RootSpec::Bind("/home/u".into()));
+        let info_entry = (INFO_FILE, tar::EntryType::Regular, info.as_slice());
+        let too_big = vec![1u8; (1 << 20) + 1];
+        type Entries<'a> = &'a [(&'a str, tar::EntryType, &'a [u8])];
+        let cases: [(Entries, &str); 9] = [
+            (
+                &[("../escape", tar::EntryType::Regular, b"x")],
+                "not a snapshot archive",
+            ),
+            (
+                &[("/etc/evil", tar::EntryType::Regular, b"x")],
+                "not a snapshot archive",
+            ),
+            (
+                &[info_entry, (MEMORY_FILE, tar::EntryType::Symlink, b"")],
+                "not a snapshot archive",
+            ),
+            (
+                &[info_entry, ("sub/memory.vm", tar::EntryType::Regular, b"x")],
+                "not a snapshot archive",
+            ),
+            (
+                &[
+                    info_entry,
+                    (MEMORY_FILE, tar::EntryType::Regular, b"a"),
+                    (MEMORY_FILE, tar::EntryType::Regular, b"b"),
+                ],
+                "twice",
+            ),
+            (&[(MEMORY_FILE, tar::EntryType::Regular, b"a")], "does not come first"),
+            (&[(INFO_FILE, tar::EntryType::Regular, &bound)], "only image roots"),
+            (
+                &[info_entry, (msb_boot::UPPER_FILE, tar::EntryType::Regular, &too_big)],
+                "longer than",
+            ),
+            (&[(INFO_FILE, tar::EntryType::Regular, &too_big)], "longer than"),
         ];
-        for (i, entries) in cases.iter().enumerate() {
+        for (i, (entries, why)) in cases.iter().enumerate() {
             let file = archive(dir.path(), entries);
             let out = dir.path().join(format!("out{i}"));
+            std::fs::create_dir(&out).unwrap();
             let refused = unpack(&file, &out);
             assert!(
-                matches!(&refused, Err(MicrosandboxError::InvalidArgument(e)) if e.contains("not a snapshot archive")),
+                matches!(&refused, Err(MicrosandboxError::InvalidArgument(e)) if e.contains(why)),
                 "case {i}: {refused:?}"
             );
         }
         assert!(!dir.path().join("escape").exists());
         let garbage = dir.path().join("garbage");
         std::fs::write(&garbage, b"not zstd at all").unwrap();
+        std::fs::create_dir(dir.path().join("g")).unwrap();
         assert!(unpack(&garbage, &dir.path().join("g")).is_err());
     }
 }

@@ -19,6 +19,8 @@ use std::path::Path;
 
 /// The description of a snapshot, beside its files.
 pub(crate) const INFO_FILE: &str = "snapshot.json";
+/// The lock, in a sandbox's directory, held while a snapshot of it is taken.
+const SNAPSHOT_LOCK: &str = "snapshot.lock";
 
 /// The snapshots of one home.
 #[derive(Debug, Clone)]
@@ -79,45 +81,59 @@ impl Snapshots {
                 state: record.state.to_string(),
             });
         }
+        // One snapshot of a sandbox at a time: they share its staging directory.
+        let lock_path = paths.sandbox_dir(sandbox).join(SNAPSHOT_LOCK);
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(MicrosandboxError::io(format!("creating {}", lock_path.display())))?;
+        if lock.try_lock().is_err() {
+            return Err(MicrosandboxError::InvalidArgument(format!(
+                "a snapshot of sandbox '{sandbox}' is being taken already"
+            )));
+        }
         let plan = msb_boot::plan(&spec, paths, self.msb.host()?)?;
         let build =
             msb_boot::template::build_key(&plan).map_err(MicrosandboxError::io("identifying this host's build"))?;
         let started = std::time::Instant::now();
         let client = crate::lifecycle::connect(paths, sandbox, false).await?;
-        match client.request(Message::Control(Control::Snapshot)).await? {
-            Message::Done => {}
-            Message::Error(e) => return Err(MicrosandboxError::Supervisor(e)),
-            other => {
-                return Err(MicrosandboxError::Supervisor(format!(
-                    "an unexpected answer: {other:?}"
-                )))
-            }
-        }
+        let answer = client.request(Message::Control(Control::Snapshot)).await;
         drop(client);
-        let save_ms = started.elapsed().as_millis() as u64;
         let staging = paths.sandbox_dir(sandbox).join(STAGING);
-        let info = SnapshotInfo {
-            name: name.into(),
-            sandbox: sandbox.into(),
-            created_at: now(),
-            image: spec.image.as_ref().map_or_else(String::new, |i| i.reference.clone()),
-            memory_bytes: std::fs::metadata(staging.join(MEMORY_FILE)).map_or(0, |m| m.len()),
-            disk_bytes: allocated(&staging),
-            save_ms,
-            build,
-            spec,
+        let kept = match answer {
+            Ok(Message::Done) => {
+                let info = SnapshotInfo {
+                    name: name.into(),
+                    sandbox: sandbox.into(),
+                    created_at: now(),
+                    image: spec.image.as_ref().map_or_else(String::new, |i| i.reference.clone()),
+                    memory_bytes: std::fs::metadata(staging.join(MEMORY_FILE)).map_or(0, |m| m.len()),
+                    disk_bytes: allocated(&staging),
+                    save_ms: started.elapsed().as_millis() as u64,
+                    build,
+                    spec,
+                };
+                self.keep(&staging, &target, info)
+            }
+            Ok(other) => Err(MicrosandboxError::Supervisor(format!(
+                "an unexpected answer: {other:?}"
+            ))),
+            Err(e) => Err(e.into()),
         };
-        write_info(&staging, &info)?;
-        let parent = paths.snapshots_dir();
+        if kept.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        kept
+    }
+
+    /// Describes the save in `staging` as `info` and moves it to `target`.
+    fn keep(&self, staging: &Path, target: &Path, info: SnapshotInfo) -> MicrosandboxResult<SnapshotInfo> {
+        write_info(staging, &info)?;
+        let parent = self.paths().snapshots_dir();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&parent)
             .map_err(MicrosandboxError::io(format!("creating {}", parent.display())))?;
-        std::fs::rename(&staging, &target).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&staging);
-            MicrosandboxError::io(format!("keeping {}", target.display()))(e)
-        })?;
+        std::fs::rename(staging, target).map_err(MicrosandboxError::io(format!("keeping {}", target.display())))?;
         Ok(info)
     }
 
@@ -125,7 +141,11 @@ impl Snapshots {
     pub fn list(&self) -> MicrosandboxResult<Vec<SnapshotInfo>> {
         let dir = self.paths().snapshots_dir();
         let mut all: Vec<SnapshotInfo> = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries.flatten().filter_map(|e| read_info(&e.path()).ok()).collect(),
+            // Only snapshots: not a load under way, nor a directory renamed by hand.
+            Ok(entries) => entries
+                .flatten()
+                .filter_map(|e| read_info(&e.path()).ok().filter(|i| e.file_name() == i.name.as_str()))
+                .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(MicrosandboxError::io(format!("reading {}", dir.display()))(e)),
         };
@@ -152,16 +172,21 @@ impl Snapshots {
 }
 
 /// The spec of a sandbox named `name` made from snapshot `snapshot`: the saved sandbox's,
-/// renamed (its hostname too, where it was the name), without secrets.
-pub(crate) fn spec_from(snapshot: &SnapshotInfo, name: &str) -> SandboxSpec {
+/// renamed (its hostname too, where it was the name), without secrets or published ports
+/// (the saved sandbox may still hold them). Refuses a snapshot whose spec could not have
+/// been captured (a hand-made or altered `snapshot.json`).
+pub(crate) fn spec_from(snapshot: &SnapshotInfo, name: &str) -> MicrosandboxResult<SandboxSpec> {
+    capturable(&snapshot.spec)?;
     let mut spec = snapshot.spec.clone();
     if spec.hostname == spec.name {
         spec.hostname = name.into();
     }
     spec.name = name.into();
     spec.network.secrets.clear();
+    spec.network.ports.clear();
     spec.ephemeral = false;
-    spec
+    spec.validate()?;
+    Ok(spec)
 }
 
 /// Refuses to resume `snapshot` by `plan` where the snapshot was taken under another build.
@@ -192,7 +217,7 @@ pub(crate) fn restore_files(paths: &Paths, snapshot: &SnapshotInfo, dir: &Path) 
             std::fs::hard_link(entry.path(), &saved)
                 .or_else(|_| copy_sparse(&entry.path(), &saved).map(drop))
                 .map_err(io(format!("linking {}", saved.display())))?;
-        } else if file != INFO_FILE {
+        } else if file == msb_boot::UPPER_FILE {
             copy_sparse(&entry.path(), &to).map_err(io(format!("copying {}", to.display())))?;
         }
     }
@@ -200,7 +225,7 @@ pub(crate) fn restore_files(paths: &Paths, snapshot: &SnapshotInfo, dir: &Path) 
 }
 
 /// Refuses what a snapshot cannot capture.
-fn capturable(spec: &SandboxSpec) -> MicrosandboxResult<()> {
+pub(crate) fn capturable(spec: &SandboxSpec) -> MicrosandboxResult<()> {
     if !matches!(spec.root, RootSpec::Oci(_)) {
         return Err(MicrosandboxError::InvalidArgument(format!(
             "sandbox '{}' has a host directory or disk image as its root, which can change \

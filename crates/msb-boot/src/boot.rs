@@ -133,14 +133,14 @@ impl BootedVm {
         }
         if let Some(saved) = &plan.saved {
             // The sandbox's own saved state: it resumes, or the start fails.
-            let vm = Self::start(plan, vmm, Start::Resume(saved), BOOT_TIMEOUT)
-                .await
-                .map_err(|cause| BootError::Unresumable {
-                    file: saved.clone(),
-                    cause: Box::new(cause),
-                })?;
+            let resumed = Self::start(plan, vmm, Start::Resume(saved), BOOT_TIMEOUT).await;
+            // Tried once: the guest may have written to its disks since, so the saved
+            // memory no longer matches them; later starts boot the disks as they are.
             std::fs::remove_file(saved).map_err(BootError::io(format!("removing {}", saved.display())))?;
-            return Ok(vm);
+            return resumed.map_err(|cause| BootError::Unresumable {
+                file: saved.clone(),
+                cause: Box::new(cause),
+            });
         }
         let Some(template) = plan.template.as_deref().and_then(|dir| Template::of(plan, vmm, dir)) else {
             return Self::start(plan, vmm, Start::Cold, BOOT_TIMEOUT).await;

@@ -110,7 +110,7 @@ enum Command {
     /// Manage named volumes: create, ls, inspect, rm, prune.
     #[command(subcommand, alias = "vol")]
     Volume(commands::volume::VolumeCommand),
-    /// Save running sandboxes whole and resume them later: create, ls, inspect, rm.
+    /// Save running sandboxes whole and resume them later: create, ls, inspect, rm, save, load.
     #[command(subcommand)]
     Snapshot(commands::snapshot::SnapshotCommand),
     /// Copy files and trees between the host and a running sandbox (`SRC NAME:PATH`,

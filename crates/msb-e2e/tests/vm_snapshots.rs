@@ -172,3 +172,46 @@ fn what_cannot_be_captured_or_resumed_is_refused_clearly() {
     sb.ok(&["rm", "-f", "src"]);
     sb.assert_no_vm_left();
 }
+
+#[test]
+fn a_sandbox_saved_mid_command_and_mid_exec_resumes_without_running_them_again() {
+    let Some((sb, image)) = image_world("busybox") else {
+        return;
+    };
+    // Its command appends a line a tenth of a second; an exec streams output meanwhile.
+    let command = "while true; do echo tick >> /root/ticks; sleep 0.1; done";
+    assert_eq!(sb.ok(&["create", "-n", "src", &image, "--", "sh", "-c", command]), "");
+    let mut streaming = sb
+        .msb()
+        .args([
+            "exec",
+            "src",
+            "--",
+            "sh",
+            "-c",
+            "while true; do echo x; sleep 0.01; done",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    sb.ok(&["snapshot", "create", "src", "mid"]);
+    let _ = streaming.kill();
+    let _ = streaming.wait();
+    sb.ok(&["kill", "src"]);
+    assert_eq!(sb.ok(&["create", "-n", "copy", "--from-snapshot", "mid"]), "");
+    // The old exec's output, still flowing in the guest, reaches no new session.
+    assert_eq!(sb.ok(&["exec", "copy", "--", "echo", "fresh"]), "fresh\n");
+    let ticks = |sb: &Sandbox| sb.ok(&["exec", "copy", "--", "wc", "-l", "/root/ticks"]);
+    let before: u64 = ticks(&sb).split_whitespace().next().unwrap().parse().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let after: u64 = ticks(&sb).split_whitespace().next().unwrap().parse().unwrap();
+    assert!(after > before, "the saved command stood still: {before} → {after}");
+    // One loop, the saved one: not a second started by the new sandbox.
+    let loops = sb.ok(&["exec", "copy", "--", "sh", "-c", "ps | grep -c '[e]cho tick'"]);
+    assert_eq!(loops.trim(), "1", "{loops}");
+    assert_eq!(sb.inspect("copy")["state"], "Running");
+    sb.ok(&["rm", "-f", "copy"]);
+    sb.ok(&["snapshot", "rm", "mid"]);
+    sb.assert_no_vm_left();
+}

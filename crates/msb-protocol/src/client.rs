@@ -16,6 +16,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+/// Where a resumed guest's host starts its session ids: from here, plus up to
+/// [`RESUMED_FIRST_ID_SPAN`] drawn from the host's randomness.
+const RESUMED_FIRST_ID: u32 = 1 << 31;
+const RESUMED_FIRST_ID_SPAN: u32 = 1 << 30;
+
 /// Errors seen by a host-side client.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -82,7 +87,17 @@ impl AgentClient {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        Self::open(stream, Message::Hello(hello)).await
+        // A guest resumed from a snapshot still runs the sessions of the host that saved
+        // it (their ids counted from 1): this host's ids start far from those, somewhere
+        // the saved host's did not reach, so no old session's output lands in a new one.
+        let first_id = match hello.resumed {
+            true => {
+                let seed = hello.entropy.iter().take(4).fold(0u32, |n, b| n << 8 | u32::from(*b));
+                RESUMED_FIRST_ID + seed % RESUMED_FIRST_ID_SPAN
+            }
+            false => 1,
+        };
+        Self::open(stream, Message::Hello(hello), first_id).await
     }
 
     /// Connects to a sandbox's supervisor on `stream`; with `owner`, the sandbox stops when
@@ -95,10 +110,10 @@ impl AgentClient {
             version: PROTOCOL_VERSION,
             owner,
         };
-        Self::open(stream, connect).await
+        Self::open(stream, connect, 1).await
     }
 
-    async fn open<S>(stream: S, first: Message) -> Result<Self, ClientError>
+    async fn open<S>(stream: S, first: Message, first_id: u32) -> Result<Self, ClientError>
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -106,7 +121,12 @@ impl AgentClient {
         let mut reader = FramedRead::new(rd, FrameCodec);
         let mut writer = FramedWrite::new(wr, FrameCodec);
         writer.send(Frame::new(CONTROL_SESSION, first)).await?;
-        let ready = match reader.next().await.transpose()? {
+        // A resumed guest's old sessions may speak first; only the control session answers.
+        let mut answer = reader.next().await.transpose()?;
+        while answer.as_ref().is_some_and(|f| f.id != CONTROL_SESSION) {
+            answer = reader.next().await.transpose()?;
+        }
+        let ready = match answer {
             Some(Frame {
                 msg: Message::Ready(ready),
                 ..
@@ -124,7 +144,7 @@ impl AgentClient {
             });
         }
         Ok(AgentClient {
-            mux: Mux::start(reader, writer),
+            mux: Mux::start(reader, writer, first_id),
             ready,
         })
     }

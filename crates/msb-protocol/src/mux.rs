@@ -78,8 +78,9 @@ impl std::fmt::Debug for Mux {
 }
 
 impl Mux {
-    /// Starts routing frames of an already opened (and handshaken) connection.
-    pub fn start<R, W>(reader: FramedRead<R, FrameCodec>, writer: FramedWrite<W, FrameCodec>) -> Arc<Mux>
+    /// Starts routing frames of an already opened (and handshaken) connection; its
+    /// sessions get ids from `first_id` on.
+    pub fn start<R, W>(reader: FramedRead<R, FrameCodec>, writer: FramedWrite<W, FrameCodec>, first_id: u32) -> Arc<Mux>
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -92,7 +93,7 @@ impl Mux {
         Arc::new(Mux {
             out,
             routes,
-            next_id: AtomicU32::new(1),
+            next_id: AtomicU32::new(first_id.max(1)),
             closed,
         })
     }

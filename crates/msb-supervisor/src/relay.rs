@@ -347,6 +347,10 @@ async fn serve_control(id: u32, control: Control, shared: Arc<Shared>, out: mpsc
             }
             stop(&shared, StopHow::Graceful(Duration::from_secs(10)), "drained").await
         }
+        // A sandbox on its way out is not saved: whatever resumed it would stop at once.
+        Control::Snapshot if shared.draining.load(Ordering::SeqCst) || shared.stop.is_closed() => {
+            Message::Error("saving the sandbox: it is stopping".into())
+        }
         Control::Snapshot => match shared.saver.save().await {
             Ok(saved) => {
                 shared.log.note(&format!(

@@ -31,6 +31,8 @@ struct Started {
     spec: SandboxSpec,
     vm: BootedVm,
     saver: crate::snapshot::Saver,
+    /// Resumed from a snapshot: its command runs already (from before the save).
+    from_snapshot: bool,
     network: Option<Network>,
     interception: Option<Arc<Interception>>,
     listener: UnixListener,
@@ -165,6 +167,7 @@ async fn start(paths: &Paths, name: &str, plan: &BootPlan) -> Result<Started> {
         spec,
         vm,
         saver,
+        from_snapshot: plan.saved.is_some(),
         network,
         interception,
         listener,
@@ -187,6 +190,7 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
         spec,
         mut vm,
         saver,
+        from_snapshot,
         network,
         interception,
         listener,
@@ -212,7 +216,7 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
         network,
         saver,
     });
-    if let Some(args) = &spec.command {
+    if let Some(args) = spec.command.as_ref().filter(|_| !from_snapshot) {
         let output = paths.sandbox_dir(name).join("logs").join("output.log");
         match msb_boot::command::run_request(&spec, args.clone(), Default::default()) {
             Ok(req) => {
@@ -233,7 +237,8 @@ async fn serve(s: Started, paths: &Paths, name: &str, owner: Owner) -> Result<()
         done: None,
     };
     let owner_deadline = Instant::now() + OWNER_WAIT;
-    let mut watchdog = std::pin::pin!(crate::watchdog::watch(vm.client().clone(), vm.last_words()));
+    let saving = shared.saver.saving();
+    let mut watchdog = std::pin::pin!(crate::watchdog::watch(vm.client().clone(), vm.last_words(), saving));
     let ending = loop {
         if owner == Owner::Gone {
             break Ending::Requested(graceful("whoever started it went away"));

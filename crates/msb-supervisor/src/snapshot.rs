@@ -8,6 +8,8 @@ use msb_boot::saved::{copy_sparse, create_private, MEMORY_FILE, STAGING};
 use msb_boot::MonitorLink;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
@@ -20,6 +22,8 @@ pub struct Saver {
     dir: PathBuf,
     /// The files of its writable disks.
     disks: Vec<PathBuf>,
+    /// Set while a save runs (the guest stands still then, and answers no pings).
+    saving: Arc<AtomicBool>,
 }
 
 /// How a save went.
@@ -37,7 +41,13 @@ impl Saver {
             monitor: Mutex::new(monitor),
             dir,
             disks,
+            saving: Arc::default(),
         }
+    }
+
+    /// Whether a save is running, as it changes (for the watchdog).
+    pub fn saving(&self) -> Arc<AtomicBool> {
+        self.saving.clone()
     }
 
     /// Saves the running guest into the staging directory (made afresh) and lets it run on,
@@ -59,24 +69,32 @@ impl Saver {
         let memory = staging.join(MEMORY_FILE);
         let file = create_private(&memory).map_err(|e| format!("creating {}: {e}", memory.display()))?;
         let paused = Instant::now();
+        self.saving.store(true, Ordering::SeqCst);
         let mut saved = monitor.save(&file).await.map_err(|e| e.to_string());
         if saved.is_ok() {
-            saved = self.copy_disks(&staging);
+            // Off the runtime's thread: the relays of other clients go on meanwhile.
+            let (disks, into) = (self.disks.clone(), staging.clone());
+            saved = tokio::task::spawn_blocking(move || copy_disks(&disks, &into))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|copied| copied);
         }
         // The guest runs on even when the save failed (`stop` may have been all it did).
         let resumed = monitor.resume().await.map_err(|e| format!("resuming the guest: {e}"));
+        self.saving.store(false, Ordering::SeqCst);
         let paused = paused.elapsed();
         if saved.is_err() || resumed.is_err() {
             let _ = std::fs::remove_dir_all(&staging);
         }
         saved.and(resumed).map(|()| Saved { paused })
     }
+}
 
-    fn copy_disks(&self, staging: &std::path::Path) -> Result<(), String> {
-        for disk in &self.disks {
-            let name = disk.file_name().ok_or("a disk without a file name")?;
-            copy_sparse(disk, &staging.join(name)).map_err(|e| format!("copying {}: {e}", disk.display()))?;
-        }
-        Ok(())
+/// Copies each of `disks` into `staging`, keeping its holes.
+fn copy_disks(disks: &[PathBuf], staging: &std::path::Path) -> Result<(), String> {
+    for disk in disks {
+        let name = disk.file_name().ok_or("a disk without a file name")?;
+        copy_sparse(disk, &staging.join(name)).map_err(|e| format!("copying {}: {e}", disk.display()))?;
     }
+    Ok(())
 }

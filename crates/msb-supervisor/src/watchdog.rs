@@ -6,6 +6,7 @@
 use msb_boot::console::LastWords;
 use msb_protocol::client::AgentClient;
 use msb_protocol::mux::Closed;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -30,15 +31,20 @@ pub enum GuestGone {
     BrokeProtocol(String),
 }
 
-/// Resolves when the guest is gone without the VM having exited.
-pub async fn watch(agent: Arc<AgentClient>, mut last_words: watch::Receiver<Option<LastWords>>) -> GuestGone {
+/// Resolves when the guest is gone without the VM having exited. While `saving` is set the
+/// guest stands still on purpose (a snapshot), so an unanswered ping then does not count.
+pub async fn watch(
+    agent: Arc<AgentClient>,
+    mut last_words: watch::Receiver<Option<LastWords>>,
+    saving: Arc<AtomicBool>,
+) -> GuestGone {
     let mut tick = tokio::time::interval(PING_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             what = agent.mux().broken() => return GuestGone::BrokeProtocol(what),
             _ = tick.tick() => {
-                if !agent.ping(UNRESPONSIVE_AFTER).await {
+                if !agent.ping(UNRESPONSIVE_AFTER).await && !saving.load(Ordering::SeqCst) {
                     return match agent.mux().closed_yet() {
                         Some(Closed::Broken(what)) => GuestGone::BrokeProtocol(what),
                         _ => GuestGone::Unresponsive,

@@ -245,7 +245,8 @@ const VIRTIO_SLOTS: usize = 8;
 /// Devices every VM has: virtio-serial (agent channel) and virtio-rng.
 const FIXED_DEVICES: usize = 2;
 /// LUNs one virtio-scsi controller takes here: all on target 0, which the guest scans
-/// with REPORT LUNS (the kernel's default cap is 512).
+/// with REPORT LUNS. A bound of ours (images have tens of layers), far below what
+/// virtio-scsi allows (16384), that keeps a guest's scan short.
 const MAX_LUNS: usize = 512;
 
 fn socket_path(dir: &Path, name: &str) -> Result<PathBuf, VmmError> {

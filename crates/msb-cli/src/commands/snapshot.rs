@@ -30,7 +30,9 @@ pub enum SnapshotCommand {
         /// The snapshot.
         name: String,
     },
-    /// Write a snapshot to one file (a zstd-compressed tar), to move or keep it.
+    /// Write a snapshot to one file (a zstd-compressed tar), to keep it or move it to
+    /// another home on this host (it resumes only under the msb, kernel, agent and QEMU it
+    /// was taken with).
     Save {
         /// The snapshot.
         name: String,
