@@ -52,12 +52,7 @@ impl Snapshots {
     /// Reads the snapshot archive `file` as snapshot `name` (by default, the name it was
     /// saved under).
     pub fn load(&self, file: &Path, name: Option<&str>) -> MicrosandboxResult<SnapshotInfo> {
-        let parent = self.paths().snapshots_dir();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&parent)
-            .map_err(MicrosandboxError::io(format!("creating {}", parent.display())))?;
+        let parent = self.ensure_dir()?;
         // A name no other load uses, in this process or another (not a snapshot's name).
         static LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let load = LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -127,14 +127,20 @@ impl Snapshots {
     /// Describes the save in `staging` as `info` and moves it to `target`.
     fn keep(&self, staging: &Path, target: &Path, info: SnapshotInfo) -> MicrosandboxResult<SnapshotInfo> {
         write_info(staging, &info)?;
-        let parent = self.paths().snapshots_dir();
+        self.ensure_dir()?;
+        std::fs::rename(staging, target).map_err(MicrosandboxError::io(format!("keeping {}", target.display())))?;
+        Ok(info)
+    }
+
+    /// The snapshots' directory (owner-only), made if missing.
+    pub(crate) fn ensure_dir(&self) -> MicrosandboxResult<std::path::PathBuf> {
+        let dir = self.paths().snapshots_dir();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&parent)
-            .map_err(MicrosandboxError::io(format!("creating {}", parent.display())))?;
-        std::fs::rename(staging, target).map_err(MicrosandboxError::io(format!("keeping {}", target.display())))?;
-        Ok(info)
+            .create(&dir)
+            .map_err(MicrosandboxError::io(format!("creating {}", dir.display())))?;
+        Ok(dir)
     }
 
     /// Every snapshot, oldest first.
