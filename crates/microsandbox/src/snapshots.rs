@@ -14,7 +14,7 @@ use msb_protocol::{Control, Message};
 use msb_store::SandboxState;
 use msb_types::{Paths, RootSpec, SandboxSpec};
 use serde::{Deserialize, Serialize};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 /// The description of a snapshot, beside its files.
@@ -106,7 +106,7 @@ impl Snapshots {
                     created_at: now(),
                     image: spec.image.as_ref().map_or_else(String::new, |i| i.reference.clone()),
                     memory_bytes: std::fs::metadata(staging.join(MEMORY_FILE)).map_or(0, |m| m.len()),
-                    disk_bytes: allocated(&staging),
+                    disk_bytes: crate::volumes::disk_usage(&staging).unwrap_or(0),
                     save_ms: started.elapsed().as_millis() as u64,
                     build,
                     spec,
@@ -269,17 +269,6 @@ pub(crate) fn write_info(dir: &Path, info: &SnapshotInfo) -> MicrosandboxResult<
     create_private(&path)
         .and_then(|mut f| std::io::Write::write_all(&mut f, &json))
         .map_err(MicrosandboxError::io(format!("writing {}", path.display())))
-}
-
-/// Bytes the files in `dir` take on disk.
-fn allocated(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.blocks() * 512)
-        .sum()
 }
 
 fn now() -> i64 {

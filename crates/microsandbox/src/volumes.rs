@@ -352,7 +352,7 @@ impl Microsandbox {
 
 /// Bytes the files below `dir` take on disk (allocated blocks; symlinks not followed, each
 /// inode counted once).
-fn disk_usage(dir: &Path) -> std::io::Result<u64> {
+pub(crate) fn disk_usage(dir: &Path) -> std::io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
     let mut seen = std::collections::HashSet::new();
     let mut total = 0;
