@@ -29,6 +29,7 @@ mod env;
 mod error;
 mod error_kind;
 mod exec;
+mod fork;
 mod fs;
 mod fs_copy;
 mod host_fs;

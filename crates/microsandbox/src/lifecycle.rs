@@ -6,6 +6,7 @@ use msb_protocol::client::AgentClient;
 use msb_store::{SandboxRecord, SandboxState, Store};
 use msb_supervisor::{ReadyLine, SandboxLock, SupervisorInput, CONTROL_SOCKET};
 use msb_types::{Paths, PinnedImage, RootSpec, SandboxSpec};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub(crate) struct CreateOptions {
     pub progress: Option<std::sync::Arc<dyn Fn(crate::image::PullProgress) + Send + Sync>>,
     /// The snapshot the sandbox resumes (its spec comes from it).
     pub snapshot: Option<crate::SnapshotInfo>,
+    /// The fork the sandbox is a copy of (with `snapshot`, what was saved).
+    pub fork: Option<crate::fork::ForkSource>,
 }
 
 impl std::fmt::Debug for CreateOptions {
@@ -84,9 +87,17 @@ pub(crate) async fn create(
             // The image's layers are this sandbox's too: pinned, so no prune removes them.
             let digest = spec.image.as_ref().map(|i| i.manifest_digest.as_str());
             Store::open(paths)?.set_sandbox_spec(&spec.name, &to_json(&spec)?, digest)?;
-            crate::snapshots::restore_files(paths, snapshot, &dir)?;
+            match &opts.fork {
+                Some(fork) => crate::snapshots::restore_files(&fork.dir, crate::fork::DEVICES_FILE, &dir)?,
+                None => crate::snapshots::restore_files(
+                    &paths.snapshot_dir(&snapshot.name),
+                    msb_boot::saved::MEMORY_FILE,
+                    &dir,
+                )?,
+            }
             crate::snapshots::check_build(snapshot, &msb_boot::plan(&spec, paths, msb.host()?)?)?;
-            return start_supervisor(msb, &spec, owned).await;
+            let memory = opts.fork.as_ref().map(|fork| fork.memory.as_fd());
+            return start_supervisor(msb, &spec, owned, memory).await;
         }
         if let RootSpec::Oci(reference) = &spec.root {
             let progress = |e| {
@@ -108,7 +119,7 @@ pub(crate) async fn create(
                 .write(&dir)
                 .map_err(MicrosandboxError::io(format!("writing the secrets of '{}'", spec.name)))?;
         }
-        start_supervisor(msb, &spec, owned).await
+        start_supervisor(msb, &spec, owned, None).await
     }
     .await;
     if made.is_err() {
@@ -128,7 +139,7 @@ pub(crate) async fn start(msb: &Microsandbox, name: &str, owned: bool) -> Micros
     if record.state == SandboxState::Running {
         return Err(MicrosandboxError::SandboxStillRunning(name.into()));
     }
-    start_supervisor(msb, &record.spec()?, owned).await
+    start_supervisor(msb, &record.spec()?, owned, None).await
 }
 
 /// The record of `name`, reconciled with reality.
@@ -295,17 +306,28 @@ pub(crate) async fn connect(paths: &Paths, name: &str, owner: bool) -> Microsand
 }
 
 /// Plans the boot of `spec`, runs its supervisor with the plan and waits for its report.
-/// Returns why KVM is not used, when it is not.
-async fn start_supervisor(msb: &Microsandbox, spec: &SandboxSpec, owned: bool) -> MicrosandboxResult<Option<String>> {
+/// `memory` is a fork's frozen memory, which the saved guest resumes over (handed to the
+/// supervisor as its descriptor [`HANDED_MEMORY`]). Returns why KVM is not used, when it is
+/// not.
+async fn start_supervisor(
+    msb: &Microsandbox,
+    spec: &SandboxSpec,
+    owned: bool,
+    memory: Option<BorrowedFd<'_>>,
+) -> MicrosandboxResult<Option<String>> {
     let paths = msb.paths();
     msb.volumes().check_disks_free(spec, &list(paths)?)?;
     let name = spec.name.as_str();
+    let mut plan = msb_boot::plan(spec, paths, msb.host()?)?;
+    if memory.is_some() {
+        plan.saved_memory = Some(msb_boot::fork::fd_path(HANDED_MEMORY));
+    }
     let input = SupervisorInput {
         home: paths.home().to_path_buf(),
         name: name.to_string(),
         owned,
         log_level: spec.log_level.clone(),
-        plan: msb_boot::plan(spec, paths, msb.host()?)?,
+        plan,
     };
     let input = serde_json::to_vec(&input)
         .map_err(|e| MicrosandboxError::Supervisor(format!("encoding the boot plan: {e}")))?;
@@ -318,14 +340,19 @@ async fn start_supervisor(msb: &Microsandbox, spec: &SandboxSpec, owned: bool) -
         .append(true)
         .open(&log_path)
         .map_err(MicrosandboxError::io(format!("opening {}", log_path.display())))?;
-    let mut child = tokio::process::Command::new(&program)
+    let mut command = tokio::process::Command::new(&program);
+    command
         .arg("__supervise")
         .arg(name)
         .env_clear()
         .envs(supervisor_env(spec))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(log)
+        .stderr(log);
+    if let Some(memory) = memory {
+        hand(&mut command, memory.as_raw_fd(), HANDED_MEMORY);
+    }
+    let mut child = command
         .spawn()
         .map_err(|e| MicrosandboxError::Supervisor(format!("running the supervisor {}: {e}", program.display())))?;
     // The detached supervisor reads its input while this side waits for its report.
@@ -364,8 +391,30 @@ async fn start_supervisor(msb: &Microsandbox, spec: &SandboxSpec, owned: bool) -
     }
 }
 
-/// The `msb` binary that supervises sandboxes: the one set on `msb` (`$MSB_BIN`), this
-/// very program if it is `msb`, `$MSB_HOME/bin/msb`, or `msb` on the search path.
+/// The descriptor a fork's copy finds its frozen memory at in its supervisor (the first
+/// after the standard three).
+const HANDED_MEMORY: RawFd = 3;
+
+/// Makes `fd` of this process descriptor `at` of the program `command` runs.
+fn hand(command: &mut tokio::process::Command, fd: RawFd, at: RawFd) {
+    // SAFETY: the hook runs in the child between fork and exec, and calls only dup2 and
+    // fcntl, which are async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            // dup2 onto itself keeps close-on-exec: then it is cleared by hand.
+            let placed = if fd == at {
+                libc::fcntl(fd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, at)
+            };
+            if placed < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// What of this process's environment the supervisor (and so QEMU) gets: the settings it
 /// reads, never the rest. A shell holding a secret's value (`--secret-env`) must not pass it
 /// on, so no variable named after one of the sandbox's secrets goes either.
@@ -391,6 +440,8 @@ fn supervisor_env(spec: &SandboxSpec) -> Vec<(std::ffi::OsString, std::ffi::OsSt
         .collect()
 }
 
+/// The `msb` binary that supervises sandboxes: the one set on `msb` (`$MSB_BIN`), this
+/// very program if it is `msb`, `$MSB_HOME/bin/msb`, or `msb` on the search path.
 fn supervisor_program(msb: &Microsandbox) -> MicrosandboxResult<PathBuf> {
     if let Some(bin) = msb.supervisor() {
         return Ok(bin.to_path_buf());

@@ -22,6 +22,22 @@ pub(crate) const INFO_FILE: &str = "snapshot.json";
 /// The lock, in a sandbox's directory, held while a snapshot of it is taken.
 const SNAPSHOT_LOCK: &str = "snapshot.lock";
 
+/// A running sandbox saved in its staging directory, which goes with it unless it was
+/// moved away; the sandbox's snapshot lock is held until then.
+pub(crate) struct Capture {
+    /// The directory the save is in.
+    pub staging: std::path::PathBuf,
+    /// What was saved.
+    pub info: SnapshotInfo,
+    _lock: std::fs::File,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.staging);
+    }
+}
+
 /// The snapshots of one home.
 #[derive(Debug, Clone)]
 pub struct Snapshots {
@@ -67,11 +83,22 @@ impl Snapshots {
     /// Saves running sandbox `sandbox` as snapshot `name`; the sandbox runs on.
     pub async fn create(&self, sandbox: &str, name: &str) -> MicrosandboxResult<SnapshotInfo> {
         valid_name(name)?;
-        let paths = self.paths();
-        let target = paths.snapshot_dir(name);
+        let target = self.paths().snapshot_dir(name);
         if target.exists() {
             return Err(MicrosandboxError::SnapshotExists(name.into()));
         }
+        let capture = self.capture(sandbox, name).await?;
+        write_info(&capture.staging, &capture.info)?;
+        self.ensure_dir()?;
+        std::fs::rename(&capture.staging, &target)
+            .map_err(MicrosandboxError::io(format!("keeping {}", target.display())))?;
+        Ok(capture.info.clone())
+    }
+
+    /// Saves running sandbox `sandbox` into its staging directory, described as snapshot
+    /// `name`; the sandbox runs on.
+    pub(crate) async fn capture(&self, sandbox: &str, name: &str) -> MicrosandboxResult<Capture> {
+        let paths = self.paths();
         let record = crate::lifecycle::get(paths, sandbox)?;
         let spec: SandboxSpec = record.spec()?;
         capturable(&spec)?;
@@ -98,7 +125,7 @@ impl Snapshots {
         let answer = client.request(Message::Control(Control::Snapshot)).await;
         drop(client);
         let staging = paths.sandbox_dir(sandbox).join(STAGING);
-        let kept = match answer {
+        match answer {
             Ok(Message::Done) => {
                 let info = SnapshotInfo {
                     name: name.into(),
@@ -111,25 +138,23 @@ impl Snapshots {
                     build,
                     spec,
                 };
-                self.keep(&staging, &target, info)
+                Ok(Capture {
+                    staging,
+                    info,
+                    _lock: lock,
+                })
             }
-            Ok(other) => Err(MicrosandboxError::Supervisor(format!(
-                "an unexpected answer: {other:?}"
-            ))),
-            Err(e) => Err(e.into()),
-        };
-        if kept.is_err() {
-            let _ = std::fs::remove_dir_all(&staging);
+            Ok(other) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                Err(MicrosandboxError::Supervisor(format!(
+                    "an unexpected answer: {other:?}"
+                )))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                Err(e.into())
+            }
         }
-        kept
-    }
-
-    /// Describes the save in `staging` as `info` and moves it to `target`.
-    fn keep(&self, staging: &Path, target: &Path, info: SnapshotInfo) -> MicrosandboxResult<SnapshotInfo> {
-        write_info(staging, &info)?;
-        self.ensure_dir()?;
-        std::fs::rename(staging, target).map_err(MicrosandboxError::io(format!("keeping {}", target.display())))?;
-        Ok(info)
     }
 
     /// The snapshots' directory (owner-only), made if missing.
@@ -208,17 +233,16 @@ pub(crate) fn check_build(snapshot: &SnapshotInfo, plan: &msb_boot::BootPlan) ->
     )))
 }
 
-/// Gives the new sandbox in `dir` the snapshot's files: a copy of each disk, and its saved
-/// guest (linked: it is only read) to resume at the first start.
-pub(crate) fn restore_files(paths: &Paths, snapshot: &SnapshotInfo, dir: &Path) -> MicrosandboxResult<()> {
+/// Gives the new sandbox in `dir` the files of the save in `from`: a copy of each disk,
+/// and its saved guest `saved` (linked: it is only read) to resume at the first start.
+pub(crate) fn restore_files(from: &Path, saved: &str, dir: &Path) -> MicrosandboxResult<()> {
     std::fs::create_dir_all(dir).map_err(MicrosandboxError::io(format!("creating {}", dir.display())))?;
-    let from = paths.snapshot_dir(&snapshot.name);
     let io = |what: String| MicrosandboxError::io(what);
-    let entries = std::fs::read_dir(&from).map_err(io(format!("reading {}", from.display())))?;
+    let entries = std::fs::read_dir(from).map_err(io(format!("reading {}", from.display())))?;
     for entry in entries.flatten() {
         let file = entry.file_name();
         let to = dir.join(&file);
-        if file == MEMORY_FILE {
+        if file == saved {
             let saved = dir.join(msb_boot::SAVED_FILE);
             std::fs::hard_link(entry.path(), &saved)
                 .or_else(|_| copy_sparse(&entry.path(), &saved).map(drop))

@@ -80,6 +80,9 @@ enum Start<'a> {
     Cold,
     /// It resumes a saved guest (a template, a sandbox's snapshot).
     Resume(&'a Path),
+    /// It resumes a saved guest's devices over a private copy of the memory it was saved
+    /// with (a fork's copy).
+    ResumeOver(&'a Path, &'a Path),
 }
 
 /// The connection to a VM's monitor, kept for the VM's life: begun at the first use (a
@@ -133,7 +136,11 @@ impl BootedVm {
         }
         if let Some(saved) = &plan.saved {
             // The sandbox's own saved state: it resumes, or the start fails.
-            let resumed = Self::start(plan, vmm, Start::Resume(saved), BOOT_TIMEOUT).await;
+            let how = match &plan.saved_memory {
+                Some(memory) => Start::ResumeOver(saved, memory),
+                None => Start::Resume(saved),
+            };
+            let resumed = Self::start(plan, vmm, how, BOOT_TIMEOUT).await;
             // Tried once: the guest may have written to its disks since, so the saved
             // memory no longer matches them; later starts boot the disks as they are.
             std::fs::remove_file(saved).map_err(BootError::io(format!("removing {}", saved.display())))?;
@@ -182,8 +189,13 @@ impl BootedVm {
     async fn start(plan: &BootPlan, vmm: &impl Vmm, how: Start<'_>, limit: Duration) -> BootResult<BootedVm> {
         let log = &plan.console_log;
         let mut spec = plan.vm.clone();
-        if let Start::Resume(saved) = how {
-            spec.resume_from = Some(saved.to_path_buf());
+        match how {
+            Start::Cold => {}
+            Start::Resume(saved) => spec.resume_from = Some(saved.to_path_buf()),
+            Start::ResumeOver(saved, memory) => {
+                spec.resume_from = Some(saved.to_path_buf());
+                spec.memory = msb_vmm::GuestMemory::CopyOf(memory.to_path_buf());
+            }
         }
         let started = Instant::now();
         let mut process = vmm.launch(&spec).await?;
@@ -205,7 +217,7 @@ impl BootedVm {
             monitor: Some(monitor),
             last_words,
             boot_time: started.elapsed(),
-            resumed: matches!(how, Start::Resume(_)),
+            resumed: !matches!(how, Start::Cold),
         })
     }
 
@@ -289,15 +301,16 @@ async fn until_ready(
     limit: Duration,
 ) -> BootResult<(AgentClient, MonitorLink)> {
     let stream = process.take_agent()?;
+    let deferred = process.deferred_load().map(str::to_owned);
     let mut monitor = MonitorLink {
         unused: Some(process.take_monitor()?),
         connected: None,
     };
     let ready = async {
-        let resumed = matches!(how, Start::Resume(_));
+        let resumed = !matches!(how, Start::Cold);
         if resumed {
             let loading = Instant::now();
-            monitor.monitor().await?.resume_loaded().await?;
+            monitor.monitor().await?.resume_loaded(deferred.as_deref()).await?;
             tracing::debug!("the saved guest loaded in {} ms", loading.elapsed().as_millis());
         }
         let hello = Hello::new(plan.guest.clone(), now(), entropy()?, resumed);

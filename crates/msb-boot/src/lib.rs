@@ -16,6 +16,7 @@ pub mod command;
 pub mod console;
 mod diskimage;
 mod error;
+pub mod fork;
 mod host;
 mod network;
 mod plan;

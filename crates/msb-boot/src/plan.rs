@@ -54,6 +54,11 @@ pub struct BootPlan {
     /// and removed once resumed.
     #[serde(default)]
     pub saved: Option<PathBuf>,
+    /// The memory the saved guest's RAM is a private copy of, where it was saved without
+    /// (a fork's copy, see [`crate::fork`]): a sealed memfd's `/proc/self/fd` name in the
+    /// process that boots.
+    #[serde(default)]
+    pub saved_memory: Option<PathBuf>,
 }
 
 /// A host file linked into a directory of its own (`link`), to share just that file.
@@ -200,6 +205,7 @@ pub fn plan_with(
         net: network.as_ref().map(NetworkPlan::device),
         resume_from: None,
         paused: false,
+        memory: Default::default(),
     };
     Ok(BootPlan {
         vmm: QemuConfig {
@@ -224,6 +230,7 @@ pub fn plan_with(
         network,
         template: None,
         saved: None,
+        saved_memory: None,
     })
 }
 

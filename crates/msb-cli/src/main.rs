@@ -113,6 +113,9 @@ enum Command {
     /// Save running sandboxes whole and resume them later: create, ls, inspect, rm, save, load.
     #[command(subcommand)]
     Snapshot(commands::snapshot::SnapshotCommand),
+    /// Copy a running sandbox into new ones that go on from where it stands, sharing its
+    /// memory until they change it.
+    Fork(commands::fork::ForkArgs),
     /// Copy files and trees between the host and a running sandbox (`SRC NAME:PATH`,
     /// `NAME:PATH DST`; `-` for a tar stream).
     Cp(commands::cp::CpArgs),
@@ -223,6 +226,7 @@ fn main() {
             Command::Cp(args) => commands::cp::run(args).await,
             Command::Volume(cmd) => commands::volume::run(cmd).await,
             Command::Snapshot(cmd) => commands::snapshot::run(cmd).await,
+            Command::Fork(args) => commands::fork::run(args).await,
             Command::Registry(cmd) => commands::registry::run(cmd).await,
             Command::Images(args) => commands::image::run(commands::image::ImageCommand::Ls(args)).await,
             Command::Rmi(args) => commands::image::run(commands::image::ImageCommand::Rm(args)).await,

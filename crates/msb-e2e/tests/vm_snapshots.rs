@@ -215,3 +215,90 @@ fn a_sandbox_saved_mid_command_and_mid_exec_resumes_without_running_them_again()
     sb.ok(&["snapshot", "rm", "mid"]);
     sb.assert_no_vm_left();
 }
+
+/// Host memory of the process `pid`: (resident, proportional), in KiB.
+fn rss_and_pss(pid: u64) -> (u64, u64) {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let field = |name: &str| -> u64 {
+        let line = rollup.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (field("Rss:"), field("Pss:"))
+}
+
+#[test]
+fn four_forks_go_on_independently_and_share_their_memory() {
+    let Some((sb, image)) = image_world("busybox") else {
+        return;
+    };
+    counting(&sb, &image, "src");
+    // 32 MiB of guest memory that every copy keeps and reads, but none changes.
+    let blob = "dd if=/dev/urandom of=/dev/shm/blob bs=1M count=32 2>/dev/null; md5sum < /dev/shm/blob";
+    let sum = sb.ok(&["exec", "src", "--", "sh", "-c", blob]);
+    let saved_at = count(&sb, "src");
+    assert_eq!(sb.ok(&["fork", "src", "--count", "4"]), "src-1\nsrc-2\nsrc-3\nsrc-4\n");
+    let copies = ["src-1", "src-2", "src-3", "src-4"];
+    let mut seen = Vec::new();
+    for name in copies {
+        assert!(count(&sb, name) >= saved_at, "{name} went back in time");
+        let out = sb.ok(&[
+            "exec",
+            name,
+            "--",
+            "sh",
+            "-c",
+            "md5sum < /dev/shm/blob; cat /root/file; hostname; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'",
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        let [blob_sum, file, hostname, random] = lines[..] else {
+            panic!("{out}");
+        };
+        assert_eq!(
+            format!("{blob_sum}\n"),
+            sum,
+            "{name} lost the memory it was forked with"
+        );
+        assert_eq!(file, "written-before");
+        assert_eq!(hostname, name);
+        seen.push(random.to_string());
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "copies share their randomness");
+    // Each runs on by itself, and so does the sandbox they were forked from.
+    std::thread::sleep(Duration::from_millis(600));
+    for name in copies.iter().chain(&["src"]) {
+        assert!(count(&sb, name) > saved_at, "{name}'s counter stood still");
+    }
+    sb.ok(&["exec", "src-1", "--", "sh", "-c", "echo mine > /root/file"]);
+    assert_eq!(sb.ok(&["exec", "src-2", "--", "cat", "/root/file"]), "written-before\n");
+    assert_eq!(sb.ok(&["exec", "src", "--", "cat", "/root/file"]), "written-before\n");
+    // What they never wrote is one copy in host memory: all four together take well
+    // under four times what one maps.
+    let pids: Vec<u64> = copies
+        .iter()
+        .map(|name| sb.inspect(name)["vmm_pid"].as_u64().unwrap())
+        .collect();
+    let (rss, _) = rss_and_pss(pids[0]);
+    let pss: u64 = pids.iter().map(|pid| rss_and_pss(*pid).1).sum();
+    assert!(
+        pss * 10 < rss * 4 * 7,
+        "4 copies' PSS {pss} KiB against one's RSS {rss} KiB"
+    );
+    // A name taken, or a sandbox not running, is refused before anything is made.
+    sb.fails(
+        &["fork", "src", "--count", "1", "--prefix", "src-"],
+        125,
+        "already exists",
+    );
+    sb.ok(&["stop", "src-4"]);
+    sb.fails(&["fork", "src-4", "--prefix", "again-"], 125, "start it first");
+    assert_eq!(sb.ok(&["ls", "-a", "-q"]).lines().count(), 5);
+    // A stopped copy starts again from its disk, as a snapshot's sandbox does.
+    sb.ok(&["start", "src-4"]);
+    assert_eq!(sb.ok(&["exec", "src-4", "--", "cat", "/root/file"]), "written-before\n");
+    for name in copies.iter().chain(&["src"]) {
+        sb.ok(&["rm", "-f", name]);
+    }
+    sb.assert_no_vm_left();
+}

@@ -253,9 +253,17 @@ pub struct VmProcess {
     pub(crate) console: Option<pipe::Receiver>,
     pub(crate) network: Option<std::os::unix::net::UnixStream>,
     pub(crate) stderr_log: PathBuf,
+    /// Where QEMU reads the saved guest it waits to be told to load, if it does (see
+    /// [`Monitor::resume_loaded`](crate::Monitor::resume_loaded)).
+    pub(crate) deferred_load: Option<String>,
 }
 
 impl VmProcess {
+    /// The migration address of the saved guest QEMU loads only when told (a fork's copy,
+    /// whose saved state leaves its memory out), for [`Monitor::resume_loaded`](crate::Monitor::resume_loaded).
+    pub fn deferred_load(&self) -> Option<&str> {
+        self.deferred_load.as_deref()
+    }
     /// Pids of the VMM and its helpers, for metrics and tests.
     pub fn pids(&self) -> Vec<u32> {
         std::iter::once(&self.vmm)

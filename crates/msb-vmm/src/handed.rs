@@ -28,6 +28,9 @@ pub(crate) enum Handed {
     Monitor,
     /// The saved guest to resume (`VmSpec::resume_from`), read as a migration stream.
     Saved,
+    /// The file behind the guest's RAM (`VmSpec::memory`), which QEMU reopens by its
+    /// `/proc/self/fd` name.
+    Memory,
     /// The guest kernel.
     Kernel,
     /// The initramfs.
@@ -54,6 +57,9 @@ pub(crate) fn layout(spec: &VmSpec) -> Vec<Handed> {
     handed.extend([Handed::Agent, Handed::Monitor, Handed::Kernel, Handed::Initramfs]);
     if spec.resume_from.is_some() {
         handed.push(Handed::Saved);
+    }
+    if spec.memory.file().is_some() {
+        handed.push(Handed::Memory);
     }
     handed.extend((0..spec.shares.len()).map(Handed::Share));
     for (i, disk) in spec.disks.iter().enumerate() {
@@ -121,6 +127,7 @@ mod tests {
             }),
             resume_from: None,
             paused: false,
+            memory: Default::default(),
         };
         let numbers: Vec<Option<RawFd>> = [
             Handed::Console,

@@ -18,7 +18,7 @@ pub use qemu::{Qemu, QemuConfig};
 pub use virtiofsd::{user_namespaces_for_everyone, FsSandbox};
 
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Exactly what the VMM is told to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +53,39 @@ pub struct VmSpec {
     /// guest does is missed by a monitor not connected yet.
     #[serde(default)]
     pub paused: bool,
+    /// What the guest's RAM is.
+    #[serde(default)]
+    pub memory: GuestMemory,
+}
+
+/// What a guest's RAM is. Files are named by a path QEMU can reopen read-write under its
+/// own ids: a memfd's `/proc/self/fd/N` (a memfd is open to anyone who holds it, and a
+/// sealed one refuses every write through any descriptor, so the copies that map it
+/// cannot change what the others see).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GuestMemory {
+    /// Memory of its own: private anonymous pages, or a shareable memfd where virtiofsd
+    /// must reach it.
+    #[default]
+    Own,
+    /// This file, mapped shared: all the guest holds lands in it. A fork fills its frozen
+    /// memory so.
+    Fills(PathBuf),
+    /// This file, mapped private: the guest starts from its contents, its writes stay its
+    /// own, and pages it never writes are shared with every guest mapping the file (a
+    /// fork's copies). A guest resumed over it loads only its devices' state, saved with
+    /// the memory left out (see [`Monitor::save_devices`]).
+    CopyOf(PathBuf),
+}
+
+impl GuestMemory {
+    /// The file behind the guest's RAM, if a file is.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            GuestMemory::Own => None,
+            GuestMemory::Fills(file) | GuestMemory::CopyOf(file) => Some(file),
+        }
+    }
 }
 
 /// A virtio-net device whose host side is a stream socket (4-byte big-endian length, then

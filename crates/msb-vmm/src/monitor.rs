@@ -172,10 +172,38 @@ impl Monitor {
         self.migration_done("saving the guest").await
     }
 
+    /// [`Monitor::save`] of a guest whose RAM is a shared file ([`crate::GuestMemory::Fills`]):
+    /// only its devices' state goes into `file`, the memory stays in its own. A guest
+    /// launched over a private copy of that memory resumes it ([`crate::GuestMemory::CopyOf`]).
+    pub async fn save_devices(&mut self, file: &File) -> Result<(), VmmError> {
+        self.ignore_shared_memory().await?;
+        self.save(file).await
+    }
+
+    /// Tells QEMU's migration to leave memory mapped shared out (both ends must agree).
+    async fn ignore_shared_memory(&mut self) -> Result<(), VmmError> {
+        let capability = json!([{ "capability": "x-ignore-shared", "state": true }]);
+        self.execute("migrate-set-capabilities", json!({ "capabilities": capability }))
+            .await
+            .map(drop)
+    }
+
     /// Waits until a guest launched to resume a saved state has loaded it, and starts it.
-    pub async fn resume_loaded(&mut self) -> Result<(), VmmError> {
-        self.migration_done("loading the saved guest").await?;
+    /// `deferred` is where QEMU reads a saved state it loads only when told
+    /// ([`crate::VmProcess::deferred_load`]): one saved by [`Monitor::save_devices`].
+    pub async fn resume_loaded(&mut self, deferred: Option<&str>) -> Result<(), VmmError> {
+        if let Some(uri) = deferred {
+            self.ignore_shared_memory().await?;
+            self.execute("migrate-incoming", json!({ "uri": uri })).await?;
+        }
+        self.wait_loaded().await?;
         self.resume().await
+    }
+
+    /// Waits until a guest launched to resume a saved state has loaded it, and leaves it
+    /// paused.
+    pub async fn wait_loaded(&mut self) -> Result<(), VmmError> {
+        self.migration_done("loading the saved guest").await
     }
 
     /// Lets a paused guest run again.

@@ -2,7 +2,7 @@
 
 use crate::child::{spawn_owned, Confinement, OwnIds, VmProcess, PASSED_FD};
 use crate::handed::{self, Handed};
-use crate::{own_ids, virtiofsd, Accel, DiskBacking, DiskFormat, VmSpec, Vmm, VmmError};
+use crate::{own_ids, virtiofsd, Accel, DiskBacking, DiskFormat, GuestMemory, VmSpec, Vmm, VmmError};
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -86,14 +86,9 @@ fn args(spec: &VmSpec, confined: bool) -> Vec<String> {
             ("tcg", "max")
         }
     };
-    let machine = if spec.shares.is_empty() {
-        "microvm,acpi=off,x-option-roms=off"
-    } else {
-        "microvm,acpi=off,x-option-roms=off,memory-backend=mem"
-    };
     let mut a: Vec<String> = [
         "-M",
-        machine,
+        "microvm,acpi=off,x-option-roms=off,memory-backend=mem",
         "-accel",
         accel,
         "-cpu",
@@ -120,15 +115,7 @@ fn args(spec: &VmSpec, confined: bool) -> Vec<String> {
         a.push("-S".into());
     }
     a.extend(["-smp".into(), spec.cpus.to_string(), "-m".into(), format!("{mem}M")]);
-    // vhost-user-fs needs guest RAM shareable with virtiofsd. Without shares, RAM is
-    // private anonymous memory: saving and loading a guest reads its untouched pages as
-    // the zero page instead of allocating each (8× faster to load here).
-    if !spec.shares.is_empty() {
-        a.extend([
-            "-object".into(),
-            format!("memory-backend-memfd,id=mem,size={mem}M,share=on"),
-        ]);
-    }
+    a.extend(["-object".into(), memory_backend(spec)]);
     a.extend(["-append".into(), cmdline]);
     a.extend(["-device".into(), "virtio-rng-device".into()]);
     for (at, item) in handed::layout(spec).into_iter().enumerate() {
@@ -136,6 +123,33 @@ fn args(spec: &VmSpec, confined: bool) -> Vec<String> {
         a.extend(handed_args(spec, item, fd));
     }
     a
+}
+
+/// The guest's RAM, as the object `-M ...,memory-backend=mem` names. Always an object of
+/// that one id, so that a guest saved over one kind loads over another: the RAM block
+/// keeps its name.
+fn memory_backend(spec: &VmSpec) -> String {
+    let mem = spec.memory_mib;
+    match (&spec.memory, handed::number(spec, Handed::Memory)) {
+        (GuestMemory::Fills(_), Some(fd)) => {
+            format!("memory-backend-file,id=mem,size={mem}M,mem-path=/proc/self/fd/{fd},share=on")
+        }
+        (GuestMemory::CopyOf(_), Some(fd)) => {
+            format!("memory-backend-file,id=mem,size={mem}M,mem-path=/proc/self/fd/{fd},share=off")
+        }
+        // vhost-user-fs needs guest RAM shareable with virtiofsd.
+        _ if !spec.shares.is_empty() => format!("memory-backend-memfd,id=mem,size={mem}M,share=on"),
+        // Private anonymous memory: saving and loading a guest reads its untouched pages
+        // as the zero page instead of allocating each (8× faster to load here).
+        _ => format!("memory-backend-ram,id=mem,size={mem}M"),
+    }
+}
+
+/// Whether the saved guest `spec` resumes is loaded after launch, through the monitor
+/// ([`Monitor::resume_loaded`] with [`VmProcess::deferred_load`]): one saved without its
+/// memory can be read only once the monitor has said so, which the command line cannot.
+pub(crate) fn loads_deferred(spec: &VmSpec) -> bool {
+    spec.resume_from.is_some() && matches!(spec.memory, GuestMemory::CopyOf(_))
 }
 
 /// The arguments that tell QEMU what descriptor `fd` is and what to make of it.
@@ -178,7 +192,10 @@ fn handed_args(spec: &VmSpec, item: Handed, fd: RawFd) -> Vec<String> {
             "-mon".into(),
             "chardev=monitor,mode=control".into(),
         ],
+        Handed::Saved if loads_deferred(spec) => vec!["-incoming".into(), "defer".into()],
         Handed::Saved => vec!["-incoming".into(), format!("fd:{fd}")],
+        // Named in the memory backend's `mem-path`.
+        Handed::Memory => Vec::new(),
         Handed::Kernel => vec!["-kernel".into(), format!("/proc/self/fd/{fd}")],
         Handed::Initramfs => vec!["-initrd".into(), format!("/proc/self/fd/{fd}")],
         Handed::Share(i) => {
@@ -281,6 +298,11 @@ fn check(spec: &VmSpec) -> Result<(), VmmError> {
     if spec.cpus == 0 || spec.memory_mib == 0 {
         return Err(VmmError::InvalidSpec(
             "a VM needs at least one CPU and some memory".into(),
+        ));
+    }
+    if spec.memory.file().is_some() && !spec.shares.is_empty() {
+        return Err(VmmError::InvalidSpec(
+            "a guest whose RAM is a file cannot share directories (virtiofsd needs RAM of its own kind)".into(),
         ));
     }
     for share in &spec.shares {
@@ -426,6 +448,9 @@ impl Vmm for Qemu {
             console: Some(console),
             network,
             stderr_log,
+            deferred_load: loads_deferred(spec)
+                .then(|| handed::number(spec, Handed::Saved).map(|fd| format!("fd:{fd}")))
+                .flatten(),
         })
     }
 }
@@ -481,6 +506,10 @@ impl HandedEnds {
             Handed::Saved => match &spec.resume_from {
                 Some(saved) => open_file(saved, false),
                 None => Err(VmmError::InvalidSpec("no saved guest to resume".into())),
+            },
+            Handed::Memory => match spec.memory.file() {
+                Some(file) => open_file(file, false),
+                None => Err(VmmError::InvalidSpec("no file behind the guest's RAM".into())),
             },
             Handed::Share(i) => made(self.shares.get_mut(i).and_then(Option::take)),
             Handed::Kernel => open_file(&spec.kernel, false),

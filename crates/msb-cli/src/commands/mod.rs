@@ -5,6 +5,7 @@ pub mod cp;
 pub mod create;
 pub mod doctor;
 pub mod exec;
+pub mod fork;
 pub mod fs;
 pub mod image;
 pub mod inspect;

@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(mut monitor) = Monitor::connect(ours).await {
             let _ = monitor.resume().await;
             let _ = monitor.wait_agent_port_open().await;
-            let _ = monitor.resume_loaded().await;
+            let _ = monitor.resume_loaded(None).await;
         }
         let _ = writer.await;
     });

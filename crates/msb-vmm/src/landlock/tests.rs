@@ -35,6 +35,7 @@ fn spec(dir: &Path) -> VmSpec {
         net: None,
         resume_from: None,
         paused: false,
+        memory: Default::default(),
     }
 }
 

@@ -181,6 +181,31 @@ async fn a_failed_load_says_why_and_does_not_resume() {
     })
     .await
     .unwrap();
-    let err = monitor.resume_loaded().await.unwrap_err().to_string();
+    let err = monitor.resume_loaded(None).await.unwrap_err().to_string();
     assert!(err.contains("loading the saved guest: bad section"), "{err}");
+}
+
+#[tokio::test]
+async fn a_deferred_load_leaves_shared_memory_out_then_loads_and_resumes() {
+    let mut monitor = monitor_with(|qemu| {
+        let mut reader = negotiate(&qemu);
+        let set = command(&mut reader);
+        assert_eq!(set["execute"], "migrate-set-capabilities");
+        assert_eq!(
+            set["arguments"]["capabilities"][0],
+            json!({"capability": "x-ignore-shared", "state": true})
+        );
+        say(&qemu, &[r#"{"return": {}}"#]);
+        let incoming = command(&mut reader);
+        assert_eq!(incoming["execute"], "migrate-incoming");
+        assert_eq!(incoming["arguments"]["uri"], "fd:8");
+        say(&qemu, &[r#"{"return": {}}"#]);
+        assert_eq!(command(&mut reader)["execute"], "query-migrate");
+        say(&qemu, &[r#"{"return": {"status": "completed"}}"#]);
+        assert_eq!(command(&mut reader)["execute"], "cont");
+        say(&qemu, &[r#"{"return": {}}"#]);
+    })
+    .await
+    .unwrap();
+    monitor.resume_loaded(Some("fd:8")).await.unwrap();
 }

@@ -41,6 +41,7 @@ fn spec(accel: Accel) -> VmSpec {
         net: None,
         resume_from: None,
         paused: false,
+        memory: Default::default(),
     }
 }
 
@@ -99,8 +100,9 @@ fn tcg_gets_the_fast_timer_options_and_kvm_the_host_cpu() {
         "a read-only view in the same set: {rw}"
     );
     assert!(
-        rw.contains("-M microvm,acpi=off,x-option-roms=off -accel") && !rw.contains("memory-backend"),
-        "without shares, plain private RAM: {rw}"
+        rw.contains("-M microvm,acpi=off,x-option-roms=off,memory-backend=mem -accel")
+            && rw.contains("-object memory-backend-ram,id=mem,size=256M -append"),
+        "without shares, plain private RAM, under the one name every kind has: {rw}"
     );
     assert!(!rw.contains(" -S "));
     writable.paused = true;
@@ -125,6 +127,34 @@ fn tcg_gets_the_fast_timer_options_and_kvm_the_host_cpu() {
         "-netdev stream,id=net0,server=off,addr.type=fd,addr.str=4 -device virtio-net-device,netdev=net0,mac=02:6d:73:62:00:02,guest_announce=off"
     ));
     assert!(net.contains("-chardev socket,id=agent,fd=5"));
+}
+
+#[test]
+fn a_fork_fills_its_memory_shared_and_its_copies_map_it_private_and_load_later() {
+    let mut helper = spec(Accel::Tcg);
+    helper.shares.clear();
+    helper.resume_from = Some("/saved".into());
+    helper.memory = GuestMemory::Fills("/proc/self/fd/40".into());
+    let filling = qemu().command_line(&helper).unwrap().join(" ");
+    // The whole saved guest loads at once; the memory file comes after it.
+    assert!(
+        filling.contains("-object memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/9,share=on -append")
+            && filling.contains("-incoming fd:8"),
+        "{filling}"
+    );
+    let mut copy = helper.clone();
+    copy.memory = GuestMemory::CopyOf("/proc/self/fd/40".into());
+    let copying = qemu().command_line(&copy).unwrap().join(" ");
+    assert!(
+        copying.contains("mem-path=/proc/self/fd/9,share=off") && copying.contains("-incoming defer"),
+        "{copying}"
+    );
+    assert!(
+        !copying.contains("/proc/self/fd/40"),
+        "QEMU reopens the handed descriptor: {copying}"
+    );
+    copy.shares = spec(Accel::Tcg).shares;
+    assert!(matches!(qemu().command_line(&copy), Err(VmmError::InvalidSpec(_))));
 }
 
 #[test]
