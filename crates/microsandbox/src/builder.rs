@@ -423,7 +423,7 @@ impl SandboxBuilder {
         let spec = match &self.snapshot {
             Some(snapshot) => {
                 let snapshot = self.msb.snapshots().get(snapshot)?;
-                let spec = crate::snapshots::spec_from(&snapshot, &self.spec.name)?;
+                let spec = crate::snapshot_spec::spec_from(&snapshot, &self.spec.name, self.msb.paths())?;
                 self.create.snapshot = Some(snapshot);
                 spec
             }

@@ -41,11 +41,10 @@ impl Microsandbox {
         let mut plan = msb_boot::plan(&capture.info.spec, paths, self.host()?)?;
         // The helper opens the saved disks, not the running sandbox's, and keeps its logs
         // and sockets apart.
-        for disk in plan.vm.disks.iter_mut().filter(|d| !d.readonly) {
-            if let msb_vmm::DiskBacking::File { path, .. } = &mut disk.backing {
-                if let Some(name) = path.file_name() {
-                    *path = capture.staging.join(name);
-                }
+        for disk in &mut plan.vm.disks {
+            let saved = msb_boot::saved::saved_disk_file(disk);
+            if let (msb_vmm::DiskBacking::File { path, .. }, Some(file)) = (&mut disk.backing, saved) {
+                *path = capture.staging.join(file);
             }
         }
         plan.vm.runtime_dir = capture.staging.join("helper");
@@ -87,7 +86,7 @@ impl Microsandbox {
         source: &ForkSource,
         name: &str,
     ) -> MicrosandboxResult<()> {
-        let spec = crate::snapshots::spec_from(&capture.info, name)?;
+        let spec = crate::snapshot_spec::spec_from(&capture.info, name, self.paths())?;
         let opts = CreateOptions {
             snapshot: Some(capture.info.clone()),
             fork: Some(source.clone()),

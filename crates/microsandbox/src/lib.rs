@@ -44,6 +44,7 @@ mod sandbox;
 mod secrets;
 pub mod size;
 mod snapshot_archive;
+mod snapshot_spec;
 mod snapshots;
 mod terminal;
 mod volumes;
@@ -80,6 +81,7 @@ pub use msb_types::{parse_size_mib, DetachKeys, DetachKeysError, Mount, Rlimit, 
 pub use msb_vmm::AccelSetting;
 pub use sandbox::{Microsandbox, PlannedBoot, Sandbox};
 pub use secrets::SecretBuilder;
+pub use snapshot_spec::SavedDisk;
 pub use snapshots::{SnapshotInfo, Snapshots};
 pub use terminal::terminal_size;
 pub use volumes::{Volume, VolumeBuilder, Volumes};

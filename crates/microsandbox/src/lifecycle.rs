@@ -88,10 +88,11 @@ pub(crate) async fn create(
             let digest = spec.image.as_ref().map(|i| i.manifest_digest.as_str());
             Store::open(paths)?.set_sandbox_spec(&spec.name, &to_json(&spec)?, digest)?;
             match &opts.fork {
-                Some(fork) => crate::snapshots::restore_files(&fork.dir, crate::fork::DEVICES_FILE, &dir)?,
+                Some(fork) => crate::snapshots::restore_files(&fork.dir, crate::fork::DEVICES_FILE, snapshot, &dir)?,
                 None => crate::snapshots::restore_files(
                     &paths.snapshot_dir(&snapshot.name),
                     msb_boot::saved::MEMORY_FILE,
+                    snapshot,
                     &dir,
                 )?,
             }

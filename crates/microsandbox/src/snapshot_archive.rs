@@ -32,10 +32,12 @@ impl Snapshots {
         self.get(name)?;
         let dir = self.paths().snapshot_dir(name);
         let io = |what: String| MicrosandboxError::io(what);
+        let info = read_info(&dir)?;
         let out = create_private(file).map_err(io(format!("creating {}", file.display())))?;
         let written = (|| {
             let mut tar = tar::Builder::new(zstd::Encoder::new(out, LEVEL)?);
-            for member in MEMBERS {
+            let disks = info.disks.iter().map(|d| d.file.as_str());
+            for member in MEMBERS.into_iter().chain(disks) {
                 let path = dir.join(member);
                 if path.is_file() {
                     tar.append_path_with_name(&path, member)?;
@@ -99,36 +101,47 @@ fn unpack(file: &Path, dir: &Path) -> MicrosandboxResult<()> {
     let decoder = zstd::Decoder::new(input).map_err(|e| invalid(file, &e.to_string()))?;
     let mut archive = tar::Archive::new(decoder);
     let entries = archive.entries().map_err(|e| invalid(file, &e.to_string()))?;
-    // Until the description is read, it is the only file taken.
-    let mut limits: Option<[u64; 3]> = None;
+    // Until the description is read, it is the only file taken; then the files it names,
+    // each at most as large as it allows.
+    let mut members: Option<Vec<(String, u64)>> = None;
     for entry in entries {
         let mut entry = entry.map_err(|e| invalid(file, &e.to_string()))?;
         let path = entry.path().map_err(|e| invalid(file, &e.to_string()))?.into_owned();
-        let name = path.to_str().filter(|n| MEMBERS.contains(n));
+        let name = path.to_str().unwrap_or_default();
         // A sparse file (the upper) is stored as GNU sparse; tar reads its holes as zeros.
         let kind = entry.header().entry_type();
         let plain = kind.is_file() || kind == tar::EntryType::GNUSparse;
-        let (Some(name), true) = (name, plain) else {
-            return Err(invalid(file, &format!("it holds {} ({kind:?})", path.display())));
+        let limit = match &members {
+            Some(members) => members.iter().find(|(m, _)| m == name).map(|(_, limit)| *limit),
+            None if name == INFO_FILE => Some(MAX_INFO),
+            None if MEMBERS.contains(&name) => return Err(invalid(file, "its description does not come first")),
+            None => None,
         };
-        let member = MEMBERS.iter().position(|m| *m == name).unwrap_or_default();
-        let limit = match limits {
-            Some(limits) => limits[member],
-            None if name == INFO_FILE => MAX_INFO,
-            None => return Err(invalid(file, "its description does not come first")),
+        let (Some(limit), true) = (limit, plain) else {
+            return Err(invalid(file, &format!("it holds {} ({kind:?})", path.display())));
         };
         let target = dir.join(name);
         let out = create_private(&target).map_err(|_| invalid(file, &format!("it holds {name} twice")))?;
         write_sparse(&mut entry, &out, limit).map_err(|e| invalid(file, &format!("reading {name}: {e}")))?;
         if name == INFO_FILE {
-            let info = read_info(dir)?;
-            crate::snapshots::capturable(&info.spec)?;
-            let ram = u64::from(info.spec.resources.memory_mib) << 20;
-            let upper = u64::from(info.spec.upper_size_mib) << 20;
-            limits = Some([0, ram + MEMORY_SLACK, upper]);
+            members = Some(members_of(&read_info(dir)?)?);
         }
     }
     Ok(())
+}
+
+/// The files the archive of snapshot `info` may hold besides its description, each with
+/// its largest size; refuses a description of what no snapshot captures.
+fn members_of(info: &SnapshotInfo) -> MicrosandboxResult<Vec<(String, u64)>> {
+    crate::snapshot_spec::restorable(info)?;
+    let ram = u64::from(info.spec.resources.memory_mib) << 20;
+    let upper = u64::from(info.spec.upper_size_mib) << 20;
+    let mut members = vec![
+        (MEMORY_FILE.to_string(), ram + MEMORY_SLACK),
+        (msb_boot::UPPER_FILE.to_string(), upper),
+    ];
+    members.extend(info.disks.iter().map(|d| (d.file.clone(), d.bytes)));
+    Ok(members)
 }
 
 /// Copies `from` into `out`, leaving holes where whole blocks are zero; fails past `limit`
@@ -196,10 +209,15 @@ mod tests {
     /// The description of a snapshot of a sandbox with root `root`, 64 MiB of RAM and a
     /// 1 MiB upper.
     fn description(root: msb_types::RootSpec) -> Vec<u8> {
+        described(root, |_| {})
+    }
+
+    /// [`description`], changed by `edit`.
+    fn described(root: msb_types::RootSpec, edit: impl FnOnce(&mut SnapshotInfo)) -> Vec<u8> {
         let mut spec = msb_types::SandboxSpec::new("src", root);
         spec.resources.memory_mib = 64;
         spec.upper_size_mib = 1;
-        let info = SnapshotInfo {
+        let mut info = SnapshotInfo {
             name: "snap".into(),
             sandbox: "src".into(),
             created_at: 0,
@@ -209,8 +227,26 @@ mod tests {
             save_ms: 0,
             build: "b".into(),
             spec,
+            disks: Vec::new(),
         };
+        edit(&mut info);
         serde_json::to_vec(&info).unwrap()
+    }
+
+    /// Mounts a writable disk at /data and names its saved copy `file`, of `bytes`.
+    fn with_disk(file: &str, bytes: u64) -> impl FnOnce(&mut SnapshotInfo) + '_ {
+        move |info| {
+            info.spec.mounts.push(msb_types::Mount::Disk {
+                image: "/disks/data.img".into(),
+                guest: "/data".into(),
+                readonly: false,
+            });
+            info.disks.push(crate::SavedDisk {
+                mount: 0,
+                file: file.into(),
+                bytes,
+            });
+        }
     }
 
     #[test]
@@ -218,19 +254,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut upper = vec![0u8; 4 * BLOCK];
         upper[BLOCK + 7] = 1;
-        let info = description(msb_types::RootSpec::Oci("img".into()));
+        let info = described(
+            msb_types::RootSpec::Oci("img".into()),
+            with_disk("mount-0.raw", 2 * BLOCK as u64),
+        );
         let file = archive(
             dir.path(),
             &[
                 (INFO_FILE, tar::EntryType::Regular, &info),
                 (MEMORY_FILE, tar::EntryType::Regular, b"guest"),
                 (msb_boot::UPPER_FILE, tar::EntryType::Regular, &upper),
+                ("mount-0.raw", tar::EntryType::Regular, b"volume"),
             ],
         );
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();
         unpack(&file, &out).unwrap();
         assert_eq!(std::fs::read(out.join(MEMORY_FILE)).unwrap(), b"guest");
+        assert_eq!(std::fs::read(out.join("mount-0.raw")).unwrap(), b"volume");
         assert_eq!(std::fs::read(out.join(msb_boot::UPPER_FILE)).unwrap(), upper);
         let blocks =
             std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(out.join(msb_boot::UPPER_FILE)).unwrap());
@@ -247,8 +288,26 @@ mod tests {
         let bound = description(msb_types::RootSpec::Bind("/home/u".into()));
         let info_entry = (INFO_FILE, tar::EntryType::Regular, info.as_slice());
         let too_big = vec![1u8; (1 << 20) + 1];
+        let oci = || msb_types::RootSpec::Oci("img".into());
+        let disk = described(oci(), with_disk("mount-0.raw", 4));
+        let disk_entry = (INFO_FILE, tar::EntryType::Regular, disk.as_slice());
+        let escaping = described(oci(), with_disk("../../etc/passwd", 4));
+        let unsaved = described(oci(), |info| {
+            with_disk("mount-0.raw", 4)(info);
+            info.disks.clear();
+        });
         type Entries<'a> = &'a [(&'a str, tar::EntryType, &'a [u8])];
-        let cases: [(Entries, &str); 9] = [
+        let cases: [(Entries, &str); 13] = [
+            (
+                &[info_entry, ("mount-0.raw", tar::EntryType::Regular, b"x")],
+                "not a snapshot archive",
+            ),
+            (
+                &[disk_entry, ("mount-0.raw", tar::EntryType::Regular, b"12345")],
+                "longer than",
+            ),
+            (&[(INFO_FILE, tar::EntryType::Regular, &escaping)], "not one msb took"),
+            (&[(INFO_FILE, tar::EntryType::Regular, &unsaved)], "not one msb took"),
             (
                 &[("../escape", tar::EntryType::Regular, b"x")],
                 "not a snapshot archive",

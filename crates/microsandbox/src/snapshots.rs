@@ -3,16 +3,16 @@
 //! one where it stood. `msb.snapshots()`.
 //!
 //! What is captured is what QEMU can save and msb can copy without the host changing it
-//! underneath: an image root (its layers are content-addressed and read-only; its upper is
-//! copied while the guest is paused). A sandbox with host directories, volumes or disk
-//! mounts is refused. Secrets are not captured: their values never enter the guest, and a
-//! sandbox made from a snapshot gets no values of the one that was saved.
+//! underneath (see [`crate::snapshot_spec`]). Secrets are not captured: their values never
+//! enter the guest, and a sandbox made from a snapshot gets no values of the one that was
+//! saved.
 
+use crate::snapshot_spec::{capturable, SavedDisk};
 use crate::{Microsandbox, MicrosandboxError, MicrosandboxResult};
 use msb_boot::saved::{copy_sparse, create_private, MEMORY_FILE, STAGING};
 use msb_protocol::{Control, Message};
 use msb_store::SandboxState;
-use msb_types::{Paths, RootSpec, SandboxSpec};
+use msb_types::{Paths, SandboxSpec};
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
@@ -66,6 +66,9 @@ pub struct SnapshotInfo {
     pub build: String,
     /// The saved sandbox's settings, which sandboxes made from it take.
     pub spec: SandboxSpec,
+    /// Its mounted disks (sized volumes, disk images) the snapshot holds copies of.
+    #[serde(default)]
+    pub disks: Vec<SavedDisk>,
 }
 
 impl Microsandbox {
@@ -101,7 +104,7 @@ impl Snapshots {
         let paths = self.paths();
         let record = crate::lifecycle::get(paths, sandbox)?;
         let spec: SandboxSpec = record.spec()?;
-        capturable(&spec)?;
+        let disk_files = capturable(&spec, paths)?;
         if record.state != SandboxState::Running {
             return Err(MicrosandboxError::SandboxNotRunning {
                 name: sandbox.into(),
@@ -136,6 +139,14 @@ impl Snapshots {
                     disk_bytes: crate::volumes::disk_usage(&staging).unwrap_or(0),
                     save_ms: started.elapsed().as_millis() as u64,
                     build,
+                    disks: disk_files
+                        .into_iter()
+                        .map(|(mount, file)| SavedDisk {
+                            mount,
+                            bytes: std::fs::metadata(staging.join(&file)).map_or(0, |m| m.len()),
+                            file,
+                        })
+                        .collect(),
                     spec,
                 };
                 Ok(Capture {
@@ -202,24 +213,6 @@ impl Snapshots {
     }
 }
 
-/// The spec of a sandbox named `name` made from snapshot `snapshot`: the saved sandbox's,
-/// renamed (its hostname too, where it was the name), without secrets or published ports
-/// (the saved sandbox may still hold them). Refuses a snapshot whose spec could not have
-/// been captured (a hand-made or altered `snapshot.json`).
-pub(crate) fn spec_from(snapshot: &SnapshotInfo, name: &str) -> MicrosandboxResult<SandboxSpec> {
-    capturable(&snapshot.spec)?;
-    let mut spec = snapshot.spec.clone();
-    if spec.hostname == spec.name {
-        spec.hostname = name.into();
-    }
-    spec.name = name.into();
-    spec.network.secrets.clear();
-    spec.network.ports.clear();
-    spec.ephemeral = false;
-    spec.validate()?;
-    Ok(spec)
-}
-
 /// Refuses to resume `snapshot` by `plan` where the snapshot was taken under another build.
 pub(crate) fn check_build(snapshot: &SnapshotInfo, plan: &msb_boot::BootPlan) -> MicrosandboxResult<()> {
     let build = msb_boot::template::build_key(plan).map_err(MicrosandboxError::io("identifying this host's build"))?;
@@ -233,9 +226,10 @@ pub(crate) fn check_build(snapshot: &SnapshotInfo, plan: &msb_boot::BootPlan) ->
     )))
 }
 
-/// Gives the new sandbox in `dir` the files of the save in `from`: a copy of each disk,
-/// and its saved guest `saved` (linked: it is only read) to resume at the first start.
-pub(crate) fn restore_files(from: &Path, saved: &str, dir: &Path) -> MicrosandboxResult<()> {
+/// Gives the new sandbox in `dir` the files of `snapshot`'s save in `from`: a copy of its
+/// upper and of each mounted disk it holds, and its saved guest `saved` (linked: it is
+/// only read) to resume at the first start.
+pub(crate) fn restore_files(from: &Path, saved: &str, snapshot: &SnapshotInfo, dir: &Path) -> MicrosandboxResult<()> {
     std::fs::create_dir_all(dir).map_err(MicrosandboxError::io(format!("creating {}", dir.display())))?;
     let io = |what: String| MicrosandboxError::io(what);
     let entries = std::fs::read_dir(from).map_err(io(format!("reading {}", from.display())))?;
@@ -247,28 +241,9 @@ pub(crate) fn restore_files(from: &Path, saved: &str, dir: &Path) -> Microsandbo
             std::fs::hard_link(entry.path(), &saved)
                 .or_else(|_| copy_sparse(&entry.path(), &saved).map(drop))
                 .map_err(io(format!("linking {}", saved.display())))?;
-        } else if file == msb_boot::UPPER_FILE {
+        } else if file == msb_boot::UPPER_FILE || snapshot.disks.iter().any(|d| file == d.file.as_str()) {
             copy_sparse(&entry.path(), &to).map_err(io(format!("copying {}", to.display())))?;
         }
-    }
-    Ok(())
-}
-
-/// Refuses what a snapshot cannot capture.
-pub(crate) fn capturable(spec: &SandboxSpec) -> MicrosandboxResult<()> {
-    if !matches!(spec.root, RootSpec::Oci(_)) {
-        return Err(MicrosandboxError::InvalidArgument(format!(
-            "sandbox '{}' has a host directory or disk image as its root, which can change \
-             underneath a snapshot: only image roots can be saved",
-            spec.name
-        )));
-    }
-    if !spec.mounts.is_empty() {
-        return Err(MicrosandboxError::InvalidArgument(format!(
-            "sandbox '{}' mounts host directories, volumes or disks: a snapshot captures \
-             sandboxes without mounts only",
-            spec.name
-        )));
     }
     Ok(())
 }

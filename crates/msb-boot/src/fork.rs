@@ -74,10 +74,14 @@ pub async fn freeze(vm: &VmSpec, vmm: &impl Vmm, saved: &Path, devices: &Path) -
     let size = u64::from(vm.memory_mib) << 20;
     let kept = drop_zero_pages(&memory, size).map_err(BootError::io("emptying the fork's unused memory"))?;
     tracing::debug!("the fork's memory holds {} MiB of {} MiB", kept >> 20, size >> 20);
-    let seals = SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_SEAL;
-    fcntl(memory.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals))
-        .map_err(|e| BootError::io("sealing the fork's memory")(e.into()))?;
+    seal(&memory).map_err(|e| BootError::io("sealing the fork's memory")(e.into()))?;
     Ok(memory)
+}
+
+/// Seals `memory` for good: no write, growth or shrinking through any descriptor.
+fn seal(memory: &OwnedFd) -> nix::Result<()> {
+    let seals = SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_SEAL;
+    fcntl(memory.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals)).map(drop)
 }
 
 /// The page zero pages are dropped by.
@@ -163,5 +167,22 @@ mod tests {
             expected[at] = 0xa5;
         }
         assert!(after == expected, "the contents changed");
+    }
+
+    #[test]
+    fn sealed_memory_refuses_writes_through_any_descriptor() {
+        let memory = memfd_create(c"test", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+        nix::unistd::ftruncate(&memory, 1 << 20).unwrap();
+        seal(&memory).unwrap();
+        // A copy's QEMU reopens it read-write by its /proc name, as here.
+        let reopened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(fd_path(memory.as_raw_fd()))
+            .unwrap();
+        let refused = reopened.write_all_at(b"x", 0).unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(nix::errno::Errno::EPERM as i32));
+        assert!(nix::unistd::ftruncate(&memory, 2 << 20).is_err());
+        assert!(fcntl(memory.as_raw_fd(), FcntlArg::F_ADD_SEALS(SealFlag::empty())).is_err());
     }
 }

@@ -18,7 +18,12 @@ const MOUNT_DISK_SERIAL_PREFIX: &str = "msb-disk-";
 /// Serial of the disk controller whose LUNs are an image's layers (QEMU's, not the guest's).
 const LAYERS_SERIAL: &str = "msb-layers";
 /// Serial of an image root's writable upper.
-const UPPER_SERIAL: &str = "msb-upper";
+pub(crate) const UPPER_SERIAL: &str = "msb-upper";
+/// The number of the mount whose disk has serial `serial`, if a mount's disk has it.
+pub(crate) fn mount_of_serial(serial: &str) -> Option<usize> {
+    serial.strip_prefix(MOUNT_DISK_SERIAL_PREFIX)?.parse().ok()
+}
+
 /// The sandbox's saved guest to resume at its next start (see [`BootPlan::saved`]).
 pub const SAVED_FILE: &str = "resume.vm";
 /// Serial of a disk-image root.

@@ -4,6 +4,7 @@
 //! directory. A sandbox made from a snapshot gets a copy of its disks and a link to its
 //! memory as [`crate::SAVED_FILE`], which its first start resumes.
 
+use msb_vmm::{Disk, DiskBacking, DiskFormat};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -13,6 +14,44 @@ use std::path::Path;
 pub const STAGING: &str = "snapshot.partial";
 /// The guest's memory and device state (QEMU's migration stream).
 pub const MEMORY_FILE: &str = "memory.vm";
+
+/// The file a running sandbox's writable disk `disk` is saved as: the upper keeps its
+/// name, a mounted disk (a sized volume, a `--disk` image) is named by its mount's number
+/// and format ([`mounted_disk_file`]). `None` for a disk that is not saved.
+pub fn saved_disk_file(disk: &Disk) -> Option<String> {
+    let DiskBacking::File { format, .. } = &disk.backing else {
+        return None;
+    };
+    if disk.readonly {
+        None
+    } else if disk.serial == crate::plan::UPPER_SERIAL {
+        Some(crate::UPPER_FILE.into())
+    } else {
+        mounted_disk_file(crate::plan::mount_of_serial(&disk.serial)?, *format)
+    }
+}
+
+/// The file mount number `mount`'s disk of format `format` is saved as; `None` for a
+/// format a save does not copy whole (a VMDK may be a descriptor of other files).
+pub fn mounted_disk_file(mount: usize, format: DiskFormat) -> Option<String> {
+    match format {
+        DiskFormat::Raw => Some(format!("{MOUNTED_DISK}{mount}.raw")),
+        DiskFormat::Qcow2 => Some(format!("{MOUNTED_DISK}{mount}.qcow2")),
+        DiskFormat::Vmdk => None,
+    }
+}
+
+/// The mount number a saved disk's file name names, if it is one [`mounted_disk_file`]
+/// makes (the names of a loaded snapshot are checked so).
+pub fn mount_of_disk_file(name: &str) -> Option<usize> {
+    let rest = name.strip_prefix(MOUNTED_DISK)?;
+    let number = rest.strip_suffix(".raw").or_else(|| rest.strip_suffix(".qcow2"))?;
+    let mount: usize = number.parse().ok()?;
+    (mount.to_string() == number).then_some(mount)
+}
+
+/// How the saved files of mounted disks begin.
+const MOUNTED_DISK: &str = "mount-";
 
 /// A new file at `path` that only its owner may read or write (none may be there).
 pub fn create_private(path: &Path) -> io::Result<File> {
@@ -83,5 +122,46 @@ mod tests {
         assert!(copy.blocks() * 512 < 8 << 20, "{} bytes allocated", copy.blocks() * 512);
         assert_eq!(copy.mode() & 0o777, 0o600);
         assert!(copy_sparse(&from, &to).is_err(), "an existing file is not overwritten");
+    }
+
+    #[test]
+    fn saved_disks_are_named_by_mount_and_only_those_names_are_taken_back() {
+        assert_eq!(mounted_disk_file(3, DiskFormat::Raw).as_deref(), Some("mount-3.raw"));
+        assert_eq!(
+            mounted_disk_file(0, DiskFormat::Qcow2).as_deref(),
+            Some("mount-0.qcow2")
+        );
+        assert_eq!(mounted_disk_file(1, DiskFormat::Vmdk), None);
+        assert_eq!(mount_of_disk_file("mount-3.raw"), Some(3));
+        assert_eq!(mount_of_disk_file("mount-12.qcow2"), Some(12));
+        for bad in [
+            "mount-03.raw",
+            "mount-+3.raw",
+            "mount-.raw",
+            "mount-3.vmdk",
+            "../mount-3.raw",
+            "mount-3.raw/x",
+            "upper.ext4",
+        ] {
+            assert_eq!(mount_of_disk_file(bad), None, "{bad}");
+        }
+        let disk = |serial: &str, readonly| Disk {
+            backing: DiskBacking::File {
+                path: "/x/whatever.img".into(),
+                format: DiskFormat::Raw,
+            },
+            readonly,
+            serial: serial.into(),
+        };
+        assert_eq!(
+            saved_disk_file(&disk("msb-upper", false)).as_deref(),
+            Some("upper.ext4")
+        );
+        assert_eq!(
+            saved_disk_file(&disk("msb-disk-2", false)).as_deref(),
+            Some("mount-2.raw")
+        );
+        assert_eq!(saved_disk_file(&disk("msb-disk-2", true)), None);
+        assert_eq!(saved_disk_file(&disk("msb-root", false)), None);
     }
 }

@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 const EXTENSION: &str = "vm";
 /// Changes when what a template holds or how it is keyed changes.
 const FORMAT: &str = "msb-template-1";
+/// Changes when what a saved guest's state names changes (its RAM block is `mem` since
+/// forks), so that snapshots saved before are refused as of another build.
+const SAVED_LAYOUT: &str = "ram=mem";
 /// How many makes keep their templates (about 40 MB each for a 512 MiB guest); recording
 /// one more removes the least recently used.
 const KEPT_MAKES: usize = 16;
@@ -340,6 +343,7 @@ fn make_key(argv: &[String], disk_sizes: &[u64]) -> String {
 pub fn build_key(plan: &BootPlan) -> std::io::Result<String> {
     let mut build = Sha256::new();
     build.update(env!("CARGO_PKG_VERSION"));
+    build.update(SAVED_LAYOUT);
     for file in [&plan.vm.kernel, &plan.vm.initramfs, &plan.vmm.binary] {
         let meta =
             std::fs::metadata(file).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;

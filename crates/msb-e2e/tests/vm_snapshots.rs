@@ -302,3 +302,61 @@ fn four_forks_go_on_independently_and_share_their_memory() {
     }
     sb.assert_no_vm_left();
 }
+
+#[test]
+fn a_snapshot_holds_its_sized_volumes_and_tmpfs_as_they_were() {
+    let Some((sb, image)) = image_world("busybox") else {
+        return;
+    };
+    assert_eq!(sb.ok(&["volume", "create", "data", "--size", "16M"]), "data\n");
+    let args = ["create", "-n", "src", &image, "-v", "data:/data", "--tmpfs", "/scratch"];
+    assert_eq!(sb.ok(&args), "");
+    sb.ok(&[
+        "exec",
+        "src",
+        "--",
+        "sh",
+        "-c",
+        "echo before > /data/f; echo kept > /scratch/f",
+    ]);
+    sb.ok(&["snapshot", "create", "src", "snap"]);
+    let info: serde_json::Value = serde_json::from_str(&sb.ok(&["snapshot", "inspect", "snap"])).unwrap();
+    assert_eq!(info["disks"][0]["file"], "mount-0.raw", "{info}");
+    sb.ok(&["exec", "src", "--", "sh", "-c", "echo after > /data/f; sync"]);
+    sb.ok(&["rm", "-f", "src"]);
+    // The sandbox made from it mounts its own copy of the volume, as it was at the save.
+    assert_eq!(sb.ok(&["create", "-n", "copy", "--from-snapshot", "snap"]), "");
+    assert_eq!(
+        sb.ok(&["exec", "copy", "--", "cat", "/data/f", "/scratch/f"]),
+        "before\nkept\n"
+    );
+    sb.ok(&["exec", "copy", "--", "sh", "-c", "echo copy > /data/f; sync"]);
+    // The volume went on without it, and another sandbox may mount it meanwhile.
+    assert_eq!(sb.ok(&["create", "-n", "reader", &image, "-v", "data:/data"]), "");
+    assert_eq!(sb.ok(&["exec", "reader", "--", "cat", "/data/f"]), "after\n");
+    // Its copy travels with the snapshot's archive.
+    let file = sb.home().join("snap.tar.zst");
+    sb.ok(&["snapshot", "save", "snap", file.to_str().unwrap()]);
+    sb.ok(&["snapshot", "rm", "snap"]);
+    sb.ok(&["snapshot", "load", file.to_str().unwrap()]);
+    assert_eq!(sb.ok(&["create", "-n", "again", "--from-snapshot", "snap"]), "");
+    assert_eq!(sb.ok(&["exec", "again", "--", "cat", "/data/f"]), "before\n");
+    // Booted cold, each reads its disk itself (nothing from the saved page cache).
+    for (name, on_disk) in [("copy", "copy\n"), ("again", "before\n")] {
+        sb.ok(&["stop", name]);
+        sb.ok(&["start", name]);
+        assert_eq!(sb.ok(&["exec", name, "--", "cat", "/data/f"]), on_disk, "{name}");
+    }
+    // A directory volume or a read-only disk can change underneath: refused.
+    sb.ok(&["volume", "create", "shared"]);
+    assert_eq!(sb.ok(&["create", "-n", "dirvol", &image, "-v", "shared:/shared"]), "");
+    sb.fails(
+        &["snapshot", "create", "dirvol", "no"],
+        125,
+        "can change underneath a snapshot",
+    );
+    for name in ["copy", "reader", "again", "dirvol"] {
+        sb.ok(&["rm", "-f", name]);
+    }
+    sb.assert_no_vm_left();
+}

@@ -148,11 +148,13 @@ async fn start(paths: &Paths, name: &str, plan: &BootPlan) -> Result<Started> {
         .map_err(Error::io(format!("securing {}", socket.display())))?;
     let vmm_pid = vm.pids().first().copied().unwrap_or(0);
     store.set_running(name, std::process::id(), vmm_pid)?;
-    let writable = plan.vm.disks.iter().filter(|d| !d.readonly);
-    let disks = writable
-        .filter_map(|d| match &d.backing {
-            msb_vmm::DiskBacking::File { path, .. } => Some(path.clone()),
-            msb_vmm::DiskBacking::Luns(_) => None,
+    let disks = plan
+        .vm
+        .disks
+        .iter()
+        .filter_map(|d| match (&d.backing, msb_boot::saved::saved_disk_file(d)) {
+            (msb_vmm::DiskBacking::File { path, .. }, Some(file)) => Some((path.clone(), file)),
+            _ => None,
         })
         .collect();
     let saver = crate::snapshot::Saver::new(vm.take_monitor(), dir.clone(), disks);

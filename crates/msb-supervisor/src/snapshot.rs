@@ -20,8 +20,8 @@ pub struct Saver {
     monitor: Mutex<Option<MonitorLink>>,
     /// The sandbox's directory.
     dir: PathBuf,
-    /// The files of its writable disks.
-    disks: Vec<PathBuf>,
+    /// The files of its writable disks, each with the name it is saved under.
+    disks: Vec<(PathBuf, String)>,
     /// Set while a save runs (the guest stands still then, and answers no pings).
     saving: Arc<AtomicBool>,
 }
@@ -35,8 +35,9 @@ pub struct Saved {
 
 impl Saver {
     /// The saver of the sandbox in `dir` whose VM's monitor is `monitor` and whose
-    /// writable disks are `disks`.
-    pub fn new(monitor: Option<MonitorLink>, dir: PathBuf, disks: Vec<PathBuf>) -> Saver {
+    /// writable disks are `disks` (each with the name it is saved under, see
+    /// [`msb_boot::saved::saved_disk_file`]).
+    pub fn new(monitor: Option<MonitorLink>, dir: PathBuf, disks: Vec<(PathBuf, String)>) -> Saver {
         Saver {
             monitor: Mutex::new(monitor),
             dir,
@@ -90,10 +91,9 @@ impl Saver {
     }
 }
 
-/// Copies each of `disks` into `staging`, keeping its holes.
-fn copy_disks(disks: &[PathBuf], staging: &std::path::Path) -> Result<(), String> {
-    for disk in disks {
-        let name = disk.file_name().ok_or("a disk without a file name")?;
+/// Copies each of `disks` into `staging` under its name, keeping its holes.
+fn copy_disks(disks: &[(PathBuf, String)], staging: &std::path::Path) -> Result<(), String> {
+    for (disk, name) in disks {
         copy_sparse(disk, &staging.join(name)).map_err(|e| format!("copying {}: {e}", disk.display()))?;
     }
     Ok(())

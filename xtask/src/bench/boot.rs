@@ -129,7 +129,7 @@ impl Setup {
 
 /// One warm-up round, then `runs` rounds of (floor, msb run, msb run unconfined, SDK boot,
 /// image runs recording a template, resuming it, booting cold, a snapshot saved and
-/// resumed) interleaved so that load from other work on the machine hits all alike; then
+/// resumed, a fork of four) interleaved so that load from other work on the machine hits all alike; then
 /// the running-VM figures.
 fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -155,7 +155,11 @@ fn measure(setup: &Setup, runs: usize) -> Result<Figures> {
         let template = image.first_output(Start::Template)?;
         let cold = image.first_output(Start::Cold)?;
         let snapshot = image.snapshot_round(round)?;
+        let fork = image.fork_round(round)?;
         if round > 0 {
+            f.fork_four.push(fork.fork);
+            f.fork_four_output.push(fork.to_output);
+            f.fork_memory = Some(fork);
             f.snapshot_save.push(snapshot.save);
             f.snapshot_resume.push(snapshot.resume);
             f.snapshot_bytes = Some(snapshot.bytes);

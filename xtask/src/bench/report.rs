@@ -3,6 +3,7 @@
 use super::procmem::ProcMem;
 use super::procs::Sweep;
 use super::sdk::{BootSample, ExecTiming, IdleMemory};
+use super::snapshot::{ForkRound, FORKS};
 use super::stats::Summary;
 use msb_vmm::Accel;
 use msb_vmm::AccelChoice as Choice;
@@ -42,6 +43,12 @@ pub struct Figures {
     pub snapshot_resume: Vec<Duration>,
     /// A snapshot's files on disk.
     pub snapshot_bytes: Option<u64>,
+    /// `msb fork --count 4` of a running image sandbox, to four running copies.
+    pub fork_four: Vec<Duration>,
+    /// That, plus `msb exec -- echo up` in each copy.
+    pub fork_four_output: Vec<Duration>,
+    /// The last fork round's host memory.
+    pub fork_memory: Option<ForkRound>,
     /// Processes left behind and other VMs on the machine.
     pub sweep: Sweep,
 }
@@ -62,6 +69,8 @@ struct Derived {
     image_recording: Summary,
     snapshot_save: Summary,
     snapshot_resume: Summary,
+    fork_four: Summary,
+    fork_four_output: Summary,
 }
 
 impl Derived {
@@ -82,6 +91,8 @@ impl Derived {
             image_recording: Summary::of(&f.image_recording),
             snapshot_save: Summary::of(&f.snapshot_save),
             snapshot_resume: Summary::of(&f.snapshot_resume),
+            fork_four: Summary::of(&f.fork_four),
+            fork_four_output: Summary::of(&f.fork_four_output),
         }
     }
 
@@ -132,7 +143,7 @@ pub fn print(f: &Figures) {
     );
     let r = microsandbox::Resources::default();
     println!(
-        "{} rounds of (floor, msb run, msb run unconfined, SDK boot, image runs recording, resuming, cold, snapshot save and resume) interleaved, after 1 warm-up round; guest {} vCPU, {} MiB",
+        "{} rounds of (floor, msb run, msb run unconfined, SDK boot, image runs recording, resuming, cold, snapshot save and resume, fork of 4) interleaved, after 1 warm-up round; guest {} vCPU, {} MiB",
         d.floor.n, r.cpus, r.memory_mib
     );
     println!();
@@ -207,6 +218,25 @@ pub fn print(f: &Figures) {
         d.ratio(&d.snapshot_resume),
         d.snapshot_resume.median / d.image_cold.median.max(f64::EPSILON)
     );
+    println!(
+        "  msb fork --count {FORKS} (to {FORKS} running copies) {} = {:.2}× {FORKS} creates from a snapshot",
+        d.fork_four.secs(),
+        d.fork_four.median / (FORKS as f64 * d.snapshot_resume.median).max(f64::EPSILON)
+    );
+    println!(
+        "    + echo up in each copy in turn         {} = {:.2}× bare-QEMU floor",
+        d.fork_four_output.secs(),
+        d.ratio(&d.fork_four_output)
+    );
+    if let Some(m) = &f.fork_memory {
+        println!(
+            "    host memory of the {FORKS} copies' QEMUs    PSS {:.1} MiB in all = {:.2}× {FORKS} unshared (one copy maps {:.1} MiB; the forked VM {:.1} MiB)",
+            mib(m.copies_pss_kib),
+            m.copies_pss_kib as f64 / (FORKS as u64 * m.copy_rss_kib).max(1) as f64,
+            mib(m.copy_rss_kib),
+            mib(m.source_rss_kib)
+        );
+    }
     println!();
     println!("exec round trip of `true` in a running VM ({} execs)", d.exec.n);
     println!("  request → Exited   {}", d.exec.millis_p99());
@@ -308,6 +338,13 @@ pub fn json(f: &Figures) -> Value {
         "snapshot_save_s": d.snapshot_save.json(false),
         "snapshot_resume_to_output_s": d.snapshot_resume.json(false),
         "snapshot_bytes": f.snapshot_bytes,
+        "fork_4_to_running_s": d.fork_four.json(false),
+        "fork_4_to_output_s": d.fork_four_output.json(false),
+        "fork_4_memory_kib": f.fork_memory.as_ref().map(|m| json!({
+            "copies_pss": m.copies_pss_kib,
+            "copy_rss": m.copy_rss_kib,
+            "source_rss": m.source_rss_kib,
+        })),
         "ratio_to_floor": {
             "msb_run_true": d.ratio(&d.msb_run),
             "sdk_launch_to_ready": d.ratio(&d.host_ready),

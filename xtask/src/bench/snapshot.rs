@@ -1,8 +1,10 @@
 //! The snapshot figures of `cargo xtask bench boot`: saving a running sandbox of the image
 //! (`msb snapshot create`, the guest paused meanwhile) and its size, and a new sandbox
 //! resumed from it (`msb create --from-snapshot` + `msb exec -- echo up`, to the first
-//! output).
+//! output); a fork of it into four copies (`msb fork --count 4`, then `echo up` in each)
+//! and the host memory those four take.
 
+use super::procmem::ProcMem;
 use super::template::ImageRun;
 use crate::util::timed;
 use anyhow::{Context, Result};
@@ -20,6 +22,24 @@ pub struct SnapshotRound {
     pub resume: Duration,
     /// The snapshot's files on disk.
     pub bytes: u64,
+}
+
+/// How many copies a fork round makes.
+pub const FORKS: usize = 4;
+
+/// One fork round's figures.
+#[derive(Debug)]
+pub struct ForkRound {
+    /// `msb fork --count 4`, to four running copies, wall time.
+    pub fork: Duration,
+    /// That, plus `msb exec -- echo up` in each copy in turn.
+    pub to_output: Duration,
+    /// The copies' QEMUs' PSS, summed (KiB).
+    pub copies_pss_kib: u64,
+    /// The largest RSS of one copy's QEMU (KiB): what it maps, shared pages in full.
+    pub copy_rss_kib: u64,
+    /// The RSS of the forked sandbox's QEMU (KiB).
+    pub source_rss_kib: u64,
 }
 
 impl ImageRun<'_> {
@@ -56,6 +76,40 @@ impl ImageRun<'_> {
             save,
             resume: create + exec,
             bytes: info["disk_bytes"].as_u64().unwrap_or(0),
+        })
+    }
+
+    /// Forks the source into [`FORKS`] copies, runs `echo up` in each, reads their host
+    /// memory, and removes them.
+    pub fn fork_round(&self, round: usize) -> Result<ForkRound> {
+        let prefix = format!("bench-fork-{round}-");
+        let count = FORKS.to_string();
+        let (fork, _) = timed(
+            &mut self.msb(&["fork", SOURCE, "--count", &count, "--prefix", &prefix, "-q"]),
+            "msb fork",
+        )?;
+        let copies: Vec<String> = (1..=FORKS).map(|i| format!("{prefix}{i}")).collect();
+        let mut execs = Duration::ZERO;
+        let mut memory = Vec::new();
+        for copy in &copies {
+            execs += timed(&mut self.msb(&["exec", copy, "--", "echo", "up"]), "msb exec")?.0;
+            let (_, info) = timed(&mut self.msb(&["inspect", copy]), "msb inspect")?;
+            let info: serde_json::Value = serde_json::from_slice(&info).context("reading the copy")?;
+            let pid = info["vmm_pid"].as_u64().context("a copy without a VMM pid")?;
+            memory.push(ProcMem::read(pid as u32)?);
+        }
+        let (_, info) = timed(&mut self.msb(&["inspect", SOURCE]), "msb inspect")?;
+        let info: serde_json::Value = serde_json::from_slice(&info).context("reading the source")?;
+        let source = ProcMem::read(info["vmm_pid"].as_u64().context("a source without a VMM pid")? as u32)?;
+        let mut rm = self.msb(&["rm", "-f"]);
+        rm.args(&copies);
+        timed(&mut rm, "msb rm")?;
+        Ok(ForkRound {
+            fork,
+            to_output: fork + execs,
+            copies_pss_kib: memory.iter().map(|m| m.pss_kib).sum(),
+            copy_rss_kib: memory.iter().map(|m| m.rss_kib).max().unwrap_or(0),
+            source_rss_kib: source.rss_kib,
         })
     }
 
