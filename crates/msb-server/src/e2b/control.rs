@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// metadata (0.6.2), which clients then refuse themselves.
 pub const ENVD_VERSION: &str = "0.5.7";
 /// E2B's default sandbox timeout (seconds).
-const DEFAULT_TIMEOUT: u64 = 300;
+pub const DEFAULT_TIMEOUT: u64 = 300;
 /// The longest timeout we accept (E2B's own ceiling): also every sandbox's hard limit,
 /// enforced by its supervisor even when this server is gone.
 pub const MAX_TIMEOUT: u64 = 24 * 60 * 60;
@@ -37,11 +37,11 @@ fn from_api(e: ApiError) -> Response {
     error(e.status, e.message)
 }
 
-fn from_sdk(e: microsandbox::MicrosandboxError) -> Response {
+pub fn from_sdk(e: microsandbox::MicrosandboxError) -> Response {
     from_api(e.into())
 }
 
-fn not_found(id: &str) -> Response {
+pub fn not_found(id: &str) -> Response {
     error(StatusCode::NOT_FOUND, format!("sandbox {id} was not found"))
 }
 
@@ -158,8 +158,8 @@ fn has_content(value: &Option<Value>) -> bool {
     }
 }
 
-/// `POST /sandboxes/{id}/connect`: the sandbox, to connect to (it is never paused here);
-/// its timeout is extended to the one given, as E2B does.
+/// `POST /sandboxes/{id}/connect`: the sandbox, to connect to, resumed if it was paused
+/// (201); a running one's timeout is extended to the one given, as E2B does (200).
 pub async fn connect(
     State(state): State<E2bShared>,
     Path(id): Path<String>,
@@ -167,6 +167,9 @@ pub async fn connect(
 ) -> Response {
     let info = match e2b_sandbox(&state, &id).await {
         Ok(info) => info,
+        Err(_) if super::paused::paused(&state, &id).is_some() => {
+            return super::paused::resume(&state, &id, body.timeout).await
+        }
         Err(response) => return response,
     };
     if let Some(timeout) = body.timeout {
@@ -179,7 +182,7 @@ pub async fn connect(
     (StatusCode::OK, Json(sandbox_json(&state, &id, &template))).into_response()
 }
 
-fn sandbox_json(state: &E2bShared, id: &str, template: &str) -> Value {
+pub fn sandbox_json(state: &E2bShared, id: &str, template: &str) -> Value {
     json!({
         "sandboxID": id,
         "templateID": template,
@@ -193,14 +196,15 @@ fn sandbox_json(state: &E2bShared, id: &str, template: &str) -> Value {
 
 /// `GET /sandboxes/{id}`.
 pub async fn get(State(state): State<E2bShared>, Path(id): Path<String>) -> Response {
-    match e2b_sandbox(&state, &id).await {
-        Ok(info) => {
-            let mut detail = listed(&state, &info);
-            detail["envdAccessToken"] = json!(state.access_token(&id));
-            Json(detail).into_response()
-        }
-        Err(response) => response,
-    }
+    let mut detail = match e2b_sandbox(&state, &id).await {
+        Ok(info) => listed(&state, &info),
+        Err(response) => match super::paused::paused(&state, &id) {
+            Some(snapshot) => listed_paused(&snapshot),
+            None => return response,
+        },
+    };
+    detail["envdAccessToken"] = json!(state.access_token(&id));
+    Json(detail).into_response()
 }
 
 /// The query of the lists.
@@ -229,16 +233,24 @@ pub async fn list(State(state): State<E2bShared>, Query(q): Query<ListQuery>) ->
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let states: Vec<&str> = q.state.as_deref().map(|s| s.split(',').collect()).unwrap_or_default();
-    let mut rows: Vec<Value> = all
+    let running = all
         .iter()
         .filter(|info| is_e2b_running(&state, info))
         .filter(|_| states.is_empty() || states.contains(&"running"))
-        .filter(|info| {
+        .map(|info| (&info.spec, listed(&state, info)));
+    let paused_ones = super::paused::all_paused(&state);
+    let paused = paused_ones
+        .iter()
+        .filter(|_| states.is_empty() || states.contains(&"paused"))
+        .map(|snapshot| (&snapshot.spec, listed_paused(snapshot)));
+    let mut rows: Vec<Value> = running
+        .chain(paused)
+        .filter(|(spec, _)| {
             wanted
                 .iter()
-                .all(|(k, v)| info.spec.labels.get(&format!("{METADATA_PREFIX}{k}")) == Some(v))
+                .all(|(k, v)| spec.labels.get(&format!("{METADATA_PREFIX}{k}")) == Some(v))
         })
-        .map(|info| listed(&state, info))
+        .map(|(_, row)| row)
         .collect();
     rows.sort_by(|a, b| a["sandboxID"].as_str().cmp(&b["sandboxID"].as_str()));
     let start = match q.next_token.as_deref().map(str::parse::<usize>).transpose() {
@@ -265,29 +277,41 @@ fn parse_metadata_filter(text: &str) -> Result<Vec<(String, String)>, String> {
     Ok(form_urlencoded::parse(text.as_bytes()).into_owned().collect())
 }
 
-/// A sandbox as E2B's lists show it.
+/// A running sandbox as E2B's lists show it.
 fn listed(state: &E2bShared, info: &SandboxInfo) -> Value {
-    let labels = &info.spec.labels;
-    let metadata: BTreeMap<&str, &String> = labels
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix(METADATA_PREFIX).map(|k| (k, v)))
-        .collect();
     let started = info.started_at.unwrap_or(info.created_at);
     let end_at = state
         .deadline(&info.name)
         .map(unix)
-        .or_else(|| labels.get(END_AT_LABEL).and_then(|v| v.parse().ok()))
+        .or_else(|| info.spec.labels.get(END_AT_LABEL).and_then(|v| v.parse().ok()))
         .unwrap_or(started);
+    row(&info.spec, started, end_at, "running")
+}
+
+/// A paused sandbox (its snapshot) as E2B's lists show it: it has no end.
+fn listed_paused(snapshot: &microsandbox::SnapshotInfo) -> Value {
+    let mut row = row(&snapshot.spec, snapshot.created_at, snapshot.created_at, "paused");
+    row["sandboxID"] = json!(snapshot.sandbox);
+    row
+}
+
+/// The row of sandbox `spec` in `state`, started and ending when said.
+fn row(spec: &microsandbox::SandboxSpec, started: i64, end_at: i64, state: &str) -> Value {
+    let labels = &spec.labels;
+    let metadata: BTreeMap<&str, &String> = labels
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(METADATA_PREFIX).map(|k| (k, v)))
+        .collect();
     json!({
-        "sandboxID": info.name,
+        "sandboxID": spec.name,
         "templateID": labels.get(TEMPLATE_LABEL),
         "clientID": "microsandbox",
         "startedAt": rfc3339(started),
         "endAt": rfc3339(end_at),
-        "cpuCount": info.spec.resources.cpus,
-        "memoryMB": info.spec.resources.memory_mib,
-        "diskSizeMB": info.spec.upper_size_mib,
-        "state": "running",
+        "cpuCount": spec.resources.cpus,
+        "memoryMB": spec.resources.memory_mib,
+        "diskSizeMB": spec.upper_size_mib,
+        "state": state,
         "envdVersion": ENVD_VERSION,
         "metadata": metadata,
     })
@@ -296,7 +320,10 @@ fn listed(state: &E2bShared, info: &SandboxInfo) -> Value {
 /// `DELETE /sandboxes/{id}`: kills the sandbox; nothing of it remains.
 pub async fn kill(State(state): State<E2bShared>, Path(id): Path<String>) -> Response {
     if let Err(response) = e2b_sandbox(&state, &id).await {
-        return response;
+        return match super::paused::paused(&state, &id) {
+            Some(_) => super::paused::remove(&state, &id),
+            None => response,
+        };
     }
     match state.kill(&id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -353,7 +380,7 @@ pub async fn refresh(
 }
 
 /// The record of the running E2B sandbox `id`, or the 404 to answer.
-async fn e2b_sandbox(state: &E2bShared, id: &str) -> Result<SandboxInfo, Response> {
+pub async fn e2b_sandbox(state: &E2bShared, id: &str) -> Result<SandboxInfo, Response> {
     match state.app.msb.get(id).await {
         Ok(info) if is_e2b_running(state, &info) => Ok(info),
         Ok(_) => Err(not_found(id)),

@@ -9,6 +9,7 @@ mod control;
 mod envd;
 mod files;
 mod filesystem;
+mod paused;
 mod process;
 mod process_table;
 mod state;
@@ -37,6 +38,9 @@ pub fn app(state: E2bShared) -> Router {
         .route("/sandboxes/{id}/connect", post(control::connect))
         .route("/v2/sandboxes/{id}/connect", post(control::connect))
         .route("/sandboxes/{id}/refreshes", post(control::refresh))
+        .route("/sandboxes/{id}/pause", post(paused::pause))
+        .route("/sandboxes/{id}/resume", post(paused::resume_call))
+        .route("/sandboxes/{id}/fork", post(paused::fork))
         .fallback(unsupported)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));

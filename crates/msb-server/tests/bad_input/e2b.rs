@@ -110,11 +110,13 @@ async fn the_api_key_is_the_token_in_either_form() {
 #[tokio::test]
 async fn features_outside_the_subset_are_501_naming_them() {
     let server = e2b_server().await;
+    // Pausing, resuming and forking an unknown sandbox: it is not found.
+    for path in ["/sandboxes/i123/pause", "/sandboxes/i123/resume", "/sandboxes/i123/fork"] {
+        let (status, body) = send(server.control(Method::POST, path)).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
     for (method, path, feature) in [
-        (Method::POST, "/sandboxes/i123/pause", "pausing"),
-        (Method::POST, "/sandboxes/i123/resume", "resuming"),
         (Method::POST, "/sandboxes/i123/snapshots", "snapshots"),
-        (Method::POST, "/sandboxes/i123/fork", "forking"),
         (Method::POST, "/v3/templates", "template builds"),
         (Method::GET, "/volumes", "volumes"),
         (Method::GET, "/secrets", "secrets"),

@@ -275,12 +275,56 @@ def test_unknown_sandbox() -> None:
     assert Sandbox.kill("nosuchsandbox0000") is False
 
 
-def test_pause_is_unsupported(shared: Any) -> None:
-    with pytest.raises(SandboxException) as caught:
-        shared.pause()
-    assert "paus" in str(caught.value).lower()
-    assert getattr(caught.value, "status_code", 501) == 501
-    assert shared.commands.run("echo still-running").stdout == "still-running\n"
+def test_a_paused_sandbox_resumes_where_it_stood() -> None:
+    """``pause()`` saves the sandbox whole; ``connect()`` resumes it, processes and files
+    as they were; a paused sandbox is listed as such and can be killed."""
+    from e2b import SandboxQuery, SandboxState
+
+    sbx = Sandbox.create(timeout=LIFETIME, metadata=metadata("paused"))
+    try:
+        sbx.commands.run("echo kept > /tmp/state")
+        sbx.commands.run("sleep 600", background=True)
+        assert sbx.pause() is True
+        assert Sandbox.get_info(sbx.sandbox_id).state == SandboxState.PAUSED
+        listed = page_items(Sandbox.list(query=SandboxQuery(state=[SandboxState.PAUSED])))
+        assert sbx.sandbox_id in {s.sandbox_id for s in listed}
+        running = page_items(Sandbox.list(query=SandboxQuery(state=[SandboxState.RUNNING])))
+        assert sbx.sandbox_id not in {s.sandbox_id for s in running}
+        assert Sandbox.pause(sbx.sandbox_id) is False, "pausing a paused sandbox"
+        resumed = Sandbox.connect(sbx.sandbox_id, timeout=LIFETIME)
+        assert resumed.sandbox_id == sbx.sandbox_id
+        assert resumed.commands.run("cat /tmp/state").stdout == "kept\n"
+        assert "sleep 600" in resumed.commands.run("ps").stdout
+        assert Sandbox.get_info(sbx.sandbox_id).state == SandboxState.RUNNING
+        assert resumed.pause() is True
+    finally:
+        Sandbox.kill(sbx.sandbox_id)
+    with pytest.raises(NotFoundException):
+        Sandbox.connect(sbx.sandbox_id)
+
+
+def test_fork_makes_copies_that_go_on_from_where_it_stands() -> None:
+    if not hasattr(Sandbox, "fork"):
+        pytest.skip("this e2b version has no fork")
+    sbx = Sandbox.create(timeout=LIFETIME, metadata=metadata("forked"))
+    copies: List[Any] = []
+    try:
+        sbx.commands.run("echo original > /tmp/state")
+        copies = sbx.fork(count=2, timeout=LIFETIME)
+        assert len(copies) == 2 and all(isinstance(c, Sandbox) for c in copies), copies
+        ids = {c.sandbox_id for c in copies}
+        assert len(ids) == 2 and sbx.sandbox_id not in ids
+        for copy in copies:
+            assert copy.commands.run("cat /tmp/state").stdout == "original\n"
+            assert Sandbox.get_info(copy.sandbox_id).metadata == metadata("forked")
+        copies[0].commands.run("echo changed > /tmp/state")
+        assert copies[1].commands.run("cat /tmp/state").stdout == "original\n"
+        assert sbx.commands.run("cat /tmp/state").stdout == "original\n"
+    finally:
+        for copy in copies:
+            if isinstance(copy, Sandbox):
+                copy.kill()
+        sbx.kill()
 
 
 def test_pty_is_unsupported(shared: Any) -> None:
