@@ -60,7 +60,8 @@ impl SandboxBuilder {
 
     /// Resumes snapshot `name` (see [`crate::Snapshots`]) where it was saved: its processes,
     /// memory and files. The sandbox takes the snapshot's settings (image, resources,
-    /// network, command); only its name and hostname are its own, and it gets no secrets.
+    /// network, command); only its name, hostname and the ports this builder publishes
+    /// ([`SandboxBuilder::publish`]) are its own, and it gets no secrets.
     pub fn from_snapshot(mut self, name: impl Into<String>) -> Self {
         self.snapshot = Some(name.into());
         self
@@ -423,7 +424,10 @@ impl SandboxBuilder {
         let spec = match &self.snapshot {
             Some(snapshot) => {
                 let snapshot = self.msb.snapshots().get(snapshot)?;
-                let spec = crate::snapshot_spec::spec_from(&snapshot, &self.spec.name, self.msb.paths())?;
+                let mut spec = crate::snapshot_spec::spec_from(&snapshot, &self.spec.name, self.msb.paths())?;
+                // The host's side, which the guest does not see: this builder's own.
+                spec.network.ports = self.spec.network.ports.clone();
+                spec.validate()?;
                 self.create.snapshot = Some(snapshot);
                 spec
             }

@@ -291,7 +291,6 @@ pub fn guest_files(config: &GuestConfig) -> io::Result<()> {
             Some("mode=0755"),
         )?;
     }
-    crate::tls::install(config.tls_ca.as_deref())?;
     if !config.scripts.is_empty() {
         ensure_dir(Path::new(SCRIPTS_DIR), 0o755)?;
         for (name, body) in &config.scripts {
@@ -304,6 +303,21 @@ pub fn guest_files(config: &GuestConfig) -> io::Result<()> {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
         }
     }
+    identity_files(config)?;
+    if config.write_identity_files && !config.scripts.is_empty() {
+        add_scripts_to_profile(Path::new("/etc/profile"))?;
+    }
+    if let Some(net) = &config.network {
+        crate::net::resolver(Ipv4Addr::from(net.gateway), config.write_identity_files)?;
+    }
+    Ok(())
+}
+
+/// The files that say which sandbox this is and whom it trusts: the interception CA and,
+/// for image roots, `/etc/hostname` and `/etc/hosts`. Written again by a guest resumed
+/// as a new sandbox (its name and its supervisor's CA are new).
+pub fn identity_files(config: &GuestConfig) -> io::Result<()> {
+    crate::tls::install(config.tls_ca.as_deref())?;
     if config.write_identity_files {
         ensure_dir(Path::new("/etc"), 0o755)?;
         let name = &config.hostname;
@@ -313,12 +327,6 @@ pub fn guest_files(config: &GuestConfig) -> io::Result<()> {
             hosts.push_str(&format!("{}\t{}\n", Ipv4Addr::from(net.gateway), crate::net::HOST_NAME));
         }
         std::fs::write("/etc/hosts", hosts)?;
-        if !config.scripts.is_empty() {
-            add_scripts_to_profile(Path::new("/etc/profile"))?;
-        }
-    }
-    if let Some(net) = &config.network {
-        crate::net::resolver(Ipv4Addr::from(net.gateway), config.write_identity_files)?;
     }
     Ok(())
 }

@@ -237,11 +237,12 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
             Message::Hello(hello) => {
                 // A host that reconnects starts over with a Hello; the guest is already set up.
                 // One that resumed this guest from a snapshot, as a new sandbox, brings fresh
-                // randomness, the time (the guest's stood still while it was saved) and
-                // the sandbox's name.
+                // randomness, the time (the guest's stood still while it was saved), the
+                // sandbox's name and its supervisor's interception CA.
                 if hello.resumed {
                     let renewed = crate::fresh::reseed(&hello.entropy)
-                        .and_then(|()| init::identity(&hello.config.hostname, hello.host_time));
+                        .and_then(|()| init::identity(&hello.config.hostname, hello.host_time))
+                        .and_then(|()| init::identity_files(&hello.config));
                     if let Err(e) = renewed {
                         crate::log(&format!("renewing a resumed guest: {e}"));
                     }

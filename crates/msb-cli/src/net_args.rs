@@ -53,6 +53,11 @@ pub struct NetArgs {
 struct Rules(Vec<Rule>);
 
 impl NetArgs {
+    /// The ports `-p` publishes.
+    pub fn ports(&self) -> &[PublishedPort] {
+        &self.ports
+    }
+
     /// `b` with the network options applied.
     pub fn apply(&self, mut b: SandboxBuilder) -> SandboxBuilder {
         if self.no_net {

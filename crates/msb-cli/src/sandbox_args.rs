@@ -140,6 +140,11 @@ impl SandboxArgs {
         self.replace
     }
 
+    /// The ports `-p` publishes.
+    pub fn published_ports(&self) -> &[microsandbox::PublishedPort] {
+        self.network.ports()
+    }
+
     /// A builder for sandbox `name` booting `image` (or the `--rootfs`), with every option
     /// applied; `matches` orders the patch flags.
     pub fn builder(

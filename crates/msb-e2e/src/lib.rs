@@ -12,6 +12,7 @@ use std::process::Command;
 
 pub mod debian;
 pub mod fake_registry;
+pub mod http;
 pub mod networld;
 pub mod serve;
 

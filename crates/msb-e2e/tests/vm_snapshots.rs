@@ -13,6 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const COUNTER: &str = "(i=0; while true; do i=$((i+1)); echo $i > /tmp/next; mv /tmp/next /tmp/count; \
                        sleep 0.2; done) > /dev/null 2>&1 & echo started";
 
+/// A web server on guest port 8000 that names the sandbox it started in.
+const SERVE: &str = "mkdir -p /www && hostname > /www/index.html && httpd -p 8000 -h /www";
+
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
@@ -33,7 +36,7 @@ fn counting(sb: &Sandbox, image: &str, name: &str) {
         "--",
         "sh",
         "-c",
-        &format!("echo written-before > /root/file; {COUNTER}"),
+        &format!("echo written-before > /root/file; {COUNTER}; {SERVE}"),
     ]);
     std::thread::sleep(Duration::from_millis(600));
 }
@@ -61,8 +64,12 @@ fn a_restored_sandbox_goes_on_where_it_was_saved() {
     assert_eq!(sb.ok(&["snapshot", "ls", "-q"]), "snap\n");
 
     let mut seen = Vec::new();
-    for name in ["one", "two"] {
-        assert_eq!(sb.ok(&["create", "-n", name, "--from-snapshot", "snap"]), "");
+    let port = msb_e2e::http::free_port();
+    let publish = format!("127.0.0.1:{port}:8000");
+    for (name, extra) in [("one", None), ("two", Some(["-p", publish.as_str()]))] {
+        let mut create = vec!["create", "-n", name, "--from-snapshot", "snap"];
+        create.extend(extra.iter().flatten());
+        assert_eq!(sb.ok(&create), "");
         let log = std::fs::read_to_string(sb.home().join(format!("sandboxes/{name}/logs/exec.log"))).unwrap();
         assert!(log.contains("resumed from a snapshot"), "{log}");
         // The loop runs on from where it stood, not from the start, nor from after the save.
@@ -80,13 +87,14 @@ fn a_restored_sandbox_goes_on_where_it_was_saved() {
             "--",
             "sh",
             "-c",
-            "cat /root/file; hostname; date +%s; head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \\n'",
+            "cat /root/file; hostname; cat /etc/hostname; date +%s; head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \\n'",
         ]);
         let after = now();
         let lines: Vec<&str> = out.lines().collect();
-        let [file, hostname, clock, random] = lines[..] else {
+        let [file, hostname, etc_hostname, clock, random] = lines[..] else {
             panic!("{out}");
         };
+        assert_eq!(etc_hostname, name, "/etc/hostname names the new sandbox");
         assert_eq!(
             file, "written-before",
             "{name} has the files of the moment it was saved"
@@ -100,6 +108,9 @@ fn a_restored_sandbox_goes_on_where_it_was_saved() {
         seen.push(random.to_string());
     }
     assert_ne!(seen[0], seen[1], "two sandboxes of one snapshot share their randomness");
+    // The server saved running serves again through the port the new sandbox publishes:
+    // its network came back with it.
+    assert!(msb_e2e::http::get_until(port, "/index.html", "src").starts_with("HTTP/1."));
     // Each has its own writable layer.
     sb.ok(&["exec", "one", "--", "sh", "-c", "echo mine > /root/file"]);
     assert_eq!(sb.ok(&["exec", "two", "--", "cat", "/root/file"]), "written-before\n");
@@ -149,6 +160,12 @@ fn what_cannot_be_captured_or_resumed_is_refused_clearly() {
     sb.ok(&["stop", "src"]);
     sb.fails(&["snapshot", "create", "src", "t"], 125, "start it first");
     sb.fails(&["create", "-n", "x", "--from-snapshot", "missing"], 125, "not found");
+    // Settings of its own a sandbox made from a snapshot cannot take: refused, not dropped.
+    for extra in [&["--memory", "1G"][..], &["--", "sh"][..], &["-e", "A=1"][..]] {
+        let mut create = vec!["create", "-n", "x", "--from-snapshot", "s"];
+        create.extend(extra);
+        sb.fails(&create, 125, "cannot be given with --from-snapshot");
+    }
     let junk = sb.home().join("junk.tar.zst");
     std::fs::write(&junk, b"not an archive").unwrap();
     sb.fails(

@@ -188,32 +188,13 @@ fn a_resumed_sandbox_serves_on_its_published_port() {
         return;
     };
     // A free port on the host's loopback: nothing leaves this machine.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = msb_e2e::http::free_port();
     let publish = format!("127.0.0.1:{port}:8000");
     sb.ok(&["create", "-n", "web", "-p", &publish, &image]);
     assert!(resumed(&sb, "web"));
     let serve = "mkdir -p /www && echo resumed > /www/index.html && httpd -p 8000 -h /www";
     sb.ok(&["exec", "web", "--", "sh", "-c", serve]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let answer = loop {
-        let got = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut conn| {
-            use std::io::{Read, Write};
-            conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-            conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-            let mut answer = String::new();
-            conn.read_to_string(&mut answer)?;
-            Ok(answer)
-        });
-        match got {
-            Ok(answer) if answer.contains("resumed") => break answer,
-            _ if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(300)),
-            other => panic!("the published port never served: {other:?}"),
-        }
-    };
+    let answer = msb_e2e::http::get_until(port, "/index.html", "resumed");
     assert!(answer.starts_with("HTTP/1."), "{answer}");
     sb.ok(&["rm", "-f", "web"]);
     sb.assert_no_vm_left();

@@ -34,7 +34,12 @@ pub async fn run(args: CreateArgs, matches: &clap::ArgMatches) -> Result<i32> {
         None => microsandbox::generate_name()?,
     };
     if let Some(snapshot) = &args.from_snapshot {
-        msb.builder(&name).from_snapshot(snapshot).create_detached().await?;
+        refuse_beside_snapshot(matches)?;
+        let mut builder = msb.builder(&name).from_snapshot(snapshot);
+        for port in args.sandbox.published_ports() {
+            builder = builder.publish(*port);
+        }
+        builder.create_detached().await?;
         if args.name.is_none() {
             println!("{name}");
         }
@@ -56,4 +61,31 @@ pub async fn run(args: CreateArgs, matches: &clap::ArgMatches) -> Result<i32> {
         println!("{name}");
     }
     Ok(0)
+}
+
+/// What `--from-snapshot` may be given with: the new sandbox's name and published ports
+/// (the host's side); everything else is the snapshot's. (`root` is the group of the
+/// root's options, `--from-snapshot` among them.)
+const BESIDE_SNAPSHOT: &[&str] = &["root", "from_snapshot", "name", "ports", "quiet"];
+
+/// Refuses any setting given beside `--from-snapshot` that it would not take.
+fn refuse_beside_snapshot(matches: &clap::ArgMatches) -> Result<()> {
+    // Groups are among the ids too: clap names the group of a flattened struct's options
+    // after the struct (`NetArgs`), which no option's id looks like.
+    let given = matches.ids().map(clap::Id::as_str).find(|id| {
+        !BESIDE_SNAPSHOT.contains(id)
+            && id.starts_with(|c: char| c.is_ascii_lowercase())
+            && matches!(
+                matches.try_get_raw(id).map(|_| matches.value_source(id)),
+                Ok(Some(clap::parser::ValueSource::CommandLine))
+            )
+    });
+    match given {
+        Some(id) => anyhow::bail!(
+            "--{} cannot be given with --from-snapshot: a sandbox made from a snapshot takes its \
+             image, command, resources, mounts and network from it (only -n and -p may be given)",
+            id.replace('_', "-")
+        ),
+        None => Ok(()),
+    }
 }

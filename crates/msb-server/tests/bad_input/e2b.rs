@@ -111,7 +111,11 @@ async fn the_api_key_is_the_token_in_either_form() {
 async fn features_outside_the_subset_are_501_naming_them() {
     let server = e2b_server().await;
     // Pausing, resuming and forking an unknown sandbox: it is not found.
-    for path in ["/sandboxes/i123/pause", "/sandboxes/i123/resume", "/sandboxes/i123/fork"] {
+    for path in [
+        "/sandboxes/i123/pause",
+        "/sandboxes/i123/resume",
+        "/sandboxes/i123/fork",
+    ] {
         let (status, body) = send(server.control(Method::POST, path)).await;
         assert_eq!(status, 404, "{path}: {body}");
     }
