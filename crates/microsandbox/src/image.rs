@@ -266,12 +266,35 @@ pub fn inspect(paths: &Paths, reference: &str) -> MicrosandboxResult<ImageRecord
 }
 
 /// Removes an image; layers no other image uses are deleted from disk. Refused while
-/// sandboxes were created from it, unless `force` (their layers then stay until they go).
+/// sandboxes were created from it, or it is the last name of what snapshots resume,
+/// unless `force` (sandboxes' layers then stay until they go; snapshots' do not).
 pub fn remove(paths: &Paths, reference: &str, force: bool) -> MicrosandboxResult<usize> {
     let canonical = canonical(reference)?;
     let store = Store::open(paths)?;
-    if store.get_image(&canonical)?.is_none() {
+    let Some(image) = store.get_image(&canonical)? else {
         return Err(MicrosandboxError::ImageNotFound(canonical));
+    };
+    let named_otherwise = store
+        .list_images()?
+        .iter()
+        .any(|(other, _)| other.manifest_digest == image.manifest_digest && other.reference != canonical);
+    if !force && !named_otherwise {
+        let snapshots: Vec<String> = crate::snapshots::list_in(paths)?
+            .into_iter()
+            .filter(|s| {
+                s.spec
+                    .image
+                    .as_ref()
+                    .is_some_and(|i| i.manifest_digest == image.manifest_digest)
+            })
+            .map(|s| format!("snapshot '{}'", s.name))
+            .collect();
+        if !snapshots.is_empty() {
+            return Err(MicrosandboxError::ImageInUse {
+                reference: canonical,
+                sandboxes: snapshots,
+            });
+        }
     }
     let orphans = store.remove_image(&canonical, force)?;
     delete_layers(paths, &store, orphans.iter().map(|l| l.diff_id.as_str()))

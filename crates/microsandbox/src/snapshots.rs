@@ -181,18 +181,7 @@ impl Snapshots {
 
     /// Every snapshot, oldest first.
     pub fn list(&self) -> MicrosandboxResult<Vec<SnapshotInfo>> {
-        let dir = self.paths().snapshots_dir();
-        let mut all: Vec<SnapshotInfo> = match std::fs::read_dir(&dir) {
-            // Only snapshots: not a load under way, nor a directory renamed by hand.
-            Ok(entries) => entries
-                .flatten()
-                .filter_map(|e| read_info(&e.path()).ok().filter(|i| e.file_name() == i.name.as_str()))
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(MicrosandboxError::io(format!("reading {}", dir.display()))(e)),
-        };
-        all.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
-        Ok(all)
+        list_in(self.paths())
     }
 
     /// Snapshot `name`.
@@ -211,6 +200,22 @@ impl Snapshots {
         let dir = self.paths().snapshot_dir(name);
         std::fs::remove_dir_all(&dir).map_err(MicrosandboxError::io(format!("removing {}", dir.display())))
     }
+}
+
+/// Every snapshot of home `paths`, oldest first.
+pub(crate) fn list_in(paths: &Paths) -> MicrosandboxResult<Vec<SnapshotInfo>> {
+    let dir = paths.snapshots_dir();
+    let mut all: Vec<SnapshotInfo> = match std::fs::read_dir(&dir) {
+        // Only snapshots: not a load under way, nor a directory renamed by hand.
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| read_info(&e.path()).ok().filter(|i| e.file_name() == i.name.as_str()))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(MicrosandboxError::io(format!("reading {}", dir.display()))(e)),
+    };
+    all.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+    Ok(all)
 }
 
 /// Refuses to resume `snapshot` by `plan` where the snapshot was taken under another build.

@@ -187,6 +187,10 @@ fn what_cannot_be_captured_or_resumed_is_refused_clearly() {
     assert!(!sb.home().join("sandboxes/broken").exists());
     sb.fails(&["inspect", "broken"], 125, "not found");
     sb.ok(&["rm", "-f", "src"]);
+    // The image is the last name of what snapshot 's' resumes: it stays while 's' does.
+    sb.fails(&["image", "rm", &image], 1, "snapshot 's'");
+    sb.ok(&["snapshot", "rm", "s"]);
+    sb.ok(&["image", "rm", &image]);
     sb.assert_no_vm_left();
 }
 
