@@ -1,16 +1,14 @@
 //! Snapshots as single files: `msb snapshot save SNAP FILE.tar.zst` and `load`. The archive
-//! is a zstd-compressed tar of the snapshot's files, its description first. A loaded
-//! archive is untrusted: the description comes first and is small, and must describe a
-//! sandbox a snapshot can capture; then only the files a snapshot has are taken (plain
-//! files under their own names, each once), none larger than that sandbox's RAM or disk
-//! allows; nothing appears among the snapshots until all of it has been read. Runs of
-//! zeros are written back as holes, so a sparse upper stays sparse.
+//! is a zstd-compressed flat tar ([`msb_rootfs::unpack_flat`]) of the snapshot's files, its
+//! description first. A loaded archive is untrusted: the description comes first and is
+//! small, and must describe a sandbox a snapshot can capture; then only the files that
+//! snapshot has are taken, none larger than that sandbox's RAM or disks allow; nothing
+//! appears among the snapshots until all of it has been read.
 
 use crate::snapshots::{read_info, write_info, INFO_FILE};
 use crate::{MicrosandboxError, MicrosandboxResult, SnapshotInfo, Snapshots};
 use msb_boot::saved::{create_private, MEMORY_FILE};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 /// The files an archive may hold, in the order they are written.
@@ -21,10 +19,6 @@ const MAX_INFO: u64 = 1 << 20;
 const MEMORY_SLACK: u64 = 256 << 20;
 /// zstd's level: fast, and guest memory and a mostly empty disk compress well at it.
 const LEVEL: i32 = 3;
-/// The unit in which zeros become holes.
-const BLOCK: usize = 64 << 10;
-/// A block of zeros to compare with (a slice comparison is one `memcmp`).
-static ZEROS: [u8; BLOCK] = [0; BLOCK];
 
 impl Snapshots {
     /// Writes snapshot `name` to `file` (a new file, owner-only) as a zstd-compressed tar.
@@ -99,35 +93,13 @@ fn invalid(file: &Path, why: &str) -> MicrosandboxError {
 fn unpack(file: &Path, dir: &Path) -> MicrosandboxResult<()> {
     let input = std::fs::File::open(file).map_err(MicrosandboxError::io(format!("opening {}", file.display())))?;
     let decoder = zstd::Decoder::new(input).map_err(|e| invalid(file, &e.to_string()))?;
-    let mut archive = tar::Archive::new(decoder);
-    let entries = archive.entries().map_err(|e| invalid(file, &e.to_string()))?;
-    // Until the description is read, it is the only file taken; then the files it names,
-    // each at most as large as it allows.
-    let mut members: Option<Vec<(String, u64)>> = None;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| invalid(file, &e.to_string()))?;
-        let path = entry.path().map_err(|e| invalid(file, &e.to_string()))?.into_owned();
-        let name = path.to_str().unwrap_or_default();
-        // A sparse file (the upper) is stored as GNU sparse; tar reads its holes as zeros.
-        let kind = entry.header().entry_type();
-        let plain = kind.is_file() || kind == tar::EntryType::GNUSparse;
-        let limit = match &members {
-            Some(members) => members.iter().find(|(m, _)| m == name).map(|(_, limit)| *limit),
-            None if name == INFO_FILE => Some(MAX_INFO),
-            None if MEMBERS.contains(&name) => return Err(invalid(file, "its description does not come first")),
-            None => None,
-        };
-        let (Some(limit), true) = (limit, plain) else {
-            return Err(invalid(file, &format!("it holds {} ({kind:?})", path.display())));
-        };
-        let target = dir.join(name);
-        let out = create_private(&target).map_err(|_| invalid(file, &format!("it holds {name} twice")))?;
-        write_sparse(&mut entry, &out, limit).map_err(|e| invalid(file, &format!("reading {name}: {e}")))?;
-        if name == INFO_FILE {
-            members = Some(members_of(&read_info(dir)?)?);
-        }
-    }
-    Ok(())
+    let description = (INFO_FILE.to_string(), MAX_INFO);
+    msb_rootfs::unpack_flat(decoder, dir, description, |dir| {
+        read_info(dir)
+            .and_then(|info| members_of(&info))
+            .map_err(|e| msb_rootfs::FlatError(e.to_string()))
+    })
+    .map_err(|e| invalid(file, &e.0))
 }
 
 /// The files the archive of snapshot `info` may hold besides its description, each with
@@ -144,46 +116,13 @@ fn members_of(info: &SnapshotInfo) -> MicrosandboxResult<Vec<(String, u64)>> {
     Ok(members)
 }
 
-/// Copies `from` into `out`, leaving holes where whole blocks are zero; fails past `limit`
-/// bytes.
-fn write_sparse(from: &mut impl Read, out: &std::fs::File, limit: u64) -> std::io::Result<()> {
-    let mut buf = vec![0u8; BLOCK];
-    let mut at = 0u64;
-    loop {
-        let n = read_full(from, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        if at + n as u64 > limit {
-            return Err(std::io::Error::other(format!(
-                "longer than the {limit} bytes it may have"
-            )));
-        }
-        if buf[..n] != ZEROS[..n] {
-            out.write_all_at(&buf[..n], at)?;
-        }
-        at += n as u64;
-    }
-    out.set_len(at)?;
-    (&*out).flush()
-}
-
-/// Reads until `buf` is full or the input ends; how much was read.
-fn read_full(from: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match from.read(&mut buf[n..])? {
-            0 => break,
-            got => n += got,
-        }
-    }
-    Ok(n)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The unit in which the archive's reader writes zeros as holes.
+    const BLOCK: usize = 64 << 10;
 
     /// A zstd tar of `entries`: (name, kind, bytes).
     fn archive(dir: &Path, entries: &[(&str, tar::EntryType, &[u8])]) -> std::path::PathBuf {

@@ -5,10 +5,13 @@
 //!   roots (the tree is then written into the sandbox's `upper.ext4`), or the host
 //!   directory itself for bind roots (the tree is then written into it, contained).
 //! * The upper image ([`write_upper_image`]): the sandbox's ext4 with the patches in it.
+//! * Flat archives ([`unpack_flat`]): a saved sandbox's files as one tar, read as hostile
+//!   input.
 
 mod engine;
 mod erofs;
 mod error;
+mod flat;
 mod host;
 mod lower;
 mod remove;
@@ -20,6 +23,7 @@ mod view;
 pub use engine::build_upper;
 pub use erofs::{open_stack, ErofsLayer};
 pub use error::PatchError;
+pub use flat::{unpack_flat, FlatError, Member};
 pub use host::HostRoot;
 pub use lower::{Empty, Entry, Kind, Lower};
 pub use stack::{Layer, LayerEntry, Stack};
