@@ -6,7 +6,8 @@
 //! - after a resume, the kernel forgets what it read from the disks: the template was
 //!   saved with placeholders of the same sizes behind them, whose blocks its partition scan
 //!   cached. Nothing is mounted from them yet, so the cache is dropped and the partitions
-//!   scanned again from this sandbox's disks.
+//!   scanned again from this sandbox's disks;
+//! - a guest resumed as a new sandbox gets a machine id of its own, where the image has one.
 
 use std::fs::File;
 use std::io;
@@ -63,4 +64,26 @@ pub fn forget_disk_contents() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where the image keeps its machine id.
+const MACHINE_ID: &str = "/etc/machine-id";
+
+/// Gives a guest resumed as a new sandbox (from a snapshot, as a fork's copy) a machine id
+/// of its own where the image has one; an empty or absent file is left for the image's
+/// init to fill. Call after [`reseed`]: the id comes from the reseeded generator.
+pub fn renew_machine_id() -> io::Result<()> {
+    let Ok(old) = std::fs::read(MACHINE_ID) else {
+        return Ok(());
+    };
+    if old.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let mut id = [0u8; 16];
+    io::Read::read_exact(&mut File::open("/dev/urandom")?, &mut id)?;
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    // Renamed into place: a reader sees the old id or the new one, whole.
+    let partial = format!("{MACHINE_ID}.msb-new");
+    std::fs::write(&partial, format!("{hex}\n"))?;
+    std::fs::rename(&partial, MACHINE_ID)
 }

@@ -238,9 +238,11 @@ async fn serve_local(port: Port, start_ns: u64) -> io::Result<()> {
                 // A host that reconnects starts over with a Hello; the guest is already set up.
                 // One that resumed this guest from a snapshot, as a new sandbox, brings fresh
                 // randomness, the time (the guest's stood still while it was saved), the
-                // sandbox's name and its supervisor's interception CA.
+                // sandbox's name (and a machine id of its own) and its supervisor's
+                // interception CA.
                 if hello.resumed {
                     let renewed = crate::fresh::reseed(&hello.entropy)
+                        .and_then(|()| crate::fresh::renew_machine_id())
                         .and_then(|()| init::identity(&hello.config.hostname, hello.host_time))
                         .and_then(|()| init::identity_files(&hello.config));
                     if let Err(e) = renewed {

@@ -254,7 +254,8 @@ fn four_forks_go_on_independently_and_share_their_memory() {
     };
     counting(&sb, &image, "src");
     // 32 MiB of guest memory that every copy keeps and reads, but none changes.
-    let blob = "dd if=/dev/urandom of=/dev/shm/blob bs=1M count=32 2>/dev/null; md5sum < /dev/shm/blob";
+    let blob = "dd if=/dev/urandom of=/dev/shm/blob bs=1M count=32 2>/dev/null; \
+                echo 0123456789abcdef0123456789abcdef > /etc/machine-id; md5sum < /dev/shm/blob";
     let sum = sb.ok(&["exec", "src", "--", "sh", "-c", blob]);
     let saved_at = count(&sb, "src");
     assert_eq!(sb.ok(&["fork", "src", "--count", "4"]), "src-1\nsrc-2\nsrc-3\nsrc-4\n");
@@ -268,12 +269,18 @@ fn four_forks_go_on_independently_and_share_their_memory() {
             "--",
             "sh",
             "-c",
-            "md5sum < /dev/shm/blob; cat /root/file; hostname; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'",
+            "md5sum < /dev/shm/blob; cat /root/file; hostname; cat /etc/machine-id; \
+             head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'",
         ]);
         let lines: Vec<&str> = out.lines().collect();
-        let [blob_sum, file, hostname, random] = lines[..] else {
+        let [blob_sum, file, hostname, machine_id, random] = lines[..] else {
             panic!("{out}");
         };
+        assert!(
+            machine_id.len() == 32 && machine_id != "0123456789abcdef0123456789abcdef",
+            "{name}'s machine id {machine_id}"
+        );
+        seen.push(machine_id.to_string());
         assert_eq!(
             format!("{blob_sum}\n"),
             sum,
@@ -285,7 +292,7 @@ fn four_forks_go_on_independently_and_share_their_memory() {
     }
     seen.sort();
     seen.dedup();
-    assert_eq!(seen.len(), 4, "copies share their randomness");
+    assert_eq!(seen.len(), 8, "copies share their randomness or machine ids");
     // Each runs on by itself, and so does the sandbox they were forked from.
     std::thread::sleep(Duration::from_millis(600));
     for name in copies.iter().chain(&["src"]) {
