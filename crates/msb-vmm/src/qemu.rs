@@ -131,11 +131,13 @@ fn args(spec: &VmSpec, confined: bool) -> Vec<String> {
 fn memory_backend(spec: &VmSpec) -> String {
     let mem = spec.memory_mib;
     match (&spec.memory, handed::number(spec, Handed::Memory)) {
-        (GuestMemory::Fills(_), Some(fd)) => {
-            format!("memory-backend-file,id=mem,size={mem}M,mem-path=/proc/self/fd/{fd},share=on")
-        }
-        (GuestMemory::CopyOf(_), Some(fd)) => {
-            format!("memory-backend-file,id=mem,size={mem}M,mem-path=/proc/self/fd/{fd},share=off")
+        (GuestMemory::Fills(_) | GuestMemory::CopyOf(_), Some(fd)) => {
+            let share = if matches!(spec.memory, GuestMemory::Fills(_)) {
+                "on"
+            } else {
+                "off"
+            };
+            format!("memory-backend-file,id=mem,size={mem}M,mem-path=/proc/self/fd/{fd},share={share}")
         }
         // vhost-user-fs needs guest RAM shareable with virtiofsd.
         _ if !spec.shares.is_empty() => format!("memory-backend-memfd,id=mem,size={mem}M,share=on"),
