@@ -319,17 +319,22 @@ async fn until_ready(
     tokio::select! {
         r = tokio::time::timeout(limit, ready) => match r {
             Ok(Ok(client)) => Ok((client, monitor)),
-            Ok(Err(e)) => {
-                // QEMU's own words say more, where it is going (its monitor closed first).
-                if process.wait_exit(EXIT_WAIT).await {
-                    process.check_running()?;
-                }
-                Err(e)
-            }
+            Ok(Err(e)) => Err(qemu_words_or(process, e).await),
             Err(_) => Err(BootError::BootTimeout { secs: limit.as_secs(), log: plan.console_log.clone() }),
         },
         e = watch_exit(process) => Err(e.into()),
     }
+}
+
+/// QEMU's own words where QEMU is ending (its monitor closes before it exits, so a
+/// failure seen there first says less), else `e`.
+pub(crate) async fn qemu_words_or(process: &mut VmProcess, e: BootError) -> BootError {
+    if process.wait_exit(EXIT_WAIT).await {
+        if let Err(words) = process.check_running() {
+            return words.into();
+        }
+    }
+    e
 }
 
 /// Fresh host randomness for the guest's pool.

@@ -35,8 +35,8 @@ pub async fn freeze(vm: &VmSpec, vmm: &impl Vmm, saved: &Path, devices: &Path) -
         MemFdCreateFlag::MFD_ALLOW_SEALING | MemFdCreateFlag::MFD_CLOEXEC,
     )
     .map_err(|e| BootError::io("making the fork's memory")(e.into()))?;
-    nix::unistd::ftruncate(&memory, i64::from(vm.memory_mib) << 20)
-        .map_err(|e| BootError::io("sizing the fork's memory")(e.into()))?;
+    let size = u64::from(vm.memory_mib) << 20;
+    nix::unistd::ftruncate(&memory, size as i64).map_err(|e| BootError::io("sizing the fork's memory")(e.into()))?;
     let mut helper = vm.clone();
     helper.resume_from = Some(saved.to_path_buf());
     helper.memory = GuestMemory::Fills(fd_path(memory.as_raw_fd()));
@@ -57,12 +57,9 @@ pub async fn freeze(vm: &VmSpec, vmm: &impl Vmm, saved: &Path, devices: &Path) -
             detail: format!("it did not load and save within {} s", FREEZE_TIMEOUT.as_secs()),
         }))
     });
-    // QEMU's own words say more where it ended (its monitor closed first).
     let filled = match filled {
-        Err(e) if process.wait_exit(Duration::from_millis(500)).await => {
-            Err(process.check_running().map_or_else(BootError::from, |()| e))
-        }
-        filled => filled,
+        Err(e) => Err(crate::boot::qemu_words_or(&mut process, e).await),
+        ok => ok,
     };
     // Its shared mapping must be gone before the seal against writes can be set.
     process.kill().await;
@@ -71,7 +68,6 @@ pub async fn freeze(vm: &VmSpec, vmm: &impl Vmm, saved: &Path, devices: &Path) -
     })?;
     // The load read every page the saved guest never used (QEMU checks that a zero page
     // is zero), and reading a memfd's hole fills it: give those back.
-    let size = u64::from(vm.memory_mib) << 20;
     let kept = drop_zero_pages(&memory, size).map_err(BootError::io("emptying the fork's unused memory"))?;
     tracing::debug!("the fork's memory holds {} MiB of {} MiB", kept >> 20, size >> 20);
     seal(&memory).map_err(|e| BootError::io("sealing the fork's memory")(e.into()))?;
