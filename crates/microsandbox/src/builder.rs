@@ -424,10 +424,10 @@ impl SandboxBuilder {
         let spec = match &self.snapshot {
             Some(snapshot) => {
                 let snapshot = self.msb.snapshots().get(snapshot)?;
-                let mut spec = crate::snapshot_spec::spec_from(&snapshot, &self.spec.name, self.msb.paths())?;
-                // The host's side, which the guest does not see: this builder's own.
-                spec.network.ports = self.spec.network.ports.clone();
-                spec.validate()?;
+                // Published ports are the host's side, which the guest does not see: this
+                // builder's own.
+                let ports = self.spec.network.ports.clone();
+                let spec = crate::snapshot_spec::spec_from(&snapshot, &self.spec.name, self.msb.paths(), ports)?;
                 self.create.snapshot = Some(snapshot);
                 spec
             }

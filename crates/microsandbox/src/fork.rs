@@ -86,7 +86,7 @@ impl Microsandbox {
         source: &ForkSource,
         name: &str,
     ) -> MicrosandboxResult<()> {
-        let spec = crate::snapshot_spec::spec_from(&capture.info, name, self.paths())?;
+        let spec = crate::snapshot_spec::spec_from(&capture.info, name, self.paths(), Vec::new())?;
         let opts = CreateOptions {
             snapshot: Some(capture.info.clone()),
             fork: Some(source.clone()),

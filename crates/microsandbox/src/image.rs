@@ -274,21 +274,8 @@ pub fn remove(paths: &Paths, reference: &str, force: bool) -> MicrosandboxResult
     let Some(image) = store.get_image(&canonical)? else {
         return Err(MicrosandboxError::ImageNotFound(canonical));
     };
-    let named_otherwise = store
-        .list_images()?
-        .iter()
-        .any(|(other, _)| other.manifest_digest == image.manifest_digest && other.reference != canonical);
-    if !force && !named_otherwise {
-        let snapshots: Vec<String> = crate::snapshots::list_in(paths)?
-            .into_iter()
-            .filter(|s| {
-                s.spec
-                    .image
-                    .as_ref()
-                    .is_some_and(|i| i.manifest_digest == image.manifest_digest)
-            })
-            .map(|s| format!("snapshot '{}'", s.name))
-            .collect();
+    if !force {
+        let snapshots = snapshots_resuming(paths, &store, &image)?;
         if !snapshots.is_empty() {
             return Err(MicrosandboxError::ImageInUse {
                 reference: canonical,
@@ -298,6 +285,24 @@ pub fn remove(paths: &Paths, reference: &str, force: bool) -> MicrosandboxResult
     }
     let orphans = store.remove_image(&canonical, force)?;
     delete_layers(paths, &store, orphans.iter().map(|l| l.diff_id.as_str()))
+}
+
+/// The snapshots that resume `image` (as "snapshot 'NAME'"), where no other reference
+/// names what it names.
+fn snapshots_resuming(paths: &Paths, store: &Store, image: &ImageRecord) -> MicrosandboxResult<Vec<String>> {
+    let digest = &image.manifest_digest;
+    let named_otherwise = store
+        .list_images()?
+        .iter()
+        .any(|(other, _)| other.manifest_digest == *digest && other.reference != image.reference);
+    if named_otherwise {
+        return Ok(Vec::new());
+    }
+    Ok(crate::snapshots::list_in(paths)?
+        .into_iter()
+        .filter(|s| s.spec.image.as_ref().is_some_and(|i| i.manifest_digest == *digest))
+        .map(|s| format!("snapshot '{}'", s.name))
+        .collect())
 }
 
 /// Deletes layers no image references and no sandbox pins; returns how many.

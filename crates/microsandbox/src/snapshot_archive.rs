@@ -11,8 +11,6 @@ use msb_boot::saved::{create_private, MEMORY_FILE};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
-/// The files an archive may hold, in the order they are written.
-const MEMBERS: [&str; 3] = [INFO_FILE, MEMORY_FILE, msb_boot::UPPER_FILE];
 /// The largest description read.
 const MAX_INFO: u64 = 1 << 20;
 /// What a saved guest may hold beyond its RAM (device state, the stream's framing).
@@ -30,11 +28,11 @@ impl Snapshots {
         let out = create_private(file).map_err(io(format!("creating {}", file.display())))?;
         let written = (|| {
             let mut tar = tar::Builder::new(zstd::Encoder::new(out, LEVEL)?);
-            let disks = info.disks.iter().map(|d| d.file.as_str());
-            for member in MEMBERS.into_iter().chain(disks) {
-                let path = dir.join(member);
+            let members = member_limits(&info).into_iter().map(|(name, _)| name);
+            for member in std::iter::once(INFO_FILE.to_string()).chain(members) {
+                let path = dir.join(&member);
                 if path.is_file() {
-                    tar.append_path_with_name(&path, member)?;
+                    tar.append_path_with_name(&path, &member)?;
                 }
             }
             tar.into_inner()?.finish()?.sync_all()
@@ -96,16 +94,15 @@ fn unpack(file: &Path, dir: &Path) -> MicrosandboxResult<()> {
     let description = (INFO_FILE.to_string(), MAX_INFO);
     msb_rootfs::unpack_flat(decoder, dir, description, |dir| {
         read_info(dir)
-            .and_then(|info| members_of(&info))
+            .and_then(|info| crate::snapshot_spec::restorable(&info).map(|()| member_limits(&info)))
             .map_err(|e| msb_rootfs::FlatError(e.to_string()))
     })
     .map_err(|e| invalid(file, &e.0))
 }
 
-/// The files the archive of snapshot `info` may hold besides its description, each with
-/// its largest size; refuses a description of what no snapshot captures.
-fn members_of(info: &SnapshotInfo) -> MicrosandboxResult<Vec<(String, u64)>> {
-    crate::snapshot_spec::restorable(info)?;
+/// The files the archive of snapshot `info` holds besides its description, in the order
+/// they are written, each with the largest size a loaded one may have.
+fn member_limits(info: &SnapshotInfo) -> Vec<(String, u64)> {
     let ram = u64::from(info.spec.resources.memory_mib) << 20;
     let upper = u64::from(info.spec.upper_size_mib) << 20;
     let mut members = vec![
@@ -113,7 +110,7 @@ fn members_of(info: &SnapshotInfo) -> MicrosandboxResult<Vec<(String, u64)>> {
         (msb_boot::UPPER_FILE.to_string(), upper),
     ];
     members.extend(info.disks.iter().map(|d| (d.file.clone(), d.bytes)));
-    Ok(members)
+    members
 }
 
 #[cfg(test)]

@@ -11,8 +11,7 @@
 
 use crate::{MicrosandboxError, MicrosandboxResult, SnapshotInfo};
 use msb_boot::saved::{mount_of_disk_file, mounted_disk_file};
-use msb_types::{DiskImageFormat, Mount, Paths, RootSpec, SandboxSpec};
-use msb_vmm::DiskFormat;
+use msb_types::{DiskImageFormat, Mount, Paths, PublishedPort, RootSpec, SandboxSpec};
 use serde::{Deserialize, Serialize};
 
 /// A mounted disk a snapshot holds a copy of.
@@ -55,12 +54,7 @@ pub(crate) fn capturable(spec: &SandboxSpec, paths: &Paths) -> MicrosandboxResul
                 ))
             }
         };
-        let format = match format {
-            DiskImageFormat::Raw => DiskFormat::Raw,
-            DiskImageFormat::Qcow2 => DiskFormat::Qcow2,
-            DiskImageFormat::Vmdk => DiskFormat::Vmdk,
-        };
-        let file = mounted_disk_file(i, format).ok_or_else(|| {
+        let file = mounted_disk_file(i, msb_boot::disk_format(format)).ok_or_else(|| {
             refused(
                 spec,
                 &format!(
@@ -120,9 +114,14 @@ pub(crate) fn restorable(snapshot: &SnapshotInfo) -> MicrosandboxResult<()> {
 
 /// The spec of a sandbox named `name` of home `paths` made from snapshot `snapshot`: the
 /// saved sandbox's, renamed (its hostname too, where it was the name), its mounted disks
-/// its own copies, without secrets or published ports (the saved sandbox may still hold
-/// them). Refuses a snapshot whose spec could not have been captured.
-pub(crate) fn spec_from(snapshot: &SnapshotInfo, name: &str, paths: &Paths) -> MicrosandboxResult<SandboxSpec> {
+/// its own copies, without secrets, publishing `ports` instead of the saved sandbox's (it
+/// may still hold them). Refuses a snapshot whose spec could not have been captured.
+pub(crate) fn spec_from(
+    snapshot: &SnapshotInfo,
+    name: &str,
+    paths: &Paths,
+    ports: Vec<PublishedPort>,
+) -> MicrosandboxResult<SandboxSpec> {
     restorable(snapshot)?;
     let mut spec = snapshot.spec.clone();
     if spec.hostname == spec.name {
@@ -138,7 +137,7 @@ pub(crate) fn spec_from(snapshot: &SnapshotInfo, name: &str, paths: &Paths) -> M
         };
     }
     spec.network.secrets.clear();
-    spec.network.ports.clear();
+    spec.network.ports = ports;
     spec.ephemeral = false;
     spec.validate()?;
     Ok(spec)

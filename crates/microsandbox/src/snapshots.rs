@@ -155,15 +155,12 @@ impl Snapshots {
                     _lock: lock,
                 })
             }
-            Ok(other) => {
+            failed => {
                 let _ = std::fs::remove_dir_all(&staging);
-                Err(MicrosandboxError::Supervisor(format!(
-                    "an unexpected answer: {other:?}"
-                )))
-            }
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
-                Err(e.into())
+                Err(match failed {
+                    Ok(other) => MicrosandboxError::Supervisor(format!("an unexpected answer: {other:?}")),
+                    Err(e) => e.into(),
+                })
             }
         }
     }

@@ -28,5 +28,5 @@ pub use boot::{BootedVm, MonitorLink, Shutdown};
 pub use error::{BootError, BootResult};
 pub use host::{find_program, HostConfig};
 pub use network::NetworkPlan;
-pub use plan::{plan, plan_with, BootPlan, FileLink, ResolvedRoot, SAVED_FILE};
+pub use plan::{disk_format, plan, plan_with, BootPlan, FileLink, ResolvedRoot, SAVED_FILE};
 pub use root::{prepare, UPPER_FILE};

@@ -358,7 +358,8 @@ fn guest_mount(i: usize, mount: &Mount, devices: &mut Devices<'_>) -> BootResult
     })
 }
 
-fn disk_format(format: DiskImageFormat) -> DiskFormat {
+/// The VMM's name for a disk image's format.
+pub fn disk_format(format: DiskImageFormat) -> DiskFormat {
     match format {
         DiskImageFormat::Raw => DiskFormat::Raw,
         DiskImageFormat::Qcow2 => DiskFormat::Qcow2,
