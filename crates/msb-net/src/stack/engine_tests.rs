@@ -5,7 +5,7 @@ use super::*;
 use crate::stack::harness::frames::{self, Received};
 use crate::stack::{ConnectError, Upstream};
 use msb_types::NetPolicy;
-use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Ipv4Address, TcpSeqNumber};
 use std::net::{IpAddr, Ipv4Addr};
 
 fn engine(policy: NetPolicy) -> (Engine, Instant) {
@@ -41,19 +41,32 @@ fn frames_out(engine: &mut Engine) -> Vec<Vec<u8>> {
 
 /// A TCP SYN frame from the guest's `port` to `dst`.
 fn syn(cfg: &StackConfig, port: u16, dst: SocketAddrV4) -> Vec<u8> {
+    segment(cfg, port, dst, TcpControl::Syn, 1000, None, &[])
+}
+
+/// A TCP segment from the guest's `port` to `dst`, advertising a window of 64240 << 7.
+fn segment(
+    cfg: &StackConfig,
+    port: u16,
+    dst: SocketAddrV4,
+    control: TcpControl,
+    seq: i32,
+    ack: Option<TcpSeqNumber>,
+    payload: &[u8],
+) -> Vec<u8> {
     let repr = TcpRepr {
         src_port: port,
         dst_port: dst.port(),
-        control: TcpControl::Syn,
-        seq_number: smoltcp::wire::TcpSeqNumber(1000),
-        ack_number: None,
+        control,
+        seq_number: TcpSeqNumber(seq),
+        ack_number: ack,
         window_len: 64240,
-        window_scale: Some(7),
-        max_seg_size: Some(1460),
-        sack_permitted: true,
+        window_scale: (control == TcpControl::Syn).then_some(7),
+        max_seg_size: (control == TcpControl::Syn).then_some(1460),
+        sack_permitted: control == TcpControl::Syn,
         sack_ranges: [None; 3],
         timestamp: None,
-        payload: &[],
+        payload,
     };
     let ip = Ipv4Repr {
         src_addr: cfg.guest_ip,
@@ -80,6 +93,16 @@ fn syn(cfg: &StackConfig, port: u16, dst: SocketAddrV4) -> Vec<u8> {
         &ChecksumCapabilities::default(),
     );
     frame
+}
+
+/// A segment to the guest: (seq, ack, window field, window scale option).
+fn parse_segment(frame: &[u8]) -> Option<(TcpSeqNumber, Option<TcpSeqNumber>, u16, Option<u8>)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    let (s, d) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
+    let repr = TcpRepr::parse(&tcp, &s, &d, &ChecksumCapabilities::default()).ok()?;
+    Some((repr.seq_number, repr.ack_number, repr.window_len, repr.window_scale))
 }
 
 /// The TCP flags of a frame to the guest: (syn, ack, rst).
@@ -194,4 +217,61 @@ fn a_refused_upstream_resets_and_an_unreachable_one_gets_icmp() {
         }
     );
     assert_eq!(engine.flows_open(), 0);
+}
+
+/// A hostile guest that sends past the window the stack advertised: the excess is not taken,
+/// nothing panics (smoltcp 0.12 took bytes up to its buffer's capacity, past the offered
+/// edge, and then panicked working out the next window), and the stack never acknowledges
+/// past the edge it offered.
+#[test]
+fn bytes_past_the_advertised_window_are_refused_without_a_panic() {
+    let (mut engine, mut now) = engine(host_open());
+    let cfg = StackConfig::default();
+    let (port, dst) = (40010, SocketAddrV4::new(cfg.gateway_ip, 8080));
+    engine.guest_frame(&syn(&cfg, port, dst), now);
+    engine.poll(now);
+    let Some(Request::Connect { flow, io: _io, .. }) = engine.take_requests().pop() else {
+        panic!("no connect")
+    };
+    engine.event(Event::Connected(flow), now);
+    engine.poll(now);
+    let out = frames_out(&mut engine);
+    let Some((isn, Some(_), window, Some(scale))) = out.first().and_then(|f| parse_segment(f)) else {
+        panic!("no SYN-ACK with a window scale: {out:?}")
+    };
+    let ack = Some(isn + 1);
+    // A SYN's window is never scaled.
+    let (mut next, mut acked, mut edge) = (1001, 1001, 1001 + window as i32);
+    let send = |engine: &mut Engine, next: &mut i32, len: usize, now: Instant| {
+        let payload = vec![7u8; len];
+        engine.guest_frame(&segment(&cfg, port, dst, TcpControl::Psh, *next, ack, &payload), now);
+        *next += len as i32;
+    };
+    let observe = |engine: &mut Engine, acked: &mut i32, edge: &mut i32| {
+        for (_, ack, window, _) in frames_out(engine).iter().filter_map(|f| parse_segment(f)) {
+            let ack = ack.expect("an ACK").0;
+            assert!(ack <= *edge, "acknowledged {ack}, past the offered edge {edge}");
+            *acked = (*acked).max(ack);
+            *edge = ack + ((window as i32) << scale);
+        }
+    };
+    // An honest sender first, until the window is nearly shut (the host side never reads,
+    // so the buffer fills); each pause lets the delayed ACK go.
+    while edge - next >= 1460 {
+        send(&mut engine, &mut next, 1399, now);
+        now += Duration::from_millis(50);
+        engine.poll(now);
+        observe(&mut engine, &mut acked, &mut edge);
+    }
+    assert_eq!(acked, next, "every byte so far acknowledged");
+    // Then one segment past the edge, polled before its delayed ACK is due.
+    let past = (edge - next) as usize + 7;
+    send(&mut engine, &mut next, past, now);
+    engine.poll(now);
+    observe(&mut engine, &mut acked, &mut edge);
+    now += Duration::from_millis(50);
+    engine.poll(now);
+    observe(&mut engine, &mut acked, &mut edge);
+    assert!(acked < next, "the bytes past the edge were not taken");
+    assert_eq!(engine.flows_open(), 1);
 }
