@@ -31,6 +31,10 @@ fn main() {
     if let Err(e) = init::early_mounts() {
         log(&format!("early mounts failed: {e}"));
     }
+    // Before the port opens: see `layers`.
+    if let Err(e) = layers::probe() {
+        log(&format!("probing the layers' disks: {e}"));
+    }
     let code = match run(start_ns) {
         Ok(()) => 0,
         Err(e) => {
