@@ -31,9 +31,12 @@ fn main() {
     if let Err(e) = init::early_mounts() {
         log(&format!("early mounts failed: {e}"));
     }
-    // Before the port opens: see `layers`.
+    // Before the port opens, so that templates hold them: see `layers` and `net`.
     if let Err(e) = layers::probe() {
         log(&format!("probing the layers' disks: {e}"));
+    }
+    if let Err(e) = net::bring_up_links() {
+        log(&format!("bringing up the links: {e}"));
     }
     let code = match run(start_ns) {
         Ok(()) => 0,

@@ -29,6 +29,19 @@ pub fn configure(network: Option<&GuestNetwork>) -> io::Result<()> {
     default_route(&sock, Ipv4Addr::from(net.gateway)).map_err(at("adding the default route"))
 }
 
+/// Brings every interface up, without an address (nothing is sent: the guest has no
+/// IPv6 and no address to ARP for). Done at the agent's start, before its port opens, so a
+/// template holds the links up and a resumed guest skips opening them, ~10 ms under TCG
+/// (the NIC's receive buffers are allocated then); [`configure`] addresses them later.
+pub fn bring_up_links() -> io::Result<()> {
+    let sock = control_socket()?;
+    for entry in std::fs::read_dir("/sys/class/net")?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        set_up(&sock, &name).map_err(|e| io::Error::new(e.kind(), format!("bringing up {name}: {e}")))?;
+    }
+    Ok(())
+}
+
 /// The name of the interface whose MAC is `mac`.
 fn interface_with_mac(mac: &[u8; 6]) -> io::Result<String> {
     let want = mac.map(|b| format!("{b:02x}")).join(":");
