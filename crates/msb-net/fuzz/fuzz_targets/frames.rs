@@ -10,9 +10,8 @@
 use libfuzzer_sys::fuzz_target;
 use msb_net::dns::Pins;
 use msb_net::policy::Policy;
-use msb_net::stack::{
-    ConnectError, Counters, Echo, Engine, Event, FlowId, HostEnd, PingOutcome, Request, StackConfig, MAX_FRAME,
-};
+use msb_net::stack::harness::frames;
+use msb_net::stack::{ConnectError, Counters, Echo, Engine, Event, FlowId, HostEnd, PingOutcome, Request, StackConfig};
 use msb_types::{Action, Destination, Direction, NetPolicy, Rule};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -87,20 +86,6 @@ fn fix_checksums(frame: &[u8]) -> Vec<u8> {
     let sum = checksum(&f[body.clone()], start);
     f[body.start + at..body.start + at + 2].copy_from_slice(&sum.to_be_bytes());
     f
-}
-
-/// Checks the output is a sequence of whole frames, then marks it written.
-fn drain_output(engine: &mut Engine) {
-    let mut rest = engine.output();
-    while !rest.is_empty() {
-        assert!(rest.len() >= 4, "a partial length prefix");
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        assert!((14..=MAX_FRAME).contains(&len), "frame length {len}");
-        assert!(rest.len() >= 4 + len, "a partial frame");
-        rest = &rest[4 + len..];
-    }
-    let n = engine.output().len();
-    engine.output_written(n);
 }
 
 /// The answer to `request` that `choice` and `bytes` pick.
@@ -196,7 +181,7 @@ fuzz_target!(|data: &[u8]| {
             _ => engine.guest_frame(&fix_checksums(bytes), now),
         }
         engine.poll(now);
-        drain_output(&mut engine);
+        frames::take_output(&mut engine);
         pending.extend(engine.take_requests());
         if pending.len() > KEEP {
             pending.drain(..pending.len() - KEEP);

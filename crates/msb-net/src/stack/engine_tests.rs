@@ -5,38 +5,12 @@ use super::*;
 use crate::stack::harness::frames::{self, Received};
 use crate::stack::{ConnectError, Upstream};
 use msb_types::NetPolicy;
-use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Ipv4Address, TcpSeqNumber};
-use std::net::{IpAddr, Ipv4Addr};
+use smoltcp::wire::{Ipv4Address, TcpSeqNumber};
+use std::net::Ipv4Addr;
 
 fn engine(policy: NetPolicy) -> (Engine, Instant) {
-    let cfg = StackConfig::default();
-    let gateway = IpAddr::V4(cfg.gateway_ip);
     let now = Instant::now();
-    let policy = Arc::new(Policy::new(policy, gateway));
-    let engine = Engine::new(
-        cfg,
-        policy,
-        Arc::new(Pins::default()),
-        Arc::new(Counters::default()),
-        Vec::new(),
-        None,
-        now,
-    );
-    (engine, now)
-}
-
-/// The frames in the engine's output, consumed.
-fn frames_out(engine: &mut Engine) -> Vec<Vec<u8>> {
-    let mut frames = Vec::new();
-    let mut rest = engine.output();
-    while rest.len() >= 4 {
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        frames.push(rest[4..4 + len].to_vec());
-        rest = &rest[4 + len..];
-    }
-    let n = engine.output().len();
-    engine.output_written(n);
-    frames
+    (crate::stack::harness::bare_engine(policy, now), now)
 }
 
 /// A TCP SYN frame from the guest's `port` to `dst`.
@@ -54,6 +28,7 @@ fn segment(
     ack: Option<TcpSeqNumber>,
     payload: &[u8],
 ) -> Vec<u8> {
+    let syn = control == TcpControl::Syn;
     let repr = TcpRepr {
         src_port: port,
         dst_port: dst.port(),
@@ -61,57 +36,30 @@ fn segment(
         seq_number: TcpSeqNumber(seq),
         ack_number: ack,
         window_len: 64240,
-        window_scale: (control == TcpControl::Syn).then_some(7),
-        max_seg_size: (control == TcpControl::Syn).then_some(1460),
-        sack_permitted: control == TcpControl::Syn,
+        window_scale: syn.then_some(7),
+        max_seg_size: syn.then_some(1460),
+        sack_permitted: syn,
         sack_ranges: [None; 3],
         timestamp: None,
         payload,
     };
-    let ip = Ipv4Repr {
-        src_addr: cfg.guest_ip,
-        dst_addr: *dst.ip(),
-        next_header: IpProtocol::Tcp,
-        payload_len: repr.buffer_len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress(cfg.guest_mac),
-        dst_addr: EthernetAddress(cfg.gateway_mac),
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let mut frame = vec![0; 14 + 20 + repr.buffer_len()];
-    let mut eth_frame = EthernetFrame::new_unchecked(&mut frame[..]);
-    eth.emit(&mut eth_frame);
-    let mut packet = Ipv4Packet::new_unchecked(eth_frame.payload_mut());
-    ip.emit(&mut packet, &ChecksumCapabilities::default());
-    let (s, d) = (IpAddress::Ipv4(cfg.guest_ip), IpAddress::Ipv4(*dst.ip()));
-    repr.emit(
-        &mut TcpPacket::new_unchecked(packet.payload_mut()),
-        &s,
-        &d,
-        &ChecksumCapabilities::default(),
-    );
-    frame
+    frames::tcp(cfg, *dst.ip(), &repr)
 }
 
 /// A segment to the guest: (seq, ack, window field, window scale option).
 fn parse_segment(frame: &[u8]) -> Option<(TcpSeqNumber, Option<TcpSeqNumber>, u16, Option<u8>)> {
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
-    let (s, d) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
-    let repr = TcpRepr::parse(&tcp, &s, &d, &ChecksumCapabilities::default()).ok()?;
+    let (repr, _) = frames::tcp_segment(frame)?;
     Some((repr.seq_number, repr.ack_number, repr.window_len, repr.window_scale))
 }
 
 /// The TCP flags of a frame to the guest: (syn, ack, rst).
 fn tcp_flags(frame: &[u8]) -> Option<(bool, bool, bool)> {
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
-    let (s, d) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
-    tcp.verify_checksum(&s, &d).then_some((tcp.syn(), tcp.ack(), tcp.rst()))
+    let (repr, _) = frames::tcp_segment(frame)?;
+    Some((
+        repr.control == TcpControl::Syn,
+        repr.ack_number.is_some(),
+        repr.control == TcpControl::Rst,
+    ))
 }
 
 #[test]
@@ -120,7 +68,7 @@ fn the_gateway_answers_a_ping() {
     let cfg = StackConfig::default();
     engine.guest_frame(&frames::ping(&cfg, cfg.gateway_ip, 5, 6, b"data"), now);
     engine.poll(now);
-    let out = frames_out(&mut engine);
+    let out = frames::take_output(&mut engine);
     let expected = Received::EchoReply {
         src: cfg.gateway_ip,
         ident: 5,
@@ -151,7 +99,7 @@ fn a_denied_syn_is_reset_at_once_and_no_request_is_made() {
     let dst = SocketAddrV4::new(Ipv4Address::new(203, 0, 113, 10), 80);
     engine.guest_frame(&syn(&cfg, 40000, dst), now);
     engine.poll(now);
-    let out = frames_out(&mut engine);
+    let out = frames::take_output(&mut engine);
     assert_eq!(
         out.iter().filter_map(|f| tcp_flags(f)).collect::<Vec<_>>(),
         vec![(false, true, true)]
@@ -170,7 +118,7 @@ fn an_allowed_syn_is_held_until_the_upstream_answers() {
     engine.guest_frame(&frame, now);
     engine.poll(now);
     assert!(
-        frames_out(&mut engine).is_empty(),
+        frames::take_output(&mut engine).is_empty(),
         "nothing before the upstream answers"
     );
     let requests = engine.take_requests();
@@ -185,7 +133,7 @@ fn an_allowed_syn_is_held_until_the_upstream_answers() {
     assert_eq!(*addr, SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)));
     engine.event(Event::Connected(*flow), now);
     engine.poll(now);
-    let out = frames_out(&mut engine);
+    let out = frames::take_output(&mut engine);
     assert_eq!(
         out.iter().filter_map(|f| tcp_flags(f)).collect::<Vec<_>>(),
         vec![(true, true, false)]
@@ -206,7 +154,7 @@ fn a_refused_upstream_resets_and_an_unreachable_one_gets_icmp() {
         engine.event(Event::ConnectFailed(flow, error), now);
         engine.poll(now);
     }
-    let out = frames_out(&mut engine);
+    let out = frames::take_output(&mut engine);
     assert_eq!(out.len(), 2);
     assert_eq!(tcp_flags(&out[0]), Some((false, true, true)));
     assert_eq!(
@@ -235,7 +183,7 @@ fn bytes_past_the_advertised_window_are_refused_without_a_panic() {
     };
     engine.event(Event::Connected(flow), now);
     engine.poll(now);
-    let out = frames_out(&mut engine);
+    let out = frames::take_output(&mut engine);
     let Some((isn, Some(_), window, Some(scale))) = out.first().and_then(|f| parse_segment(f)) else {
         panic!("no SYN-ACK with a window scale: {out:?}")
     };
@@ -248,7 +196,7 @@ fn bytes_past_the_advertised_window_are_refused_without_a_panic() {
         *next += len as i32;
     };
     let observe = |engine: &mut Engine, acked: &mut i32, edge: &mut i32| {
-        for (_, ack, window, _) in frames_out(engine).iter().filter_map(|f| parse_segment(f)) {
+        for (_, ack, window, _) in frames::take_output(engine).iter().filter_map(|f| parse_segment(f)) {
             let ack = ack.expect("an ACK").0;
             assert!(ack <= *edge, "acknowledged {ack}, past the offered edge {edge}");
             *acked = (*acked).max(ack);

@@ -1,11 +1,12 @@
-//! Frames a test guest sends by hand (UDP, ICMP, ARP) and reads back, built and parsed with
-//! smoltcp's wire types and full checksums.
+//! Frames a test guest sends by hand (UDP, ICMP, ARP, TCP segments) and reads back, built
+//! and parsed with smoltcp's wire types and full checksums.
 
-use crate::stack::StackConfig;
+use crate::stack::{Engine, StackConfig, MAX_FRAME};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Message,
-    Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+    Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr, UdpPacket,
+    UdpRepr,
 };
 use std::net::SocketAddrV4;
 
@@ -193,4 +194,57 @@ pub fn arp_request(cfg: &StackConfig, ip: Ipv4Address) -> Vec<u8> {
     eth.emit(&mut eth_frame);
     arp.emit(&mut ArpPacket::new_unchecked(eth_frame.payload_mut()));
     frame
+}
+
+/// A TCP segment frame from the guest's port `repr.src_port` to `dst` (`repr.dst_port` is
+/// taken from `dst`).
+pub fn tcp(cfg: &StackConfig, dst: Ipv4Address, repr: &TcpRepr<'_>) -> Vec<u8> {
+    let ip = Ipv4Repr {
+        src_addr: cfg.guest_ip,
+        dst_addr: dst,
+        next_header: IpProtocol::Tcp,
+        payload_len: repr.buffer_len(),
+        hop_limit: 64,
+    };
+    let (s, d) = (IpAddress::Ipv4(cfg.guest_ip), IpAddress::Ipv4(dst));
+    ipv4(cfg, ip, |buf| {
+        repr.emit(
+            &mut TcpPacket::new_unchecked(buf),
+            &s,
+            &d,
+            &ChecksumCapabilities::default(),
+        )
+    })
+}
+
+/// The TCP segment in a frame the guest received (checksums verified), as a repr with an
+/// owned copy of its payload.
+pub fn tcp_segment(frame: &[u8]) -> Option<(TcpRepr<'static>, Vec<u8>)> {
+    let caps = ChecksumCapabilities::default();
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let packet = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    let ip = Ipv4Repr::parse(&packet, &caps).ok()?;
+    let tcp = TcpPacket::new_checked(packet.payload()).ok()?;
+    let (s, d) = (IpAddress::Ipv4(ip.src_addr), IpAddress::Ipv4(ip.dst_addr));
+    let repr = TcpRepr::parse(&tcp, &s, &d, &caps).ok()?;
+    let payload = repr.payload.to_vec();
+    Some((TcpRepr { payload: &[], ..repr }, payload))
+}
+
+/// The frames in the engine's output, which must be whole and of plausible lengths
+/// (panics otherwise), and marks the output written.
+pub fn take_output(engine: &mut Engine) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut rest = engine.output();
+    while !rest.is_empty() {
+        assert!(rest.len() >= 4, "a partial length prefix");
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        assert!((14..=MAX_FRAME).contains(&len), "frame length {len}");
+        assert!(rest.len() >= 4 + len, "a partial frame");
+        frames.push(rest[4..4 + len].to_vec());
+        rest = &rest[4 + len..];
+    }
+    let n = engine.output().len();
+    engine.output_written(n);
+    frames
 }

@@ -17,13 +17,13 @@ pub use link::Seen;
 use crate::dns::{Interceptor, Pins};
 use crate::intercept::Interception;
 use crate::policy::Policy;
-use crate::stack::{bind_ports, run, Counters, CountersSnapshot, StackConfig};
+use crate::stack::{bind_ports, run, Counters, CountersSnapshot, Engine, StackConfig};
 use msb_types::{Action, Destination, Direction, DnsSpec, Group, NetPolicy, PortRange, Protocol, PublishedPort, Rule};
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
@@ -170,4 +170,20 @@ pub fn only(rules: Vec<Rule>) -> NetPolicy {
         default_ingress: Action::Allow,
         rules,
     }
+}
+
+/// The engine alone, driven by hand: the default configuration, `policy`, no published
+/// ports, no interception, its clock starting at `now`.
+pub fn bare_engine(policy: NetPolicy, now: Instant) -> Engine {
+    let cfg = StackConfig::default();
+    let policy = Arc::new(Policy::new(policy, IpAddr::V4(cfg.gateway_ip)));
+    Engine::new(
+        cfg,
+        policy,
+        Arc::new(Pins::default()),
+        Arc::new(Counters::default()),
+        Vec::new(),
+        None,
+        now,
+    )
 }
