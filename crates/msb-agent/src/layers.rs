@@ -57,30 +57,26 @@ fn every_lun_has_its_disk() -> bool {
 }
 
 /// `/dev/sdX` of each of the `count` layers, bottom layer (LUN 0) first: found by
-/// [`probe`] at the agent's start, else scanned for now.
+/// [`probe`] at the agent's start, else probed now.
 pub fn disks(count: u32) -> io::Result<Vec<String>> {
     let count = usize::try_from(count).map_err(io::Error::other)?;
-    let mut scanned = false;
-    let deadline = Instant::now() + APPEARANCE;
-    loop {
-        let found = found(count)?;
-        if let Some(disks) = found.iter().cloned().collect::<Option<Vec<String>>>() {
-            return Ok(disks);
-        }
-        if !scanned {
-            scan_target_zero()?;
-            scanned = true;
-            continue;
-        }
-        if Instant::now() >= deadline {
-            let missing = found.iter().position(Option::is_none).unwrap_or_default();
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("the disk of layer {missing} (SCSI LUN {missing}) did not appear"),
-            ));
-        }
-        std::thread::sleep(POLL);
+    let mut disks = found(count)?;
+    if disks.iter().any(Option::is_none) {
+        probe()?;
+        disks = found(count)?;
     }
+    disks
+        .into_iter()
+        .enumerate()
+        .map(|(lun, disk)| {
+            disk.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("the disk of layer {lun} (SCSI LUN {lun}) did not appear"),
+                )
+            })
+        })
+        .collect()
 }
 
 /// `/dev/sdX` of LUNs 0 to `count - 1` on target 0, where the disk is there now.
