@@ -52,7 +52,7 @@ fn bad_references_are_errors() {
 /// Names built from the characters the grammar cares about, shaped like references.
 fn reference_like() -> impl Strategy<Value = String> {
     let part = prop_oneof![
-        6 => "[a-z0-9]{1,4}([._-]{1,2}[a-z0-9]{1,4}){0,2}",
+        6 => "[a-z0-9]{1,4}([._-]{1,3}[a-z0-9]{1,4}){0,2}",
         2 => "[a-zA-Z0-9.-]{1,10}(:[0-9]{0,5})?",
         1 => "[a-zA-Z0-9._:@/-]{0,12}",
     ];
